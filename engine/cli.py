@@ -1,0 +1,192 @@
+"""``thoughtscope``: serve the app, list models, generate once, evaluate on held-out problems.
+
+Bad input (a flag out of range, a missing model, an empty question) ends with one line on
+stderr and exit code 2, never a traceback. ``--json`` output goes to stdout alone; progress
+bars go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+
+from engine.models.base import InputError, ModelLoadError
+
+EXIT_USAGE = 2
+
+
+class CliError(Exception):
+    """Shown as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line instead of usage + message
+        raise CliError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+def _number(kind, lo, hi, name):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a {kind.__name__}, got {text!r}") from None
+        if isinstance(value, float) and not math.isfinite(value) or not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"{name} must be from {lo} to {hi}, got {text!r}")
+        return value
+    return parse
+
+
+def _add_model_flags(p: argparse.ArgumentParser) -> None:
+    from engine.models.registry import DEFAULT_MODEL
+    p.add_argument("--model", default=DEFAULT_MODEL,
+                   help=f"embedded model name, local folder, .gguf file or hub id (default {DEFAULT_MODEL})")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--dtype", default="auto", help="auto, float32, float16 or bfloat16")
+    p.add_argument("--threads", type=_number(int, 1, 256, "--threads"), default=None,
+                   help="torch threads (default: the idle cores)")
+
+
+def _add_sampling_flags(p: argparse.ArgumentParser, temperature: float) -> None:
+    from engine.sampling import ORDERS
+    p.add_argument("--temperature", type=_number(float, 0, 100, "--temperature"), default=temperature,
+                   help="0 = greedy")
+    p.add_argument("--top-k", type=_number(int, 0, 10**6, "--top-k"), default=0, help="0 = off")
+    p.add_argument("--top-p", type=_number(float, 1e-9, 1, "--top-p"), default=1.0, help="1 = off")
+    p.add_argument("--min-p", type=_number(float, 0, 1, "--min-p"), default=0.0, help="0 = off")
+    p.add_argument("--order", choices=sorted(ORDERS), default="transformers",
+                   help="order of the sampler stages, as that engine applies them")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from engine.evaluate import EVAL_METHODS
+    from engine.demo_model.problems import TIERS
+
+    ap = _Parser(prog="thoughtscope", description="Watch language models reason: a local web app and its engine.")
+    sub = ap.add_subparsers(dest="command", parser_class=_Parser)
+
+    s = sub.add_parser("serve", help="start the web app (the default command)")
+    _add_model_flags(s)
+    s.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
+    s.add_argument("--port", type=_number(int, 1, 65535, "--port"), default=7860)
+    s.add_argument("--db", default=None, help="SQLite file for runs (default: the user data folder)")
+
+    m = sub.add_parser("models", help="list the embedded models")
+    m.add_argument("--json", action="store_true")
+
+    g = sub.add_parser("generate", help="one generation with its per-token logprobs")
+    _add_model_flags(g)
+    g.add_argument("--prompt", required=True, help="the question (wrapped in the model's prompt format)")
+    g.add_argument("--raw", action="store_true", help="send the prompt as is, without the question format")
+    _add_sampling_flags(g, temperature=0.0)
+    g.add_argument("--max-new-tokens", type=_number(int, 1, 4096, "--max-new-tokens"), default=200)
+    g.add_argument("--seed", type=_number(int, 0, 2**63 - 1, "--seed"), default=0)
+    g.add_argument("--json", action="store_true")
+
+    e = sub.add_parser("eval", help="accuracy on the held-out problems")
+    _add_model_flags(e)
+    e.add_argument("--method", choices=sorted(EVAL_METHODS), default="greedy")
+    e.add_argument("--tier", choices=TIERS, default="hard")
+    e.add_argument("--n", type=_number(int, 1, 10**6, "--n"), default=100)
+    e.add_argument("--seed", type=_number(int, 0, 2**63 - 1, "--seed"), default=0)
+    e.add_argument("--samples", type=_number(int, 1, 256, "--samples"), default=8,
+                   help="samples per problem for sc")
+    e.add_argument("--temperature", type=_number(float, 0, 100, "--temperature"), default=0.8)
+    e.add_argument("--min-p", type=_number(float, 0, 1, "--min-p"), default=0.0)
+    e.add_argument("--top-p", type=_number(float, 1e-9, 1, "--top-p"), default=1.0)
+    e.add_argument("--batch-size", type=_number(int, 1, 1024, "--batch-size"), default=32)
+    e.add_argument("--json", action="store_true", help="print the summary as JSON (per-problem results with --details)")
+    e.add_argument("--details", action="store_true", help="include per-problem results in the JSON")
+    return ap
+
+
+def _load(args):
+    from engine.models.registry import load_backend
+    return load_backend(args.model, device=args.device, dtype=args.dtype, threads=args.threads)
+
+
+def cmd_models(args) -> int:
+    from engine.models.registry import DEFAULT_MODEL, EMBEDDED
+    rows = [{"name": m.name, "default": m.name == DEFAULT_MODEL, "parameters": m.parameters,
+             "available": m.path() is not None, "size_mb": round(m.size_bytes() / 1e6, 1),
+             "role": m.role, "description": m.description,
+             "install": None if m.path() else m.missing_message()} for m in EMBEDDED.values()]
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    for r in rows:
+        state = f"{r['size_mb']} MB" if r["available"] else f"missing — {r['install']}"
+        print(f"{'*' if r['default'] else ' '} {r['name']:<16} {r['parameters']:>6}  {state}\n    {r['description']}")
+    return 0
+
+
+def cmd_generate(args) -> int:
+    from engine.sampling import ORDERS, SamplingConfig
+    if not args.prompt.strip():
+        raise InputError("--prompt is empty: give a question")
+    sampling = SamplingConfig(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                              min_p=args.min_p, order=ORDERS[args.order])
+    backend = _load(args)
+    prompt = args.prompt if args.raw else backend.render_prompt(args.prompt)
+    gen = backend.generate([prompt], sampling=sampling, max_new_tokens=args.max_new_tokens, seed=args.seed)[0]
+    if args.json:
+        print(json.dumps({"model": backend.info.name, "prompt": prompt, "sampling": sampling.to_json(),
+                          "seed": args.seed, **gen.to_json()}))
+        return 0
+    print(gen.text)
+    print(f"\n[{backend.info.describe()}; {len(gen.tokens)} tokens, stopped: {gen.stop_reason}]", file=sys.stderr)
+    for t in gen.tokens:
+        alts = "  ".join(f"{a!r}:{math.exp(lp):.2f}" for a, lp in t.top[:3])
+        print(f"{t.token!r:>12} p={math.exp(t.logprob):.3f}   {alts}", file=sys.stderr)
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from tqdm import tqdm
+    from engine.evaluate import EvalConfig, run_eval
+    cfg = EvalConfig(samples=args.samples, temperature=args.temperature, min_p=args.min_p,
+                     top_p=args.top_p, batch_size=args.batch_size)
+    backend = _load(args)
+    with tqdm(total=args.n, desc=f"{args.method} {args.tier}", unit="problem", file=sys.stderr,
+              disable=None) as bar:
+        summary = run_eval(backend, args.method, args.tier, args.n, args.seed, cfg, progress=bar.update)
+    if not args.details:
+        summary.pop("results")
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        extra = f", {summary['samples']} samples at T={summary['temperature']}" if "samples" in summary else ""
+        print(f"{summary['method']} on {summary['tier']} (n={summary['n']}{extra}): accuracy "
+              f"{summary['accuracy']:.1%}, {summary['generated_tokens']} generated tokens, {summary['wall_s']} s")
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from app.main import serve
+    serve(model=args.model, host=args.host, port=args.port, db=args.db, device=args.device,
+          dtype=args.dtype, threads=args.threads)
+    return 0
+
+
+COMMANDS = {"serve": cmd_serve, "models": cmd_models, "generate": cmd_generate, "eval": cmd_eval}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
+        argv = ["serve", *argv]
+    try:
+        args = build_parser().parse_args(argv)
+        return COMMANDS[args.command](args)
+    except (CliError, InputError, ModelLoadError, ValueError, FileNotFoundError) as e:
+        msg = str(e)
+        print(msg if msg.startswith("thoughtscope") else f"thoughtscope: error: {msg}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("thoughtscope: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

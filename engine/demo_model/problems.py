@@ -1,0 +1,287 @@
+"""Seeded generator of multi-step arithmetic word problems, with gold answers and solutions.
+
+A problem is a small story about one person's pile of objects: a start value, then one to
+five events (buy, give away, grow several-fold, split into equal groups), then a question
+about the final count. Each event is one arithmetic step whose operands and result are
+known, so a solution can be written in every format the methods need (engine/demo_model/
+formats.py) and any model-written step can be checked against the true intermediate value.
+
+Difficulty tiers differ in the number of steps, the size of the numbers and in distractor
+sentences (numbers that must not be used). Everything is drawn from one `random.Random`,
+so the same seed gives the same problems.
+
+Not here: tokenising, training, or reading model output (engine/steps.py).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from engine.demo_model import formats
+
+TIERS = ("easy", "medium", "hard")
+FORMATS = ("steps", "rstar", "code")
+
+
+@dataclass(frozen=True)
+class TierSpec:
+    """How hard a tier is. Values are inclusive ranges."""
+
+    ops: tuple[int, int]          # number of arithmetic steps
+    start: tuple[int, int]        # the first count
+    operand: tuple[int, int]      # what is added or taken away
+    factor: tuple[int, int]       # multiplier
+    divisor: tuple[int, int]
+    max_value: int                # no intermediate value above this
+    distractors: tuple[int, int]  # sentences with unused numbers
+    product_start: float          # chance the story opens with "a packs of b"
+
+
+TIER_SPECS: dict[str, TierSpec] = {
+    "easy": TierSpec(ops=(1, 2), start=(5, 60), operand=(2, 40), factor=(2, 4),
+                     divisor=(2, 5), max_value=200, distractors=(0, 0), product_start=0.2),
+    "medium": TierSpec(ops=(2, 3), start=(20, 300), operand=(5, 200), factor=(2, 6),
+                       divisor=(2, 9), max_value=999, distractors=(0, 1), product_start=0.25),
+    "hard": TierSpec(ops=(4, 5), start=(100, 999), operand=(20, 999), factor=(2, 9),
+                     divisor=(2, 9), max_value=4999, distractors=(1, 2), product_start=0.3),
+}
+
+NAMES = [("Mia", "she"), ("Liam", "he"), ("Ava", "she"), ("Noah", "he"), ("Zoe", "she"),
+         ("Omar", "he"), ("Lena", "she"), ("Ravi", "he"), ("Ines", "she"), ("Kofi", "he"),
+         ("Yuki", "she"), ("Tom", "he"), ("Sara", "she"), ("Ivan", "he"), ("Nora", "she"),
+         ("Pablo", "he"), ("Emma", "she"), ("Jonas", "he"), ("Aisha", "she"), ("Leo", "he"),
+         ("Maya", "she"), ("Ben", "he"), ("Chloe", "she"), ("Sami", "he"), ("Rosa", "she"),
+         ("Felix", "he"), ("Hana", "she"), ("Owen", "he"), ("Lucy", "she"), ("Amir", "he")]
+OBJECTS = ["apples", "marbles", "stickers", "pencils", "cookies", "books", "coins", "stamps",
+           "shells", "cards", "eggs", "beads", "balloons", "crayons", "toys", "buttons",
+           "rocks", "candles", "ribbons", "nuts"]
+CONTAINERS = ["packs", "boxes", "bags", "jars", "crates", "bundles"]
+
+# (sentence, sub-question tail) per event kind; {n} is the operand.
+EVENTS: dict[str, list[tuple[str, str]]] = {
+    "+": [("{P} buys {n} more {obj}.", "after buying {n} more"),
+          ("{N} finds {n} more {obj}.", "after finding {n} more"),
+          ("A friend gives {N} {n} {obj}.", "after getting {n} from a friend"),
+          ("{N} wins {n} {obj} at a fair.", "after winning {n} at the fair")],
+    "-": [("{P} gives away {n} {obj}.", "after giving away {n}"),
+          ("{N} sells {n} {obj}.", "after selling {n}"),
+          ("{P} loses {n} {obj}.", "after losing {n}")],
+    "*": [("Then the number of {obj} becomes {n} times as large.",
+           "after the number becomes {n} times as large"),
+          ("Then {N}'s pile of {obj} grows to {n} times its size.",
+           "after the pile grows to {n} times its size")],
+    "/": [("{N} splits the {obj} into {n} equal groups and keeps one group.",
+           "after keeping one of {n} equal groups"),
+          ("{P} shares the {obj} equally among {n} children and keeps one share.",
+           "after sharing equally among {n} children")],
+}
+OPENINGS = ["{N} has {v} {obj}.", "{N} starts with {v} {obj}.",
+            "There are {v} {obj} in {N}'s room."]
+PRODUCT_OPENING = "{N} buys {a} {box} of {obj}. Each of the {box} holds {b} {obj}."
+PRODUCT_SUBQUESTION = "How many {obj} does {N} buy"
+QUESTIONS = ["How many {obj} does {N} have now?", "How many {obj} does {N} have in the end?",
+             "How many {obj} does {N} have left?"]
+DISTRACTORS = ["{M} has {n} {obj2}.", "{N} is {age} years old.",
+               "The shop is {n} meters from {N}'s home.", "{M} owns {n} {obj2} as well."]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One arithmetic step: ``left op right = result``, with its code and sub-question."""
+
+    left: int
+    op: str
+    right: int
+    result: int
+    code: str          # e.g. "x2 = x1 - 9"
+    subquestion: str   # e.g. "How many apples does Mia have after giving away 9?"
+
+
+@dataclass(frozen=True)
+class Problem:
+    id: str
+    tier: str
+    question: str
+    answer: int
+    steps: tuple[Step, ...]
+    conditions: tuple[str, ...] = field(default=())   # the story's sentences, for A5
+    final_question: str = ""
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @staticmethod
+    def from_json(data: dict) -> "Problem":
+        steps = tuple(Step(**s) for s in data["steps"])
+        return Problem(id=data["id"], tier=data["tier"], question=data["question"],
+                       answer=int(data["answer"]), steps=steps,
+                       conditions=tuple(data.get("conditions", ())),
+                       final_question=data.get("final_question", ""))
+
+
+def _cap(s: str) -> str:
+    return s[:1].upper() + s[1:]
+
+
+def _pick_op(rng: random.Random, spec: TierSpec, value: int) -> tuple[str, int] | None:
+    """Choose an event that keeps every value a positive whole number within the tier."""
+    choices: list[tuple[str, int]] = []
+    lo, hi = spec.operand
+    if value + lo <= spec.max_value:
+        choices += [("+", rng.randint(lo, min(hi, spec.max_value - value)))] * 7
+    if value - 1 >= lo:
+        choices += [("-", rng.randint(lo, min(hi, value - 1)))] * 7
+    factors = [f for f in range(spec.factor[0], spec.factor[1] + 1) if value * f <= spec.max_value]
+    if factors:
+        choices += [("*", rng.choice(factors))] * 3
+    divisors = [d for d in range(spec.divisor[0], spec.divisor[1] + 1) if value % d == 0]
+    if divisors:
+        choices += [("/", rng.choice(divisors))] * 4
+    return rng.choice(choices) if choices else None
+
+
+def generate_problem(rng: random.Random, tier: str, pid: str = "") -> Problem:
+    if tier not in TIER_SPECS:
+        raise ValueError(f"tier must be one of {TIERS}, got {tier!r}")
+    spec = TIER_SPECS[tier]
+    while True:
+        problem = _try_generate(rng, tier, spec, pid)
+        if problem is not None:
+            return problem
+
+
+def _try_generate(rng: random.Random, tier: str, spec: TierSpec, pid: str) -> Problem | None:
+    name, pron = rng.choice(NAMES)
+    obj = rng.choice(OBJECTS)
+    n_ops = rng.randint(*spec.ops)
+    sentences: list[str] = []
+    conditions: list[str] = []
+    steps: list[Step] = []
+    fill = {"N": name, "P": _cap(pron), "obj": obj}
+
+    def subq(tail: str) -> str:
+        return f"How many {obj} does {name} have {tail}?"
+
+    if rng.random() < spec.product_start:
+        a, b = rng.randint(2, 9), rng.randint(2, 12 if tier == "easy" else 25)
+        box = rng.choice(CONTAINERS)
+        text = PRODUCT_OPENING.format(a=a, b=b, box=box, **fill)
+        sentences.append(text)
+        conditions.append(text)
+        value = a * b
+        steps.append(Step(a, "*", b, value, f"x1 = {a} * {b}",
+                          PRODUCT_SUBQUESTION.format(**fill) + "?"))
+    else:
+        value = rng.randint(*spec.start)
+        text = rng.choice(OPENINGS).format(v=value, **fill)
+        sentences.append(text)
+        conditions.append(text)
+
+    while len(steps) < n_ops:
+        picked = _pick_op(rng, spec, value)
+        if picked is None:
+            return None
+        op, n = picked
+        template, tail = rng.choice(EVENTS[op])
+        text = template.format(n=n, **fill)
+        result = {"+": value + n, "-": value - n, "*": value * n, "/": value // n}[op]
+        k = len(steps) + 1
+        py_op = "//" if op == "/" else op
+        code = f"x{k} = x{k - 1} {py_op} {n}" if steps else f"x{k} = {value} {py_op} {n}"
+        steps.append(Step(value, op, n, result, code, subq(tail.format(n=n))))
+        sentences.append(text)
+        conditions.append(text.replace(_cap(pron) + " ", name + " ", 1))
+        value = result
+
+    for _ in range(rng.randint(*spec.distractors)):
+        other = rng.choice([nm for nm, _ in NAMES if nm != name])
+        obj2 = rng.choice([o for o in OBJECTS if o != obj])
+        text = rng.choice(DISTRACTORS).format(M=other, N=name, n=rng.randint(*spec.operand),
+                                              obj2=obj2, age=rng.randint(6, 15))
+        at = rng.randint(1, len(sentences))
+        sentences.insert(at, text)
+        conditions.insert(at, text)
+
+    final_q = rng.choice(QUESTIONS).format(**fill)
+    question = " ".join(sentences + [final_q])
+    return Problem(id=pid, tier=tier, question=question, answer=value, steps=tuple(steps),
+                   conditions=tuple(conditions), final_question=final_q)
+
+
+def generate(tier: str, n: int, seed: int, prefix: str = "") -> list[Problem]:
+    """``n`` problems of one tier; ids ``{prefix}{tier}-0000`` onwards."""
+    rng = random.Random(f"{seed}:{tier}")
+    return [generate_problem(rng, tier, f"{prefix}{tier}-{i:04d}") for i in range(n)]
+
+
+def iter_mixed(seed: int, weights: dict[str, float]) -> Iterator[Problem]:
+    """An endless seeded stream of problems, tiers drawn by ``weights``."""
+    rng = random.Random(seed)
+    tiers, w = zip(*weights.items())
+    i = 0
+    while True:
+        tier = rng.choices(tiers, w)[0]
+        yield generate_problem(rng, tier, f"train-{i}")
+        i += 1
+
+
+# ---- solutions in each format ---------------------------------------------------------
+
+def render(problem: Problem, fmt: str, rng: random.Random | None = None) -> tuple[str, str]:
+    """``(prompt, completion)`` of a full solution in format ``fmt``.
+
+    ``rstar`` mixes actions the way an rStar path may: an optional rephrase, then some
+    sub-question/answer pairs, then one-step thoughts to the end (a one-step thought is never
+    followed by a sub-question, matching rStar's action legality). ``rng`` picks that mix.
+    """
+    rng = rng or random.Random(0)
+    steps = problem.steps
+    if fmt == "steps":
+        lines = [formats.step_line(k, s.left, s.op, s.right, s.result)
+                 for k, s in enumerate(steps, 1)]
+        lines.append(formats.answer_line(problem.answer))
+        return formats.question_prompt(problem.question), "\n".join(lines) + "\n"
+    if fmt == "code":
+        lines = [formats.code_step_line(k, s.code, s.left, s.op, s.right, s.result)
+                 for k, s in enumerate(steps, 1)]
+        lines.append(formats.answer_line(problem.answer))
+        return formats.code_prompt(problem.question), "\n".join(lines) + "\n"
+    if fmt == "rstar":
+        lines = []
+        if rng.random() < 0.35:
+            lines.append(formats.rephrase_line(list(problem.conditions), problem.final_question))
+        n_sub = rng.randint(0, len(steps))
+        for k, s in enumerate(steps, 1):
+            if k <= n_sub:
+                final = k == len(steps)
+                sq = problem.final_question if final else s.subquestion
+                lines += formats.subquestion_lines(k, sq, s.left, s.op, s.right, s.result, final)
+            else:
+                lines.append(formats.step_line(k, s.left, s.op, s.right, s.result))
+        if n_sub < len(steps):
+            lines.append(formats.answer_line(problem.answer))
+        return formats.question_prompt(problem.question), "\n".join(lines) + "\n"
+    raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
+
+
+# ---- the held-out file ----------------------------------------------------------------
+
+HELDOUT_SEED = 20261121
+HELDOUT_PER_TIER = 300
+
+
+def write_heldout(path: Path, per_tier: int = HELDOUT_PER_TIER, seed: int = HELDOUT_SEED) -> None:
+    with open(path, "w") as f:
+        for tier in TIERS:
+            for p in generate(tier, per_tier, seed, prefix="heldout-"):
+                f.write(json.dumps(p.to_json()) + "\n")
+
+
+def load_problems(path: Path, tier: str | None = None) -> list[Problem]:
+    with open(path) as f:
+        problems = [Problem.from_json(json.loads(line)) for line in f if line.strip()]
+    return [p for p in problems if tier is None or p.tier == tier]

@@ -1,0 +1,123 @@
+"""Accuracy of a method on the held-out problem set: what ``thoughtscope eval`` runs.
+
+Methods live in ``EVAL_METHODS``, a dict of callables that share one signature, so the CLI's
+``--method`` choices come from the same dict. Each solves a list of problems in batches and
+returns one `ProblemResult` per problem. Generated tokens count every token the model
+sampled (all samples of self-consistency), the cost figure accuracy is weighed against.
+
+Not here: the tree searches themselves (engine/search/).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+from engine.demo_model.problems import TIERS, Problem, load_problems
+from engine.models.base import StopSpec
+from engine.sampling import GREEDY, SamplingConfig
+from engine.steps import answers_equal, extract_answer
+
+HELDOUT = Path(__file__).resolve().parents[1] / "assets" / "problems" / "heldout.jsonl"
+SOLUTION_STOP = StopSpec(strings=("\nQuestion:",))   # a finished solution never starts another
+MAX_SOLUTION_TOKENS = 200
+
+
+@dataclass
+class ProblemResult:
+    problem_id: str
+    answer: str | None
+    gold: int
+    correct: bool
+    generated_tokens: int
+    votes: dict[str, int] | None = None
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    samples: int = 8           # self-consistency samples per problem
+    temperature: float = 0.8   # for sampled methods
+    min_p: float = 0.0
+    top_p: float = 1.0
+    batch_size: int = 32
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.samples, int) or not 1 <= self.samples <= 256:
+            raise ValueError(f"samples must be a whole number from 1 to 256, got {self.samples!r}")
+        if not isinstance(self.batch_size, int) or not 1 <= self.batch_size <= 1024:
+            raise ValueError(f"batch_size must be a whole number from 1 to 1024, got {self.batch_size!r}")
+        SamplingConfig(temperature=self.temperature, min_p=self.min_p, top_p=self.top_p)  # validates
+
+    @property
+    def sampling(self) -> SamplingConfig:
+        return SamplingConfig(temperature=self.temperature, min_p=self.min_p, top_p=self.top_p)
+
+
+def majority(answers: Sequence[str | None]) -> tuple[str | None, dict[str, int]]:
+    """Most common non-empty answer (ties: the one seen first) and the vote counts."""
+    votes = Counter(a for a in answers if a is not None)
+    if not votes:
+        return None, {}
+    best = max(votes.values())
+    winner = next(a for a in answers if a is not None and votes[a] == best)
+    return winner, dict(votes)
+
+
+def _solve_batches(backend, problems: list[Problem], copies: int, sampling: SamplingConfig,
+                   cfg: EvalConfig, seed: int, progress: Callable[[int], None]) -> list[ProblemResult]:
+    """Generate ``copies`` solutions per problem and vote (one copy: no vote)."""
+    per_batch = max(1, cfg.batch_size // copies)
+    results = []
+    for start in range(0, len(problems), per_batch):
+        chunk = problems[start:start + per_batch]
+        prompts = [backend.render_prompt(p.question) for p in chunk for _ in range(copies)]
+        gens = backend.generate(prompts, sampling=sampling, stop=SOLUTION_STOP,
+                                max_new_tokens=MAX_SOLUTION_TOKENS, seed=seed + start)
+        for j, p in enumerate(chunk):
+            mine = gens[j * copies:(j + 1) * copies]
+            answer, votes = majority([extract_answer(g.text) for g in mine])
+            results.append(ProblemResult(p.id, answer, p.answer, answers_equal(answer, p.answer),
+                                         sum(len(g.tokens) for g in mine), votes if copies > 1 else None))
+        progress(len(chunk))
+    return results
+
+
+def eval_greedy(backend, problems, cfg: EvalConfig, seed: int, progress) -> list[ProblemResult]:
+    return _solve_batches(backend, problems, 1, GREEDY, cfg, seed, progress)
+
+
+def eval_self_consistency(backend, problems, cfg: EvalConfig, seed: int, progress) -> list[ProblemResult]:
+    return _solve_batches(backend, problems, cfg.samples, cfg.sampling, cfg, seed, progress)
+
+
+EVAL_METHODS: dict[str, Callable] = {
+    "greedy": eval_greedy,
+    "sc": eval_self_consistency,
+}
+
+
+def run_eval(backend, method: str, tier: str, n: int, seed: int, cfg: EvalConfig,
+             progress: Callable[[int], None] = lambda k: None, problems_path: Path = HELDOUT) -> dict:
+    if method not in EVAL_METHODS:
+        raise ValueError(f"method must be one of {sorted(EVAL_METHODS)}, got {method!r}")
+    if tier not in TIERS:
+        raise ValueError(f"tier must be one of {TIERS}, got {tier!r}")
+    problems = load_problems(problems_path, tier)
+    if not isinstance(n, int) or not 1 <= n <= len(problems):
+        raise ValueError(f"n must be a whole number from 1 to {len(problems)} (the {tier} held-out set), got {n!r}")
+    t0 = time.perf_counter()
+    results = EVAL_METHODS[method](backend, problems[:n], cfg, seed, progress)
+    wall = time.perf_counter() - t0
+    summary = {
+        "method": method, "model": backend.info.name, "tier": tier, "n": n, "seed": seed,
+        "accuracy": round(sum(r.correct for r in results) / n, 4),
+        "generated_tokens": sum(r.generated_tokens for r in results),
+        "wall_s": round(wall, 2),
+    }
+    if method != "greedy":
+        summary.update(samples=cfg.samples, temperature=cfg.temperature, min_p=cfg.min_p, top_p=cfg.top_p)
+    summary["results"] = [asdict(r) for r in results]
+    return summary

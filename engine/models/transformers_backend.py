@@ -1,0 +1,257 @@
+"""`ModelBackend` over any transformers causal LM: hub id, local folder or GGUF file.
+
+Generation is our own decoding loop over the model's forward pass with a key/value cache,
+not `model.generate`: the loop applies our sampler chain in its named order, records each
+token's logprob under the model's own distribution with the top alternatives, stops on
+stop strings found in the decoded text (never on hard-coded token ids), and counts how
+many prompt tokens were computed. Sampling uses one seeded `torch.Generator` per call, so
+the same prompts, config and seed give the same tokens.
+
+Not here: which models are embedded (registry.py), prompt formats (demo_model/formats.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from engine.demo_model.formats import question_prompt
+from engine.models.base import (Generation, InputError, ModelInfo, ModelLoadError, StopSpec,
+                                TokenDistribution, TokenLogprob)
+from engine.models.threads import configure_threads
+from engine.sampling import SamplingConfig, apply_chain
+
+TOP_ALTERNATIVES = 5      # alternatives kept per generated token
+MAX_NEW_TOKENS_LIMIT = 4096
+
+
+def _resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelLoadError(f"device {device!r} was asked for but no CUDA GPU is visible; use --device cpu")
+    if device not in ("cpu", "mps") and not device.startswith("cuda"):
+        raise ModelLoadError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}")
+    return device
+
+
+def _resolve_dtype(dtype: str, device: str) -> torch.dtype:
+    table = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+    if dtype == "auto":
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    if dtype not in table:
+        raise ModelLoadError(f"dtype must be auto, float32, float16 or bfloat16, got {dtype!r}")
+    return table[dtype]
+
+
+class TransformersBackend:
+    """A loaded causal LM. Build one with `TransformersBackend.load(...)`."""
+
+    def __init__(self, model, tokenizer, *, name: str, source: str, use_chat_template: bool | None = None):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.device = str(next(model.parameters()).device)
+        has_template = bool(getattr(tokenizer, "chat_template", None))
+        self.use_chat_template = has_template if use_chat_template is None else (use_chat_template and has_template)
+        cfg = model.config
+        self.info = ModelInfo(
+            name=name, source=source,
+            parameters=sum(p.numel() for p in model.parameters()),
+            device=self.device, dtype=str(next(model.parameters()).dtype).replace("torch.", ""),
+            vocab_size=int(cfg.vocab_size),
+            context_length=int(getattr(cfg, "max_position_embeddings", 2048) or 2048),
+            chat_template=self.use_chat_template,
+            architecture=(cfg.architectures or [type(model).__name__])[0])
+        self._eos = set()
+        for cand in (tokenizer.eos_token_id, getattr(model.generation_config, "eos_token_id", None)):
+            if isinstance(cand, int):
+                self._eos.add(cand)
+            elif isinstance(cand, (list, tuple)):
+                self._eos.update(cand)
+        self._pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (min(self._eos) if self._eos else 0)
+        self._token_text: list[str] | None = None
+
+    # ---- loading -------------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, source: str | os.PathLike, *, name: str | None = None, gguf_file: str | None = None,
+             device: str = "auto", dtype: str = "auto", threads: int | None = None,
+             use_chat_template: bool | None = None) -> "TransformersBackend":
+        """Load by local folder, a ``.gguf`` file, or hub id (downloaded only if allowed)."""
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        configure_threads(threads)
+        device = _resolve_device(device)
+        torch_dtype = _resolve_dtype(dtype, device)
+        src = str(source)
+        path = Path(src).expanduser()
+        if path.suffix == ".gguf":
+            if not path.is_file():
+                raise ModelLoadError(f"no GGUF file at {path}")
+            src, gguf_file = str(path.parent), path.name
+        elif path.exists():
+            if not (path / "config.json").exists() and gguf_file is None:
+                raise ModelLoadError(f"{path} is not a model folder: it has no config.json "
+                                     "(expected a folder written by save_pretrained, or a .gguf file)")
+            src = str(path)
+        elif src.startswith((".", "/", "~")) or src.count("/") > 1:   # a path, not "org/name"
+            raise ModelLoadError(f"no model at {src}: the path does not exist")
+        kwargs = {"gguf_file": gguf_file} if gguf_file else {}
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+        logging.getLogger("transformers").setLevel(logging.ERROR)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(src, **kwargs)
+            model = AutoModelForCausalLM.from_pretrained(src, dtype=torch_dtype, **kwargs)
+        except torch.cuda.OutOfMemoryError as e:  # pragma: no cover - needs a GPU
+            raise ModelLoadError(f"out of GPU memory loading {src}; try --dtype float16 or --device cpu") from e
+        except (OSError, ValueError, KeyError, ImportError, RuntimeError) as e:
+            hint = ""
+            if not path.exists():
+                hint = (" If this is a hub id, this machine may have no network: download the model "
+                        "elsewhere and pass its local folder with --model PATH.")
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ModelLoadError(f"could not load model {src!r}: {first}.{hint}") from e
+        model.to(device)
+        return cls(model, tokenizer, name=name or Path(src).name, source=str(source),
+                   use_chat_template=use_chat_template)
+
+    # ---- prompts and tokens --------------------------------------------------------------
+
+    def render_prompt(self, question: str) -> str:
+        """The text a solution continues from: the chat template for chat models, otherwise the
+        embedded models' ``Question: ...`` line."""
+        if not question or not question.strip():
+            raise InputError("the question is empty: type a question or pick a random problem")
+        if self.use_chat_template:
+            messages = [{"role": "user", "content": question.strip()}]
+            return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return question_prompt(question)
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=not self.use_chat_template)["input_ids"]
+
+    def token_text(self, token_id: int) -> str:
+        if self._token_text is None:
+            self._token_text = [self.tokenizer.decode([i]) for i in range(len(self.tokenizer))]
+        return self._token_text[token_id] if token_id < len(self._token_text) else f"<{token_id}>"
+
+    def _check_prompt(self, ids: list[int], max_new_tokens: int) -> None:
+        if not ids:
+            raise InputError("the prompt is empty")
+        if len(ids) + max_new_tokens > self.info.context_length:
+            raise InputError(f"the prompt is {len(ids)} tokens and {max_new_tokens} new tokens were asked for, "
+                             f"but {self.info.name} reads at most {self.info.context_length}: "
+                             "shorten the question or lower max_new_tokens")
+
+    # ---- the protocol --------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def generate(self, prompts: Sequence[str], *, sampling: SamplingConfig, stop: StopSpec = StopSpec(),
+                 max_new_tokens: int = 256, seed: int = 0) -> list[Generation]:
+        if not isinstance(max_new_tokens, int) or not 1 <= max_new_tokens <= MAX_NEW_TOKENS_LIMIT:
+            raise ValueError(f"max_new_tokens must be a whole number from 1 to {MAX_NEW_TOKENS_LIMIT}, "
+                             f"got {max_new_tokens!r}")
+        if not prompts:
+            return []
+        encoded = [self.encode(p) for p in prompts]
+        for ids in encoded:
+            self._check_prompt(ids, max_new_tokens)
+        batch, width = len(encoded), max(len(ids) for ids in encoded)
+        input_ids = torch.full((batch, width), self._pad, dtype=torch.long)
+        mask = torch.zeros((batch, width), dtype=torch.long)
+        for i, ids in enumerate(encoded):                       # left padding
+            input_ids[i, width - len(ids):] = torch.tensor(ids)
+            mask[i, width - len(ids):] = 1
+        input_ids, mask = input_ids.to(self.device), mask.to(self.device)
+        gen = torch.Generator(device=self.device).manual_seed(int(seed))
+
+        from transformers import DynamicCache
+        cache = DynamicCache(config=self.model.config)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
+                         past_key_values=cache, use_cache=True)
+        logits = out.logits[:, -1, :].float()                    # (batch, vocab)
+        next_pos = positions[:, -1:] + 1                         # (batch, 1)
+
+        new_ids: list[list[int]] = [[] for _ in range(batch)]
+        records: list[list[TokenLogprob]] = [[] for _ in range(batch)]
+        done = [None] * batch                                    # (reason, stop string, text)
+        for _ in range(max_new_tokens):
+            logp = torch.log_softmax(logits, dim=-1)             # the model's own belief
+            if sampling.greedy:
+                chosen = logits.argmax(dim=-1)
+            else:
+                probs = torch.softmax(apply_chain(logits, sampling), dim=-1)
+                chosen = torch.multinomial(probs, 1, generator=gen).squeeze(-1)
+            top_lp, top_id = torch.topk(logp, TOP_ALTERNATIVES, dim=-1)
+            chosen_lp = logp.gather(-1, chosen[:, None]).squeeze(-1)
+            chosen_l, chosen_lp_l = chosen.tolist(), chosen_lp.tolist()
+            top_lp_l, top_id_l = top_lp.tolist(), top_id.tolist()
+            for i in range(batch):
+                if done[i] is not None:
+                    continue
+                tid = chosen_l[i]
+                new_ids[i].append(tid)
+                records[i].append(TokenLogprob(tid, self.token_text(tid), chosen_lp_l[i], tuple(
+                    (self.token_text(a), b) for a, b in zip(top_id_l[i], top_lp_l[i]))))
+                if stop.eos and tid in self._eos:
+                    done[i] = ("eos", None, self.tokenizer.decode(new_ids[i][:-1]))
+                    continue
+                if stop.strings:
+                    text = self.tokenizer.decode(new_ids[i])
+                    hits = [(text.find(s), s) for s in stop.strings if s in text]
+                    if hits:
+                        at, s = min(hits)
+                        done[i] = ("stop", s, text[:at + len(s)])
+            if all(d is not None for d in done):
+                break
+            feed = torch.tensor([ids[-1] if done[i] is None else self._pad for i, ids in enumerate(new_ids)],
+                                device=self.device)[:, None]
+            mask = torch.cat([mask, torch.ones((batch, 1), dtype=mask.dtype, device=self.device)], dim=1)
+            out = self.model(input_ids=feed, attention_mask=mask, position_ids=next_pos,
+                             past_key_values=cache, use_cache=True)
+            logits = out.logits[:, -1, :].float()
+            next_pos = next_pos + 1
+        results = []
+        for i in range(batch):
+            reason, stop_s, text = done[i] or ("length", None, self.tokenizer.decode(new_ids[i]))
+            results.append(Generation(text=text, tokens=tuple(records[i]), stop_reason=reason,
+                                      stop_string=stop_s, prompt_tokens=len(encoded[i]), reused_tokens=0))
+        return results
+
+    @torch.inference_mode()
+    def _logits(self, ids: list[int]) -> torch.Tensor:
+        x = torch.tensor([ids], device=self.device)
+        return self.model(input_ids=x).logits[0].float()         # (len, vocab)
+
+    def distribution(self, prompt: str) -> TokenDistribution:
+        ids = self.encode(prompt)
+        self._check_prompt(ids, 1)
+        logits = self._logits(ids)[-1].cpu()
+        vocab = [self.token_text(i) for i in range(logits.shape[0])]   # ids past the tokenizer: "<id>"
+        return TokenDistribution(logits=logits, probs=logits.softmax(-1), tokens=vocab)
+
+    def score(self, prompt: str, continuation: str) -> list[TokenLogprob]:
+        """Logprob of each token of ``continuation`` after ``prompt``, tokenised separately
+        (as generation produces them)."""
+        return self.score_ids(prompt, self.tokenizer(continuation, add_special_tokens=False)["input_ids"])
+
+    def score_ids(self, prompt: str, continuation_ids: list[int]) -> list[TokenLogprob]:
+        ids = self.encode(prompt)
+        self._check_prompt(ids, max(1, len(continuation_ids)))
+        if not continuation_ids:
+            return []
+        logp = torch.log_softmax(self._logits(ids + list(continuation_ids)), dim=-1)
+        rows = logp[len(ids) - 1: len(ids) - 1 + len(continuation_ids)]   # (cont, vocab)
+        top_lp, top_id = torch.topk(rows, TOP_ALTERNATIVES, dim=-1)
+        out = []
+        for j, tid in enumerate(continuation_ids):
+            out.append(TokenLogprob(tid, self.token_text(tid), float(rows[j, tid]), tuple(
+                (self.token_text(a), b) for a, b in zip(top_id[j].tolist(), top_lp[j].tolist()))))
+        return out

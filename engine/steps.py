@@ -1,0 +1,53 @@
+"""Reading model output: split it into steps, pull out the final answer, compare answers.
+
+Works on text only, never on token ids, so it is the same for every tokenizer. The step
+delimiter and the answer phrase come from the format module (one place for every literal).
+
+Not here: writing the formats (engine/demo_model/formats.py) or scoring steps.
+"""
+
+from __future__ import annotations
+
+import re
+from fractions import Fraction
+
+from engine.demo_model.formats import STEP_DELIMITER
+
+# "The answer is 28." / "the answer is -3.5" / "The answer is 1,065"
+_ANSWER = re.compile(r"[Tt]he (?:final )?answer is:?\s*\$?\s*(-?[\d,]*\.?\d+(?:/\d+)?)")
+_NUMBER = re.compile(r"-?\d[\d,]*\.?\d*")
+_ARITH = re.compile(r"(-?\d+)\s*([-+*/])\s*(-?\d+)\s*=\s*(-?\d+)")
+
+
+def split_steps(text: str, delimiter: str = STEP_DELIMITER) -> list[str]:
+    """Non-empty lines (steps) of a solution, in order, without their delimiter."""
+    return [s for s in text.split(delimiter) if s.strip()]
+
+
+def extract_answer(text: str) -> str | None:
+    """The first stated final answer, normalised (``"1,065"`` -> ``"1065"``), else None."""
+    m = _ANSWER.search(text)
+    if not m:
+        return None
+    return normalize_answer(m.group(1))
+
+
+def normalize_answer(answer: str) -> str:
+    a = answer.strip().rstrip(".").replace(",", "")
+    try:
+        value = Fraction(a)
+    except (ValueError, ZeroDivisionError):
+        return a
+    return str(value.numerator) if value.denominator == 1 else f"{value.numerator}/{value.denominator}"
+
+
+def answers_equal(a: str | None, b: str | int | None) -> bool:
+    """Numeric equality after normalisation; None never equals anything."""
+    if a is None or b is None:
+        return False
+    return normalize_answer(str(a)) == normalize_answer(str(b))
+
+
+def step_claims(step: str) -> list[tuple[int, str, int, int]]:
+    """The ``left op right = result`` claims written in a step, in order."""
+    return [(int(a), op, int(b), int(c)) for a, op, b, c in _ARITH.findall(step)]

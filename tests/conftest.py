@@ -1,0 +1,63 @@
+"""Shared fixtures: tiny real models built from transformers configs, saved to disk and loaded
+back through the same `from_pretrained` path a user's model takes."""
+
+from __future__ import annotations
+
+import os
+import random
+
+import pytest
+
+os.environ.setdefault("THOUGHTSCOPE_THREADS", "1")      # tests never fight a busy core
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+
+def _tokenizer():
+    from engine.demo_model import problems as P
+    from engine.demo_model.tokenizer import build_tokenizer
+    rng = random.Random(0)
+    texts = ["".join(P.render(p, f, rng)) for t in P.TIERS for p in P.generate(t, 60, 1) for f in P.FORMATS]
+    return build_tokenizer(texts, vocab_size=400)
+
+
+def save_tiny(path, arch: str = "llama", seed: int = 0):
+    """Save a random-initialised model of a real architecture and our tokenizer to ``path``."""
+    import torch
+    from transformers import AutoModelForCausalLM, LlamaConfig, Qwen2Config
+
+    tok = _tokenizer()
+    common = dict(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                  eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+                  bos_token_id=tok.eos_token_id)
+    config = {"llama": LlamaConfig, "qwen2": Qwen2Config}[arch](**common)
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config)
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory):
+    return save_tiny(tmp_path_factory.mktemp("tiny-llama"), "llama")
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen2_dir(tmp_path_factory):
+    return save_tiny(tmp_path_factory.mktemp("tiny-qwen2"), "qwen2")
+
+
+@pytest.fixture(scope="session")
+def tiny_backend(tiny_llama_dir):
+    from engine.models.transformers_backend import TransformersBackend
+    return TransformersBackend.load(tiny_llama_dir, name="tiny-llama")
+
+
+@pytest.fixture(scope="session")
+def default_backend():
+    """The embedded default model, as the app loads it."""
+    from engine.models.registry import DEFAULT_MODEL, load_backend
+    return load_backend(DEFAULT_MODEL)
