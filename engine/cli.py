@@ -144,9 +144,10 @@ def cmd_generate(args) -> int:
 
 def cmd_eval(args) -> int:
     from tqdm import tqdm
-    from engine.evaluate import EvalConfig, run_eval
+    from engine.evaluate import EvalConfig, eval_problems, run_eval
     cfg = EvalConfig(samples=args.samples, temperature=args.temperature, min_p=args.min_p,
                      top_p=args.top_p, batch_size=args.batch_size)
+    eval_problems(args.method, args.tier, args.n)          # fail fast, before the model loads
     backend = _load(args)
     with tqdm(total=args.n, desc=f"{args.method} {args.tier}", unit="problem", file=sys.stderr,
               disable=None) as bar:

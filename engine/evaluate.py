@@ -99,8 +99,8 @@ EVAL_METHODS: dict[str, Callable] = {
 }
 
 
-def run_eval(backend, method: str, tier: str, n: int, seed: int, cfg: EvalConfig,
-             progress: Callable[[int], None] = lambda k: None, problems_path: Path = HELDOUT) -> dict:
+def eval_problems(method: str, tier: str, n: int, problems_path: Path = HELDOUT) -> list[Problem]:
+    """The first ``n`` held-out problems of ``tier``; checks the request before any model loads."""
     if method not in EVAL_METHODS:
         raise ValueError(f"method must be one of {sorted(EVAL_METHODS)}, got {method!r}")
     if tier not in TIERS:
@@ -108,8 +108,14 @@ def run_eval(backend, method: str, tier: str, n: int, seed: int, cfg: EvalConfig
     problems = load_problems(problems_path, tier)
     if not isinstance(n, int) or not 1 <= n <= len(problems):
         raise ValueError(f"n must be a whole number from 1 to {len(problems)} (the {tier} held-out set), got {n!r}")
+    return problems[:n]
+
+
+def run_eval(backend, method: str, tier: str, n: int, seed: int, cfg: EvalConfig,
+             progress: Callable[[int], None] = lambda k: None, problems_path: Path = HELDOUT) -> dict:
+    problems = eval_problems(method, tier, n, problems_path)
     t0 = time.perf_counter()
-    results = EVAL_METHODS[method](backend, problems[:n], cfg, seed, progress)
+    results = EVAL_METHODS[method](backend, problems, cfg, seed, progress)
     wall = time.perf_counter() - t0
     summary = {
         "method": method, "model": backend.info.name, "tier": tier, "n": n, "seed": seed,

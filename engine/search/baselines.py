@@ -1,0 +1,202 @@
+"""Baselines with the same event interface as MCTS: greedy chain, self-consistency, best-of-N,
+step-level beam search.
+
+Each sample is a chain of step nodes under the root, so the viewer draws every method the same
+way. Visits count how many samples passed through a node (equal prefixes share nodes, so a
+self-consistency run shows where samples agreed).
+
+- greedy: one argmax solution.
+- sc (self-consistency, Wang et al.): N sampled solutions, majority answer.
+- bon (best-of-N): N sampled solutions, the one the model itself is most confident in (highest
+  mean token logprob). No reward model is involved: ThoughtScope has none by default, and the
+  UI says the score is the model's own.
+- beam: step-level beam search: each beam proposes ``children`` next steps, the ``beam_width``
+  paths with the highest mean token logprob survive; ends when every beam has answered.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import asdict, dataclass
+from typing import Callable, Iterator
+
+from engine import events as E
+from engine.sampling import GREEDY, SamplingConfig
+from engine.search.common import (MAX_STEP_TOKENS, Stopped, Step, StepProposer, TokenCounter, majority_answer,
+                                  node_event)
+from engine.search.mcts import _check, _int
+from engine.steps import answers_equal
+from engine.tree import Tree
+
+
+@dataclass(frozen=True)
+class BaselineConfig:
+    samples: int = 8           # sc, bon
+    temperature: float = 0.8
+    top_p: float = 1.0
+    min_p: float = 0.0
+    beam_width: int = 3        # beam
+    children: int = 3          # beam: proposals per beam per step
+    max_depth: int = 8
+
+    def __post_init__(self) -> None:
+        _check("samples", self.samples, _int(self.samples) and 1 <= self.samples <= 256, "from 1 to 256")
+        _check("beam_width", self.beam_width, _int(self.beam_width) and 1 <= self.beam_width <= 32, "from 1 to 32")
+        _check("children", self.children, _int(self.children) and 1 <= self.children <= 32, "from 1 to 32")
+        _check("max_depth", self.max_depth, _int(self.max_depth) and 1 <= self.max_depth <= 64, "from 1 to 64")
+        self.sampling
+
+    @property
+    def sampling(self) -> SamplingConfig:
+        return SamplingConfig(temperature=self.temperature, top_p=self.top_p, min_p=self.min_p)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+class _Run:
+    """Shared bookkeeping: the tree, node creation with prefix sharing, final events."""
+
+    def __init__(self, method: str, question: str, backend, config, seed: int, gold, should_stop):
+        self.gold = None if gold is None or str(gold).strip() == "" else str(gold).strip()
+        self.counter = TokenCounter()
+        self.proposer = StepProposer(backend, question, sampling=config.sampling, counter=self.counter,
+                                     should_stop=should_stop, max_step_tokens=MAX_STEP_TOKENS)
+        self.tree = Tree()
+        self.config = config
+        self.start = [E.RunStarted(method=method, question=question, prompt=self.proposer.prompt, gold=self.gold,
+                                   config=config.to_json(), seed=seed, model=backend.info.name),
+                      E.NodeProposed(node=E.ROOT, parent=E.NO_PARENT, depth=0, action="root",
+                                     text=self.proposer.prompt)]
+
+    def emit(self, ev: E.Event) -> E.Event:
+        self.tree.apply(ev)
+        return ev
+
+    def add_chain(self, steps: list[Step], action: str) -> Iterator[E.Event]:
+        """Nodes for a sampled solution, reusing existing nodes with the same text; then a
+        backprop of one visit along it (reward 0: baselines have no value estimates)."""
+        node_id, path = E.ROOT, [E.ROOT]
+        for depth, s in enumerate(steps[:self.config.max_depth], start=1):
+            same = next((c for c in self.tree[node_id].children if self.tree[c].text == s.text), None)
+            if same is None:
+                ev = node_event(len(self.tree), node_id, depth, action, s, self.gold,
+                                force_terminal=depth == self.config.max_depth)
+                yield self.emit(ev)
+                same = ev.node
+            node_id = same
+            path.append(node_id)
+        before = [[self.tree[n].visits, self.tree[n].value] for n in path]
+        yield self.emit(E.Backprop(path=path, reward=0.0, before=before, after=[[v + 1, w] for v, w in before]))
+
+    def finish(self, answer, rule, path, alternatives, status, message="") -> Iterator[E.Event]:
+        yield self.emit(E.FinalAnswer(answer=answer, rule=rule, path=path,
+                                      correct=None if self.gold is None else answers_equal(answer, self.gold),
+                                      alternatives=alternatives))
+        yield self.emit(self.counter.finished(status, message))
+
+
+def _leaf_paths(tree: Tree) -> list[list[int]]:
+    return [tree.path_to(n.id) for n in tree.nodes if n.id != E.ROOT and not n.children]
+
+
+def _mean_logprob(tree: Tree, path: list[int]) -> float:
+    toks = [t[2] for n in path for t in tree[n].tokens]
+    return sum(toks) / len(toks) if toks else float("-inf")
+
+
+def _sampled(method: str, question: str, backend, *, config: BaselineConfig, seed: int, gold,
+             should_stop, greedy: bool) -> Iterator[E.Event]:
+    r = _Run(method, question, backend, config, seed, gold, should_stop)
+    yield from (r.emit(ev) for ev in r.start)
+    n = 1 if greedy else config.samples
+    status, message, solutions = "done", "", []
+    try:
+        yield r.emit(E.IterationStarted(iteration=1, of=1))
+        sampling = GREEDY if greedy else config.sampling
+        solutions = r.proposer.complete([""] * n, seed=seed, sampling=sampling)
+        for steps in solutions:
+            yield from r.add_chain(steps, "step")
+    except Stopped:
+        status, message = "stopped", "stopped by the user"
+    tree = r.tree
+    leaves = _leaf_paths(tree)
+    answers = [tree[p[-1]].answer if tree[p[-1]].terminal else None for p in leaves]
+    # one vote per sample, not per distinct leaf
+    votes = []
+    for steps in solutions:
+        last = steps[-1] if steps else None
+        votes.append(last.answer if last is not None and last.terminal else None)
+    maj = majority_answer(votes)
+    maj_path = next((p for p, a in zip(leaves, answers) if a == maj), [E.ROOT])
+    best_path = max(leaves, key=lambda p: _mean_logprob(tree, p), default=[E.ROOT])
+    best = tree[best_path[-1]].answer
+    alternatives = {"majority": maj, "best_of_n": best}
+    if method == "bon":
+        yield from r.finish(best, "best_of_n", best_path, alternatives, status, message)
+    else:
+        yield from r.finish(maj, "greedy" if greedy else "majority", maj_path,
+                            {"greedy": maj} if greedy else alternatives, status, message)
+
+
+def run_greedy(question, backend, *, config: BaselineConfig = BaselineConfig(), seed: int = 0, gold=None,
+               should_stop: Callable[[], bool] | None = None) -> Iterator[E.Event]:
+    yield from _sampled("greedy", question, backend, config=config, seed=seed, gold=gold,
+                        should_stop=should_stop, greedy=True)
+
+
+def run_self_consistency(question, backend, *, config: BaselineConfig = BaselineConfig(), seed: int = 0, gold=None,
+                         should_stop: Callable[[], bool] | None = None) -> Iterator[E.Event]:
+    yield from _sampled("sc", question, backend, config=config, seed=seed, gold=gold,
+                        should_stop=should_stop, greedy=False)
+
+
+def run_best_of_n(question, backend, *, config: BaselineConfig = BaselineConfig(), seed: int = 0, gold=None,
+                  should_stop: Callable[[], bool] | None = None) -> Iterator[E.Event]:
+    yield from _sampled("bon", question, backend, config=config, seed=seed, gold=gold,
+                        should_stop=should_stop, greedy=False)
+
+
+def run_beam(question, backend, *, config: BaselineConfig = BaselineConfig(), seed: int = 0, gold=None,
+             should_stop: Callable[[], bool] | None = None) -> Iterator[E.Event]:
+    r = _Run("beam", question, backend, config, seed, gold, should_stop)
+    yield from (r.emit(ev) for ev in r.start)
+    rng = random.Random(seed)
+    tree = r.tree
+    beams, finished = [E.ROOT], []
+    status, message = "done", ""
+    try:
+        for depth in range(1, config.max_depth + 1):
+            if not beams:
+                break
+            yield r.emit(E.IterationStarted(iteration=depth, of=config.max_depth))
+            prompts = [tree.path_text(b) for b in beams for _ in range(config.children)]
+            steps = r.proposer.next_steps(prompts, seed=rng.randrange(2**31))
+            candidates = []
+            for i, b in enumerate(beams):
+                kids, seen = [], set()
+                for s in steps[i * config.children:(i + 1) * config.children]:
+                    if s.text in seen:
+                        continue
+                    seen.add(s.text)
+                    ev = node_event(len(tree), b, depth, "step", s, r.gold, force_terminal=depth == config.max_depth)
+                    yield r.emit(ev)
+                    kids.append(ev.node)
+                yield r.emit(E.Expanded(node=b, children=kids, phase="expand"))
+                candidates += kids
+            ranked = sorted(candidates, key=lambda n: (-_mean_logprob(tree, tree.path_to(n)), n))
+            keep = ranked[:config.beam_width]
+            for n in keep:
+                path = tree.path_to(n)
+                before = [[tree[p].visits, tree[p].value] for p in path]
+                yield r.emit(E.Backprop(path=path, reward=0.0, before=before,
+                                        after=[[v + 1, w] for v, w in before]))
+            finished += [n for n in keep if tree[n].terminal]
+            beams = [n for n in keep if not tree[n].terminal]
+    except Stopped:
+        status, message = "stopped", "stopped by the user"
+    pool = finished or beams or [E.ROOT]
+    best = max(pool, key=lambda n: (_mean_logprob(tree, tree.path_to(n)), -n))
+    maj = majority_answer([tree[n].answer for n in finished])
+    yield from r.finish(tree[best].answer, "best_beam", tree.path_to(best),
+                        {"best_beam": tree[best].answer, "majority": maj}, status, message)

@@ -1,0 +1,163 @@
+"""What every search method shares: the step proposer, node events, rewards, answer rules.
+
+`StepProposer` is the seam between a search and the model (llm-reasoners' WorldModel /
+SearchConfig split): it turns a path into a prompt, asks the backend for continuations in
+one batched call, and says whether a step ends the solution. Searches never build prompts.
+
+Not here: any search's control flow (mcts.py, baselines.py).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from engine import events as E
+from engine.demo_model.formats import STEP_DELIMITER
+from engine.models.base import Generation, StopSpec
+from engine.sampling import SamplingConfig
+from engine.steps import answers_equal, extract_answer
+
+REWARD_SOURCES = ("self_consistency", "gold")
+ANSWER_RULES = ("majority", "most_visited", "highest_q")
+MAX_STEP_TOKENS = 96          # one step; the embedded model's steps are ~15 tokens
+MAX_SOLUTION_TOKENS = 256     # a whole remaining solution
+
+
+class Stopped(Exception):
+    """Raised inside a method when the user asked it to stop."""
+
+
+@dataclass
+class TokenCounter:
+    generated: int = 0
+    computed: int = 0
+    reused: int = 0
+
+    def add(self, gens: Sequence[Generation]) -> None:
+        for g in gens:
+            self.generated += len(g.tokens)
+            self.computed += g.prompt_tokens + len(g.tokens)
+            self.reused += g.reused_tokens
+
+    def finished(self, status: str, message: str = "") -> E.RunFinished:
+        return E.RunFinished(status=status, generated_tokens=self.generated, computed_tokens=self.computed,
+                             reused_tokens=self.reused, message=message)
+
+
+@dataclass
+class Step:
+    text: str
+    tokens: list            # TokenLogprob.to_json() rows
+    terminal: bool
+    answer: str | None
+
+    @property
+    def mean_logprob(self) -> float | None:
+        return sum(t[2] for t in self.tokens) / len(self.tokens) if self.tokens else None
+
+
+def split_generation(gen: Generation, delimiter: str = STEP_DELIMITER) -> list[Step]:
+    """Cut a multi-step generation into steps at the delimiter, keeping each token with the
+    step its text starts in (a token like ``".\\n"`` ends its step)."""
+    steps, text, toks = [], "", []
+    for t in gen.tokens:
+        text += t.token
+        toks.append(t.to_json())
+        if delimiter in t.token:
+            steps.append((text, toks))
+            text, toks = "", []
+    if toks:
+        steps.append((text, toks))
+    if len(steps) == 1:
+        # the decoded text is authoritative (single-token texts need not concatenate to it)
+        steps = [(gen.text, steps[0][1])]
+    out = []
+    for i, (text, toks) in enumerate(steps):
+        answer = extract_answer(text)
+        last = i == len(steps) - 1
+        out.append(Step(text, toks, answer is not None or (last and gen.stop_reason == "eos"), answer))
+        if answer is not None:
+            break
+    return out
+
+
+class StepProposer:
+    """Proposes steps for a path with a backend. ``prompt`` is the root text."""
+
+    def __init__(self, backend, question: str, *, sampling: SamplingConfig, delimiter: str = STEP_DELIMITER,
+                 max_step_tokens: int = MAX_STEP_TOKENS, counter: TokenCounter | None = None,
+                 should_stop: Callable[[], bool] | None = None):
+        self.backend = backend
+        self.prompt = backend.render_prompt(question)
+        self.sampling = sampling
+        self.delimiter = delimiter
+        self.max_step_tokens = max_step_tokens
+        self.counter = counter or TokenCounter()
+        self.should_stop = should_stop or (lambda: False)
+
+    def _generate(self, prompts: list[str], sampling: SamplingConfig, stop: StopSpec, max_new: int,
+                  seed: int) -> list[Generation]:
+        if self.should_stop():
+            raise Stopped()
+        gens = self.backend.generate(prompts, sampling=sampling, stop=stop, max_new_tokens=max_new, seed=seed)
+        self.counter.add(gens)
+        return gens
+
+    def next_steps(self, path_texts: Sequence[str], *, seed: int, sampling: SamplingConfig | None = None) -> list[Step]:
+        """One next step for each path (batched); a path is the text after the root prompt."""
+        gens = self._generate([self.prompt + p for p in path_texts], sampling or self.sampling,
+                              StopSpec((self.delimiter,)), self.max_step_tokens, seed)
+        out = []
+        for g in gens:
+            steps = split_generation(g, self.delimiter)
+            out.append(steps[0] if steps else Step(g.text, [t.to_json() for t in g.tokens], True, None))
+        return out
+
+    def complete(self, path_texts: Sequence[str], *, seed: int, sampling: SamplingConfig | None = None) -> list[list[Step]]:
+        """The rest of the solution for each path (batched), split into steps."""
+        gens = self._generate([self.prompt + p for p in path_texts], sampling or self.sampling,
+                              StopSpec(("\nQuestion:",)), MAX_SOLUTION_TOKENS, seed)
+        return [split_generation(g, self.delimiter) or [Step("", [], True, None)] for g in gens]
+
+
+def node_event(node_id: int, parent: int, depth: int, action: str, step: Step, gold: str | None,
+               force_terminal: bool = False) -> E.NodeProposed:
+    terminal = step.terminal or force_terminal
+    return E.NodeProposed(node=node_id, parent=parent, depth=depth, action=action, text=step.text,
+                          tokens=step.tokens, terminal=terminal, answer=step.answer,
+                          correct=None if gold is None or not terminal else answers_equal(step.answer, gold),
+                          prior=step.mean_logprob)
+
+
+def reward_for(answer: str | None, source: str, gold: str | None, terminal_answers: Sequence[str | None]) -> tuple[float, dict]:
+    """Terminal reward. self_consistency: the answer's share among all terminal answers found so
+    far (no answer: 0). gold: +1 right, -1 wrong or no answer (uses the answer key)."""
+    if source == "gold":
+        if gold is None:
+            raise ValueError("reward 'gold' needs a gold answer (--answer)")
+        return (1.0 if answers_equal(answer, gold) else -1.0), {}
+    found = [a for a in terminal_answers if a is not None]
+    if answer is None or not found:
+        return 0.0, {"share": 0, "of": len(found)}
+    same = sum(1 for a in found if a == answer)
+    return same / len(found), {"share": same, "of": len(found)}
+
+
+def majority_answer(answers: Sequence[str | None]) -> str | None:
+    """Most common non-empty answer; ties go to the one found first."""
+    counts = Counter(a for a in answers if a is not None)
+    if not counts:
+        return None
+    best = max(counts.values())
+    return next(a for a in answers if a is not None and counts[a] == best)
+
+
+def uct_terms(q: float, visits: int, parent_visits: int, c: float) -> tuple[float | None, float | None]:
+    """(explore, uct) for a child; unvisited children have no finite score (None)."""
+    if visits == 0:
+        return None, None
+    explore = c * math.sqrt(math.log(max(parent_visits, 1)) / visits)
+    return explore, q + explore

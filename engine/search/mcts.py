@@ -1,0 +1,186 @@
+"""Step-level Monte Carlo tree search over reasoning steps, as in rStar-Math and rStar.
+
+One iteration (a "rollout"):
+
+1. select — from the root, while the node has children: an unvisited child is tried first
+   (uniformly at random, seeded), otherwise the child with the highest
+   UCT = Q/N + c * sqrt(ln N_parent / N)   (Q/N is the mean backed-up reward, c = 2 by default);
+2. expand — a node without children gets ``children`` next steps sampled in one batched call
+   (identical texts are merged, so siblings differ);
+3. simulate — the descent goes on, expanding each new node the same way, until a step states
+   the answer (terminal) or ``max_depth`` is reached; every node stays in the tree;
+4. reward and backpropagate — the terminal's reward is added to the value and visit count of
+   every node on the path.
+
+Rewards: ``self_consistency`` (default, needs no answer key) is the terminal answer's share
+among all terminal answers found so far; ``gold`` (+1 / -1) uses the answer key and is labelled
+so in the UI: it shows what the search could find, not what it would find on its own.
+
+The final answer is read three ways (``majority`` over terminal answers, the ``most_visited``
+path, the ``highest_q`` path); the run reports the one its config names and the others beside it.
+
+Everything the search decides is an event (engine/events.py); the tree it reads statistics from
+is folded from those same events, so a replay sees exactly what the search saw.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import asdict, dataclass
+from typing import Callable, Iterator
+
+from engine import events as E
+from engine.sampling import SamplingConfig
+from engine.search.common import (ANSWER_RULES, MAX_STEP_TOKENS, REWARD_SOURCES, Stopped, StepProposer,
+                                  TokenCounter, majority_answer, node_event, reward_for, uct_terms)
+from engine.steps import answers_equal
+from engine.tree import Tree
+
+
+def _check(name, value, ok, expect):
+    if not ok:
+        raise ValueError(f"{name} must be {expect}, got {value!r}")
+
+
+def _int(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+@dataclass(frozen=True)
+class MCTSConfig:
+    rollouts: int = 16
+    children: int = 3
+    c: float = 2.0
+    max_depth: int = 8
+    temperature: float = 0.8
+    top_p: float = 1.0
+    min_p: float = 0.0
+    reward: str = "self_consistency"
+    final_rule: str = "majority"
+    max_step_tokens: int = MAX_STEP_TOKENS
+
+    def __post_init__(self) -> None:
+        _check("rollouts", self.rollouts, _int(self.rollouts) and 1 <= self.rollouts <= 10_000, "from 1 to 10000")
+        _check("children", self.children, _int(self.children) and 1 <= self.children <= 32, "from 1 to 32")
+        _check("c", self.c, isinstance(self.c, (int, float)) and 0 <= self.c <= 100 and self.c == self.c,
+               "a number from 0 to 100")
+        _check("max_depth", self.max_depth, _int(self.max_depth) and 1 <= self.max_depth <= 64, "from 1 to 64")
+        _check("reward", self.reward, self.reward in REWARD_SOURCES, f"one of {REWARD_SOURCES}")
+        _check("final_rule", self.final_rule, self.final_rule in ANSWER_RULES, f"one of {ANSWER_RULES}")
+        _check("max_step_tokens", self.max_step_tokens, _int(self.max_step_tokens) and 1 <= self.max_step_tokens <= 1024,
+               "from 1 to 1024")
+        self.sampling  # validates temperature, top_p, min_p
+
+    @property
+    def sampling(self) -> SamplingConfig:
+        return SamplingConfig(temperature=self.temperature, top_p=self.top_p, min_p=self.min_p)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def best_child(tree: Tree, node_id: int, key: Callable) -> int | None:
+    kids = [tree[c] for c in tree[node_id].children if tree[c].visits > 0]
+    return max(kids, key=lambda n: (key(n), -n.id)).id if kids else None
+
+
+def follow(tree: Tree, key: Callable) -> list[int]:
+    """Root-to-leaf path taking the visited child with the highest ``key`` at each node."""
+    path = [E.ROOT]
+    while (nxt := best_child(tree, path[-1], key)) is not None:
+        path.append(nxt)
+    return path
+
+
+def final_answers(tree: Tree) -> dict[str, tuple[str | None, list[int]]]:
+    """Each rule's answer and the path (or terminals) that gave it."""
+    out = {}
+    terms = tree.terminals()
+    maj = majority_answer([n.answer for n in terms])
+    out["majority"] = (maj, tree.path_to(next((n.id for n in terms if n.answer == maj), E.ROOT)))
+    for rule, key in (("most_visited", lambda n: n.visits), ("highest_q", lambda n: n.q)):
+        path = follow(tree, key)
+        leaf = tree[path[-1]]
+        out[rule] = (leaf.answer if leaf.terminal else None, path)
+    return out
+
+
+def select_child(tree: Tree, node_id: int, c: float, rng: random.Random) -> E.Selected:
+    node = tree[node_id]
+    rows = []
+    for cid in node.children:
+        ch = tree[cid]
+        explore, uct = uct_terms(ch.q, ch.visits, node.visits, c)
+        rows.append({"node": cid, "visits": ch.visits, "q": ch.q, "explore": explore, "uct": uct})
+    unvisited = [r["node"] for r in rows if r["visits"] == 0]
+    if len(rows) == 1:
+        chosen, rule = rows[0]["node"], "only"
+    elif unvisited:
+        chosen, rule = rng.choice(unvisited), "unvisited"
+    else:
+        chosen = max(rows, key=lambda r: (r["uct"], -r["node"]))["node"]
+        rule = "uct"
+    return E.Selected(node=node_id, chosen=chosen, rule=rule, candidates=rows, c=c, parent_visits=node.visits)
+
+
+def run(question: str, backend, *, config: MCTSConfig = MCTSConfig(), seed: int = 0, gold: str | int | None = None,
+        should_stop: Callable[[], bool] | None = None) -> Iterator[E.Event]:
+    """Yield the events of one MCTS run. ``should_stop`` is polled between model calls."""
+    gold = None if gold is None or str(gold).strip() == "" else str(gold).strip()
+    if config.reward == "gold" and gold is None:
+        raise ValueError("reward 'gold' needs a gold answer")
+    rng = random.Random(seed)
+    counter = TokenCounter()
+    proposer = StepProposer(backend, question, sampling=config.sampling, max_step_tokens=config.max_step_tokens,
+                            counter=counter, should_stop=should_stop)
+    tree = Tree()
+
+    def emit(ev: E.Event) -> E.Event:
+        tree.apply(ev)
+        return ev
+
+    yield emit(E.RunStarted(method="mcts", question=question, prompt=proposer.prompt, gold=gold,
+                            config=config.to_json(), seed=seed, model=backend.info.name))
+    yield emit(E.NodeProposed(node=E.ROOT, parent=E.NO_PARENT, depth=0, action="root", text=proposer.prompt))
+    status, message = "done", ""
+    try:
+        for it in range(1, config.rollouts + 1):
+            if should_stop and should_stop():
+                raise Stopped()
+            yield emit(E.IterationStarted(iteration=it, of=config.rollouts))
+            path, node_id, phase = [E.ROOT], E.ROOT, "expand"
+            while not tree[node_id].terminal:
+                if not tree[node_id].children:
+                    texts = [tree.path_text(node_id)] * config.children
+                    steps = proposer.next_steps(texts, seed=rng.randrange(2**31))
+                    seen, kids = set(), []
+                    depth = tree[node_id].depth + 1
+                    for s in steps:
+                        if s.text in seen:
+                            continue
+                        seen.add(s.text)
+                        ev = node_event(len(tree), node_id, depth, "step", s, gold,
+                                        force_terminal=depth >= config.max_depth)
+                        kids.append(ev.node)
+                        yield emit(ev)
+                    yield emit(E.Expanded(node=node_id, children=kids, phase=phase))
+                    phase = "simulate"
+                sel = select_child(tree, node_id, config.c, rng)
+                yield emit(sel)
+                node_id = sel.chosen
+                path.append(node_id)
+            leaf = tree[node_id]
+            reward, detail = reward_for(leaf.answer, config.reward, gold, [n.answer for n in tree.terminals()])
+            yield emit(E.TerminalReward(node=node_id, reward=reward, source=config.reward, answer=leaf.answer,
+                                        detail=detail))
+            before = [[tree[n].visits, tree[n].value] for n in path]
+            after = [[v + 1, w + reward] for v, w in before]
+            yield emit(E.Backprop(path=path, reward=reward, before=before, after=after))
+    except Stopped:
+        status, message = "stopped", "stopped by the user"
+    answers = final_answers(tree)
+    answer, path = answers[config.final_rule]
+    yield emit(E.FinalAnswer(answer=answer, rule=config.final_rule, path=path,
+                             correct=None if gold is None else answers_equal(answer, gold),
+                             alternatives={r: a for r, (a, _) in answers.items()}))
+    yield emit(counter.finished(status, message))

@@ -1,0 +1,122 @@
+"""The search tree, folded from events.
+
+A flat table of nodes addressed by id (= creation order; ROOT is 0, its parent NO_PARENT).
+`Tree.apply(event)` is the only way it changes, so folding the first k events of a run gives
+the tree exactly as it was at moment k: the live view, replay and the store all use this.
+
+Not here: deciding anything (engine/search/) or drawing (app/).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from engine import events as E
+
+
+@dataclass
+class Node:
+    id: int
+    parent: int
+    depth: int
+    action: str
+    text: str
+    tokens: list = field(default_factory=list)     # [[id, text, logprob], ...]
+    terminal: bool = False
+    answer: str | None = None
+    correct: bool | None = None
+    prior: float | None = None
+    children: list[int] = field(default_factory=list)
+    visits: int = 0
+    value: float = 0.0                             # sum of backpropagated rewards
+    reward: float | None = None                    # terminal reward, once given
+    last_selection: dict | None = None             # the candidate row this node had when last scored
+
+    @property
+    def q(self) -> float:
+        return self.value / self.visits if self.visits else 0.0
+
+
+class Tree:
+    def __init__(self) -> None:
+        self.nodes: list[Node] = []
+        self.run: E.RunStarted | None = None
+        self.final: E.FinalAnswer | None = None
+        self.finished: E.RunFinished | None = None
+        self.iteration = 0
+        self.iterations = 0
+        self.events_applied = 0
+        self.last_path: list[int] = []
+
+    @classmethod
+    def fold(cls, events: Iterable[E.Event]) -> "Tree":
+        t = cls()
+        for ev in events:
+            t.apply(ev)
+        return t
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    def __getitem__(self, node_id: int) -> Node:
+        return self.nodes[node_id]
+
+    def apply(self, ev: E.Event) -> None:
+        self.events_applied += 1
+        if isinstance(ev, E.NodeProposed):
+            if ev.node != len(self.nodes):
+                raise ValueError(f"node ids must be creation order: expected {len(self.nodes)}, got {ev.node}")
+            self.nodes.append(Node(ev.node, ev.parent, ev.depth, ev.action, ev.text, list(ev.tokens),
+                                   ev.terminal, ev.answer, ev.correct, ev.prior))
+            if ev.parent != E.NO_PARENT:
+                self.nodes[ev.parent].children.append(ev.node)
+        elif isinstance(ev, E.Backprop):
+            for nid, (visits, value) in zip(ev.path, ev.after):
+                self.nodes[nid].visits, self.nodes[nid].value = visits, value
+            self.last_path = list(ev.path)
+        elif isinstance(ev, E.TerminalReward):
+            self.nodes[ev.node].reward = ev.reward
+        elif isinstance(ev, E.Selected):
+            for row in ev.candidates:
+                self.nodes[row["node"]].last_selection = row
+        elif isinstance(ev, E.IterationStarted):
+            self.iteration, self.iterations = ev.iteration, ev.of
+        elif isinstance(ev, E.RunStarted):
+            self.run = ev
+        elif isinstance(ev, E.FinalAnswer):
+            self.final = ev
+        elif isinstance(ev, E.RunFinished):
+            self.finished = ev
+
+    # ---- reading -------------------------------------------------------------------------
+
+    def path_to(self, node_id: int) -> list[int]:
+        """Node ids from the root down to ``node_id``."""
+        path = []
+        while node_id != E.NO_PARENT:
+            path.append(node_id)
+            node_id = self.nodes[node_id].parent
+        return path[::-1]
+
+    def path_text(self, node_id: int) -> str:
+        return "".join(self.nodes[n].text for n in self.path_to(node_id) if n != E.ROOT)
+
+    def terminals(self) -> list[Node]:
+        return [n for n in self.nodes if n.terminal]
+
+    def unique_tokens(self) -> int:
+        """Tokens in the tree, each node's own tokens counted once (the caching target)."""
+        return sum(len(n.tokens) for n in self.nodes)
+
+    def to_networkx(self):
+        import networkx as nx
+        g = nx.DiGraph()
+        for n in self.nodes:
+            g.add_node(n.id, depth=n.depth, action=n.action, text=n.text, visits=n.visits,
+                       value=n.value, q=n.q, terminal=n.terminal, answer=n.answer or "",
+                       correct="" if n.correct is None else str(n.correct),
+                       reward="" if n.reward is None else n.reward)
+            if n.parent != E.NO_PARENT:
+                g.add_edge(n.parent, n.id)
+        return g

@@ -1,0 +1,74 @@
+"""The `thoughtscope` command: JSON contracts, and one-line errors with exit code 2."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ENV = {**os.environ, "THOUGHTSCOPE_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+
+
+def run(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "engine.cli", *args], capture_output=True, text=True,
+                          env=ENV, timeout=timeout)
+
+
+def assert_one_line_error(proc, *needles):
+    assert proc.returncode == 2, proc.stderr
+    lines = [l for l in proc.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    for n in needles:
+        assert n in lines[0]
+
+
+@pytest.mark.parametrize("args,needles", [
+    (["eval", "--tier", "impossible"], ["--tier", "impossible"]),
+    (["eval", "--n", "-4"], ["--n"]),
+    (["eval", "--n", "5000"], ["n must be"]),
+    (["eval", "--temperature", "nan"], ["--temperature"]),
+    (["generate", "--prompt", "hi", "--top-p", "2"], ["--top-p"]),
+    (["generate", "--prompt", "   "], ["empty"]),
+    (["generate", "--prompt", "hi", "--model", "/no/such/model"], ["does not exist"]),
+    (["generate", "--prompt", "hi", "--model", "nobody/no-such-model"], ["no network"]),
+    (["frobnicate"], ["invalid choice"]),
+    (["serve", "--port", "99999"], ["--port"]),
+])
+def test_bad_input_is_one_line_and_exit_2(args, needles):
+    assert_one_line_error(run(*args), *needles)
+
+
+def test_models_json_lists_both_embedded_models():
+    proc = run("models", "--json")
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["name"]: r for r in json.loads(proc.stdout)}
+    assert set(rows) == {"arith-llama-3m", "smollm2-135m"}
+    assert rows["arith-llama-3m"]["default"] and rows["arith-llama-3m"]["available"]
+    assert rows["arith-llama-3m"]["size_mb"] < 25
+
+
+def test_generate_json_has_per_token_logprobs(tiny_llama_dir):
+    proc = run("generate", "--model", str(tiny_llama_dir), "--prompt", "Tom has 3 pens.",
+               "--max-new-tokens", "6", "--temperature", "0.9", "--min-p", "0.1", "--seed", "4", "--json")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert len(out["tokens"]) == 6 and out["stop_reason"] == "length"
+    token_id, text, logprob, top = out["tokens"][0]
+    assert logprob <= 0 and len(top) == 5
+    assert out["sampling"]["min_p"] == 0.1 and out["seed"] == 4
+    again = json.loads(run("generate", "--model", str(tiny_llama_dir), "--prompt", "Tom has 3 pens.",
+                           "--max-new-tokens", "6", "--temperature", "0.9", "--min-p", "0.1",
+                           "--seed", "4", "--json").stdout)
+    assert again["tokens"] == out["tokens"]
+
+
+@pytest.mark.parametrize("method", ["greedy", "sc"])
+def test_eval_json_keys(method):
+    proc = run("eval", "--method", method, "--tier", "easy", "--n", "4", "--samples", "2", "--json")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    for key in ("method", "model", "tier", "n", "accuracy", "generated_tokens", "wall_s"):
+        assert key in out
+    assert out["method"] == method and out["n"] == 4 and out["model"] == "arith-llama-3m"
+    assert 0 <= out["accuracy"] <= 1 and out["generated_tokens"] > 0

@@ -1,0 +1,112 @@
+"""The problem generator: gold answers are right, tiers differ, held-out is disjoint."""
+
+import random
+import statistics
+
+import pytest
+
+from engine.demo_model import formats
+from engine.demo_model import problems as P
+from engine.demo_model.train import build_corpus
+from engine.evaluate import HELDOUT
+from engine.steps import extract_answer, split_steps, step_claims
+
+APPLY = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b, "/": lambda a, b: a / b}
+
+
+@pytest.mark.parametrize("tier", P.TIERS)
+def test_every_step_is_right_and_chains_to_the_answer(tier):
+    for p in P.generate(tier, 300, seed=7):
+        value = p.steps[0].left
+        for s in p.steps:
+            assert s.left == value                      # each step continues from the last
+            assert APPLY[s.op](s.left, s.right) == s.result
+            assert s.result > 0 and s.result == int(s.result)
+            value = s.result
+        assert p.answer == value
+
+
+@pytest.mark.parametrize("tier", P.TIERS)
+def test_code_steps_execute_to_the_stated_values(tier):
+    for p in P.generate(tier, 100, seed=3):
+        env: dict = {}
+        for k, s in enumerate(p.steps, 1):
+            exec(s.code, {}, env)
+            assert env[f"x{k}"] == s.result
+
+
+def test_numbers_in_the_question_are_the_step_operands():
+    for p in P.generate("hard", 100, seed=5):
+        for s in p.steps:
+            assert str(s.right) in p.question
+
+
+def test_tiers_differ_in_steps_numbers_and_distractors():
+    stats = {}
+    for tier in P.TIERS:
+        ps = P.generate(tier, 300, seed=1)
+        stats[tier] = (statistics.mean(len(p.steps) for p in ps),
+                       statistics.mean(max(s.result for s in p.steps) for p in ps),
+                       statistics.mean(len(p.conditions) - len(p.steps) for p in ps))
+    (e_steps, e_max, e_extra), (m_steps, m_max, _), (h_steps, h_max, h_extra) = (
+        stats["easy"], stats["medium"], stats["hard"])
+    assert e_steps < m_steps < h_steps
+    assert e_max < m_max < h_max
+    assert h_extra > e_extra                             # hard has distractor sentences
+    assert all(1 <= len(p.steps) <= 2 for p in P.generate("easy", 200, seed=2))
+    assert all(4 <= len(p.steps) <= 5 for p in P.generate("hard", 200, seed=2))
+
+
+def test_same_seed_same_problems_other_seed_other_problems():
+    assert P.generate("medium", 20, seed=11) == P.generate("medium", 20, seed=11)
+    assert P.generate("medium", 20, seed=11) != P.generate("medium", 20, seed=12)
+
+
+def test_heldout_file_has_200_per_tier_and_is_disjoint_from_training():
+    held = P.load_problems(HELDOUT)
+    for tier in P.TIERS:
+        assert sum(p.tier == tier for p in held) >= 200
+    held_q = {p.question for p in held}
+    assert len(held_q) == len(held)
+    # the training corpus skips held-out questions: plant one and check it is dropped
+    corpus = build_corpus(3000, seed=0, heldout_questions=held_q)
+    assert not held_q & {c[0].removeprefix(formats.QUESTION_PREFIX).strip() for c in corpus}
+
+
+def test_the_heldout_file_is_what_the_generator_writes(tmp_path):
+    out = tmp_path / "h.jsonl"
+    P.write_heldout(out)
+    assert out.read_text() == HELDOUT.read_text()
+
+
+@pytest.mark.parametrize("fmt", P.FORMATS)
+def test_every_format_states_the_gold_answer_and_correct_arithmetic(fmt):
+    rng = random.Random(0)
+    for p in P.generate("hard", 50, seed=9):
+        prompt, completion = P.render(p, fmt, rng)
+        assert prompt.startswith(formats.QUESTION_PREFIX) and p.question in prompt
+        assert extract_answer(completion) is not None
+        assert int(extract_answer(completion.splitlines()[-1])) == p.answer
+        claims = [c for line in split_steps(completion) for c in step_claims(line)]
+        assert claims and all(APPLY[op](a, b) == c for a, op, b, c in claims)
+
+
+def test_rstar_format_follows_action_legality():
+    # after a one-step thought ("Step k:") no sub-question may follow
+    rng = random.Random(1)
+    seen_mixed = False
+    for p in P.generate("hard", 200, seed=4):
+        _, completion = P.render(p, "rstar", rng)
+        kinds = ["step" if l.startswith("Step") else "sub" if l.startswith("Sub-question") else "other"
+                 for l in completion.splitlines()]
+        if "step" in kinds and "sub" in kinds:
+            seen_mixed = True
+            assert max(i for i, k in enumerate(kinds) if k == "sub") < kinds.index("step")
+    assert seen_mixed
+
+
+def test_bad_tier_or_format_is_a_clear_error():
+    with pytest.raises(ValueError, match="tier"):
+        P.generate("impossible", 1, seed=0)
+    with pytest.raises(ValueError, match="format"):
+        P.render(P.generate("easy", 1, seed=0)[0], "poem")
