@@ -8,6 +8,7 @@ bars go to stderr.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -59,9 +60,38 @@ def _add_sampling_flags(p: argparse.ArgumentParser, temperature: float) -> None:
                    help="order of the sampler stages, as that engine applies them")
 
 
+def _add_config_flags(p: argparse.ArgumentParser, config_classes) -> None:
+    """One flag per field of the given config dataclasses (``--max-depth`` for ``max_depth``),
+    default None: a flag not given leaves the config's own default. The config validates."""
+    seen = {}
+    for cls in config_classes:
+        for f in dataclasses.fields(cls):
+            if f.name in seen:
+                continue
+            seen[f.name] = f.default
+            kind = type(f.default)
+            conv = {int: _number(int, -2**63, 2**63, f"--{f.name.replace('_', '-')}"),
+                    float: _number(float, -1e300, 1e300, f"--{f.name.replace('_', '-')}")}.get(kind, str)
+            p.add_argument(f"--{f.name.replace('_', '-')}", dest=f"cfg_{f.name}", type=conv, default=None,
+                           help=f"default {f.default}")
+
+
+def config_from_args(cls, args, method: str):
+    """Build ``cls`` from the ``--field`` flags given; a flag the method does not take is an error."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    given = {k[4:]: v for k, v in vars(args).items() if k.startswith("cfg_") and v is not None}
+    stray = sorted(set(given) - names)
+    if stray:
+        flags = ", ".join(f"--{s.replace('_', '-')}" for s in stray)
+        raise CliError(f"thoughtscope: {flags} does not apply to method {method!r} "
+                       f"(it takes {', '.join('--' + n.replace('_', '-') for n in sorted(names))})")
+    return cls(**{k: v for k, v in given.items()})
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from engine.evaluate import EVAL_METHODS
     from engine.demo_model.problems import TIERS
+    from engine.evaluate import EVAL_METHODS, EvalConfig
+    from engine.search import METHODS
 
     ap = _Parser(prog="thoughtscope", description="Watch language models reason: a local web app and its engine.")
     sub = ap.add_subparsers(dest="command", parser_class=_Parser)
@@ -84,20 +114,28 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=_number(int, 0, 2**63 - 1, "--seed"), default=0)
     g.add_argument("--json", action="store_true")
 
+    r = sub.add_parser("run", help="run one search headless and store it as a session")
+    r.add_argument("method", choices=sorted(METHODS))
+    _add_model_flags(r)
+    r.add_argument("--question", required=True)
+    r.add_argument("--answer", default=None, help="the gold answer, to mark the result right or wrong")
+    r.add_argument("--seed", type=_number(int, 0, 2**63 - 1, "--seed"), default=0)
+    r.add_argument("--db", default=None, help="SQLite file (default: the user data folder)")
+    r.add_argument("--json", action="store_true")
+    _add_config_flags(r, [m.config for m in METHODS.values()])
+
+    from engine.cli_sessions import add_sessions_parser
+    add_sessions_parser(sub, "SQLite file for runs (default: $THOUGHTSCOPE_DB or the user data folder)")
+
     e = sub.add_parser("eval", help="accuracy on the held-out problems")
     _add_model_flags(e)
     e.add_argument("--method", choices=sorted(EVAL_METHODS), default="greedy")
     e.add_argument("--tier", choices=TIERS, default="hard")
     e.add_argument("--n", type=_number(int, 1, 10**6, "--n"), default=100)
     e.add_argument("--seed", type=_number(int, 0, 2**63 - 1, "--seed"), default=0)
-    e.add_argument("--samples", type=_number(int, 1, 256, "--samples"), default=8,
-                   help="samples per problem for sc")
-    e.add_argument("--temperature", type=_number(float, 0, 100, "--temperature"), default=0.8)
-    e.add_argument("--min-p", type=_number(float, 0, 1, "--min-p"), default=0.0)
-    e.add_argument("--top-p", type=_number(float, 1e-9, 1, "--top-p"), default=1.0)
-    e.add_argument("--batch-size", type=_number(int, 1, 1024, "--batch-size"), default=32)
-    e.add_argument("--json", action="store_true", help="print the summary as JSON (per-problem results with --details)")
+    e.add_argument("--json", action="store_true", help="print the summary as JSON")
     e.add_argument("--details", action="store_true", help="include per-problem results in the JSON")
+    _add_config_flags(e, [EvalConfig] + [m.config for m in METHODS.values()])
     return ap
 
 
@@ -144,9 +182,10 @@ def cmd_generate(args) -> int:
 
 def cmd_eval(args) -> int:
     from tqdm import tqdm
-    from engine.evaluate import EvalConfig, eval_problems, run_eval
-    cfg = EvalConfig(samples=args.samples, temperature=args.temperature, min_p=args.min_p,
-                     top_p=args.top_p, batch_size=args.batch_size)
+    from engine.evaluate import BATCHED, EvalConfig, eval_problems, run_eval
+    from engine.search import METHODS
+    cls = EvalConfig if args.method in BATCHED else METHODS[args.method].config
+    cfg = config_from_args(cls, args, args.method)
     eval_problems(args.method, args.tier, args.n)          # fail fast, before the model loads
     backend = _load(args)
     with tqdm(total=args.n, desc=f"{args.method} {args.tier}", unit="problem", file=sys.stderr,
@@ -160,6 +199,36 @@ def cmd_eval(args) -> int:
         extra = f", {summary['samples']} samples at T={summary['temperature']}" if "samples" in summary else ""
         print(f"{summary['method']} on {summary['tier']} (n={summary['n']}{extra}): accuracy "
               f"{summary['accuracy']:.1%}, {summary['generated_tokens']} generated tokens, {summary['wall_s']} s")
+        for rule, acc in summary.get("accuracy_by_rule", {}).items():
+            print(f"  answer rule {rule}: {acc:.1%}")
+    return 0
+
+
+def cmd_run(args) -> int:
+    import time
+    from engine.search import METHODS
+    from engine.store import Store, default_db_path, record
+    if not args.question.strip():
+        raise InputError("--question is empty: give a question")
+    method = METHODS[args.method]
+    cfg = config_from_args(method.config, args, args.method)
+    store = Store(args.db or default_db_path())
+    backend = _load(args)
+    sid = store.create_session(method=args.method, model=backend.info.name, question=args.question,
+                               gold=args.answer, config=cfg.to_json(), seed=args.seed)
+    t0 = time.perf_counter()
+    print(f"session {sid}: running {method.label} …", file=sys.stderr)
+    tree = record(store, sid, method.run(args.question, backend, config=cfg, seed=args.seed, gold=args.answer))
+    out = {"session_id": sid, "method": args.method, "answer": tree.final.answer if tree.final else None,
+           "correct": tree.final.correct if tree.final else None, "nodes": len(tree),
+           "generated_tokens": tree.finished.generated_tokens if tree.finished else 0,
+           "wall_s": round(time.perf_counter() - t0, 2), "status": store.session(sid)["status"]}
+    if args.json:
+        print(json.dumps(out))
+    else:
+        right = "" if out["correct"] is None else (" (correct)" if out["correct"] else " (wrong)")
+        print(f"{args.method}: answer {out['answer']}{right}; {out['nodes']} nodes, "
+              f"{out['generated_tokens']} generated tokens, {out['wall_s']} s; session {sid}")
     return 0
 
 
@@ -170,17 +239,24 @@ def cmd_serve(args) -> int:
     return 0
 
 
-COMMANDS = {"serve": cmd_serve, "models": cmd_models, "generate": cmd_generate, "eval": cmd_eval}
+def cmd_sessions(args) -> int:
+    from engine.cli_sessions import cmd_sessions as run_sessions
+    return run_sessions(args)
+
+
+COMMANDS = {"serve": cmd_serve, "models": cmd_models, "generate": cmd_generate, "eval": cmd_eval,
+            "run": cmd_run, "sessions": cmd_sessions}
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
         argv = ["serve", *argv]
+    from engine.store import StoreError
     try:
         args = build_parser().parse_args(argv)
         return COMMANDS[args.command](args)
-    except (CliError, InputError, ModelLoadError, ValueError, FileNotFoundError) as e:
+    except (CliError, InputError, ModelLoadError, StoreError, ValueError, FileNotFoundError) as e:
         msg = str(e)
         print(msg if msg.startswith("thoughtscope") else f"thoughtscope: error: {msg}", file=sys.stderr)
         return EXIT_USAGE

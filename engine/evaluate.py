@@ -34,6 +34,8 @@ class ProblemResult:
     correct: bool
     generated_tokens: int
     votes: dict[str, int] | None = None
+    nodes: int | None = None
+    by_rule: dict[str, bool] | None = None        # search methods: would each answer rule be right
 
 
 @dataclass(frozen=True)
@@ -93,10 +95,42 @@ def eval_self_consistency(backend, problems, cfg: EvalConfig, seed: int, progres
     return _solve_batches(backend, problems, cfg.samples, cfg.sampling, cfg, seed, progress)
 
 
+def search_result(problem: Problem, events) -> ProblemResult:
+    """Fold one search run into a result (and the answer every rule would have given)."""
+    from engine.tree import Tree
+    tree = Tree.fold(events)
+    answer = tree.final.answer if tree.final else None
+    result = ProblemResult(problem.id, answer, problem.answer, answers_equal(answer, problem.answer),
+                           tree.finished.generated_tokens if tree.finished else 0)
+    result.nodes = len(tree)
+    result.by_rule = {rule: answers_equal(a, problem.answer) for rule, a in (tree.final.alternatives or {}).items()}
+    return result
+
+
+def eval_search(method: str) -> Callable:
+    """An evaluator that runs the event-yielding search ``method`` on each problem in turn;
+    ``cfg`` is that method's config (engine.search.METHODS[method].config)."""
+    def evaluate(backend, problems, cfg, seed: int, progress) -> list[ProblemResult]:
+        from engine.search import METHODS
+        results = []
+        for i, p in enumerate(problems):
+            events = METHODS[method].run(p.question, backend, config=cfg, seed=seed + i, gold=str(p.answer))
+            results.append(search_result(p, events))
+            progress(1)
+        return results
+    evaluate.__name__ = f"eval_{method}"
+    return evaluate
+
+
+# greedy and sc are batched across problems (fast); the others run one search per problem.
 EVAL_METHODS: dict[str, Callable] = {
     "greedy": eval_greedy,
     "sc": eval_self_consistency,
+    "mcts": eval_search("mcts"),
+    "bon": eval_search("bon"),
+    "beam": eval_search("beam"),
 }
+BATCHED = {"greedy", "sc"}
 
 
 def eval_problems(method: str, tier: str, n: int, problems_path: Path = HELDOUT) -> list[Problem]:
@@ -123,7 +157,13 @@ def run_eval(backend, method: str, tier: str, n: int, seed: int, cfg: EvalConfig
         "generated_tokens": sum(r.generated_tokens for r in results),
         "wall_s": round(wall, 2),
     }
-    if method != "greedy":
+    if method == "sc":
         summary.update(samples=cfg.samples, temperature=cfg.temperature, min_p=cfg.min_p, top_p=cfg.top_p)
+    elif method not in BATCHED:
+        summary["config"] = cfg.to_json()
+        summary["nodes_mean"] = round(sum(r.nodes for r in results) / n, 1)
+        rules = results[0].by_rule or {}
+        summary["accuracy_by_rule"] = {rule: round(sum(r.by_rule.get(rule, False) for r in results) / n, 4)
+                                       for rule in rules}
     summary["results"] = [asdict(r) for r in results]
     return summary

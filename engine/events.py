@@ -14,6 +14,7 @@ Not here: folding (engine/tree.py) or storing (engine/store.py).
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
@@ -24,7 +25,7 @@ FLOAT_DIGITS = 6
 
 def _round(x: Any) -> Any:
     if isinstance(x, float):
-        return round(x, FLOAT_DIGITS)
+        return round(x, FLOAT_DIGITS) if math.isfinite(x) else None   # JSON has no inf/nan
     if isinstance(x, dict):
         return {k: _round(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
@@ -46,7 +47,7 @@ class Event:
         return {"type": self.type, **asdict(self)}
 
     def dumps(self) -> str:
-        return json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"))
+        return json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"), allow_nan=False)
 
 
 @dataclass(frozen=True)
@@ -165,7 +166,10 @@ def from_json(data: dict) -> Event:
     if cls is None:
         raise ValueError(f"unknown event type {kind!r}")
     names = {f.name for f in fields(cls)}
-    return cls(**{k: v for k, v in data.items() if k in names})
+    try:
+        return cls(**{k: v for k, v in data.items() if k in names})
+    except TypeError as e:   # a required field missing
+        raise ValueError(f"malformed {kind!r} event: {e}") from None
 
 
 def loads(text: str) -> Event:

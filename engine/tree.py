@@ -67,13 +67,17 @@ class Tree:
         if isinstance(ev, E.NodeProposed):
             if ev.node != len(self.nodes):
                 raise ValueError(f"node ids must be creation order: expected {len(self.nodes)}, got {ev.node}")
+            if ev.parent != E.NO_PARENT and not 0 <= ev.parent < len(self.nodes):
+                raise ValueError(f"node {ev.node} names parent {ev.parent}, which does not exist")
             self.nodes.append(Node(ev.node, ev.parent, ev.depth, ev.action, ev.text, list(ev.tokens),
                                    ev.terminal, ev.answer, ev.correct, ev.prior))
             if ev.parent != E.NO_PARENT:
                 self.nodes[ev.parent].children.append(ev.node)
         elif isinstance(ev, E.Backprop):
+            if any(not 0 <= nid < len(self.nodes) for nid in ev.path):
+                raise ValueError(f"backprop path {ev.path} names a node that does not exist")
             for nid, (visits, value) in zip(ev.path, ev.after):
-                self.nodes[nid].visits, self.nodes[nid].value = visits, value
+                self.nodes[nid].visits, self.nodes[nid].value = int(visits), float(value)
             self.last_path = list(ev.path)
         elif isinstance(ev, E.TerminalReward):
             self.nodes[ev.node].reward = ev.reward

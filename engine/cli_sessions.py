@@ -1,0 +1,136 @@
+"""``thoughtscope sessions list|show|export|import|delete``: the recorded runs, from a shell.
+
+engine/cli.py adds the parser with `add_sessions_parser` and dispatches to `cmd_sessions`.
+Errors (unknown id, corrupt or newer database, malformed import file) are raised as
+`StoreError` / `SessionNotFound`; cli.py prints them as one line with exit code 2. A session
+may be named by a unique prefix of its id, as git names commits. ``--json`` output goes to
+stdout alone.
+
+Not here: the store itself (engine/store.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from engine.store import Store, StoreError, default_db_path
+
+QUESTION_WIDTH = 48     # characters of the question shown per row of `sessions list`
+
+
+def add_sessions_parser(subparsers, db_flag_help: str) -> argparse.ArgumentParser:
+    """Add ``sessions`` and its sub-commands, each with ``--db``, to ``subparsers``."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--db", default=None, metavar="PATH", help=db_flag_help)
+
+    s = subparsers.add_parser("sessions", help="list, show, export, import or delete recorded runs")
+    sub = s.add_subparsers(dest="sessions_command", metavar="{list,show,export,import,delete}")
+    sub.required = True
+
+    p = sub.add_parser("list", parents=[common], help="recorded runs, newest first")
+    p.add_argument("--method", default=None, help="only runs of this method")
+    p.add_argument("--model", default=None, help="only runs of this model")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("show", parents=[common], help="one run's metadata and event counts")
+    p.add_argument("session_id", metavar="ID", help="session id (or a unique prefix of it)")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("export", parents=[common], help="one run as JSON (lossless, re-importable) or GraphML")
+    p.add_argument("session_id", metavar="ID", help="session id (or a unique prefix of it)")
+    p.add_argument("--out", default=None, metavar="FILE", help="write the JSON here instead of stdout")
+    p.add_argument("--graphml", default=None, metavar="FILE", help="write the tree as GraphML here")
+
+    p = sub.add_parser("import", parents=[common], help="add a run exported as JSON (- reads stdin)")
+    p.add_argument("file", metavar="FILE")
+
+    p = sub.add_parser("delete", parents=[common], help="delete one run and its events")
+    p.add_argument("session_id", metavar="ID", help="session id (or a unique prefix of it)")
+    return s
+
+
+def _summary(row: dict) -> dict:
+    keys = ("session_id", "method", "model", "status", "events", "nodes", "created", "finished",
+            "question", "answer", "correct", "owner")
+    return {k: row.get(k) for k in keys}
+
+
+def _short(text: str | None, width: int) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def _list(store: Store, args) -> int:
+    rows = [_summary(r) for r in store.list_sessions(method=args.method, model=args.model)]
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    if not rows:
+        print(f"no sessions in {store.path}", file=sys.stderr)
+        return 0
+    for r in rows:
+        mark = {True: "right", False: "wrong", None: ""}[r["correct"]]
+        print(f"{r['session_id']}  {r['created'][:19].replace('T', ' ')}  {r['method']:<8} {r['status']:<11} "
+              f"{r['events']:>6} events  answer {_short(r['answer'], 12) or '-'} {mark}  "
+              f"{_short(r['question'], QUESTION_WIDTH)}")
+    return 0
+
+
+def _show(store: Store, args) -> int:
+    sid = store.resolve(args.session_id)
+    row = store.session(sid)
+    row["event_counts"] = store.event_counts(sid)
+    if args.json:
+        print(json.dumps(row, indent=1))
+        return 0
+    for key, value in row.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k}={v}" for k, v in value.items()) or "-"
+        print(f"{key:>16}: {'-' if value is None else value}")
+    return 0
+
+
+def _export(store: Store, args) -> int:
+    sid = store.resolve(args.session_id)
+    if args.graphml:
+        store.export_graphml(sid, args.graphml)
+        print(f"wrote {args.graphml}", file=sys.stderr)
+    if args.out or not args.graphml:
+        text = json.dumps(store.export_session(sid), indent=1, ensure_ascii=False)
+        if args.out:
+            Path(args.out).write_text(text + "\n", encoding="utf-8")
+            print(f"wrote {args.out}", file=sys.stderr)
+        else:
+            print(text)
+    return 0
+
+
+def _import(store: Store, args) -> int:
+    try:
+        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise StoreError(f"cannot read {args.file}: {e}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise StoreError(f"{args.file} is not a JSON session file: {e}") from None
+    print(store.import_session(data))
+    return 0
+
+
+def _delete(store: Store, args) -> int:
+    sid = store.resolve(args.session_id)
+    store.delete(sid)
+    print(f"deleted {sid}", file=sys.stderr)
+    return 0
+
+
+SUBCOMMANDS = {"list": _list, "show": _show, "export": _export, "import": _import, "delete": _delete}
+
+
+def cmd_sessions(args) -> int:
+    with Store(args.db if args.db else default_db_path()) as store:
+        return SUBCOMMANDS[args.sessions_command](store, args)

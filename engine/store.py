@@ -1,0 +1,583 @@
+"""Every run kept in one SQLite file, through sqlite-utils: sessions, their events, node rows.
+
+A session is one search run: its metadata row in ``sessions``, its event log in ``events``
+(one row per event, ``payload`` = the event's canonical ``Event.dumps()``), and, once it
+ends, one row per tree node in ``nodes`` (folded from the log, for SQL queries and Datasette).
+The log is the truth; everything else is derived from it.
+
+- ``append`` commits each event at once, so a process killed mid-run (even by SIGKILL) leaves
+  every event appended so far readable. WAL mode with ``synchronous=NORMAL``: a commit reaches
+  the WAL file before ``append`` returns, so only a power cut / OS crash could lose the last
+  ones, and a commit costs microseconds instead of an fsync.
+- A run whose writing process is gone while its status still says 'running' is reported (and
+  stored) as 'interrupted' by ``list_sessions`` / ``session``.
+- The schema version is SQLite's ``PRAGMA user_version``; ``MIGRATIONS`` are applied in order
+  from version 0 (the first creates the schema). A later schema change is one function
+  appended to that list. A file written by a newer schema, or not a SQLite file at all, is a
+  ``StoreError`` with a one-line message.
+- Threads: one connection opened with ``check_same_thread=False``; every operation (reads
+  too, because a connection's transaction state is shared) holds one re-entrant lock. Other
+  processes may open the same file: WAL lets them read while we write, and a busy timeout
+  makes writers wait for each other.
+
+Not here: running searches (engine/search/), drawing (app/), HTML/PNG exports.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import json
+import os
+import platform
+import re
+import secrets
+import sqlite3
+import threading
+import time
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+from sqlite_utils import Database
+
+from engine import events as E
+from engine.tree import Tree
+
+ENV_DB = "THOUGHTSCOPE_DB"
+DB_FILENAME = "thoughtscope.db"
+BUSY_TIMEOUT_S = 30.0             # how long a writer waits for another process's write lock
+
+EXPORT_FORMAT = "thoughtscope-session"
+EXPORT_VERSION = 1
+
+STATUSES = ("running", "done", "stopped", "interrupted", "failed")
+FINAL_STATUSES = STATUSES[1:]
+
+_ID_RE = re.compile(r"^[0-9A-Za-z_-]{1,64}$")
+_JSON_COLUMNS = ("config", "versions")
+
+# Sessions being written by this process, across all Store objects: a 'running' session
+# whose pid is ours but which is not in here was left by an earlier process with our pid.
+_ACTIVE: set[str] = set()
+_ACTIVE_LOCK = threading.Lock()
+
+
+class StoreError(Exception):
+    """A database or export file that cannot be used; the message is one line for the user."""
+
+
+class SessionNotFound(StoreError):
+    pass
+
+
+# ---- schema -----------------------------------------------------------------------------
+
+SESSION_COLUMNS: dict[str, type] = {
+    "session_id": str, "method": str, "model": str, "question": str, "gold": str,
+    "config": str,                  # JSON object
+    "seed": int, "status": str, "answer": str,
+    "correct": int,                 # 1, 0 or NULL (no gold answer / no final answer)
+    "nodes": int, "generated_tokens": int, "computed_tokens": int, "reused_tokens": int,
+    "wall_s": float,                # NULL until a RunFinished event reports them
+    "created": str, "finished": str,  # ISO 8601, UTC
+    "versions": str,                # JSON: python, torch, transformers, thoughtscope
+    "pid": int,                     # the writing process, to detect interrupted runs
+    "owner": str,                   # a user name, for a later multi-user mode
+    "message": str,
+}
+
+
+def _v1_create_schema(db: Database) -> None:
+    db["sessions"].create(SESSION_COLUMNS, pk="session_id",
+                          not_null={"method", "model", "question", "config", "status", "created"},
+                          defaults={"message": ""})
+    db["sessions"].create_index(["created"])
+    # The primary key (session_id, seq) is the index on session_id: a second one would only
+    # slow down appends.
+    db["events"].create({"session_id": str, "seq": int, "type": str, "payload": str},
+                        pk=("session_id", "seq"), not_null={"type", "payload"},
+                        foreign_keys=[("session_id", "sessions", "session_id")])
+    db["nodes"].create({"session_id": str, "node": int, "parent": int, "depth": int, "action": str,
+                        "text": str, "terminal": int, "answer": str, "correct": int, "visits": int,
+                        "value": float, "reward": float},
+                       pk=("session_id", "node"),
+                       foreign_keys=[("session_id", "sessions", "session_id")])
+
+
+# MIGRATIONS[i] takes the schema from version i to i + 1. Append, never edit a released one.
+MIGRATIONS: list[Callable[[Database], None]] = [_v1_create_schema]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+# ---- helpers ----------------------------------------------------------------------------
+
+def default_db_path() -> Path:
+    """$THOUGHTSCOPE_DB, else ``<user data dir>/thoughtscope/thoughtscope.db`` (folder created)."""
+    env = os.environ.get(ENV_DB)
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+    folder = Path(platformdirs.user_data_dir("thoughtscope"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / DB_FILENAME
+
+
+@functools.cache
+def runtime_versions() -> dict:
+    out = {"python": platform.python_version()}
+    for name in ("torch", "transformers", "thoughtscope"):
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    if os.name == "nt":  # os.kill(pid, 0) would terminate the process on Windows
+        try:
+            import psutil
+        except ImportError:
+            return True  # cannot tell: never call a live run interrupted
+        return psutil.pid_exists(pid)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a killed process not yet reaped by its parent still answers kill(pid, 0)
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _bool(x: Any) -> bool | None:
+    return None if x is None else bool(x)
+
+
+def _row_out(row: dict) -> dict:
+    """A sessions row as the API returns it: JSON columns parsed, ``correct`` a bool or None."""
+    out = dict(row)
+    for col in _JSON_COLUMNS:
+        if isinstance(out.get(col), str):
+            out[col] = json.loads(out[col])
+    out["correct"] = _bool(out.get("correct"))
+    return out
+
+
+def _node_rows(session_id: str, tree: Tree) -> list[dict]:
+    return [{"session_id": session_id, "node": n.id, "parent": n.parent, "depth": n.depth,
+             "action": n.action, "text": n.text, "terminal": int(n.terminal), "answer": n.answer,
+             "correct": None if n.correct is None else int(n.correct), "visits": n.visits,
+             "value": float(n.value), "reward": n.reward} for n in tree.nodes]
+
+
+_GRAPHML_FLOATS = {"value", "q", "reward"}
+
+
+def _graphml_ready(g) -> None:
+    """Give each node attribute one type, as GraphML tools expect (in place).
+
+    ``Tree.to_networkx`` writes "" for a missing reward and mixes int and float values; networkx
+    would write one GraphML key per (name, type). Missing values become absent data elements.
+    """
+    for _, attrs in g.nodes(data=True):
+        for key in [k for k, v in attrs.items() if v == "" or v is None]:
+            del attrs[key]
+    kinds: dict[str, set] = {}
+    for _, attrs in g.nodes(data=True):
+        for k in _GRAPHML_FLOATS & attrs.keys():      # a sum of int rewards is an int here
+            attrs[k] = float(attrs[k])
+        for k, v in attrs.items():
+            kinds.setdefault(k, set()).add(type(v))
+    for k, ts in kinds.items():
+        if len(ts) > 1:
+            cast = float if ts <= {int, float} else str
+            for _, attrs in g.nodes(data=True):
+                if k in attrs:
+                    attrs[k] = cast(attrs[k])
+
+
+# ---- the store --------------------------------------------------------------------------
+
+class Store:
+    def __init__(self, path: str | Path | None = None) -> None:
+        self.path = default_db_path() if path is None else Path(path).expanduser()
+        if self.path.is_dir():
+            raise StoreError(f"{self.path} is a folder, not a database file")
+        self._lock = threading.RLock()
+        try:
+            conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_S, check_same_thread=False)
+        except sqlite3.Error as e:
+            raise StoreError(f"cannot open {self.path}: {e}") from None
+        try:
+            self.db = Database(conn)
+            version = self._user_version()    # the first read: fails here if the file is not SQLite
+            self._check_version(version)
+            self.db.enable_wal()
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            if version < SCHEMA_VERSION:
+                self._migrate()
+        except sqlite3.DatabaseError as e:
+            conn.close()
+            if "not a database" in str(e) or "malformed" in str(e):
+                raise StoreError(f"{self.path} is not a ThoughtScope database: not a SQLite file, "
+                                 f"or a corrupt one ({e})") from None
+            raise StoreError(f"cannot open {self.path}: {e}") from None
+        except BaseException:
+            conn.close()
+            raise
+
+    def close(self) -> None:
+        with self._lock:
+            self.db.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.path)!r})"
+
+    # ---- schema ---------------------------------------------------------------------------
+
+    def _user_version(self) -> int:
+        return self.db.execute("PRAGMA user_version").fetchone()[0]
+
+    def _check_version(self, version: int) -> None:
+        if version > SCHEMA_VERSION:
+            raise StoreError(f"{self.path} was written by a newer ThoughtScope (schema {version}, this "
+                             f"version reads up to {SCHEMA_VERSION}); upgrade ThoughtScope to open it")
+
+    def _migrate(self) -> None:
+        with self._write():
+            version = self._user_version()    # again, under the write lock: another process may have won
+            self._check_version(version)
+            if version == 0:
+                tables = self.db.table_names()
+                if tables:
+                    raise StoreError(f"{self.path} is a SQLite database but not a ThoughtScope one "
+                                     f"(it has tables {', '.join(tables)} and no schema version)")
+            for migration in MIGRATIONS[version:]:
+                migration(self.db)
+            self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @property
+    def schema_version(self) -> int:
+        with self._lock:
+            return self._user_version()
+
+    @contextmanager
+    def _write(self) -> Iterator[None]:
+        """One transaction holding the write lock from its start (no deadlock on upgrade)."""
+        with self._lock:
+            self.db.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                if self.db.conn.in_transaction:
+                    self.db.conn.execute("ROLLBACK")
+                raise
+            self.db.conn.execute("COMMIT")
+
+    # ---- writing a run --------------------------------------------------------------------
+
+    def _new_id(self) -> str:
+        while True:
+            sid = secrets.token_hex(8)
+            if not self._exists(sid):
+                return sid
+
+    def _exists(self, session_id: str) -> bool:
+        return self.db.execute("SELECT 1 FROM sessions WHERE session_id = ?", [session_id]).fetchone() is not None
+
+    def create_session(self, *, method: str, model: str, question: str, gold: str | None,
+                       config: dict, seed: int, owner: str | None = None) -> str:
+        """A new 'running' session written by this process; returns its id."""
+        if not isinstance(config, dict):
+            raise ValueError(f"config must be a dict, got {type(config).__name__}")
+        try:
+            config_json = json.dumps(config, sort_keys=True)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"config must be JSON-serialisable: {e}") from None
+        with self._write():
+            sid = self._new_id()
+            self.db["sessions"].insert({
+                "session_id": sid, "method": method, "model": model, "question": question,
+                "gold": gold, "config": config_json, "seed": seed, "status": "running",
+                "created": _now(), "versions": json.dumps(runtime_versions(), sort_keys=True),
+                "pid": os.getpid(), "owner": owner, "message": ""})
+        with _ACTIVE_LOCK:
+            _ACTIVE.add(sid)
+        return sid
+
+    def append(self, session_id: str, event: E.Event) -> int:
+        """Store ``event`` as the session's next event and commit; returns its seq (0-based)."""
+        if not isinstance(event, E.Event):
+            raise TypeError(f"append takes an Event, got {type(event).__name__}")
+        payload = event.dumps()
+        with self._write():
+            if not self._exists(session_id):
+                raise SessionNotFound(f"no session {session_id!r} in {self.path}")
+            seq = self.db.execute("SELECT coalesce(max(seq) + 1, 0) FROM events WHERE session_id = ?",
+                                  [session_id]).fetchone()[0]
+            self.db.execute("INSERT INTO events (session_id, seq, type, payload) VALUES (?, ?, ?, ?)",
+                            [session_id, seq, event.type, payload])
+        return seq
+
+    def finish(self, session_id: str, *, status: str, message: str = "",
+               wall_s: float | None = None) -> dict:
+        """Close a session: fold its events, fill the outcome and the node rows; returns the row.
+
+        Token counts come from the RunFinished event (NULL without one); ``wall_s`` from the
+        caller, since wall time is not an event field (events replay byte for byte).
+        """
+        if status not in FINAL_STATUSES:
+            raise ValueError(f"status must be one of {', '.join(FINAL_STATUSES)}; got {status!r}")
+        with self._lock:
+            evs = self.events(session_id)
+            try:
+                tree = Tree.fold(evs)
+            except (ValueError, IndexError, KeyError, TypeError) as e:   # a log that does not fold: keep the status
+                tree = None
+                message = f"{message} (its events do not fold into a tree: {e})".strip()
+            final = tree.final if tree is not None else None
+            ended = tree.finished if tree is not None else None
+            updates = {
+                "status": status, "message": message, "finished": _now(),
+                "nodes": len(tree) if tree is not None else 0,
+                "answer": final.answer if final else None,
+                "correct": None if final is None or final.correct is None else int(final.correct),
+                **{k: getattr(ended, k, None) for k in ("generated_tokens", "computed_tokens", "reused_tokens")},
+                "wall_s": None if wall_s is None else round(wall_s, 3)}
+            with self._write():
+                self.db["sessions"].update(session_id, updates)
+                self.db.execute("DELETE FROM nodes WHERE session_id = ?", [session_id])
+                if tree is not None:
+                    self.db["nodes"].insert_all(_node_rows(session_id, tree))
+            with _ACTIVE_LOCK:
+                _ACTIVE.discard(session_id)
+            return self.session(session_id)
+
+    def delete(self, session_id: str) -> None:
+        with self._write():
+            if not self._exists(session_id):
+                raise SessionNotFound(f"no session {session_id!r} in {self.path}")
+            for table in ("nodes", "events", "sessions"):
+                self.db.execute(f"DELETE FROM {table} WHERE session_id = ?", [session_id])
+        with _ACTIVE_LOCK:
+            _ACTIVE.discard(session_id)
+
+    # ---- reading --------------------------------------------------------------------------
+
+    def _select(self, where: str = "", params: list | None = None, limit: int | None = None) -> list[dict]:
+        sql = ("SELECT s.*, (SELECT count(*) FROM events e WHERE e.session_id = s.session_id) AS events "
+               f"FROM sessions s {'WHERE ' + where if where else ''} ORDER BY s.created DESC, s.rowid DESC")
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        with self._lock:
+            rows = list(self.db.query(sql, params or []))
+            stale = [r["session_id"] for r in rows if r["status"] == "running" and not self._writer_alive(r)]
+            for sid in stale:
+                self.finish(sid, status="interrupted",
+                            message="the process writing this run ended before the run did")
+            if stale:
+                rows = list(self.db.query(sql, params or []))
+        return [_row_out(r) for r in rows]
+
+    @staticmethod
+    def _writer_alive(row: dict) -> bool:
+        if row["pid"] == os.getpid():
+            with _ACTIVE_LOCK:
+                return row["session_id"] in _ACTIVE
+        return _pid_alive(row["pid"])
+
+    def session(self, session_id: str) -> dict:
+        """The session's row (config and versions parsed) plus ``events``, its event count."""
+        rows = self._select("s.session_id = ?", [session_id])
+        if not rows:
+            raise SessionNotFound(f"no session {session_id!r} in {self.path}")
+        return rows[0]
+
+    def resolve(self, id_or_prefix: str) -> str:
+        """The full id of the one session whose id is or starts with ``id_or_prefix``."""
+        with self._lock:
+            if self._exists(id_or_prefix):
+                return id_or_prefix
+            escaped = id_or_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            ids = [r[0] for r in self.db.execute(
+                "SELECT session_id FROM sessions WHERE session_id LIKE ? ESCAPE '\\' LIMIT 3",
+                [escaped + "%"]).fetchall()] if id_or_prefix else []
+        if len(ids) == 1:
+            return ids[0]
+        if not ids:
+            raise SessionNotFound(f"no session {id_or_prefix!r} in {self.path}")
+        raise SessionNotFound(f"{id_or_prefix!r} matches several sessions ({', '.join(ids)}, ...): give more of the id")
+
+    def list_sessions(self, *, method: str | None = None, model: str | None = None,
+                      correct: bool | None = None, owner: str | None = None,
+                      limit: int | None = None) -> list[dict]:
+        """Sessions newest first, each as ``session`` returns it; None filters are off."""
+        wheres, params = [], []
+        for col, value in (("method", method), ("model", model), ("owner", owner)):
+            if value is not None:
+                wheres.append(f"s.{col} = ?")
+                params.append(value)
+        if correct is not None:
+            wheres.append("s.correct = ?")
+            params.append(int(correct))
+        return self._select(" AND ".join(wheres), params, limit)
+
+    def _payloads(self, session_id: str, limit: int | None = None) -> list[str]:
+        with self._lock:
+            if not self._exists(session_id):
+                raise SessionNotFound(f"no session {session_id!r} in {self.path}")
+            sql = "SELECT payload FROM events WHERE session_id = ? ORDER BY seq"
+            if limit is not None:
+                sql += f" LIMIT {int(limit)}"
+            return [r[0] for r in self.db.execute(sql, [session_id]).fetchall()]
+
+    def events(self, session_id: str, limit: int | None = None) -> list[E.Event]:
+        """The session's events in order (the first ``limit`` of them)."""
+        return [E.loads(p) for p in self._payloads(session_id, limit)]
+
+    def event_counts(self, session_id: str) -> dict[str, int]:
+        with self._lock:
+            if not self._exists(session_id):
+                raise SessionNotFound(f"no session {session_id!r} in {self.path}")
+            return dict(self.db.execute("SELECT type, count(*) FROM events WHERE session_id = ? "
+                                        "GROUP BY type ORDER BY min(seq)", [session_id]).fetchall())
+
+    def tree(self, session_id: str, upto: int | None = None) -> Tree:
+        """The tree after the first ``upto`` events (all of them by default)."""
+        return Tree.fold(self.events(session_id, upto))
+
+    # ---- export / import ------------------------------------------------------------------
+
+    def export_session(self, session_id: str) -> dict:
+        """Lossless JSON-ready form: the session row and every event, as stored."""
+        with self._lock:
+            row = self.session(session_id)
+            payloads = self._payloads(session_id)
+        row.pop("events")
+        return {"format": EXPORT_FORMAT, "version": EXPORT_VERSION,
+                "thoughtscope": runtime_versions()["thoughtscope"], "exported": _now(),
+                "session": row, "events": [json.loads(p) for p in payloads]}
+
+    def import_session(self, data: Any) -> str:
+        """Store an `export_session` dict; a new id if its id is taken. Returns the id used."""
+        if not isinstance(data, dict) or data.get("format") != EXPORT_FORMAT:
+            raise StoreError(f"not a ThoughtScope session file: expected \"format\": \"{EXPORT_FORMAT}\"")
+        version = data.get("version")
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            raise StoreError(f"malformed session file: \"version\" must be a whole number >= 1, got {version!r}")
+        if version > EXPORT_VERSION:
+            raise StoreError(f"this session file was written by a newer ThoughtScope (format version "
+                             f"{version}, this version reads up to {EXPORT_VERSION}); upgrade ThoughtScope")
+        meta, raw_events = data.get("session"), data.get("events")
+        if not isinstance(meta, dict) or not isinstance(raw_events, list):
+            raise StoreError("malformed session file: needs a \"session\" object and an \"events\" list")
+        for key in ("method", "model", "question", "status", "created"):
+            if not isinstance(meta.get(key), str):
+                raise StoreError(f"malformed session file: session.{key} must be text, got {meta.get(key)!r}")
+        if meta["status"] not in STATUSES:
+            raise StoreError(f"malformed session file: session.status must be one of "
+                             f"{', '.join(STATUSES)}; got {meta['status']!r}")
+        if not isinstance(meta.get("config"), dict):
+            raise StoreError("malformed session file: session.config must be an object")
+        if meta.get("correct") not in (True, False, None):
+            raise StoreError(f"malformed session file: session.correct must be true, false or null, "
+                             f"got {meta['correct']!r}")
+        events = []
+        for i, d in enumerate(raw_events):
+            try:
+                events.append(E.from_json(d))
+            except (TypeError, ValueError, AttributeError) as e:
+                raise StoreError(f"malformed session file: event {i}: {e}") from None
+        try:
+            tree = Tree.fold(events)
+        except (ValueError, IndexError, KeyError, TypeError) as e:
+            raise StoreError(f"malformed session file: its events do not fold into a tree ({e})") from None
+
+        row = {col: meta.get(col) for col in SESSION_COLUMNS}
+        for col in _JSON_COLUMNS:
+            row[col] = None if row[col] is None else json.dumps(row[col], sort_keys=True)
+        if row["correct"] is not None:
+            row["correct"] = int(row["correct"])
+        if row["message"] is None:
+            row["message"] = ""
+        if row["status"] == "running":    # nothing is writing the imported copy
+            row["status"], row["message"] = "interrupted", "imported while it was still running"
+        with self._write():
+            sid = row["session_id"]
+            if not isinstance(sid, str) or not _ID_RE.match(sid) or self._exists(sid):
+                sid = row["session_id"] = self._new_id()
+            try:
+                self.db["sessions"].insert(row)
+            except (sqlite3.Error, TypeError, ValueError) as e:
+                raise StoreError(f"malformed session file: {e}") from None
+            self.db["events"].insert_all(
+                {"session_id": sid, "seq": i, "type": ev.type, "payload": ev.dumps()}
+                for i, ev in enumerate(events))
+            self.db["nodes"].insert_all(_node_rows(sid, tree))
+        return sid
+
+    def export_graphml(self, session_id: str, path: str | Path) -> Path:
+        """The session's tree as GraphML (networkx), session metadata as graph attributes."""
+        import networkx as nx
+        meta = self.session(session_id)
+        g = self.tree(session_id).to_networkx()
+        _graphml_ready(g)
+        for key in ("session_id", "method", "model", "question", "gold", "seed", "status", "answer", "created"):
+            if meta.get(key) is not None:
+                g.graph[key] = meta[key]
+        nx.write_graphml(g, str(path))
+        return Path(path)
+
+
+def record(store: Store, session_id: str, events: Iterable[E.Event],
+           should_stop: Callable[[], bool] | None = None) -> Tree:
+    """Append each event as it is yielded, then finish the session; returns the folded tree.
+
+    Ends as 'done' (or the RunFinished event's 'stopped' / 'failed'), 'stopped' when
+    ``should_stop()`` turns true (the generator is closed) or on KeyboardInterrupt (re-raised),
+    'failed' with the message when the iterator raises (re-raised).
+    """
+    tree = Tree()
+    it = iter(events)
+    start = time.perf_counter()
+
+    def end(status: str, message: str) -> None:
+        store.finish(session_id, status=status, message=message, wall_s=time.perf_counter() - start)
+
+    try:
+        for ev in it:
+            store.append(session_id, ev)
+            tree.apply(ev)
+            if should_stop is not None and not isinstance(ev, E.RunFinished) and should_stop():
+                getattr(it, "close", lambda: None)()
+                end("stopped", "stopped by the user")
+                return tree
+    except KeyboardInterrupt:
+        end("stopped", "interrupted")
+        raise
+    except Exception as e:
+        end("failed", f"{type(e).__name__}: {e}")
+        raise
+    ended = tree.finished
+    status = ended.status if ended is not None and ended.status in ("stopped", "failed") else "done"
+    end(status, ended.message if ended else "")
+    return tree
