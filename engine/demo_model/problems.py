@@ -43,11 +43,11 @@ class TierSpec:
 
 TIER_SPECS: dict[str, TierSpec] = {
     "easy": TierSpec(ops=(1, 2), start=(5, 60), operand=(2, 40), factor=(2, 4),
-                     divisor=(2, 5), max_value=200, distractors=(0, 0), product_start=0.2),
-    "medium": TierSpec(ops=(2, 3), start=(20, 300), operand=(5, 200), factor=(2, 6),
-                       divisor=(2, 9), max_value=999, distractors=(0, 1), product_start=0.25),
-    "hard": TierSpec(ops=(4, 5), start=(100, 999), operand=(20, 999), factor=(2, 9),
-                     divisor=(2, 9), max_value=4999, distractors=(1, 2), product_start=0.3),
+                     divisor=(2, 5), max_value=120, distractors=(0, 0), product_start=0.2),
+    "medium": TierSpec(ops=(2, 3), start=(10, 150), operand=(5, 99), factor=(2, 6),
+                       divisor=(2, 9), max_value=300, distractors=(0, 1), product_start=0.25),
+    "hard": TierSpec(ops=(4, 5), start=(100, 600), operand=(10, 300), factor=(2, 9),
+                     divisor=(2, 9), max_value=999, distractors=(1, 2), product_start=0.3),
 }
 
 NAMES = [("Mia", "she"), ("Liam", "he"), ("Ava", "she"), ("Noah", "he"), ("Zoe", "she"),

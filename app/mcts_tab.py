@@ -1,0 +1,259 @@
+"""The Search tab: run MCTS or a baseline and watch the tree grow; replay it event by event.
+
+A run is a generator callback: it iterates the method's events, appends each to the store as
+it happens (a crash keeps the run up to its last event), folds it into the tree, and redraws
+at most every REDRAW_S seconds. Stop sets a per-user flag that the method polls between model
+calls, so the search ends at once and still records its partial tree and answer.
+
+The view (events of the run on screen) lives in ``gr.State``; the timeline slider and the phase
+stepper fold a prefix of those events (app/replay.py). Callbacks are plain functions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import html
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from app.figures import TOKENS_CSS, legend_html, token_span
+from app.generate_tab import MODEL_QUEUE, gold_for, gold_markdown, new_pick_state, pick_random_problem
+from app.replay import explain, final_markdown, phase_points, progress_markdown, step_to
+from app.tree_figure import tree_figure
+from engine import events as E
+from engine.demo_model.problems import TIERS, load_problems
+from engine.evaluate import HELDOUT
+from engine.models.base import InputError, TokenLogprob
+from engine.search import METHODS
+from engine.search.common import ANSWER_RULES
+from engine.tree import Tree
+
+REDRAW_S = 0.3          # live redraws at most ~3 per second
+REWARD_CHOICES = [("self-consistency: share of the answer among answers found (no answer key)", "self_consistency"),
+                  ("answer key: +1 right / −1 wrong (uses the gold answer — analysis only)", "gold")]
+
+
+class RunControl:
+    """Per-user stop flag. ``gr.State`` deep-copies its initial value for each browser session,
+    so each user gets a fresh flag; a copy never shares the event with the original."""
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+
+    def __deepcopy__(self, memo) -> "RunControl":
+        return RunControl()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def reset(self) -> None:
+        self._stop.clear()
+
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+
+def make_config(method: str, values: dict[str, Any]):
+    """The method's config from the form; a bad value is a gr.Error naming the field."""
+    if method not in METHODS:
+        raise gr.Error(f"unknown method {method!r}", print_exception=False)
+    cls = METHODS[method].config
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name in values and values[f.name] is not None:
+            v = values[f.name]
+            kwargs[f.name] = int(v) if isinstance(f.default, int) and isinstance(v, float) and v.is_integer() else v
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError) as e:
+        raise gr.Error(str(e), print_exception=False) from None
+
+
+def view_outputs(events: list[E.Event], k: int | None = None, *, live: bool = False):
+    """(figure, progress, final, explanation) for the first k events (all when None)."""
+    k = len(events) if k is None else max(0, min(int(k), len(events)))
+    tree = Tree.fold(events[:k])
+    highlight = tree.last_path if live or (k < len(events)) else None
+    fig = tree_figure(tree, highlight=highlight) if len(tree) else None
+    return fig, progress_markdown(tree), final_markdown(tree), explain(tree, events[k - 1] if k else None)
+
+
+def run_search(backend, store, question: str, picked: dict | None, method: str, rollouts, children, c,
+               max_depth, temperature, min_p, reward, final_rule, samples, beam_width, seed, control: RunControl):
+    """Generator callback: yields (plot, progress, final, explanation, view, slider) as the run grows."""
+    try:
+        backend.render_prompt(question)
+    except InputError as e:
+        raise gr.Error(str(e), print_exception=False) from None
+    gold = gold_for(question, picked)
+    cfg = make_config(method, dict(rollouts=rollouts, children=children, c=c, max_depth=max_depth,
+                                   temperature=temperature, min_p=min_p, reward=reward, final_rule=final_rule,
+                                   samples=samples, beam_width=beam_width))
+    if getattr(cfg, "reward", None) == "gold" and gold is None:
+        raise gr.Error("The answer-key reward needs a gold answer: pick a random problem, or use "
+                       "self-consistency.", print_exception=False)
+    seed = int(seed or 0)
+    control.reset()
+    sid = store.create_session(method=method, model=backend.info.name, question=question.strip(),
+                               gold=None if gold is None else str(gold), config=cfg.to_json(), seed=seed)
+    events: list[E.Event] = []
+    tree = Tree()
+    last = 0.0
+    started = time.perf_counter()
+    status, message = "done", ""
+    try:
+        for ev in METHODS[method].run(question.strip(), backend, config=cfg, seed=seed, gold=gold,
+                                      should_stop=control.stopped):
+            store.append(sid, ev)
+            events.append(ev)
+            tree.apply(ev)
+            now = time.perf_counter()
+            if now - last >= REDRAW_S and len(tree):
+                last = now
+                yield (tree_figure(tree, highlight=tree.last_path), progress_markdown(tree), "",
+                       explain(tree, ev), {"session_id": sid, "events": events},
+                       gr.Slider(maximum=len(events), value=len(events)))
+        if tree.finished is not None and tree.finished.status == "stopped":
+            status, message = "stopped", tree.finished.message
+    except Exception as e:
+        store.finish(sid, status="failed", message=f"{type(e).__name__}: {e}", wall_s=time.perf_counter() - started)
+        raise gr.Error(f"the run failed: {e}", print_exception=False) from None
+    store.finish(sid, status=status, message=message, wall_s=time.perf_counter() - started)
+    fig, progress, final, expl = view_outputs(events)
+    yield (fig, progress + f" · session `{sid}`", final, expl, {"session_id": sid, "events": events},
+           gr.Slider(maximum=len(events), value=len(events)))
+
+
+def stop_search(control: RunControl) -> str:
+    control.request_stop()
+    return "Stopping…"
+
+
+def replay_to(view: dict | None, k):
+    if not view or not view.get("events"):
+        return None, "", "", "Run a search or open a session first."
+    return view_outputs(view["events"], k)
+
+
+def step_phase(view: dict | None, k, direction: int):
+    """Jump the timeline to the previous or next phase of an iteration."""
+    if not view or not view.get("events"):
+        return 0, None, "", "", "Run a search or open a session first."
+    events = view["events"]
+    k = step_to(phase_points(events), int(k or 0), direction)
+    return (k, *view_outputs(events, k))
+
+
+def inspect_node(view: dict | None, node_id, k) -> str:
+    """The path to a node, its tokens coloured by probability, and its statistics."""
+    if not view or not view.get("events"):
+        return "<p>Run a search or open a session first.</p>"
+    tree = Tree.fold(view["events"][:int(k) if k is not None else None])
+    try:
+        nid = int(node_id)
+    except (TypeError, ValueError):
+        raise gr.Error("node id must be a whole number (hover a node to see its id)", print_exception=False) from None
+    if not 0 <= nid < len(tree):
+        raise gr.Error(f"node {nid} does not exist at this point of the run (nodes 0–{len(tree) - 1})",
+                       print_exception=False)
+    n = tree[nid]
+    parts = [legend_html(), '<div class="ts-tokens">']
+    for pid in tree.path_to(nid):
+        node = tree[pid]
+        if pid == E.ROOT:
+            parts.append(f'<div style="opacity:.7">{html.escape(node.text)}</div>')
+            continue
+        spans = "".join(token_span(TokenLogprob.from_json(t)) for t in node.tokens)
+        style = "" if pid == nid else "opacity:.75"
+        parts.append(f'<div style="{style}"><small>node {pid}</small> {spans or html.escape(node.text)}</div>')
+    parts.append("</div>")
+    stats = [f"N = {n.visits}", f"Q = {n.q:.3f}", f"value = {n.value:.3f}"]
+    if n.reward is not None:
+        stats.append(f"reward = {n.reward:.3f}")
+    if n.prior is not None:
+        stats.append(f"mean token logprob = {n.prior:.3f}")
+    if n.terminal:
+        stats.append(f"answer = {n.answer}" + ("" if n.correct is None else (" ✓" if n.correct else " ✗")))
+    sel = n.last_selection
+    if sel and sel.get("uct") is not None:
+        stats.append(f"last UCT = {sel['q']:.3f} + {sel['explore']:.3f} = {sel['uct']:.3f}")
+    return f"<p><b>node {nid}</b> · depth {n.depth} · {' · '.join(stats)}</p>" + "".join(parts)
+
+
+def build_mcts_tab(backend, store, *, problems_path: str | Path | None = None) -> dict:
+    path = Path(problems_path) if problems_path is not None else HELDOUT
+    problems = {tier: load_problems(path, tier) for tier in TIERS}
+    c: dict[str, Any] = {"picked": gr.State(new_pick_state()), "control": gr.State(RunControl()),
+                         "view": gr.State(None)}
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=2, min_width=340):
+            c["question"] = gr.Textbox(label="Question", lines=3, max_lines=10, elem_id="ts-search-question",
+                                       placeholder="Type a problem or pick a random one.")
+            with gr.Row():
+                for tier in TIERS:
+                    c[f"random_{tier}"] = gr.Button(f"Random {tier}", size="sm", elem_id=f"ts-search-random-{tier}")
+            c["gold"] = gr.Markdown("")
+            c["method"] = gr.Dropdown([(m.label, m.name) for m in METHODS.values()], value="mcts", label="Method")
+            with gr.Accordion("Settings", open=False):
+                with gr.Row():
+                    c["rollouts"] = gr.Slider(1, 200, value=16, step=1, label="Rollouts (MCTS)")
+                    c["children"] = gr.Slider(1, 8, value=3, step=1, label="Children per expansion")
+                with gr.Row():
+                    c["c"] = gr.Slider(0, 5, value=2.0, step=0.1, label="Exploration c (UCT)")
+                    c["max_depth"] = gr.Slider(1, 16, value=8, step=1, label="Max depth (steps)")
+                with gr.Row():
+                    c["temperature"] = gr.Slider(0, 2, value=0.8, step=0.05, label="Temperature")
+                    c["min_p"] = gr.Slider(0, 1, value=0.0, step=0.01, label="Min-p")
+                c["reward"] = gr.Radio(REWARD_CHOICES, value="self_consistency", label="Reward (MCTS)")
+                c["final_rule"] = gr.Radio(list(ANSWER_RULES), value="majority", label="Final answer rule (MCTS)")
+                with gr.Row():
+                    c["samples"] = gr.Slider(1, 64, value=8, step=1, label="Samples (sc, best-of-N)")
+                    c["beam_width"] = gr.Slider(1, 8, value=3, step=1, label="Beam width")
+                c["seed"] = gr.Number(0, precision=0, minimum=0, label="Seed")
+            with gr.Row():
+                c["run"] = gr.Button("Run", variant="primary", elem_id="ts-search-run")
+                c["stop"] = gr.Button("Stop", variant="stop", elem_id="ts-search-stop")
+            c["progress"] = gr.Markdown("", elem_id="ts-search-progress")
+            c["final"] = gr.Markdown("", elem_id="ts-search-final")
+        with gr.Column(scale=3, min_width=420):
+            c["plot"] = gr.Plot(label="Search tree: colour = Q, size = visits; ★ right, ✗ wrong, ◆ unjudged",
+                                elem_id="ts-search-plot")
+            c["timeline"] = gr.Slider(0, 1, value=0, step=1, label="Timeline (events folded)", elem_id="ts-timeline")
+            with gr.Row():
+                c["prev_phase"] = gr.Button("◀ previous phase", size="sm")
+                c["next_phase"] = gr.Button("next phase ▶", size="sm")
+            c["explain"] = gr.Markdown("", elem_id="ts-search-explain")
+    with gr.Row():
+        c["node_id"] = gr.Number(0, precision=0, minimum=0, label="Node id (hover a node to see it)", scale=1)
+        c["inspect"] = gr.Button("Inspect node", size="sm", scale=0)
+    c["inspector"] = gr.HTML("", css_template=TOKENS_CSS, elem_id="ts-inspector")
+
+    for tier in TIERS:
+        c[f"random_{tier}"].click(functools.partial(pick_random_problem, problems[tier], tier=tier),
+                                  inputs=[c["picked"]], outputs=[c["question"], c["gold"], c["picked"]],
+                                  api_visibility="private")
+    c["question"].change(gold_markdown, inputs=[c["question"], c["picked"]], outputs=[c["gold"]],
+                         api_visibility="private", show_progress="hidden", trigger_mode="always_last")
+    view_out = [c["plot"], c["progress"], c["final"], c["explain"]]
+    c["run_event"] = c["run"].click(
+        functools.partial(run_search, backend, store),
+        inputs=[c["question"], c["picked"], c["method"], c["rollouts"], c["children"], c["c"], c["max_depth"],
+                c["temperature"], c["min_p"], c["reward"], c["final_rule"], c["samples"], c["beam_width"],
+                c["seed"], c["control"]],
+        outputs=[*view_out, c["view"], c["timeline"]], api_name="run_search",
+        concurrency_limit=1, concurrency_id=MODEL_QUEUE)
+    c["stop"].click(stop_search, inputs=[c["control"]], outputs=[c["progress"]], api_name="stop_search",
+                    concurrency_limit=None)
+    c["timeline"].release(replay_to, inputs=[c["view"], c["timeline"]], outputs=view_out,
+                          api_visibility="private", trigger_mode="always_last")
+    for name, direction in (("prev_phase", -1), ("next_phase", 1)):
+        c[name].click(functools.partial(step_phase, direction=direction), inputs=[c["view"], c["timeline"]],
+                      outputs=[c["timeline"], *view_out], api_visibility="private")
+    c["inspect"].click(inspect_node, inputs=[c["view"], c["node_id"], c["timeline"]], outputs=[c["inspector"]],
+                       api_visibility="private")
+    return c

@@ -1,0 +1,99 @@
+"""Replay a run from its event log: the tree at any moment, and what each phase did, in words.
+
+The timeline slider folds the first k events; the phase stepper jumps between the events that
+start a phase of an MCTS iteration (select, expand/simulate, reward, backpropagate) and
+explains the arithmetic of that step — the UCT terms that picked a child, the reward, the
+visit and value updates. Pure functions over events: no Gradio here.
+"""
+
+from __future__ import annotations
+
+import html
+
+from engine import events as E
+from engine.tree import Tree
+
+PHASE_EVENTS = (E.IterationStarted, E.Selected, E.Expanded, E.TerminalReward, E.Backprop, E.FinalAnswer)
+
+
+def phase_points(events: list[E.Event]) -> list[int]:
+    """Moments (number of events folded) at which a phase has just happened."""
+    return [i + 1 for i, ev in enumerate(events) if isinstance(ev, PHASE_EVENTS)]
+
+
+def step_to(points: list[int], k: int, direction: int) -> int:
+    """The previous (-1) or next (+1) phase moment from moment k (stays put at the ends)."""
+    if direction > 0:
+        return next((p for p in points if p > k), k)
+    return next((p for p in reversed(points) if p < k), k)
+
+
+def _short(text: str, n: int = 70) -> str:
+    text = " ".join(text.split())
+    return html.escape(text if len(text) <= n else text[:n] + "…")
+
+
+def _fmt(x) -> str:
+    return "—" if x is None else f"{x:.3f}"
+
+
+def explain(tree: Tree, ev: E.Event | None) -> str:
+    """Markdown saying what event ``ev`` (the last one folded into ``tree``) did."""
+    if ev is None:
+        return "Start of the run: only the question."
+    if isinstance(ev, E.IterationStarted):
+        return f"**Rollout {ev.iteration} of {ev.of} begins** at the root."
+    if isinstance(ev, E.Selected):
+        why = {"uct": f"highest UCT = Q + {ev.c:g}·√(ln N_parent / N), N_parent = {ev.parent_visits}",
+               "unvisited": "an unvisited child is tried before UCT applies (chosen at random, seeded)",
+               "only": "the only child"}[ev.rule]
+        rows = ["| child | N | Q | explore | UCT | |", "|---|---|---|---|---|---|"]
+        for r in ev.candidates:
+            mark = "**← chosen**" if r["node"] == ev.chosen else ""
+            rows.append(f"| {r['node']}: {_short(tree[r['node']].text, 40)} | {r['visits']} | {_fmt(r['q'])} | "
+                        f"{_fmt(r['explore'])} | {_fmt(r['uct'])} | {mark} |")
+        return f"**Select** at node {ev.node}: {why}.\n\n" + "\n".join(rows)
+    if isinstance(ev, E.Expanded):
+        verb = "Expand" if ev.phase == "expand" else "Simulate (expand on the way down)"
+        kids = "\n".join(f"- node {c}: `{_short(tree[c].text)}`" + (" (terminal)" if tree[c].terminal else "")
+                         for c in ev.children)
+        return f"**{verb}** node {ev.node}: {len(ev.children)} distinct next step(s) sampled in one batch.\n\n{kids}"
+    if isinstance(ev, E.TerminalReward):
+        if ev.source == "gold":
+            how = "+1 if it matches the answer key, −1 otherwise (**uses the answer key**)"
+        else:
+            d = ev.detail or {}
+            how = f"share of this answer among terminal answers so far: {d.get('share', 0)} of {d.get('of', 0)}"
+        return f"**Reward** at node {ev.node} (answer {ev.answer}): {ev.reward:.3f} — {how}."
+    if isinstance(ev, E.Backprop):
+        rows = ["| node | N before → after | value before → after | Q after |", "|---|---|---|---|"]
+        for nid, (v0, w0), (v1, w1) in zip(ev.path, ev.before, ev.after):
+            rows.append(f"| {nid} | {v0} → {v1} | {w0:.3f} → {w1:.3f} | {w1 / v1 if v1 else 0:.3f} |")
+        return f"**Backpropagate** reward {ev.reward:.3f} along the path.\n\n" + "\n".join(rows)
+    if isinstance(ev, E.FinalAnswer):
+        return final_markdown(tree)
+    if isinstance(ev, E.NodeProposed):
+        return f"Node {ev.node} proposed under node {ev.parent}: `{_short(ev.text)}`"
+    return f"`{ev.type}`"
+
+
+def final_markdown(tree: Tree) -> str:
+    f = tree.final
+    if f is None:
+        return "No answer yet."
+    gold = tree.run.gold if tree.run else None
+    verdict = "" if f.correct is None else (" — ✓ correct" if f.correct else f" — ✗ wrong (gold {gold})")
+    alts = ", ".join(f"{rule}: **{a}**" for rule, a in f.alternatives.items() if rule != f.rule)
+    status = tree.finished.status if tree.finished else "running"
+    lines = [f"### Answer: {f.answer}{verdict}", f"Chosen by **{f.rule}**" + (f"; the other rules would say {alts}" if alts else "") + "."]
+    if tree.finished:
+        lines.append(f"{len(tree)} nodes · {tree.finished.generated_tokens} generated tokens · status {status}"
+                     + (f" ({tree.finished.message})" if tree.finished.message else ""))
+    return "\n\n".join(lines)
+
+
+def progress_markdown(tree: Tree) -> str:
+    if tree.run is None:
+        return ""
+    it = f"rollout {tree.iteration} of {tree.iterations} · " if tree.iterations > 1 else ""
+    return f"{tree.run.method}: {it}{len(tree)} nodes · {len(tree.terminals())} terminal"

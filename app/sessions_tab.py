@@ -1,0 +1,132 @@
+"""The Sessions tab: every stored run, filtered; open one into the Search view, delete, export, import.
+
+Callbacks are plain functions over the store; store errors become gr.Error here. Opening a
+session hands its events to the Search tab's view state (wired in app/main.py).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from engine.search import METHODS
+from engine.store import StoreError
+
+COLUMNS = ["session_id", "method", "model", "status", "answer", "gold", "correct", "nodes",
+           "generated_tokens", "created", "question"]
+CORRECT_FILTER = {"any": None, "right": True, "wrong": False}
+
+
+def session_rows(store, method: str = "any", correct: str = "any") -> list[list]:
+    try:
+        rows = store.list_sessions(method=None if method == "any" else method,
+                                   correct=CORRECT_FILTER.get(correct))
+    except StoreError as e:
+        raise gr.Error(str(e), print_exception=False) from None
+    out = []
+    for r in rows:
+        row = [r.get(k) for k in COLUMNS]
+        row[COLUMNS.index("question")] = (r.get("question") or "")[:90]
+        out.append(row)
+    return out
+
+
+def open_session(store, session_id: str):
+    """The session's events as a view for the Search tab, and a status line."""
+    sid = (session_id or "").strip()
+    if not sid:
+        raise gr.Error("select a session in the table (or type its id) first", print_exception=False)
+    try:
+        sid = store.resolve(sid)
+        events = store.events(sid)
+        meta = store.session(sid)
+    except StoreError as e:
+        raise gr.Error(str(e), print_exception=False) from None
+    return {"session_id": sid, "events": events}, f"Opened `{sid}` ({meta['method']}, {len(events)} events, {meta['status']})."
+
+
+def delete_session(store, session_id: str, method: str, correct: str):
+    sid = (session_id or "").strip()
+    if not sid:
+        raise gr.Error("select a session first", print_exception=False)
+    try:
+        sid = store.resolve(sid)
+        store.delete(sid)
+    except StoreError as e:
+        raise gr.Error(str(e), print_exception=False) from None
+    return session_rows(store, method, correct), f"Deleted `{sid}`.", ""
+
+
+def export_session(store, session_id: str) -> str:
+    sid = (session_id or "").strip()
+    if not sid:
+        raise gr.Error("select a session first", print_exception=False)
+    try:
+        sid = store.resolve(sid)
+        data = store.export_session(sid)
+    except StoreError as e:
+        raise gr.Error(str(e), print_exception=False) from None
+    out = Path(tempfile.mkdtemp(prefix="thoughtscope-export-")) / f"session-{sid}.json"
+    out.write_text(json.dumps(data, indent=1, sort_keys=True))
+    return str(out)
+
+
+def import_session(store, file: Any, method: str, correct: str):
+    if file is None:
+        raise gr.Error("choose a session JSON file to import", print_exception=False)
+    path = Path(file if isinstance(file, str) else getattr(file, "name", file))
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise gr.Error(f"{path.name} is not a session JSON file: {e}", print_exception=False) from None
+    try:
+        sid = store.import_session(data)
+    except StoreError as e:
+        raise gr.Error(str(e), print_exception=False) from None
+    return session_rows(store, method, correct), f"Imported as `{sid}`."
+
+
+def selected_id(rows, evt: gr.SelectData) -> str:
+    """The session id of the clicked table row."""
+    try:
+        row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
+        values = rows.values.tolist() if hasattr(rows, "values") else rows
+        return str(values[row][0])
+    except (IndexError, TypeError, KeyError):
+        return ""
+
+
+def build_sessions_tab(store) -> dict:
+    c: dict[str, Any] = {}
+    with gr.Row():
+        c["method"] = gr.Dropdown(["any", *METHODS], value="any", label="Method", scale=1)
+        c["correct"] = gr.Dropdown(list(CORRECT_FILTER), value="any", label="Result", scale=1)
+        c["refresh"] = gr.Button("Refresh", size="sm", scale=0)
+    c["table"] = gr.Dataframe(session_rows(store), headers=COLUMNS, interactive=False, wrap=True,
+                              elem_id="ts-sessions-table")
+    with gr.Row():
+        c["session_id"] = gr.Textbox(label="Session id (click a row)", scale=2, elem_id="ts-session-id")
+        c["open"] = gr.Button("Open in Search view", variant="primary", scale=1)
+        c["export"] = gr.Button("Export JSON", scale=1)
+        c["delete"] = gr.Button("Delete", variant="stop", scale=1)
+    c["status"] = gr.Markdown("")
+    with gr.Row():
+        c["download"] = gr.File(label="Exported session", interactive=False)
+        c["upload"] = gr.File(label="Import a session JSON", file_types=[".json"])
+
+    filters = [c["method"], c["correct"]]
+    for trigger in (c["refresh"].click, c["method"].change, c["correct"].change):
+        trigger(lambda m, k: session_rows(store, m, k), inputs=filters, outputs=[c["table"]],
+                api_visibility="private")
+    c["table"].select(selected_id, inputs=[c["table"]], outputs=[c["session_id"]], api_visibility="private")
+    c["delete"].click(lambda s, m, k: delete_session(store, s, m, k), inputs=[c["session_id"], *filters],
+                      outputs=[c["table"], c["status"], c["session_id"]], api_visibility="private")
+    c["export"].click(lambda s: export_session(store, s), inputs=[c["session_id"]], outputs=[c["download"]],
+                      api_visibility="private")
+    c["upload"].upload(lambda f, m, k: import_session(store, f, m, k), inputs=[c["upload"], *filters],
+                       outputs=[c["table"], c["status"]], api_visibility="private")
+    return c

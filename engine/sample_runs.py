@@ -1,0 +1,88 @@
+"""Recorded sessions the app shows on first start: ``python -m engine.sample_runs``.
+
+Walks the held-out hard problems in order, runs greedy and MCTS (default config) on each, and
+keeps the first problem where MCTS fixes a greedy mistake and the first where MCTS fails;
+the fixed problem is also run with the other baselines, for comparison. Each run is recorded
+through the store like any other and exported as JSON into sample_runs/.
+
+`import_samples(store)` loads them into a database that has no sessions yet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from engine.search import METHODS
+from engine.store import Store, record
+
+SAMPLES = Path(__file__).resolve().parents[1] / "sample_runs"
+
+
+def import_samples(store: Store, folder: Path = SAMPLES) -> list[str]:
+    """Import every sample run into ``store`` if it holds no sessions yet; returns the new ids."""
+    if store.list_sessions(limit=1) or not folder.is_dir():
+        return []
+    return [store.import_session(json.loads(f.read_text())) for f in sorted(folder.glob("*.json"))]
+
+
+def _record(store: Store, backend, method: str, problem, seed: int) -> str:
+    m = METHODS[method]
+    cfg = m.config()
+    sid = store.create_session(method=method, model=backend.info.name, question=problem.question,
+                               gold=str(problem.answer), config=cfg.to_json(), seed=seed)
+    record(store, sid, m.run(problem.question, backend, config=cfg, seed=seed, gold=str(problem.answer)))
+    return sid
+
+
+def main(argv=None) -> int:
+    from engine.evaluate import HELDOUT
+    from engine.demo_model.problems import load_problems
+    from engine.models.registry import DEFAULT_MODEL, load_backend
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default=DEFAULT_MODEL)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--max-problems", type=int, default=60)
+    ap.add_argument("--out", type=Path, default=SAMPLES)
+    args = ap.parse_args(argv)
+
+    backend = load_backend(args.model)
+    args.out.mkdir(parents=True, exist_ok=True)
+    store = Store(args.out / "recording.db")
+    wanted = {"mcts-fixes-greedy": None, "mcts-fails": None}
+    for problem in load_problems(HELDOUT, "hard")[:args.max_problems]:
+        greedy = _record(store, backend, "greedy", problem, args.seed)
+        if store.session(greedy)["correct"]:
+            continue
+        mcts = _record(store, backend, "mcts", problem, args.seed)
+        kind = "mcts-fixes-greedy" if store.session(mcts)["correct"] else "mcts-fails"
+        if wanted[kind] is None:
+            wanted[kind] = (problem, greedy, mcts)
+            print(f"{kind}: {problem.id}", file=sys.stderr)
+        if all(wanted.values()):
+            break
+    for kind, found in wanted.items():
+        if found is None:
+            print(f"no example of {kind} in the first {args.max_problems} hard problems", file=sys.stderr)
+            continue
+        problem, greedy, mcts = found
+        runs = {"greedy": greedy, "mcts": mcts}
+        if kind == "mcts-fixes-greedy":
+            for method in ("sc", "bon", "beam"):
+                runs[method] = _record(store, backend, method, problem, args.seed)
+        for method, sid in runs.items():
+            path = args.out / f"{kind}-{problem.id}-{method}.json"
+            path.write_text(json.dumps(store.export_session(sid), indent=1, sort_keys=True))
+            print(f"wrote {path}", file=sys.stderr)
+    store.close()
+    (args.out / "recording.db").unlink(missing_ok=True)
+    for suffix in ("-wal", "-shm"):
+        Path(str(args.out / "recording.db") + suffix).unlink(missing_ok=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

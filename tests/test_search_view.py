@@ -1,0 +1,143 @@
+"""The Search and Sessions tabs' callbacks, as plain functions on a real tiny model and a real
+SQLite file (the served app and the browser are covered in test_app*.py)."""
+
+import json
+
+import gradio as gr
+import pytest
+
+from app import mcts_tab as M
+from app import sessions_tab as S
+from app.replay import phase_points
+from app.tree_figure import layout, tree_figure
+from engine import events as E
+from engine.store import Store
+from engine.tree import Tree
+
+QUESTION = "Mia has 23 apples. She buys 14 more apples. How many apples does Mia have now?"
+PICKED = {"clicks": 1, "id": "easy-0001", "question": QUESTION, "answer": 37}
+FORM = dict(method="mcts", rollouts=3, children=2, c=2.0, max_depth=3, temperature=0.8, min_p=0.0,
+            reward="self_consistency", final_rule="majority", samples=3, beam_width=2, seed=0)
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store(tmp_path / "runs.db")
+    yield s
+    s.close()
+
+
+def run(backend, store, control=None, question=QUESTION, **overrides):
+    form = {**FORM, **overrides}
+    return list(M.run_search(backend, store, question, PICKED, form["method"], form["rollouts"], form["children"],
+                             form["c"], form["max_depth"], form["temperature"], form["min_p"], form["reward"],
+                             form["final_rule"], form["samples"], form["beam_width"], form["seed"],
+                             control or M.RunControl()))
+
+
+def test_a_run_streams_the_tree_and_stores_every_event(tiny_backend, store):
+    outputs = run(tiny_backend, store)
+    fig, progress, final, explanation, view, slider = outputs[-1]
+    sid = view["session_id"]
+    assert len(view["events"]) == len(store.events(sid))
+    assert [e.dumps() for e in view["events"]] == [e.dumps() for e in store.events(sid)]
+    meta = store.session(sid)
+    assert meta["status"] == "done" and meta["method"] == "mcts" and meta["gold"] == "37"
+    assert "Answer" in final and sid in progress
+    assert len(fig.data[2].x) == len(Tree.fold(view["events"]))      # one marker per node
+
+
+@pytest.mark.parametrize("method", ["greedy", "sc", "bon", "beam"])
+def test_every_baseline_runs_from_the_view(tiny_backend, store, method):
+    *_, (fig, _, final, _, view, _) = run(tiny_backend, store, method=method)
+    assert store.session(view["session_id"])["status"] == "done"
+    assert fig is not None and final
+
+
+def test_stop_before_the_first_model_call_keeps_a_stopped_session(tiny_backend, store):
+    control = M.RunControl()
+    original = control.reset
+    control.reset = lambda: (original(), control.request_stop())     # Stop pressed as the run starts
+    *_, (_, _, final, _, view, _) = run(tiny_backend, store, control=control, rollouts=50)
+    meta = store.session(view["session_id"])
+    assert meta["status"] == "stopped"
+    assert isinstance(view["events"][-1], E.RunFinished) and view["events"][-1].status == "stopped"
+
+
+def test_run_controls_are_per_user_copies():
+    import copy
+    a = M.RunControl()
+    b = copy.deepcopy(a)
+    a.request_stop()
+    assert a.stopped() and not b.stopped()
+
+
+@pytest.mark.parametrize("overrides,needle", [
+    ({"rollouts": 0}, "rollouts"), ({"c": -1.0}, "c must"), ({"temperature": -0.5}, "temperature"),
+    ({"method": "telepathy"}, "unknown method"),
+])
+def test_bad_settings_are_gr_errors_naming_the_field(tiny_backend, store, overrides, needle):
+    with pytest.raises(gr.Error, match=needle):
+        run(tiny_backend, store, **overrides)
+    assert store.list_sessions() == []                               # nothing half-created
+
+
+def test_empty_question_and_gold_reward_without_gold(tiny_backend, store):
+    with pytest.raises(gr.Error, match="empty"):
+        run(tiny_backend, store, question="   ")
+    with pytest.raises(gr.Error, match="gold answer"):
+        list(M.run_search(tiny_backend, store, "Tom has 3 pens. How many pens?", None, "mcts", 2, 2, 2.0, 3,
+                          0.8, 0.0, "gold", "majority", 3, 2, 0, M.RunControl()))
+
+
+def test_replay_phase_stepper_and_inspector(tiny_backend, store):
+    *_, (_, _, _, _, view, _) = run(tiny_backend, store)
+    events = view["events"]
+    points = phase_points(events)
+    k, fig, progress, final, text = M.step_phase(view, 0, direction=1)
+    assert k == points[0] and "Rollout 1" in text
+    k2, *_ , text2 = M.step_phase(view, k, direction=1)
+    assert k2 == points[1] and k2 > k
+    back, *_ = M.step_phase(view, k2, direction=-1)
+    assert back == k
+    select_at = next(i + 1 for i, e in enumerate(events) if isinstance(e, E.Selected))
+    *_, why = M.replay_to(view, select_at)
+    assert "Select" in why and "chosen" in why
+    html = M.inspect_node(view, 1, len(events))
+    assert "node 1" in html and "ts-tok" in html
+    with pytest.raises(gr.Error, match="does not exist"):
+        M.inspect_node(view, 10_000, len(events))
+
+
+def test_layout_keeps_subtrees_in_bands(tiny_backend, store):
+    *_, (_, _, _, _, view, _) = run(tiny_backend, store, rollouts=4)
+    tree = Tree.fold(view["events"])
+    xs, ys = layout(tree)
+    for n in tree.nodes:
+        assert ys[n.id] == -n.depth
+        if n.children:
+            kids = [xs[c] for c in n.children]
+            assert kids == sorted(kids) and min(kids) <= xs[n.id] <= max(kids)
+    assert tree_figure(tree).to_json()
+
+
+def test_sessions_tab_lists_opens_exports_imports_and_deletes(tiny_backend, store, tmp_path):
+    *_, (_, _, _, _, view, _) = run(tiny_backend, store)
+    sid = view["session_id"]
+    rows = S.session_rows(store)
+    assert rows[0][0] == sid and rows[0][1] == "mcts"
+    assert S.session_rows(store, method="sc") == []
+    opened, status = S.open_session(store, sid[:6])
+    assert [e.dumps() for e in opened["events"]] == [e.dumps() for e in view["events"]]
+    exported = S.export_session(store, sid)
+    assert json.loads(open(exported).read())["events"]
+    rows, status = S.import_session(store, exported, "any", "any")
+    assert len(rows) == 2 and "Imported" in status
+    rows, status, _ = S.delete_session(store, sid, "any", "any")
+    assert len(rows) == 1
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(gr.Error, match="not a session"):
+        S.import_session(store, str(bad), "any", "any")
+    with pytest.raises(gr.Error):
+        S.open_session(store, "nope-not-an-id")
