@@ -167,7 +167,9 @@ def cmd_generate(args) -> int:
                               min_p=args.min_p, order=ORDERS[args.order])
     backend = _load(args)
     prompt = args.prompt if args.raw else backend.render_prompt(args.prompt)
-    gen = backend.generate([prompt], sampling=sampling, max_new_tokens=args.max_new_tokens, seed=args.seed)[0]
+    from engine.evaluate import SOLUTION_STOP
+    gen = backend.generate([prompt], sampling=sampling, stop=SOLUTION_STOP, max_new_tokens=args.max_new_tokens,
+                           seed=args.seed)[0]
     if args.json:
         print(json.dumps({"model": backend.info.name, "prompt": prompt, "sampling": sampling.to_json(),
                           "seed": args.seed, **gen.to_json()}))
@@ -256,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         return COMMANDS[args.command](args)
-    except (CliError, InputError, ModelLoadError, StoreError, ValueError, FileNotFoundError) as e:
+    except (CliError, InputError, ModelLoadError, StoreError, ValueError, OSError) as e:
         msg = str(e)
         print(msg if msg.startswith("thoughtscope") else f"thoughtscope: error: {msg}", file=sys.stderr)
         return EXIT_USAGE

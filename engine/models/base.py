@@ -46,7 +46,8 @@ class ModelInfo:
         return asdict(self)
 
     def describe(self) -> str:
-        size = f"{self.parameters / 1e6:.1f}M" if self.parameters < 1e9 else f"{self.parameters / 1e9:.2f}B"
+        p = self.parameters
+        size = f"{p / 1e9:.2f}B" if p >= 1e9 else f"{p / 1e6:.1f}M" if p >= 1e6 else f"{p / 1e3:.0f}K"
         return f"{self.name} ({self.architecture}, {size} parameters, {self.device}, {self.dtype})"
 
 

@@ -1,0 +1,184 @@
+"""The Generate tab: one question, one sampled solution, every token coloured by probability.
+
+Callbacks are plain module-level functions (values in, values out), tested without a
+browser; `build_generate_tab` only lays out components and wires them to the callbacks.
+Per-user state (the random problem on screen and the click counter that seeds the next
+pick) lives in a `gr.State`, never in module globals.
+
+Bad input (an empty question, a sampler value out of range, a prompt longer than the model
+reads) becomes a `gr.Error` with the engine's message: no traceback reaches the page.
+
+Not here: the token HTML (app/figures.py), the page header and serving (app/main.py).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import random
+from pathlib import Path
+from typing import Any, Sequence
+
+import gradio as gr
+
+from engine.demo_model.problems import TIERS, Problem, load_problems
+from engine.evaluate import HELDOUT, SOLUTION_STOP   # SOLUTION_STOP: a solution never starts a new question
+from engine.sampling import ORDERS, SamplingConfig
+from engine.steps import answers_equal, extract_answer
+
+from app.figures import TOKENS_CSS, TOOLTIP_JS, generation_html
+
+DEFAULT_MAX_NEW_TOKENS = 200
+MAX_NEW_TOKENS_CAP = 4096
+MODEL_QUEUE = "model"      # concurrency id shared by every event that runs the model
+STOP_REASONS = {"stop": "stop string", "eos": "end of sequence", "length": "max new tokens reached"}
+
+
+def new_pick_state() -> dict:
+    """The per-user state: clicks so far (seeds the next pick) and the problem on screen."""
+    return {"clicks": 0, "id": None, "question": None, "answer": None}
+
+
+def _same_question(a: str | None, b: str | None) -> bool:
+    return a is not None and b is not None and a.strip() == b.strip()
+
+
+def gold_for(question: str | None, picked: dict | None) -> int | None:
+    """The gold answer of the shown random problem, if ``question`` is still its text."""
+    if not picked or picked.get("answer") is None:
+        return None
+    return picked["answer"] if _same_question(question, picked.get("question")) else None
+
+
+# ---- callbacks ----------------------------------------------------------------------------
+
+def pick_random_problem(problems: Sequence[Problem], picked: dict | None,
+                        tier: str = "") -> tuple[str, str, dict]:
+    """A held-out problem chosen by ``random.Random(clicks)``: (question, gold markdown, state)."""
+    state = dict(picked or new_pick_state())
+    if not problems:
+        raise gr.Error(f"no held-out {tier + ' ' if tier else ''}problems are available", print_exception=False)
+    clicks = int(state.get("clicks") or 0)
+    problem = random.Random(clicks).choice(list(problems))
+    state.update(clicks=clicks + 1, id=problem.id, question=problem.question, answer=problem.answer)
+    return problem.question, gold_markdown(problem.question, state), state
+
+
+def gold_markdown(question: str | None, picked: dict | None) -> str:
+    """The gold line under the question; gone (with a note) once the question is edited."""
+    if not picked or picked.get("answer") is None:
+        return ""
+    if gold_for(question, picked) is None:
+        return f"*Question edited: the gold answer of {picked['id']} no longer applies.*"
+    return f"Gold answer: **{picked['answer']}** &nbsp;<small>({picked['id']})</small>"
+
+
+def _whole(value: Any, name: str, lo: int, hi: int | None = None) -> int:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
+        and float(value).is_integer() and value >= lo and (hi is None or value <= hi)
+    if not ok:
+        upto = f" to {hi}" if hi is not None else " or more"
+        raise ValueError(f"{name} must be a whole number from {lo}{upto}, got {value!r}")
+    return int(value)
+
+
+def _number(value: Any, name: str) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    return float(value)
+
+
+def make_sampling(temperature: Any, top_k: Any, top_p: Any, min_p: Any, order: str) -> SamplingConfig:
+    """A validated `SamplingConfig` from the controls' values (ValueError names the field)."""
+    if order not in ORDERS:
+        raise ValueError(f"order must be one of {sorted(ORDERS)}, got {order!r}")
+    return SamplingConfig(temperature=_number(temperature, "temperature"),
+                          top_k=_whole(top_k, "top_k", 0),
+                          top_p=_number(top_p, "top_p"), min_p=_number(min_p, "min_p"),
+                          order=ORDERS[order])
+
+
+def summary_markdown(gen, gold: int | None, problem_id: str | None = None) -> str:
+    """Token count, stop reason, mean token probability, the answer and, with a gold, the verdict."""
+    n = len(gen.tokens)
+    mean_p = sum(math.exp(t.logprob) for t in gen.tokens) / n if n else float("nan")
+    answer = extract_answer(gen.text)
+    parts = [f"**{n}** tokens",
+             f"stopped: {STOP_REASONS.get(gen.stop_reason, gen.stop_reason)}",
+             f"mean token probability **{mean_p:.3f}**" if n else "mean token probability —",
+             f"answer: **{answer}**" if answer is not None else "answer: *none found*"]
+    if gold is not None:
+        verdict = "✓ correct" if answers_equal(answer, gold) else "✗ incorrect"
+        parts.append(f"**{verdict}** (gold {gold}{', ' + problem_id if problem_id else ''})")
+    return " · ".join(parts)
+
+
+def run_generation(backend, question: str, temperature: float, top_k: float, top_p: float,
+                   min_p: float, order: str, max_new_tokens: float, seed: float,
+                   picked: dict | None = None) -> tuple[str, str]:
+    """Generate one solution: ``(token HTML, summary markdown)``; bad input -> `gr.Error`."""
+    try:
+        prompt = backend.render_prompt(question if isinstance(question, str) else "")
+        sampling = make_sampling(temperature, top_k, top_p, min_p, order)
+        n_new = _whole(max_new_tokens, "max_new_tokens", 1, MAX_NEW_TOKENS_CAP)
+        seed_ = _whole(seed, "seed", 0, 2**63 - 1)
+        gen = backend.generate([prompt], sampling=sampling, stop=SOLUTION_STOP,
+                               max_new_tokens=n_new, seed=seed_)[0]
+    except ValueError as e:         # InputError is a ValueError
+        raise gr.Error(str(e), print_exception=False) from None
+    gold = gold_for(question, picked)
+    return generation_html(gen), summary_markdown(gen, gold, picked["id"] if gold is not None else None)
+
+
+# ---- layout -------------------------------------------------------------------------------
+
+def build_generate_tab(backend, *, problems_path: str | Path | None = None) -> dict:
+    """Build the tab's components (inside an open ``gr.Tab``) and wire them; returns them by name."""
+    path = Path(problems_path) if problems_path is not None else HELDOUT
+    problems = {tier: load_problems(path, tier) for tier in TIERS}
+    max_tokens = max(1, min(backend.info.context_length, MAX_NEW_TOKENS_CAP))
+
+    c: dict[str, Any] = {"picked": gr.State(new_pick_state())}
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=3, min_width=360):
+            c["question"] = gr.Textbox(label="Question", lines=3, max_lines=12,
+                                       placeholder="Type an arithmetic word problem (Shift+Enter generates), "
+                                                   "or pick a random one below.",
+                                       elem_id="ts-question")
+            with gr.Row():
+                for tier in TIERS:
+                    c[f"random_{tier}"] = gr.Button(f"Random {tier} problem", size="sm",
+                                                    elem_id=f"ts-random-{tier}")
+            c["gold"] = gr.Markdown("", elem_id="ts-gold")
+            c["generate"] = gr.Button("Generate", variant="primary", elem_id="ts-generate")
+            c["summary"] = gr.Markdown("", elem_id="ts-summary")
+            c["output"] = gr.HTML(generation_html(None), css_template=TOKENS_CSS, js_on_load=TOOLTIP_JS,
+                                  elem_id="ts-output")
+        with gr.Column(scale=2, min_width=300):
+            with gr.Accordion("Sampling", open=True):
+                c["temperature"] = gr.Slider(0, 2, value=0.0, step=0.05, label="Temperature",
+                                             info="0 = greedy (always the most likely token)")
+                with gr.Row():
+                    c["top_k"] = gr.Slider(0, 100, value=0, step=1, label="Top-k", info="0 = off")
+                    c["top_p"] = gr.Slider(0.01, 1, value=1.0, step=0.01, label="Top-p", info="1 = off")
+                with gr.Row():
+                    c["min_p"] = gr.Slider(0, 1, value=0.0, step=0.01, label="Min-p", info="0 = off")
+                    c["order"] = gr.Dropdown(list(ORDERS), value="transformers", label="Sampler order",
+                                             info="the order an engine applies the stages in")
+                with gr.Row():
+                    c["max_new_tokens"] = gr.Number(DEFAULT_MAX_NEW_TOKENS, precision=0, minimum=1,
+                                                    maximum=max_tokens, label="Max new tokens")
+                    c["seed"] = gr.Number(0, precision=0, minimum=0, label="Seed")
+
+    for tier in TIERS:
+        c[f"random_{tier}"].click(functools.partial(pick_random_problem, problems[tier], tier=tier),
+                                  inputs=[c["picked"]], outputs=[c["question"], c["gold"], c["picked"]],
+                                  api_name=f"random_{tier}")
+    c["question"].change(gold_markdown, inputs=[c["question"], c["picked"]], outputs=[c["gold"]],
+                         api_visibility="private", show_progress="hidden", trigger_mode="always_last")
+    gr.on([c["generate"].click, c["question"].submit], functools.partial(run_generation, backend),
+          inputs=[c["question"], c["temperature"], c["top_k"], c["top_p"], c["min_p"],
+                  c["order"], c["max_new_tokens"], c["seed"], c["picked"]],
+          outputs=[c["output"], c["summary"]], api_name="generate",
+          concurrency_limit=1, concurrency_id=MODEL_QUEUE)
+    return c
