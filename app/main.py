@@ -62,10 +62,10 @@ def build_app(backend, store=None, *, problems_path: str | Path | None = None) -
     with gr.Blocks(title=f"{TITLE} — {backend.info.name}", analytics_enabled=False) as demo:
         gr.HTML(header_html(backend), css_template=HEADER_CSS, js_on_load=None, elem_id="ts-header")
         with gr.Tabs(elem_id="ts-tabs") as tabs:
-            with gr.Tab("Search", id="search", elem_id="ts-tab-search"):
-                search = build_mcts_tab(backend, store, problems_path=problems_path)
             with gr.Tab("Generate", id="generate", elem_id="ts-tab-generate"):
                 generate = build_generate_tab(backend, problems_path=problems_path)
+            with gr.Tab("Search", id="search", elem_id="ts-tab-search"):
+                search = build_mcts_tab(backend, store, problems_path=problems_path)
             with gr.Tab("Sessions", id="sessions", elem_id="ts-tab-sessions"):
                 sessions = build_sessions_tab(store)
         demo.thoughtscope_tabs = {"search": search, "generate": generate, "sessions": sessions}

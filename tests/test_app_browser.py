@@ -246,6 +246,35 @@ def test_shift_enter_in_the_question_generates(app_url, browser):
     browser.wait_for("document.querySelectorAll('#ts-output .ts-tok').length", what="token spans")
 
 
+def open_tab(browser, name: str) -> None:
+    browser.wait_for("[...document.querySelectorAll('[role=tab]')].some(e => e.innerText.trim() === %s)"
+                     % json.dumps(name), what=f"the {name} tab button")
+    browser.js("[...document.querySelectorAll('[role=tab]')].find(e => e.innerText.trim() === %s).click()"
+               % json.dumps(name))
+
+
+def test_search_tab_runs_a_search_and_draws_the_tree(app_url, browser):
+    browser.goto(app_url)
+    open_tab(browser, "Search")
+    browser.wait_for("!!document.querySelector('#ts-search-run')", what="the Run button")
+    browser.js("document.querySelector('#ts-search-random-easy').click()")
+    browser.wait_for("document.querySelector('#ts-search-question textarea').value", what="a random question")
+    browser.js("document.querySelector('#ts-search-run').click()")
+    final = browser.wait_for("(() => { const t = document.querySelector('#ts-search-final').innerText;"
+                             " return t.includes('Answer') ? t : ''; })()", timeout=120, what="the final answer")
+    assert "Chosen by" in final
+    points = browser.wait_for("document.querySelectorAll('#ts-search-plot .scatterlayer .point').length",
+                              what="tree nodes drawn")
+    assert points >= 2
+    progress = browser.js("document.querySelector('#ts-search-progress').innerText")
+    assert "nodes" in progress and "session" in progress
+    # the phase stepper explains the first rollout
+    browser.js("[...document.querySelectorAll('button')].find(b => b.innerText.includes('next phase')).click()")
+    browser.wait_for("document.querySelector('#ts-search-explain').innerText.includes('Rollout 1')",
+                     what="the phase explanation")
+    assert "Traceback" not in browser.js("document.body.innerText")
+
+
 @pytest.mark.skipif(not os.environ.get("THOUGHTSCOPE_SCREENSHOT"),
                     reason="set THOUGHTSCOPE_SCREENSHOT=docs/screenshots/generate.png to remake the README screenshot")
 def test_readme_screenshot(request, tmp_path):
