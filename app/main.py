@@ -82,8 +82,9 @@ def build_app(backend, store=None, *, problems_path: str | Path | None = None) -
             outputs=[search["plot"], search["progress"], search["final"], search["explain"], search["timeline"], tabs],
             api_visibility="private")
         # A finished run shows up in the Sessions list.
-        search["run_event"].then(lambda m, k: session_rows(store, m, k),
-                                 inputs=[sessions["method"], sessions["correct"]], outputs=[sessions["table"]],
+        search["run_event"].then(lambda m, k, mo: session_rows(store, m, k, mo),
+                                 inputs=[sessions["method"], sessions["correct"], sessions["model"]],
+                                 outputs=[sessions["table"]],
                                  api_visibility="private")
     return demo
 

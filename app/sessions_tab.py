@@ -21,9 +21,10 @@ COLUMNS = ["session_id", "method", "model", "status", "answer", "gold", "correct
 CORRECT_FILTER = {"any": None, "right": True, "wrong": False}
 
 
-def session_rows(store, method: str = "any", correct: str = "any") -> list[list]:
+def session_rows(store, method: str = "any", correct: str = "any", model: str = "any") -> list[list]:
     try:
         rows = store.list_sessions(method=None if method == "any" else method,
+                                   model=None if not model or model == "any" else model,
                                    correct=CORRECT_FILTER.get(correct))
     except StoreError as e:
         raise gr.Error(str(e), print_exception=False) from None
@@ -33,6 +34,13 @@ def session_rows(store, method: str = "any", correct: str = "any") -> list[list]
         row[COLUMNS.index("question")] = (r.get("question") or "")[:90]
         out.append(row)
     return out
+
+
+def model_choices(store) -> list[str]:
+    try:
+        return ["any", *sorted({r["model"] for r in store.list_sessions() if r.get("model")})]
+    except StoreError:
+        return ["any"]
 
 
 def open_session(store, session_id: str):
@@ -49,7 +57,7 @@ def open_session(store, session_id: str):
     return {"session_id": sid, "events": events}, f"Opened `{sid}` ({meta['method']}, {len(events)} events, {meta['status']})."
 
 
-def delete_session(store, session_id: str, method: str, correct: str):
+def delete_session(store, session_id: str, method: str, correct: str, model: str = "any"):
     sid = (session_id or "").strip()
     if not sid:
         raise gr.Error("select a session first", print_exception=False)
@@ -58,7 +66,7 @@ def delete_session(store, session_id: str, method: str, correct: str):
         store.delete(sid)
     except StoreError as e:
         raise gr.Error(str(e), print_exception=False) from None
-    return session_rows(store, method, correct), f"Deleted `{sid}`.", ""
+    return session_rows(store, method, correct, model), f"Deleted `{sid}`.", ""
 
 
 def export_session(store, session_id: str) -> str:
@@ -75,7 +83,7 @@ def export_session(store, session_id: str) -> str:
     return str(out)
 
 
-def import_session(store, file: Any, method: str, correct: str):
+def import_session(store, file: Any, method: str, correct: str, model: str = "any"):
     if file is None:
         raise gr.Error("choose a session JSON file to import", print_exception=False)
     path = Path(file if isinstance(file, str) else getattr(file, "name", file))
@@ -87,7 +95,7 @@ def import_session(store, file: Any, method: str, correct: str):
         sid = store.import_session(data)
     except StoreError as e:
         raise gr.Error(str(e), print_exception=False) from None
-    return session_rows(store, method, correct), f"Imported as `{sid}`."
+    return session_rows(store, method, correct, model), f"Imported as `{sid}`."
 
 
 def selected_id(rows, evt: gr.SelectData) -> str:
@@ -104,6 +112,7 @@ def build_sessions_tab(store) -> dict:
     c: dict[str, Any] = {}
     with gr.Row():
         c["method"] = gr.Dropdown(["any", *METHODS], value="any", label="Method", scale=1)
+        c["model"] = gr.Dropdown(model_choices(store), value="any", label="Model", scale=1)
         c["correct"] = gr.Dropdown(list(CORRECT_FILTER), value="any", label="Result", scale=1)
         c["refresh"] = gr.Button("Refresh", size="sm", scale=0)
     c["table"] = gr.Dataframe(session_rows(store), headers=COLUMNS, interactive=False, wrap=True,
@@ -118,15 +127,17 @@ def build_sessions_tab(store) -> dict:
         c["download"] = gr.File(label="Exported session", interactive=False)
         c["upload"] = gr.File(label="Import a session JSON", file_types=[".json"])
 
-    filters = [c["method"], c["correct"]]
-    for trigger in (c["refresh"].click, c["method"].change, c["correct"].change):
-        trigger(lambda m, k: session_rows(store, m, k), inputs=filters, outputs=[c["table"]],
+    filters = [c["method"], c["correct"], c["model"]]
+    for trigger in (c["method"].change, c["correct"].change, c["model"].change):
+        trigger(lambda m, k, mo: session_rows(store, m, k, mo), inputs=filters, outputs=[c["table"]],
                 api_visibility="private")
+    c["refresh"].click(lambda m, k, mo: (session_rows(store, m, k, mo), gr.Dropdown(choices=model_choices(store))),
+                       inputs=filters, outputs=[c["table"], c["model"]], api_visibility="private")
     c["table"].select(selected_id, inputs=[c["table"]], outputs=[c["session_id"]], api_visibility="private")
-    c["delete"].click(lambda s, m, k: delete_session(store, s, m, k), inputs=[c["session_id"], *filters],
+    c["delete"].click(lambda s, m, k, mo: delete_session(store, s, m, k, mo), inputs=[c["session_id"], *filters],
                       outputs=[c["table"], c["status"], c["session_id"]], api_visibility="private")
     c["export"].click(lambda s: export_session(store, s), inputs=[c["session_id"]], outputs=[c["download"]],
                       api_visibility="private")
-    c["upload"].upload(lambda f, m, k: import_session(store, f, m, k), inputs=[c["upload"], *filters],
+    c["upload"].upload(lambda f, m, k, mo: import_session(store, f, m, k, mo), inputs=[c["upload"], *filters],
                        outputs=[c["table"], c["status"]], api_visibility="private")
     return c
