@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import random
+import tempfile
 
 import pytest
 
@@ -12,6 +13,8 @@ os.environ.setdefault("THOUGHTSCOPE_THREADS", "1")      # tests never fight a bu
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+# never touch the user's own run database from a test
+os.environ["THOUGHTSCOPE_DB"] = os.path.join(tempfile.mkdtemp(prefix="thoughtscope-test-"), "runs.db")
 
 
 def _tokenizer():

@@ -248,10 +248,13 @@ def test_served_page_is_local_and_titled(served, tiny_backend):
 
 
 @pytest.mark.slow
-def test_serve_loads_the_model_prints_the_url_and_serves(tiny_llama_dir, capsys):
+def test_serve_loads_the_model_prints_the_url_and_serves(tiny_llama_dir, capsys, tmp_path):
+    from engine.sample_runs import SAMPLES
+    from engine.store import Store
     port = free_port()
+    db = tmp_path / "runs.db"
     thread = threading.Thread(target=serve, args=(str(tiny_llama_dir),),
-                              kwargs=dict(port=port, device="cpu", db="ignored.db"), daemon=True)
+                              kwargs=dict(port=port, device="cpu", db=str(db)), daemon=True)
     thread.start()
     out, deadline = "", time.monotonic() + 60
     while f"http://127.0.0.1:{port}" not in out and time.monotonic() < deadline and thread.is_alive():
@@ -260,8 +263,13 @@ def test_serve_loads_the_model_prints_the_url_and_serves(tiny_llama_dir, capsys)
     demo = next(d for d in gr.Blocks.get_instances() if d.is_running and d.server_port == port)
     try:
         lines = [line for line in out.splitlines() if line.strip()]
-        assert len(lines) == 1 and "ThoughtScope is running at http://127.0.0.1:" in lines[0], out
-        assert tiny_llama_dir.name in lines[0]
+        samples = sorted(SAMPLES.glob("*.json"))
+        assert len(lines) == (2 if samples else 1), out
+        assert "ThoughtScope is running at http://127.0.0.1:" in lines[-1] and tiny_llama_dir.name in lines[-1]
+        if samples:                          # a new database starts with the recorded sample runs
+            assert lines[0].startswith(f"Imported {len(samples)} sample runs")
+            with Store(db) as store:
+                assert len(store.list_sessions()) == len(samples)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as r:
             assert r.status == 200
         assert not demo.share

@@ -173,3 +173,12 @@ def test_bad_config_names_the_field(field, value):
 def test_gold_reward_without_gold_is_refused():
     with pytest.raises(ValueError, match="gold"):
         list(run(QUESTION, ScriptedBackend(), config=MCTSConfig(reward="gold"), seed=0))
+
+
+def test_a_path_that_fills_the_context_ends_its_branch_not_the_run(tiny_backend):
+    # the random tiny model writes 96-token steps; its 512-token context fills within a few levels
+    cfg = MCTSConfig(rollouts=3, max_depth=20, max_step_tokens=96, children=2)
+    tree = Tree.fold(run(QUESTION, tiny_backend, config=cfg, seed=0))
+    assert tree.finished.status == "done"
+    full = [n for n in tree.nodes if n.text == "[context full]"]
+    assert full and all(n.terminal and n.answer is None for n in full)

@@ -144,3 +144,63 @@ def test_sessions_tab_lists_opens_exports_imports_and_deletes(tiny_backend, stor
         S.import_session(store, str(bad), "any", "any")
     with pytest.raises(gr.Error):
         S.open_session(store, "nope-not-an-id")
+
+
+@pytest.mark.slow
+def test_served_app_runs_a_search_through_the_client(tiny_backend, tmp_path):
+    from gradio_client import Client
+    from app.main import LAUNCH_KWARGS, build_app
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    store = Store(tmp_path / "served.db")
+    demo = build_app(tiny_backend, store)
+    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, **LAUNCH_KWARGS)
+    client = Client(url, verbose=False, analytics_enabled=False, download_files=False)
+    try:
+        out = client.predict(QUESTION, "mcts", 3, 2, 2.0, 3, 0.8, 0.0, "self_consistency", "majority", 3, 2, 0,
+                             api_name="/run_search")
+        plot, progress, final, explanation, timeline = out
+        assert "Answer" in final and "session" in progress
+        sessions = store.list_sessions()
+        assert len(sessions) == 1 and sessions[0]["status"] == "done" and sessions[0]["method"] == "mcts"
+    finally:
+        client.close()
+        demo.close(verbose=False)
+        store.close()
+
+
+@pytest.mark.slow
+def test_a_search_process_killed_mid_run_leaves_a_readable_database(tiny_llama_dir, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    db = tmp_path / "killed.db"
+    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "run", "mcts", "--model", str(tiny_llama_dir),
+                             "--question", QUESTION, "--rollouts", "2000", "--db", str(db)],
+                            env={**os.environ, "THOUGHTSCOPE_THREADS": "1"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        seen = 0
+        while time.monotonic() < deadline and seen < 40:
+            time.sleep(0.5)
+            if db.exists():
+                with Store(db) as s:
+                    rows = s.list_sessions()
+                    seen = rows[0]["events"] if rows else 0
+        assert seen >= 40, proc.stderr.read().decode() if proc.poll() is not None else "too slow"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    with Store(db) as s:
+        (row,) = s.list_sessions()
+        assert row["status"] == "interrupted"
+        events = s.events(row["session_id"])
+        assert len(events) >= seen and isinstance(events[0], E.RunStarted)
+        tree = Tree.fold(events)                     # the partial run folds into a tree
+        assert len(tree) > 1 and tree.finished is None
+        assert s.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

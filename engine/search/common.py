@@ -59,6 +59,9 @@ class Step:
         return sum(t[2] for t in self.tokens) / len(self.tokens) if self.tokens else None
 
 
+CONTEXT_FULL = Step("[context full]", [], True, None)   # the model's context has no room for another step
+
+
 def split_generation(gen: Generation, delimiter: str = STEP_DELIMITER) -> list[Step]:
     """Cut a multi-step generation into steps at the delimiter, keeping each token with the
     step its text starts in (a token like ``".\\n"`` ends its step)."""
@@ -98,11 +101,24 @@ class StepProposer:
         self.counter = counter or TokenCounter()
         self.should_stop = should_stop or (lambda: False)
 
+    def room(self, prompts: Sequence[str]) -> int:
+        """New tokens the longest prompt still has before the model's context is full."""
+        encode = getattr(self.backend, "encode", None)
+        if encode is None:
+            return MAX_SOLUTION_TOKENS
+        return self.backend.info.context_length - max(len(encode(p)) for p in prompts)
+
     def _generate(self, prompts: list[str], sampling: SamplingConfig, stop: StopSpec, max_new: int,
-                  seed: int) -> list[Generation]:
+                  seed: int) -> list[Generation] | None:
+        """The backend's generations, or None when the context has no room left: a path that
+        long ends there (a terminal step without an answer) instead of failing the run."""
         if self.should_stop():
             raise Stopped()
-        gens = self.backend.generate(prompts, sampling=sampling, stop=stop, max_new_tokens=max_new, seed=seed)
+        room = self.room(prompts)
+        if room < 1:
+            return None
+        gens = self.backend.generate(prompts, sampling=sampling, stop=stop, max_new_tokens=min(max_new, room),
+                                     seed=seed)
         self.counter.add(gens)
         return gens
 
@@ -110,6 +126,8 @@ class StepProposer:
         """One next step for each path (batched); a path is the text after the root prompt."""
         gens = self._generate([self.prompt + p for p in path_texts], sampling or self.sampling,
                               StopSpec((self.delimiter,)), self.max_step_tokens, seed)
+        if gens is None:
+            return [CONTEXT_FULL for _ in path_texts]
         out = []
         for g in gens:
             steps = split_generation(g, self.delimiter)
@@ -120,6 +138,8 @@ class StepProposer:
         """The rest of the solution for each path (batched), split into steps."""
         gens = self._generate([self.prompt + p for p in path_texts], sampling or self.sampling,
                               StopSpec(("\nQuestion:",)), MAX_SOLUTION_TOKENS, seed)
+        if gens is None:
+            return [[CONTEXT_FULL] for _ in path_texts]
         return [split_generation(g, self.delimiter) or [Step("", [], True, None)] for g in gens]
 
 
