@@ -43,41 +43,31 @@ def model_choices(store) -> list[str]:
         return ["any"]
 
 
-def open_session(store, session_id: str):
-    """The session's events as a view for the Search tab, and a status line."""
+def _with_session(store, session_id: str, action):
+    """``action(full_id)`` for the session the user named (a unique id prefix is enough);
+    no id or a store error becomes a gr.Error."""
     sid = (session_id or "").strip()
     if not sid:
         raise gr.Error("select a session in the table (or type its id) first", print_exception=False)
     try:
-        sid = store.resolve(sid)
-        events = store.events(sid)
-        meta = store.session(sid)
+        return action(store.resolve(sid))
     except StoreError as e:
         raise gr.Error(str(e), print_exception=False) from None
+
+
+def open_session(store, session_id: str):
+    """The session's events as a view for the Search tab, and a status line."""
+    sid, events, meta = _with_session(store, session_id, lambda i: (i, store.events(i), store.session(i)))
     return {"session_id": sid, "events": events}, f"Opened `{sid}` ({meta['method']}, {len(events)} events, {meta['status']})."
 
 
 def delete_session(store, session_id: str, method: str, correct: str, model: str = "any"):
-    sid = (session_id or "").strip()
-    if not sid:
-        raise gr.Error("select a session first", print_exception=False)
-    try:
-        sid = store.resolve(sid)
-        store.delete(sid)
-    except StoreError as e:
-        raise gr.Error(str(e), print_exception=False) from None
+    sid = _with_session(store, session_id, lambda i: (store.delete(i), i)[1])
     return session_rows(store, method, correct, model), f"Deleted `{sid}`.", ""
 
 
 def export_session(store, session_id: str) -> str:
-    sid = (session_id or "").strip()
-    if not sid:
-        raise gr.Error("select a session first", print_exception=False)
-    try:
-        sid = store.resolve(sid)
-        data = store.export_session(sid)
-    except StoreError as e:
-        raise gr.Error(str(e), print_exception=False) from None
+    sid, data = _with_session(store, session_id, lambda i: (i, store.export_session(i)))
     out = Path(tempfile.mkdtemp(prefix="thoughtscope-export-")) / f"session-{sid}.json"
     out.write_text(json.dumps(data, indent=1, sort_keys=True))
     return str(out)

@@ -17,6 +17,14 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ["THOUGHTSCOPE_DB"] = os.path.join(tempfile.mkdtemp(prefix="thoughtscope-test-"), "runs.db")
 
 
+def free_port() -> int:
+    """A loopback port nobody listens on (for serving the app in a test)."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def _tokenizer():
     from engine.demo_model import problems as P
     from engine.demo_model.tokenizer import build_tokenizer

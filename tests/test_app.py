@@ -12,6 +12,7 @@ import urllib.request
 
 import gradio as gr
 import pytest
+from conftest import free_port
 
 from app import figures
 from app.generate_tab import (SOLUTION_STOP, gold_for, gold_markdown, make_sampling, new_pick_state,
@@ -205,10 +206,6 @@ def test_build_app_reads_the_given_problems_file(tiny_backend, hard, tmp_path):
 
 # ---- the served app ------------------------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

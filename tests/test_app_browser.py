@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import free_port
 
 from app.main import LAUNCH_KWARGS, build_app
 
@@ -36,11 +37,6 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
 WIDTH, HEIGHT = 1280, 900
 
 
-def free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

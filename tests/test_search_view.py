@@ -150,10 +150,8 @@ def test_sessions_tab_lists_opens_exports_imports_and_deletes(tiny_backend, stor
 def test_served_app_runs_a_search_through_the_client(tiny_backend, tmp_path):
     from gradio_client import Client
     from app.main import LAUNCH_KWARGS, build_app
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    from conftest import free_port
+    port = free_port()
     store = Store(tmp_path / "served.db")
     demo = build_app(tiny_backend, store)
     _, url, _ = demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, **LAUNCH_KWARGS)
