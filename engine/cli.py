@@ -72,7 +72,10 @@ def _add_config_flags(p: argparse.ArgumentParser, config_classes) -> None:
             kind = type(f.default)
             conv = {int: _number(int, -2**63, 2**63, f"--{f.name.replace('_', '-')}"),
                     float: _number(float, -1e300, 1e300, f"--{f.name.replace('_', '-')}")}.get(kind, str)
+            from engine.search.common import ANSWER_RULES, REWARD_SOURCES
+            choices = {"reward": REWARD_SOURCES, "final_rule": ANSWER_RULES}.get(f.name)
             p.add_argument(f"--{f.name.replace('_', '-')}", dest=f"cfg_{f.name}", type=conv, default=None,
+                           choices=choices, metavar=None if choices else f.name.upper(),
                            help=f"default {f.default}")
 
 
