@@ -75,7 +75,8 @@ def _solve_batches(backend, problems: list[Problem], copies: int, sampling: Samp
     results = []
     for start in range(0, len(problems), per_batch):
         chunk = problems[start:start + per_batch]
-        prompts = [backend.render_prompt(p.question) for p in chunk for _ in range(copies)]
+        seed_text = getattr(backend, "solution_prefix", lambda: "")()     # "Step 1:" (see the backend)
+        prompts = [backend.render_prompt(p.question) + seed_text for p in chunk for _ in range(copies)]
         gens = backend.generate(prompts, sampling=sampling, stop=SOLUTION_STOP,
                                 max_new_tokens=MAX_SOLUTION_TOKENS, seed=seed + start)
         for j, p in enumerate(chunk):

@@ -25,11 +25,12 @@ def split_steps(text: str, delimiter: str = STEP_DELIMITER) -> list[str]:
 
 
 def extract_answer(text: str) -> str | None:
-    """The first stated final answer, normalised (``"1,065"`` -> ``"1065"``), else None."""
-    m = _ANSWER.search(text)
-    if not m:
-        return None
-    return normalize_answer(m.group(1))
+    """The last stated answer, normalised (``"1,065"`` -> ``"1065"``), else None.
+
+    The last, because a solution that answers sub-questions on the way ("Answer 2: ... The
+    answer is 88.") states its final answer at the end."""
+    matches = _ANSWER.findall(text)
+    return normalize_answer(matches[-1]) if matches else None
 
 
 def normalize_answer(answer: str) -> str:

@@ -19,7 +19,7 @@ from typing import Sequence
 
 import torch
 
-from engine.demo_model.formats import question_prompt
+from engine.demo_model.formats import question_prompt, step_prefix
 from engine.models.base import (Generation, InputError, ModelInfo, ModelLoadError, StopSpec,
                                 TokenDistribution, TokenLogprob)
 from engine.models.threads import configure_threads
@@ -132,6 +132,12 @@ class TransformersBackend:
             messages = [{"role": "user", "content": question.strip()}]
             return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         return question_prompt(question)
+
+    def solution_prefix(self) -> str:
+        """What a plain step-by-step solution is seeded with: ``"Step 1:"`` in the embedded
+        models' format (it shares its ``Question:`` prompt with the rStar formats, so sampling
+        alone may start a sub-question trace); nothing for chat models."""
+        return "" if self.use_chat_template else step_prefix(1)
 
     def encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=not self.use_chat_template)["input_ids"]

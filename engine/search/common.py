@@ -76,7 +76,7 @@ def split_generation(gen: Generation, delimiter: str = STEP_DELIMITER) -> list[S
         steps.append((text, toks))
     if len(steps) == 1:
         # the decoded text is authoritative (single-token texts need not concatenate to it)
-        steps = [(gen.text, steps[0][1])]
+        steps = [(prefix + gen.text, steps[0][1])]
     out = []
     for i, (text, toks) in enumerate(steps):
         answer = extract_answer(text)
@@ -100,6 +100,14 @@ class StepProposer:
         self.max_step_tokens = max_step_tokens
         self.counter = counter or TokenCounter()
         self.should_stop = should_stop or (lambda: False)
+        # the first step of a solution is seeded with the format's prefix (see
+        # TransformersBackend.solution_prefix), as rStar forces an action by writing its prefix
+        self.first_prefix = getattr(backend, "solution_prefix", lambda: "")()
+
+    def _prompts(self, path_texts: Sequence[str]) -> tuple[list[str], list[str]]:
+        """(prompts, forced prefixes) for paths given as the text after the root prompt."""
+        prefixes = [self.first_prefix if p == "" else "" for p in path_texts]
+        return [self.prompt + p + f for p, f in zip(path_texts, prefixes)], prefixes
 
     def room(self, prompts: Sequence[str]) -> int:
         """New tokens the longest prompt still has before the model's context is full."""
@@ -124,23 +132,24 @@ class StepProposer:
 
     def next_steps(self, path_texts: Sequence[str], *, seed: int, sampling: SamplingConfig | None = None) -> list[Step]:
         """One next step for each path (batched); a path is the text after the root prompt."""
-        gens = self._generate([self.prompt + p for p in path_texts], sampling or self.sampling,
-                              StopSpec((self.delimiter,)), self.max_step_tokens, seed)
+        prompts, prefixes = self._prompts(path_texts)
+        gens = self._generate(prompts, sampling or self.sampling, StopSpec((self.delimiter,)),
+                              self.max_step_tokens, seed)
         if gens is None:
             return [CONTEXT_FULL for _ in path_texts]
         out = []
-        for g in gens:
-            steps = split_generation(g, self.delimiter)
-            out.append(steps[0] if steps else Step(g.text, [t.to_json() for t in g.tokens], True, None))
+        for g, f in zip(gens, prefixes):
+            steps = split_generation(g, self.delimiter, f)
+            out.append(steps[0] if steps else Step(f + g.text, [t.to_json() for t in g.tokens], True, None))
         return out
 
     def complete(self, path_texts: Sequence[str], *, seed: int, sampling: SamplingConfig | None = None) -> list[list[Step]]:
         """The rest of the solution for each path (batched), split into steps."""
-        gens = self._generate([self.prompt + p for p in path_texts], sampling or self.sampling,
-                              StopSpec(("\nQuestion:",)), MAX_SOLUTION_TOKENS, seed)
+        prompts, prefixes = self._prompts(path_texts)
+        gens = self._generate(prompts, sampling or self.sampling, StopSpec(("\nQuestion:",)), MAX_SOLUTION_TOKENS, seed)
         if gens is None:
             return [[CONTEXT_FULL] for _ in path_texts]
-        return [split_generation(g, self.delimiter) or [Step("", [], True, None)] for g in gens]
+        return [split_generation(g, self.delimiter, f) or [Step("", [], True, None)] for g, f in zip(gens, prefixes)]
 
 
 def node_event(node_id: int, parent: int, depth: int, action: str, step: Step, gold: str | None,
