@@ -62,10 +62,11 @@ class Step:
 CONTEXT_FULL = Step("[context full]", [], True, None)   # the model's context has no room for another step
 
 
-def split_generation(gen: Generation, delimiter: str = STEP_DELIMITER) -> list[Step]:
+def split_generation(gen: Generation, delimiter: str = STEP_DELIMITER, prefix: str = "") -> list[Step]:
     """Cut a multi-step generation into steps at the delimiter, keeping each token with the
-    step its text starts in (a token like ``".\\n"`` ends its step)."""
-    steps, text, toks = [], "", []
+    step its text starts in (a token like ``".\\n"`` ends its step). ``prefix`` is text the
+    search wrote before the generation (a forced ``Step 1:``): it opens the first step."""
+    steps, text, toks = [], prefix, []
     for t in gen.tokens:
         text += t.token
         toks.append(t.to_json())
