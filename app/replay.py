@@ -70,7 +70,7 @@ def explain(tree: Tree, ev: E.Event | None) -> str:
         for nid, (v0, w0), (v1, w1) in zip(ev.path, ev.before, ev.after):
             rows.append(f"| {nid} | {v0} → {v1} | {w0:.3f} → {w1:.3f} | {w1 / v1 if v1 else 0:.3f} |")
         return f"**Backpropagate** reward {ev.reward:.3f} along the path.\n\n" + "\n".join(rows)
-    if isinstance(ev, E.FinalAnswer):
+    if isinstance(ev, (E.FinalAnswer, E.RunFinished)):
         return final_markdown(tree)
     if isinstance(ev, E.NodeProposed):
         return f"Node {ev.node} proposed under node {ev.parent}: `{_short(ev.text)}`"
