@@ -134,3 +134,18 @@ def test_thread_count_is_configurable(monkeypatch):
             configure_threads(0)
     finally:
         torch.set_num_threads(before)
+
+
+def test_plain_solutions_are_seeded_with_the_step_format_only_for_non_chat_models(default_backend, tiny_backend):
+    from engine.search.common import StepProposer
+    assert default_backend.solution_prefix() == "Step 1:"
+    proposer = StepProposer(default_backend, QUESTION, sampling=SamplingConfig(temperature=1.5))
+    firsts = proposer.next_steps([""] * 8, seed=0)
+    assert all(s.text.startswith("Step 1:") for s in firsts)          # never a sub-question trace
+    second = proposer.next_steps([firsts[0].text], seed=0)[0]
+    assert not second.text.startswith("Step 1:")                      # only the first step is seeded
+
+
+@pytest.mark.slow
+def test_chat_models_get_no_seeded_prefix():
+    assert load_backend("smollm2-135m").solution_prefix() == ""

@@ -1,0 +1,23 @@
+"""Reading model output: steps, answers, claims."""
+
+from engine.steps import answers_equal, extract_answer, normalize_answer, split_steps, step_claims
+
+
+def test_the_last_stated_answer_is_the_answer():
+    trace = ("Sub-question 1: How many?\nAnswer 1: 23 + 14 = 37. The answer is 37.\n"
+             "Step 2: 37 - 9 = 28\nThe answer is 28.\n")
+    assert extract_answer(trace) == "28"          # not the sub-answer 37
+    assert extract_answer("Step 1: 2 + 2 = 4\n") is None
+    assert extract_answer("so the final answer is 1,065.") == "1065"
+
+
+def test_answers_compare_as_numbers():
+    assert answers_equal("28", 28) and answers_equal("1,065", "1065") and answers_equal("4/2", "2")
+    assert not answers_equal(None, "28") and not answers_equal("28", None)
+    assert normalize_answer("3.50") == "7/2"
+
+
+def test_steps_and_claims():
+    text = "Step 1: 23 + 14 = 37\n\nStep 2: 37 / 2 = 18\nThe answer is 18.\n"
+    assert split_steps(text) == ["Step 1: 23 + 14 = 37", "Step 2: 37 / 2 = 18", "The answer is 18."]
+    assert step_claims("Step 2: x2 = x1 - 9  # 37 - 9 = 28") == [(37, "-", 9, 28)]
