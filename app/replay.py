@@ -22,9 +22,10 @@ def phase_points(events: list[E.Event]) -> list[int]:
 
 
 def step_to(points: list[int], k: int, direction: int) -> int:
-    """The previous (-1) or next (+1) phase moment from moment k (stays put at the ends)."""
+    """The previous (-1) or next (+1) phase moment from moment k. "Next" at the end of a run
+    starts the replay again from the first phase; "previous" stays put at the start."""
     if direction > 0:
-        return next((p for p in points if p > k), k)
+        return next((p for p in points if p > k), points[0] if points else k)
     return next((p for p in reversed(points) if p < k), k)
 
 

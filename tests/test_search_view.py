@@ -100,6 +100,8 @@ def test_replay_phase_stepper_and_inspector(tiny_backend, store):
     assert k2 == points[1] and k2 > k
     back, *_ = M.step_phase(view, k2, direction=-1)
     assert back == k
+    again, *_ = M.step_phase(view, len(events), direction=1)        # at the end, "next" replays
+    assert again == points[0]
     select_at = next(i + 1 for i, e in enumerate(events) if isinstance(e, E.Selected))
     *_, why = M.replay_to(view, select_at)
     assert "Select" in why and "chosen" in why
