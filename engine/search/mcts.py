@@ -6,7 +6,7 @@ One iteration (a "rollout"):
    (uniformly at random, seeded), otherwise the child with the highest
    UCT = Q/N + c * sqrt(ln N_parent / N)   (Q/N is the mean backed-up reward, c = 2 by default);
 2. expand — a node without children gets ``children`` next steps sampled in one batched call
-   (identical texts are merged, so siblings differ);
+   (identical samples are kept as separate children, as in rStar: each one is a vote);
 3. simulate — the descent goes on, expanding each new node the same way, until a step states
    the answer (terminal) or ``max_depth`` is reached; every node stays in the tree;
 4. reward and backpropagate — the terminal's reward is added to the value and visit count of
@@ -153,12 +153,9 @@ def run(question: str, backend, *, config: MCTSConfig = MCTSConfig(), seed: int 
                 if not tree[node_id].children:
                     texts = [tree.path_text(node_id)] * config.children
                     steps = proposer.next_steps(texts, seed=rng.randrange(2**31))
-                    seen, kids = set(), []
+                    kids = []
                     depth = tree[node_id].depth + 1
-                    for s in steps:
-                        if s.text in seen:
-                            continue
-                        seen.add(s.text)
+                    for s in steps:          # duplicates are kept, as in rStar: each is a vote
                         ev = node_event(len(tree), node_id, depth, "step", s, gold,
                                         force_terminal=depth >= config.max_depth)
                         kids.append(ev.node)
