@@ -157,7 +157,6 @@ def main(argv=None) -> None:
     last_eval = state["elapsed"]
     model.train()
     start = time.time() - state["elapsed"]
-
     while True:
         elapsed = time.time() - start
         step = state["step"]
@@ -173,7 +172,6 @@ def main(argv=None) -> None:
         out.loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-
         state["step"] = step + 1
         if step % 50 == 0:
             state["log"].append({"step": step, "min": round(elapsed / 60, 2), "loss": round(out.loss.item(), 4), "lr": lr})

@@ -22,9 +22,8 @@ from typing import Callable, Iterator
 
 from engine import events as E
 from engine.sampling import GREEDY, SamplingConfig
-from engine.search.common import (MAX_STEP_TOKENS, Stopped, Step, StepProposer, TokenCounter, majority_answer,
-                                  node_event)
-from engine.search.mcts import _check, _int
+from engine.search.common import (MAX_STEP_TOKENS, Stopped, Step, StepProposer, TokenCounter,
+                                  check_field as _check, is_whole as _int, majority_answer, node_event)
 from engine.steps import answers_equal
 from engine.tree import Tree
 

@@ -26,6 +26,16 @@ MAX_STEP_TOKENS = 96          # one step; the embedded model's steps are ~15 tok
 MAX_SOLUTION_TOKENS = 256     # a whole remaining solution
 
 
+def check_field(name: str, value, ok: bool, expect: str) -> None:
+    """Config validation: a ValueError naming the field and the value it got."""
+    if not ok:
+        raise ValueError(f"{name} must be {expect}, got {value!r}")
+
+
+def is_whole(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
 class Stopped(Exception):
     """Raised inside a method when the user asked it to stop."""
 

@@ -32,18 +32,10 @@ from typing import Callable, Iterator
 from engine import events as E
 from engine.sampling import SamplingConfig
 from engine.search.common import (ANSWER_RULES, MAX_STEP_TOKENS, REWARD_SOURCES, Stopped, StepProposer,
-                                  TokenCounter, majority_answer, node_event, reward_for, uct_terms)
+                                  TokenCounter, check_field as _check, is_whole as _int, majority_answer,
+                                  node_event, reward_for, uct_terms)
 from engine.steps import answers_equal
 from engine.tree import Tree
-
-
-def _check(name, value, ok, expect):
-    if not ok:
-        raise ValueError(f"{name} must be {expect}, got {value!r}")
-
-
-def _int(x) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
 
 
 @dataclass(frozen=True)
