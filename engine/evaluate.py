@@ -19,6 +19,7 @@ from typing import Callable, Sequence
 from engine.demo_model.problems import TIERS, Problem, load_problems
 from engine.models.base import StopSpec
 from engine.sampling import GREEDY, SamplingConfig
+from engine.search.common import majority_answer
 from engine.steps import answers_equal, extract_answer
 
 HELDOUT = Path(__file__).resolve().parents[1] / "assets" / "problems" / "heldout.jsonl"
@@ -60,22 +61,17 @@ class EvalConfig:
 
 def majority(answers: Sequence[str | None]) -> tuple[str | None, dict[str, int]]:
     """Most common non-empty answer (ties: the one seen first) and the vote counts."""
-    votes = Counter(a for a in answers if a is not None)
-    if not votes:
-        return None, {}
-    best = max(votes.values())
-    winner = next(a for a in answers if a is not None and votes[a] == best)
-    return winner, dict(votes)
+    return majority_answer(answers), dict(Counter(a for a in answers if a is not None))
 
 
 def _solve_batches(backend, problems: list[Problem], copies: int, sampling: SamplingConfig,
                    cfg: EvalConfig, seed: int, progress: Callable[[int], None]) -> list[ProblemResult]:
     """Generate ``copies`` solutions per problem and vote (one copy: no vote)."""
     per_batch = max(1, cfg.batch_size // copies)
+    seed_text = getattr(backend, "solution_prefix", lambda: "")()     # "Step 1:" (see the backend)
     results = []
     for start in range(0, len(problems), per_batch):
         chunk = problems[start:start + per_batch]
-        seed_text = getattr(backend, "solution_prefix", lambda: "")()     # "Step 1:" (see the backend)
         prompts = [backend.render_prompt(p.question) + seed_text for p in chunk for _ in range(copies)]
         gens = backend.generate(prompts, sampling=sampling, stop=SOLUTION_STOP,
                                 max_new_tokens=MAX_SOLUTION_TOKENS, seed=seed + start)
@@ -101,11 +97,10 @@ def search_result(problem: Problem, events) -> ProblemResult:
     from engine.tree import Tree
     tree = Tree.fold(events)
     answer = tree.final.answer if tree.final else None
-    result = ProblemResult(problem.id, answer, problem.answer, answers_equal(answer, problem.answer),
-                           tree.finished.generated_tokens if tree.finished else 0)
-    result.nodes = len(tree)
-    result.by_rule = {rule: answers_equal(a, problem.answer) for rule, a in (tree.final.alternatives or {}).items()}
-    return result
+    return ProblemResult(problem.id, answer, problem.answer, answers_equal(answer, problem.answer),
+                         tree.finished.generated_tokens if tree.finished else 0, nodes=len(tree),
+                         by_rule={rule: answers_equal(a, problem.answer)
+                                  for rule, a in (tree.final.alternatives if tree.final else {}).items()})
 
 
 def eval_search(method: str) -> Callable:

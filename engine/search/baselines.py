@@ -22,8 +22,9 @@ from typing import Callable, Iterator
 
 from engine import events as E
 from engine.sampling import GREEDY, SamplingConfig
-from engine.search.common import (MAX_STEP_TOKENS, Stopped, Step, StepProposer, TokenCounter,
-                                  check_field as _check, is_whole as _int, majority_answer, node_event)
+from engine.search.common import (MAX_STEP_TOKENS, Stopped, Step, StepProposer, TokenCounter, backprop_event,
+                                  check_field as _check, is_whole as _int, majority_answer, node_event,
+                                  normalize_gold)
 from engine.steps import answers_equal
 from engine.tree import Tree
 
@@ -57,7 +58,7 @@ class _Run:
     """Shared bookkeeping: the tree, node creation with prefix sharing, final events."""
 
     def __init__(self, method: str, question: str, backend, config, seed: int, gold, should_stop):
-        self.gold = None if gold is None or str(gold).strip() == "" else str(gold).strip()
+        self.gold = normalize_gold(gold)
         self.counter = TokenCounter()
         self.proposer = StepProposer(backend, question, sampling=config.sampling, counter=self.counter,
                                      should_stop=should_stop, max_step_tokens=MAX_STEP_TOKENS)
@@ -85,8 +86,7 @@ class _Run:
                 same = ev.node
             node_id = same
             path.append(node_id)
-        before = [[self.tree[n].visits, self.tree[n].value] for n in path]
-        yield self.emit(E.Backprop(path=path, reward=0.0, before=before, after=[[v + 1, w] for v, w in before]))
+        yield self.emit(backprop_event(self.tree, path, 0.0))
 
     def finish(self, answer, rule, path, alternatives, status, message="") -> Iterator[E.Event]:
         yield self.emit(E.FinalAnswer(answer=answer, rule=rule, path=path,
@@ -186,10 +186,7 @@ def run_beam(question, backend, *, config: BaselineConfig = BaselineConfig(), se
             ranked = sorted(candidates, key=lambda n: (-_mean_logprob(tree, tree.path_to(n)), n))
             keep = ranked[:config.beam_width]
             for n in keep:
-                path = tree.path_to(n)
-                before = [[tree[p].visits, tree[p].value] for p in path]
-                yield r.emit(E.Backprop(path=path, reward=0.0, before=before,
-                                        after=[[v + 1, w] for v, w in before]))
+                yield r.emit(backprop_event(tree, tree.path_to(n), 0.0))
             finished += [n for n in keep if tree[n].terminal]
             beams = [n for n in keep if not tree[n].terminal]
     except Stopped:

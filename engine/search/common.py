@@ -186,6 +186,17 @@ def reward_for(answer: str | None, source: str, gold: str | None, terminal_answe
     return same / len(found), {"share": same, "of": len(found)}
 
 
+def normalize_gold(gold) -> str | None:
+    """The answer key as text, or None when there is none (None or blank)."""
+    return None if gold is None or str(gold).strip() == "" else str(gold).strip()
+
+
+def backprop_event(tree, path: list[int], reward: float) -> E.Backprop:
+    """One more visit and ``reward`` more value for every node on ``path``, read from ``tree``."""
+    before = [[tree[n].visits, tree[n].value] for n in path]
+    return E.Backprop(path=path, reward=reward, before=before, after=[[v + 1, w + reward] for v, w in before])
+
+
 def majority_answer(answers: Sequence[str | None]) -> str | None:
     """Most common non-empty answer; ties go to the one found first."""
     counts = Counter(a for a in answers if a is not None)

@@ -32,8 +32,8 @@ from typing import Callable, Iterator
 from engine import events as E
 from engine.sampling import SamplingConfig
 from engine.search.common import (ANSWER_RULES, MAX_STEP_TOKENS, REWARD_SOURCES, Stopped, StepProposer,
-                                  TokenCounter, check_field as _check, is_whole as _int, majority_answer,
-                                  node_event, reward_for, uct_terms)
+                                  TokenCounter, backprop_event, check_field as _check, is_whole as _int,
+                                  majority_answer, node_event, normalize_gold, reward_for, uct_terms)
 from engine.steps import answers_equal
 from engine.tree import Tree
 
@@ -118,7 +118,7 @@ def select_child(tree: Tree, node_id: int, c: float, rng: random.Random) -> E.Se
 def run(question: str, backend, *, config: MCTSConfig = MCTSConfig(), seed: int = 0, gold: str | int | None = None,
         should_stop: Callable[[], bool] | None = None) -> Iterator[E.Event]:
     """Yield the events of one MCTS run. ``should_stop`` is polled between model calls."""
-    gold = None if gold is None or str(gold).strip() == "" else str(gold).strip()
+    gold = normalize_gold(gold)
     if config.reward == "gold" and gold is None:
         raise ValueError("reward 'gold' needs a gold answer")
     rng = random.Random(seed)
@@ -162,9 +162,7 @@ def run(question: str, backend, *, config: MCTSConfig = MCTSConfig(), seed: int 
             reward, detail = reward_for(leaf.answer, config.reward, gold, [n.answer for n in tree.terminals()])
             yield emit(E.TerminalReward(node=node_id, reward=reward, source=config.reward, answer=leaf.answer,
                                         detail=detail))
-            before = [[tree[n].visits, tree[n].value] for n in path]
-            after = [[v + 1, w + reward] for v, w in before]
-            yield emit(E.Backprop(path=path, reward=reward, before=before, after=after))
+            yield emit(backprop_event(tree, path, reward))
     except Stopped:
         status, message = "stopped", "stopped by the user"
     answers = final_answers(tree)
