@@ -16,7 +16,9 @@ from engine.demo_model.formats import STEP_DELIMITER
 # "The answer is 28." / "the answer is -3.5" / "The answer is 1,065"
 _ANSWER = re.compile(r"[Tt]he (?:final )?answer is:?\s*\$?\s*(-?[\d,]*\.?\d+(?:/\d+)?)")
 _NUMBER = re.compile(r"-?\d[\d,]*\.?\d*")
-_ARITH = re.compile(r"(-?\d+)\s*([-+*/])\s*(-?\d+)\s*=\s*(-?\d+)")
+# "478 + 356 = 834", also worked: "478 + 356 = 478 + 300 + 56 = 778 + 56 = 834"
+_ARITH = re.compile(r"(-?\d+)\s*([-+*/])\s*(-?\d+)((?:\s*=\s*-?\d+(?:\s*[-+*/]\s*-?\d+)*)+)")
+_CHAIN_END = re.compile(r"=\s*(-?\d+)\s*$")
 
 
 def split_steps(text: str, delimiter: str = STEP_DELIMITER) -> list[str]:
@@ -50,5 +52,13 @@ def answers_equal(a: str | None, b: str | int | None) -> bool:
 
 
 def step_claims(step: str) -> list[tuple[int, str, int, int]]:
-    """The ``left op right = result`` claims written in a step, in order."""
-    return [(int(a), op, int(b), int(c)) for a, op, b, c in _ARITH.findall(step)]
+    """The ``left op right = result`` claims written in a step, in order.
+
+    In a worked chain (``a op b = ... = c``) the claim is about the chain's last number; a
+    chain that does not end in a bare number claims nothing."""
+    claims = []
+    for a, op, b, chain in _ARITH.findall(step):
+        end = _CHAIN_END.search(chain)
+        if end:
+            claims.append((int(a), op, int(b), int(end.group(1))))
+    return claims

@@ -110,3 +110,27 @@ def test_bad_tier_or_format_is_a_clear_error():
         P.generate("impossible", 1, seed=0)
     with pytest.raises(ValueError, match="format"):
         P.render(P.generate("easy", 1, seed=0)[0], "poem")
+
+
+@pytest.mark.parametrize("left,op,right", [(478, "+", 356), (478, "-", 356), (478, "+", 56),
+                                           (123, "*", 4), (7, "*", 23), (246, "/", 3),
+                                           (999, "/", 9), (96, "/", 8)])
+def test_a_worked_step_is_right_at_every_equals_sign(left, op, right):
+    result = int(APPLY[op](left, right))
+    sides = formats.arithmetic(left, op, right, result, split=True).split(" = ")
+    assert len(sides) == 4                                   # a op b = split = partial = c
+    assert all(eval(s.replace("/", "//")) == result for s in sides)   # exact divisions only
+
+
+@pytest.mark.parametrize("left,op,right", [(478, "+", 7), (478, "+", 300), (7, "*", 20), (240, "/", 3)])
+def test_steps_without_an_easier_split_are_written_directly(left, op, right):
+    assert formats.split_work(left, op, right) is None
+    assert formats.arithmetic(left, op, right, int(APPLY[op](left, right)), split=True).count("=") == 1
+
+
+def test_about_split_share_of_splittable_steps_are_worked():
+    rng = random.Random(3)
+    lines = [l for p in P.generate("hard", 300, seed=5) for l in P.render(p, "steps", rng)[1].splitlines()
+             if l.startswith("Step") and formats.split_work(*step_claims(l)[0][:3])]
+    share = sum(l.count("=") > 1 for l in lines) / len(lines)
+    assert abs(share - P.SPLIT_SHARE) < 0.05

@@ -21,3 +21,10 @@ def test_steps_and_claims():
     text = "Step 1: 23 + 14 = 37\n\nStep 2: 37 / 2 = 18\nThe answer is 18.\n"
     assert split_steps(text) == ["Step 1: 23 + 14 = 37", "Step 2: 37 / 2 = 18", "The answer is 18."]
     assert step_claims("Step 2: x2 = x1 - 9  # 37 - 9 = 28") == [(37, "-", 9, 28)]
+
+
+def test_a_worked_chain_claims_its_last_number():
+    assert step_claims("Step 2: 478 + 356 = 478 + 300 + 56 = 778 + 56 = 834") == [(478, "+", 356, 834)]
+    assert step_claims("Answer 1: 7 * 23 = 7 * 20 + 7 * 3 = 140 + 21 = 161. The answer is 161.") \
+        == [(7, "*", 23, 161)]
+    assert step_claims("3 + 4 = 5 + 2") == []          # no bare number at the end: no claim

@@ -47,13 +47,57 @@ def answer_line(answer: int | str) -> str:
     return ANSWER_TEMPLATE.format(answer=answer)
 
 
-def arithmetic(left: int, op: str, right: int, result: int) -> str:
-    """``arithmetic(23, "+", 14, 37) == "23 + 14 = 37"``."""
-    return f"{left} {op} {right} = {result}"
+def arithmetic(left: int, op: str, right: int, result: int, split: bool = False) -> str:
+    """``arithmetic(23, "+", 14, 37) == "23 + 14 = 37"``; with ``split``, the worked form
+    ``"23 + 14 = 23 + 10 + 4 = 33 + 4 = 37"`` where the step has one (see `split_work`)."""
+    work = split_work(left, op, right) if split else None
+    middle = "".join(f" = {w}" for w in work) if work else ""
+    return f"{left} {op} {right}{middle} = {result}"
 
 
-def step_line(k: int, left: int, op: str, right: int, result: int) -> str:
-    return f"{step_prefix(k)} {arithmetic(left, op, right, result)}"
+def _leading_place(n: int) -> int:
+    """``_leading_place(356) == 300``, ``_leading_place(56) == 50``."""
+    place = 10 ** (len(str(n)) - 1)
+    return n // place * place
+
+
+def split_work(left: int, op: str, right: int) -> tuple[str, str] | None:
+    """The two intermediate expressions of a step worked in two easier parts, or None.
+
+    ``+``/``-`` peel the leading place off the right operand (478 + 356 = 478 + 300 + 56 =
+    778 + 56); ``*`` splits the larger operand by place (123 * 4 = 100 * 4 + 23 * 4 = 400 +
+    92); ``/`` splits the dividend into the largest multiple of the divisor times a power of
+    ten and the rest, both divisible (246 / 3 = 240 / 3 + 6 / 3 = 80 + 2). None where a part
+    would be zero or the operand is a single digit: the step is then only written directly.
+    """
+    if op in "+-":
+        hi = _leading_place(right)
+        if right < 10 or hi == right:
+            return None
+        first = left + hi if op == "+" else left - hi
+        return f"{left} {op} {hi} {op} {right - hi}", f"{first} {op} {right - hi}"
+    if op == "*":
+        big = max(left, right)
+        hi = _leading_place(big)
+        if big < 10 or hi == big:
+            return None
+        if left >= right:
+            return (f"{hi} * {right} + {left - hi} * {right}",
+                    f"{hi * right} + {(left - hi) * right}")
+        return f"{left} * {hi} + {left} * {right - hi}", f"{left * hi} + {left * (right - hi)}"
+    if op == "/" and right > 0 and left % right == 0:
+        place = 10 ** (len(str(left)) - 1)
+        while place >= 10:
+            hi = left // (right * place) * right * place
+            if 0 < hi < left:
+                lo = left - hi
+                return f"{hi} / {right} + {lo} / {right}", f"{hi // right} + {lo // right}"
+            place //= 10
+    return None
+
+
+def step_line(k: int, left: int, op: str, right: int, result: int, split: bool = False) -> str:
+    return f"{step_prefix(k)} {arithmetic(left, op, right, result, split)}"
 
 
 def code_step_line(k: int, code: str, left: int, op: str, right: int, result: int) -> str:
@@ -62,10 +106,11 @@ def code_step_line(k: int, code: str, left: int, op: str, right: int, result: in
 
 
 def subquestion_lines(k: int, subquestion: str, left: int, op: str, right: int,
-                      result: int, final: bool) -> list[str]:
+                      result: int, final: bool, split: bool = False) -> list[str]:
     """A sub-question and its answer; the last one restates the question and answers it."""
     lead = FINAL_SUBQUESTION_LEAD if final else ""
-    answer = f"{subanswer_prefix(k)} {arithmetic(left, op, right, result)}. {answer_line(result)}"
+    work = arithmetic(left, op, right, result, split)
+    answer = f"{subanswer_prefix(k)} {work}. {answer_line(result)}"
     return [f"{subquestion_prefix(k)} {lead}{subquestion}", answer]
 
 

@@ -231,17 +231,25 @@ def iter_mixed(seed: int, weights: dict[str, float]) -> Iterator[Problem]:
 
 # ---- solutions in each format ---------------------------------------------------------
 
+SPLIT_SHARE = 0.4   # chance a step is written in the worked, two-part form
+
 def render(problem: Problem, fmt: str, rng: random.Random | None = None) -> tuple[str, str]:
     """``(prompt, completion)`` of a full solution in format ``fmt``.
 
     ``rstar`` mixes actions the way an rStar path may: an optional rephrase, then some
     sub-question/answer pairs, then one-step thoughts to the end (a one-step thought is never
     followed by a sub-question, matching rStar's action legality). ``rng`` picks that mix.
+
+    In ``steps`` and ``rstar`` each step is worked in two easier parts with chance
+    SPLIT_SHARE (formats.split_work), else written directly; the code format's comment is
+    always direct. The mix gives the model two ways to do a step: the common, direct one that
+    greedy decoding follows, and a careful one that sampling reaches (docs/demo_model.md).
     """
     rng = rng or random.Random(0)
     steps = problem.steps
+    split = [rng.random() < SPLIT_SHARE for _ in steps]
     if fmt == "steps":
-        lines = [formats.step_line(k, s.left, s.op, s.right, s.result)
+        lines = [formats.step_line(k, s.left, s.op, s.right, s.result, split[k - 1])
                  for k, s in enumerate(steps, 1)]
         lines.append(formats.answer_line(problem.answer))
         return formats.question_prompt(problem.question), "\n".join(lines) + "\n"
@@ -259,9 +267,10 @@ def render(problem: Problem, fmt: str, rng: random.Random | None = None) -> tupl
             if k <= n_sub:
                 final = k == len(steps)
                 sq = problem.final_question if final else s.subquestion
-                lines += formats.subquestion_lines(k, sq, s.left, s.op, s.right, s.result, final)
+                lines += formats.subquestion_lines(k, sq, s.left, s.op, s.right, s.result, final,
+                                                   split[k - 1])
             else:
-                lines.append(formats.step_line(k, s.left, s.op, s.right, s.result))
+                lines.append(formats.step_line(k, s.left, s.op, s.right, s.result, split[k - 1]))
         if n_sub < len(steps):
             lines.append(formats.answer_line(problem.answer))
         return formats.question_prompt(problem.question), "\n".join(lines) + "\n"

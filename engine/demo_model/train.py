@@ -90,7 +90,7 @@ def pack(tokenizer, docs: list[tuple[str, str]], seq: int) -> tuple[torch.Tensor
     return torch.tensor(rows_x), torch.tensor(rows_y)
 
 
-def quick_eval(model, tokenizer, problems: list[P.Problem], max_new_tokens: int = 160) -> float:
+def quick_eval(model, tokenizer, problems: list[P.Problem], max_new_tokens: int = 260) -> float:
     """Greedy accuracy on a few held-out problems (plain step format)."""
     from engine.demo_model.formats import question_prompt
     model.eval()
