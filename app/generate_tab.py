@@ -24,11 +24,12 @@ import gradio as gr
 from engine.demo_model.problems import TIERS, Problem, load_problems
 from engine.evaluate import HELDOUT, SOLUTION_STOP   # SOLUTION_STOP: a solution never starts a new question
 from engine.sampling import ORDERS, SamplingConfig
+from engine.search.common import MAX_SOLUTION_TOKENS
 from engine.steps import answers_equal, extract_answer
 
 from app.figures import TOKENS_CSS, TOOLTIP_JS, generation_html
 
-DEFAULT_MAX_NEW_TOKENS = 200
+DEFAULT_MAX_NEW_TOKENS = MAX_SOLUTION_TOKENS   # room for a fully worked hard solution
 MAX_NEW_TOKENS_CAP = 4096
 MODEL_QUEUE = "model"      # concurrency id shared by every event that runs the model
 STOP_REASONS = {"stop": "stop string", "eos": "end of sequence", "length": "max new tokens reached"}

@@ -14,6 +14,7 @@ import math
 import sys
 
 from engine.models.base import InputError, ModelLoadError
+from engine.search.common import MAX_SOLUTION_TOKENS
 
 EXIT_USAGE = 2
 
@@ -113,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--prompt", required=True, help="the question (wrapped in the model's prompt format)")
     g.add_argument("--raw", action="store_true", help="send the prompt as is, without the question format")
     _add_sampling_flags(g, temperature=0.0)
-    g.add_argument("--max-new-tokens", type=_number(int, 1, 4096, "--max-new-tokens"), default=200)
+    g.add_argument("--max-new-tokens", type=_number(int, 1, 4096, "--max-new-tokens"), default=MAX_SOLUTION_TOKENS)
     g.add_argument("--seed", type=_number(int, 0, 2**63 - 1, "--seed"), default=0)
     g.add_argument("--json", action="store_true")
 

@@ -19,12 +19,11 @@ from typing import Callable, Sequence
 from engine.demo_model.problems import TIERS, Problem, load_problems
 from engine.models.base import StopSpec
 from engine.sampling import GREEDY, SamplingConfig
-from engine.search.common import majority_answer
+from engine.search.common import MAX_SOLUTION_TOKENS, majority_answer
 from engine.steps import answers_equal, extract_answer
 
 HELDOUT = Path(__file__).resolve().parents[1] / "assets" / "problems" / "heldout.jsonl"
 SOLUTION_STOP = StopSpec(strings=("\nQuestion:",))   # a finished solution never starts another
-MAX_SOLUTION_TOKENS = 200
 
 
 @dataclass
