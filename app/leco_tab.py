@@ -74,15 +74,20 @@ def rounds(events: list[E.Event]) -> list[dict]:
     return [out[k] for k in sorted(out) if out[k]["scores"] is not None]
 
 
+MIN_SPREAD = 0.05       # differences smaller than this are not coloured as a difference
+
+
 def _sureness(values: list[float | None], invert: bool) -> list[float | None]:
-    """Colour of one column in one round: 0 = the least confident step, 1 = the most (min–max
-    over the round; divergence inverted, since a larger one lowers confidence)."""
+    """Colour of one column in one round: 1 = the most confident step, 0 = the least, scaled
+    over the round's spread (at least MIN_SPREAD, so 0.9999 vs 0.9998 is not painted as a gap);
+    divergence is inverted, since a larger one lowers confidence."""
     vals = [None if v is None else (-v if invert else v) for v in values]
     known = [v for v in vals if v is not None]
     if not known:
         return vals
     lo, hi = min(known), max(known)
-    return [None if v is None else (1.0 if hi - lo < 1e-9 else (v - lo) / (hi - lo)) for v in vals]
+    spread = max(hi - lo, MIN_SPREAD)
+    return [None if v is None else 1.0 - (hi - v) / spread for v in vals]
 
 
 def _round_title(r: dict, gold: str | None) -> str:
@@ -128,13 +133,13 @@ def heatmap_figure(events: list[E.Event]) -> go.Figure | None:
             colorbar=dict(title="rank in<br>round", tickvals=[0, 1], ticktext=["least sure", "most sure"]),
             xgap=2, ygap=2), row=1, col=col)
         fig.update_xaxes(tickvals=list(range(len(COLUMNS))), ticktext=["avg", "div", "trans", "total"],
-                         row=1, col=col, side="top")
+                         row=1, col=col)
         fig.update_yaxes(tickvals=list(range(len(steps))), ticktext=labels, autorange="reversed", row=1, col=col)
         if cut is not None and cut.node is not None:
             fig.add_shape(type="rect", x0=-0.5, x1=len(COLUMNS) - 0.5, y0=cut.index - 0.5, y1=cut.index + 0.5,
                           line=dict(color="#b2182b", width=3), row=1, col=col)
-    height = 140 + 34 * max(len(r["scores"].steps) for r in rs)
-    fig.update_layout(height=height, margin=dict(l=10, r=10, t=70, b=10),
+    height = 150 + 36 * max(len(r["scores"].steps) for r in rs)
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=80, b=10),
                       title=dict(text=f"Step confidence = avg + trans − div &nbsp; ({rs[0]['scores'].mode} "
                                       f"probabilities; {CUT_MARK} = cut, · = may not be cut)", font=dict(size=13)))
     return fig
@@ -153,7 +158,11 @@ def steps_html(events: list[E.Event]) -> str:
         parts.append(f'<div class="ts-leco-round"><h4>{html.escape(_round_title(r, gold))}</h4><div class="ts-tokens">')
         for s in r["scores"].steps:
             node = tree[s["node"]]
-            spans = "".join(token_span(TokenLogprob.from_json(t)) for t in node.tokens) or html.escape(node.text)
+            joined = "".join(t[1] for t in node.tokens)
+            written = node.text[:len(node.text) - len(joined)] if node.text.endswith(joined) else ""
+            spans = (f'<span style="opacity:.6" title="written by the search, not generated">{html.escape(written)}</span>'
+                     if written else "")
+            spans += "".join(token_span(TokenLogprob.from_json(t)) for t in node.tokens) or html.escape(node.text)
             classes = ["ts-leco-step"]
             badge = ""
             if not s["new"]:

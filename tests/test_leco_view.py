@@ -47,8 +47,10 @@ def test_a_run_draws_every_round_marks_the_cut_and_is_stored(default_backend, st
 
 def test_colour_ranks_each_column_within_a_round():
     assert L._sureness([0.5, 1.0, None, 0.75], invert=False) == [0.0, 1.0, None, 0.5]
-    assert L._sureness([0.1, 0.3], invert=True) == [1.0, 0.0]     # larger divergence = less sure
+    assert L._sureness([0.1, 0.3], invert=True) == pytest.approx([1.0, 0.0])     # larger divergence = less sure
     assert L._sureness([0.2, 0.2], invert=False) == [1.0, 1.0]
+    tiny = L._sureness([0.99999, 0.99989], invert=False)         # a 1e-4 gap is not painted as one
+    assert tiny[0] == 1.0 and tiny[1] > 0.99
 
 
 def test_bad_input_is_a_gr_error(default_backend, store):
