@@ -23,6 +23,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")   # before gradio is 
 import gradio as gr  # noqa: E402
 
 from app.generate_tab import build_generate_tab  # noqa: E402
+from app.leco_tab import build_leco_tab  # noqa: E402
 from app.mcts_tab import build_mcts_tab, view_outputs  # noqa: E402
 from app.sessions_tab import build_sessions_tab, open_session, session_rows  # noqa: E402
 
@@ -66,9 +67,11 @@ def build_app(backend, store=None, *, problems_path: str | Path | None = None) -
                 generate = build_generate_tab(backend, problems_path=problems_path)
             with gr.Tab("Search", id="search", elem_id="ts-tab-search"):
                 search = build_mcts_tab(backend, store, problems_path=problems_path)
+            with gr.Tab("LECO", id="leco", elem_id="ts-tab-leco"):
+                leco = build_leco_tab(backend, store, problems_path=problems_path)
             with gr.Tab("Sessions", id="sessions", elem_id="ts-tab-sessions"):
                 sessions = build_sessions_tab(store)
-        demo.thoughtscope_tabs = {"search": search, "generate": generate, "sessions": sessions}
+        demo.thoughtscope_tabs = {"search": search, "generate": generate, "sessions": sessions, "leco": leco}
         demo.thoughtscope_store = store
         # Opening a stored session shows it in the Search tab, at its last event.
         sessions["open"].click(
@@ -82,6 +85,9 @@ def build_app(backend, store=None, *, problems_path: str | Path | None = None) -
             outputs=[search["plot"], search["progress"], search["final"], search["explain"], search["timeline"], tabs],
             api_visibility="private")
         # A finished run shows up in the Sessions list.
+        leco["run_event"].then(lambda m, k, mo: session_rows(store, m, k, mo),
+                               inputs=[sessions["method"], sessions["correct"], sessions["model"]],
+                               outputs=[sessions["table"]], api_visibility="private")
         search["run_event"].then(lambda m, k, mo: session_rows(store, m, k, mo),
                                  inputs=[sessions["method"], sessions["correct"], sessions["model"]],
                                  outputs=[sessions["table"]],

@@ -117,6 +117,19 @@ def eval_search(method: str) -> Callable:
     return evaluate
 
 
+def eval_leco(backend, problems, cfg, seed: int, progress) -> list[ProblemResult]:
+    """LECO, one problem at a time, with the generator's step checks (engine/leco_eval.py)."""
+    from engine.leco_eval import eval_leco as run_leco
+    return run_leco(backend, problems, cfg, seed, progress)
+
+
+def _leco_summary(results) -> dict:
+    from engine.leco_eval import summarise
+    return summarise(results)
+
+
+eval_leco.summarise = _leco_summary     # extra keys of the eval JSON (rounds_mean, cut checks)
+
 # greedy and sc are batched across problems (fast); the others run one search per problem.
 EVAL_METHODS: dict[str, Callable] = {
     "greedy": eval_greedy,
@@ -124,6 +137,7 @@ EVAL_METHODS: dict[str, Callable] = {
     "mcts": eval_search("mcts"),
     "bon": eval_search("bon"),
     "beam": eval_search("beam"),
+    "leco": eval_leco,
 }
 BATCHED = {"greedy", "sc"}
 
@@ -160,5 +174,8 @@ def run_eval(backend, method: str, tier: str, n: int, seed: int, cfg: EvalConfig
         rules = results[0].by_rule or {}
         summary["accuracy_by_rule"] = {rule: round(sum(r.by_rule.get(rule, False) for r in results) / n, 4)
                                        for rule in rules}
+    extra = getattr(EVAL_METHODS[method], "summarise", None)
+    if extra is not None:
+        summary.update(extra(results))
     summary["results"] = [asdict(r) for r in results]
     return summary

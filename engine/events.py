@@ -154,9 +154,67 @@ class RunFinished(Event):
     message: str = ""           # wall time is not an event field: events must replay byte for byte
 
 
+# ---- LECO (engine/search/leco.py): one round = scores, a cut, a regenerated continuation, an answer
+
+@dataclass(frozen=True)
+class StepScores(Event):
+    """LECO's scores of every step of round ``round``'s solution (``path``: its step nodes).
+
+    ``steps``: [{"node", "index", "average", "divergence", "transition", "confidence",
+    "new", "candidate", "reason"}, ...]; ``new`` marks steps generated in this round (only
+    those may be cut); ``reason`` says why a step is not a candidate. ``token_probs``: the
+    per-token probabilities used, one list per step (``"top5"`` or ``"full"``, see ``mode``)."""
+
+    type: ClassVar[str] = "leco_scores"
+    round: int                  # 0 = the first solution
+    path: list
+    steps: list
+    token_probs: list = field(default_factory=list)
+    mode: str = "top5"
+
+
+@dataclass(frozen=True)
+class StepCut(Event):
+    """The step LECO distrusts: ``node`` (step ``index``, 0-based) is the earliest of the
+    ``lowest`` least confident candidates; ``kept`` (the steps before it) stay as they are."""
+
+    type: ClassVar[str] = "leco_cut"
+    round: int                  # the round whose solution is cut
+    node: int | None            # None: no step could be cut (the whole solution is redone)
+    index: int
+    lowest: list                # node ids of the least confident candidates, in step order
+    kept: list                  # node ids kept, root excluded
+    rule: str = "earliest_of_lowest"
+
+
+@dataclass(frozen=True)
+class Continuation(Event):
+    """Round ``round``'s regenerated steps ``nodes`` under ``parent`` (the last kept node)."""
+
+    type: ClassVar[str] = "leco_continuation"
+    round: int
+    parent: int
+    nodes: list
+    text: str
+    seed: int
+
+
+@dataclass(frozen=True)
+class RoundAnswer(Event):
+    """The answer after round ``round``; ``stop`` says whether the loop ends here and why."""
+
+    type: ClassVar[str] = "leco_answer"
+    round: int
+    answer: str | None
+    previous: str | None
+    correct: bool | None = None
+    stop: bool = False
+    reason: str = ""            # "answer unchanged", "max rounds", "" (goes on)
+
+
 EVENT_TYPES: dict[str, type[Event]] = {cls.type: cls for cls in (
     RunStarted, NodeProposed, IterationStarted, Selected, Expanded, TerminalReward, Backprop,
-    FinalAnswer, RunFinished)}
+    FinalAnswer, RunFinished, StepScores, StepCut, Continuation, RoundAnswer)}
 
 
 def from_json(data: dict) -> Event:

@@ -2,7 +2,9 @@
 
 Walks the held-out hard problems in order, runs greedy and MCTS (default config) on each, and
 keeps the first problem where MCTS fixes a greedy mistake and the first where MCTS fails;
-the fixed problem is also run with the other baselines, for comparison. Each run is recorded
+the fixed problem is also run with the other baselines, for comparison. Then LECO (default
+config) on the same problems: the first run that fixes its first solution's error and the first
+whose cut falls on a step that was right, each with greedy beside it. Each run is recorded
 through the store like any other and exported as JSON into sample_runs/.
 
 `import_samples(store)` loads them into a database that has no sessions yet.
@@ -35,6 +37,42 @@ def _record(store: Store, backend, method: str, problem, seed: int) -> str:
                                gold=str(problem.answer), config=cfg.to_json(), seed=seed)
     record(store, sid, m.run(problem.question, backend, config=cfg, seed=seed, gold=str(problem.answer)))
     return sid
+
+
+LECO_KINDS = ("leco-fixes-error", "leco-cuts-correct-step")
+
+
+def leco_kind(store: Store, sid: str, problem) -> str | None:
+    """Which LECO sample a recorded LECO session is: its first solution wrong and its final
+    answer right ("leco-fixes-error"), or its first cut on a step that was right
+    ("leco-cuts-correct-step": before the first wrong step, or in a solution with none)."""
+    from engine.leco_eval import leco_result
+    r = leco_result(problem, store.events(sid))
+    if not r.original_correct and r.correct:
+        return "leco-fixes-error"
+    if r.first_cut is not None and (r.first_wrong is None or r.first_cut < r.first_wrong):
+        return "leco-cuts-correct-step"
+    return None
+
+
+def record_leco_samples(store: Store, backend, problems, seed: int, out: Path) -> None:
+    """The first hard problem of each LECO_KINDS, recorded with LECO and greedy beside it."""
+    wanted: dict[str, str | None] = dict.fromkeys(LECO_KINDS)
+    for problem in problems:
+        sid = _record(store, backend, "leco", problem, seed)
+        kind = leco_kind(store, sid, problem)
+        if kind is None or wanted[kind] is not None:
+            continue
+        wanted[kind] = problem.id
+        for method, run_id in (("leco", sid), ("greedy", _record(store, backend, "greedy", problem, seed))):
+            path = out / f"{kind}-{problem.id}-{method}.json"
+            path.write_text(json.dumps(store.export_session(run_id), indent=1, sort_keys=True))
+            print(f"wrote {path}", file=sys.stderr)
+        if all(wanted.values()):
+            return
+    for kind, found in wanted.items():
+        if found is None:
+            print(f"no example of {kind} in the first {len(problems)} hard problems", file=sys.stderr)
 
 
 def main(argv=None) -> int:
@@ -77,6 +115,7 @@ def main(argv=None) -> int:
             path = args.out / f"{kind}-{problem.id}-{method}.json"
             path.write_text(json.dumps(store.export_session(sid), indent=1, sort_keys=True))
             print(f"wrote {path}", file=sys.stderr)
+    record_leco_samples(store, backend, load_problems(HELDOUT, "hard")[:args.max_problems], args.seed, args.out)
     store.close()
     (args.out / "recording.db").unlink(missing_ok=True)
     for suffix in ("-wal", "-shm"):

@@ -1,0 +1,354 @@
+"""The LECO tab: which step looked weakest, why, what was cut, and what the rethink changed.
+
+Everything is drawn from a LECO run's events (engine/search/leco.py), live or reopened from the
+store: a heatmap of steps x (average, divergence, transition, confidence) for every round with
+the cut step boxed; each round's steps with every token coloured by its probability (hover a
+token for its alternatives); each rethink as a line diff against the round before; the final
+answer against the gold answer. Rendering functions are pure (events in, figure/HTML out);
+callbacks store every event as it arrives, as the Search tab does.
+
+Not here: the scores (engine/scoring/leco.py), the loop (engine/search/leco.py).
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import html
+import time
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from app.figures import SCALE, TOKENS_CSS, legend_html, token_span
+from app.generate_tab import MODEL_QUEUE, gold_for, gold_markdown, new_pick_state, pick_random_problem
+from app.mcts_tab import RunControl
+from app.replay import final_markdown
+from engine import events as E
+from engine.demo_model.problems import TIERS, load_problems
+from engine.evaluate import HELDOUT
+from engine.models.base import InputError, TokenLogprob
+from engine.scoring.leco import PROB_MODES
+from engine.search import METHODS
+from engine.store import StoreError
+from engine.tree import Tree
+
+REDRAW_S = 0.3
+COLUMNS = ("average", "divergence", "transition", "confidence")
+CUT_MARK = "\u2702"     # ✂
+DEVIATIONS = ("Differences from the official LeCo code: rethinks are sampled (temperature, seeded), because "
+              "the embedded model has one prompt format and a greedy rethink would repeat the cut step; "
+              "step labels (\u201cStep k:\u201d) are left out of all three scores. See docs/leco.md.")
+LECO_CSS = TOKENS_CSS + """
+.ts-leco-round { margin: 8px 0 14px 0; }
+.ts-leco-round h4 { margin: 4px 0; font-size: 14px; }
+.ts-leco-step { display: flex; gap: 10px; align-items: baseline; padding: 2px 4px; border-radius: 6px; }
+.ts-leco-step .ts-leco-meta { font-size: 12px; opacity: 0.8; min-width: 13ch; font-family: ui-monospace, monospace; }
+.ts-leco-kept { opacity: 0.6; }
+.ts-leco-cut { outline: 2px solid #b2182b; }
+.ts-leco-badge { color: #b2182b; font-weight: 700; font-size: 12px; }
+.ts-leco-diff { font-family: ui-monospace, monospace; font-size: 14px; white-space: pre-wrap; color: #111;
+  background: #fff; border: 1px solid #ddd; border-radius: 8px; padding: 8px 12px; margin: 4px 0 10px 0; }
+.ts-leco-diff del { background: #fddbc7; text-decoration: line-through; display: block; }
+.ts-leco-diff ins { background: #d1e5f0; text-decoration: none; display: block; }
+.ts-leco-diff span { display: block; }
+"""
+
+
+# ---- reading a run's events ---------------------------------------------------------------------
+
+def rounds(events: list[E.Event]) -> list[dict]:
+    """One dict per round: its ``scores`` (StepScores), the ``cut`` made on it (StepCut or None),
+    the ``continuation`` that opened it (None for round 0) and its ``answer`` (RoundAnswer)."""
+    out: dict[int, dict] = {}
+    for ev in events:
+        if isinstance(ev, (E.StepScores, E.StepCut, E.Continuation, E.RoundAnswer)):
+            row = out.setdefault(ev.round, {"round": ev.round, "scores": None, "cut": None,
+                                            "continuation": None, "answer": None})
+            key = {E.StepScores: "scores", E.StepCut: "cut", E.Continuation: "continuation",
+                   E.RoundAnswer: "answer"}[type(ev)]
+            row[key] = ev
+    return [out[k] for k in sorted(out) if out[k]["scores"] is not None]
+
+
+MIN_SPREAD = 0.05       # differences smaller than this are not coloured as a difference
+
+
+def _sureness(values: list[float | None], invert: bool) -> list[float | None]:
+    """Colour of one column in one round: 1 = the most confident step, 0 = the least, scaled
+    over the round's spread (at least MIN_SPREAD, so 0.9999 vs 0.9998 is not painted as a gap);
+    divergence is inverted, since a larger one lowers confidence."""
+    vals = [None if v is None else (-v if invert else v) for v in values]
+    known = [v for v in vals if v is not None]
+    if not known:
+        return vals
+    lo, hi = min(known), max(known)
+    spread = max(hi - lo, MIN_SPREAD)
+    return [None if v is None else 1.0 - (hi - v) / spread for v in vals]
+
+
+def _round_title(r: dict, gold: str | None) -> str:
+    a = r["answer"]
+    answer = "…" if a is None else (a.answer if a.answer is not None else "none")
+    mark = "" if a is None or a.correct is None else (" ✓" if a.correct else " ✗")
+    return f"round {r['round']}: answer {answer}{mark}"
+
+
+def heatmap_figure(events: list[E.Event]) -> go.Figure | None:
+    """Steps x (average, divergence, transition, confidence), one panel per round; the cut step
+    is boxed and marked ✂. Cells show the values; colour ranks each column within its round."""
+    rs = rounds(events)
+    if not rs:
+        return None
+    tree = Tree.fold(events)
+    gold = tree.run.gold if tree.run else None
+    fig = make_subplots(rows=1, cols=len(rs), subplot_titles=[_round_title(r, gold) for r in rs],
+                        horizontal_spacing=0.06 if len(rs) > 1 else 0.0)
+    colours = [[p, "#{:02x}{:02x}{:02x}".format(*rgb)] for p, rgb in SCALE]
+    for col, r in enumerate(rs, start=1):
+        steps = r["scores"].steps
+        cut = r["cut"]
+        z = list(zip(*[_sureness([s[c] for s in steps], c == "divergence") for c in COLUMNS])) if steps else []
+        text = [[("—" if s[c] is None else f"{s[c]:.3f}") for c in COLUMNS] for s in steps]
+        labels = []
+        for s in steps:
+            label = f"{s['index'] + 1}"
+            if cut is not None and cut.node == s["node"]:
+                label = f"{CUT_MARK} {label}"
+            if not s["new"]:
+                label += " kept"
+            elif not s["candidate"]:
+                label += " ·"
+            labels.append(label)
+        hover = [[f"step {s['index'] + 1}: {html.escape(tree[s['node']].text.strip()[:60])}<br>{c} = {t}"
+                  + ("" if s["candidate"] else f"<br>not a candidate ({s['reason'] or 'kept from an earlier round'})")
+                  for c, t in zip(COLUMNS, row)] for s, row in zip(steps, text)]
+        fig.add_trace(go.Heatmap(
+            z=[list(row) for row in z], x=list(range(len(COLUMNS))), y=list(range(len(steps))), text=text,
+            texttemplate="%{text}", customdata=hover, hovertemplate="%{customdata}<extra></extra>",
+            colorscale=colours, zmin=0, zmax=1, showscale=col == len(rs),
+            colorbar=dict(title="rank in<br>round", tickvals=[0, 1], ticktext=["least sure", "most sure"]),
+            xgap=2, ygap=2), row=1, col=col)
+        fig.update_xaxes(tickvals=list(range(len(COLUMNS))), ticktext=["avg", "div", "trans", "total"],
+                         row=1, col=col)
+        fig.update_yaxes(tickvals=list(range(len(steps))), ticktext=labels, autorange="reversed", row=1, col=col)
+        if cut is not None and cut.node is not None:
+            fig.add_shape(type="rect", x0=-0.5, x1=len(COLUMNS) - 0.5, y0=cut.index - 0.5, y1=cut.index + 0.5,
+                          line=dict(color="#b2182b", width=3), row=1, col=col)
+    height = 150 + 36 * max(len(r["scores"].steps) for r in rs)
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=80, b=10),
+                      title=dict(text=f"Step confidence = avg + trans − div &nbsp; ({rs[0]['scores'].mode} "
+                                      f"probabilities; {CUT_MARK} = cut, · = may not be cut)", font=dict(size=13)))
+    return fig
+
+
+def steps_html(events: list[E.Event]) -> str:
+    """Every round's steps, tokens coloured by probability; the cut step outlined, kept steps dimmed."""
+    rs = rounds(events)
+    if not rs:
+        return legend_html() + '<div class="ts-tokens"><span class="ts-empty">Run LECO or open a LECO session.</span></div>'
+    tree = Tree.fold(events)
+    gold = tree.run.gold if tree.run else None
+    parts = [legend_html()]
+    for r in rs:
+        cut = r["cut"]
+        parts.append(f'<div class="ts-leco-round"><h4>{html.escape(_round_title(r, gold))}</h4><div class="ts-tokens">')
+        for s in r["scores"].steps:
+            node = tree[s["node"]]
+            joined = "".join(t[1] for t in node.tokens)
+            written = node.text[:len(node.text) - len(joined)] if node.text.endswith(joined) else ""
+            spans = (f'<span style="opacity:.6" title="written by the search, not generated">{html.escape(written)}</span>'
+                     if written else "")
+            spans += "".join(token_span(TokenLogprob.from_json(t)) for t in node.tokens) or html.escape(node.text)
+            classes = ["ts-leco-step"]
+            badge = ""
+            if not s["new"]:
+                classes.append("ts-leco-kept")
+            if cut is not None and cut.node == s["node"]:
+                classes.append("ts-leco-cut")
+                badge = f' <span class="ts-leco-badge">{CUT_MARK} cut: regenerated from here</span>'
+            conf = "—" if s["confidence"] is None else f"{s['confidence']:.3f}"
+            meta = f"step {s['index'] + 1} · {conf}" + ("" if s["candidate"] or not s["new"] else " ·")
+            parts.append(f'<div class="{" ".join(classes)}"><span class="ts-leco-meta">{meta}</span>'
+                         f'<span>{spans}{badge}</span></div>')
+        parts.append("</div></div>")
+    return "".join(parts)
+
+
+def _lines(tree: Tree, scores: E.StepScores) -> list[str]:
+    return [tree[n].text.rstrip("\n") for n in scores.path[1:]]
+
+
+def diff_html(events: list[E.Event]) -> str:
+    """Each rethink's solution as a line diff against the round before (− removed, + added)."""
+    rs = rounds(events)
+    if len(rs) < 2:
+        return "<p><i>The rethinks appear here as diffs once a round has been regenerated.</i></p>"
+    tree = Tree.fold(events)
+    parts = []
+    for prev, cur in zip(rs, rs[1:]):
+        rows = []
+        for line in difflib.ndiff(_lines(tree, prev["scores"]), _lines(tree, cur["scores"])):
+            tag, text = line[:2], html.escape(line[2:])
+            if tag == "- ":
+                rows.append(f"<del>− {text}</del>")
+            elif tag == "+ ":
+                rows.append(f"<ins>+ {text}</ins>")
+            elif tag == "  ":
+                rows.append(f"<span>&nbsp; {text}</span>")
+        same = "" if any(r.startswith(("<del", "<ins")) for r in rows) else " (no change)"
+        parts.append(f"<h4>round {prev['round']} → round {cur['round']}{same}</h4>"
+                     f'<div class="ts-leco-diff">{"".join(rows)}</div>')
+    return "".join(parts)
+
+
+def summary_markdown(events: list[E.Event]) -> str:
+    """The final answer against gold, and one line per round."""
+    tree = Tree.fold(events)
+    rs = rounds(events)
+    lines = [final_markdown(tree)] if tree.final else ["Running…" if rs else ""]
+    if rs:
+        table = ["| round | answer | cut at | stop |", "|---|---|---|---|"]
+        for r in rs:
+            a, cut = r["answer"], r["cut"]
+            ans = "…" if a is None else f"{a.answer}" + ("" if a.correct is None else (" ✓" if a.correct else " ✗"))
+            where = "—" if cut is None else ("whole solution (no candidate)" if cut.node is None else f"step {cut.index + 1}")
+            stop = "" if a is None or not a.stop else a.reason
+            table.append(f"| {r['round']} | {ans} | {where} | {stop} |")
+        lines.append("\n".join(table))
+    lines.append(f"<small>{DEVIATIONS}</small>")
+    return "\n\n".join(lines)
+
+
+def view_outputs(events: list[E.Event]):
+    """(heatmap, steps HTML, diff HTML, summary markdown) for a run's events."""
+    return heatmap_figure(events), steps_html(events), diff_html(events), summary_markdown(events)
+
+
+# ---- callbacks ---------------------------------------------------------------------------------
+
+def make_config(max_rounds, lowest, token_probs, temperature):
+    cls = METHODS["leco"].config
+    try:
+        return cls(max_rounds=int(max_rounds), lowest=int(lowest), token_probs=token_probs,
+                   temperature=float(temperature))
+    except (ValueError, TypeError) as e:
+        raise gr.Error(str(e), print_exception=False) from None
+
+
+def run_leco(backend, store, question: str, picked: dict | None, max_rounds, lowest, token_probs, temperature,
+             seed, control: RunControl):
+    """Generator callback: yields (heatmap, steps, diff, summary, progress, view) as the run goes."""
+    try:
+        backend.render_prompt(question)
+    except InputError as e:
+        raise gr.Error(str(e), print_exception=False) from None
+    cfg = make_config(max_rounds, lowest, token_probs, temperature)
+    gold = gold_for(question, picked)
+    seed = int(seed or 0)
+    control.reset()
+    sid = store.create_session(method="leco", model=backend.info.name, question=question.strip(),
+                               gold=None if gold is None else str(gold), config=cfg.to_json(), seed=seed)
+    events: list[E.Event] = []
+    last, started = 0.0, time.perf_counter()
+    status, message = "done", ""
+    try:
+        for ev in METHODS["leco"].run(question.strip(), backend, config=cfg, seed=seed, gold=gold,
+                                      should_stop=control.stopped):
+            store.append(sid, ev)
+            events.append(ev)
+            now = time.perf_counter()
+            if isinstance(ev, E.RoundAnswer) and now - last >= REDRAW_S:
+                last = now
+                yield (*view_outputs(events), f"LECO: round {ev.round} answered {ev.answer}…",
+                       {"session_id": sid, "events": events})
+        if events and isinstance(events[-1], E.RunFinished) and events[-1].status == "stopped":
+            status, message = "stopped", events[-1].message
+    except Exception as e:
+        store.finish(sid, status="failed", message=f"{type(e).__name__}: {e}", wall_s=time.perf_counter() - started)
+        raise gr.Error(f"the run failed: {e}", print_exception=False) from None
+    store.finish(sid, status=status, message=message, wall_s=time.perf_counter() - started)
+    yield (*view_outputs(events), f"LECO done · session `{sid}`", {"session_id": sid, "events": events})
+
+
+def open_leco(store, session_id: str):
+    """A stored LECO session back into the view."""
+    sid = (session_id or "").strip()
+    if not sid:
+        raise gr.Error("type a session id (see the Sessions tab)", print_exception=False)
+    try:
+        full = store.resolve(sid)
+        meta, events = store.session(full), store.events(full)
+    except StoreError as e:
+        raise gr.Error(str(e), print_exception=False) from None
+    if meta["method"] != "leco":
+        raise gr.Error(f"session {full} is a {meta['method']} run, not LECO: open it in the Search tab",
+                       print_exception=False)
+    return (*view_outputs(events), f"Opened `{full}` ({len(events)} events, {meta['status']})",
+            {"session_id": full, "events": events})
+
+
+def stop_leco(control: RunControl) -> str:
+    control.request_stop()
+    return "Stopping…"
+
+
+def build_leco_tab(backend, store, *, problems_path: str | Path | None = None) -> dict:
+    path = Path(problems_path) if problems_path is not None else HELDOUT
+    problems = {tier: load_problems(path, tier) for tier in TIERS}
+    defaults = METHODS["leco"].config()
+    c: dict[str, Any] = {"picked": gr.State(new_pick_state()), "control": gr.State(RunControl()),
+                         "view": gr.State(None)}
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=2, min_width=340):
+            c["question"] = gr.Textbox(label="Question", lines=3, max_lines=10, elem_id="ts-leco-question",
+                                       placeholder="Type a problem or pick a random one.")
+            with gr.Row():
+                for tier in TIERS:
+                    c[f"random_{tier}"] = gr.Button(f"Random {tier}", size="sm", elem_id=f"ts-leco-random-{tier}")
+            c["gold"] = gr.Markdown("")
+            with gr.Accordion("Settings", open=False):
+                with gr.Row():
+                    c["max_rounds"] = gr.Slider(1, 10, value=defaults.max_rounds, step=1, label="Max rethink rounds")
+                    c["lowest"] = gr.Slider(1, 8, value=defaults.lowest, step=1,
+                                            label="Cut at the earliest of the N least confident steps")
+                c["token_probs"] = gr.Radio(list(PROB_MODES), value=defaults.token_probs,
+                                            label="Token probabilities: top5 (official: softmax over the 5 "
+                                                  "largest logits) or full vocabulary")
+                with gr.Row():
+                    c["temperature"] = gr.Slider(0, 2, value=defaults.temperature, step=0.05,
+                                                 label="Rethink temperature (round 0 is greedy)")
+                    c["seed"] = gr.Number(0, precision=0, minimum=0, label="Seed")
+            with gr.Row():
+                c["run"] = gr.Button("Run LECO", variant="primary", elem_id="ts-leco-run")
+                c["stop"] = gr.Button("Stop", variant="stop", elem_id="ts-leco-stop")
+            c["progress"] = gr.Markdown("", elem_id="ts-leco-progress")
+            c["summary"] = gr.Markdown("", elem_id="ts-leco-summary")
+            with gr.Row():
+                c["session_id"] = gr.Textbox(label="Open a stored LECO session (id or prefix)", scale=3)
+                c["open"] = gr.Button("Open", size="sm", scale=1)
+        with gr.Column(scale=3, min_width=420):
+            c["heatmap"] = gr.Plot(label="Step scores per round", elem_id="ts-leco-heatmap")
+            c["steps"] = gr.HTML(steps_html([]), css_template=LECO_CSS, elem_id="ts-leco-steps")
+            c["diff"] = gr.HTML(diff_html([]), css_template=LECO_CSS, elem_id="ts-leco-diff")
+
+    for tier in TIERS:
+        c[f"random_{tier}"].click(functools.partial(pick_random_problem, problems[tier], tier=tier),
+                                  inputs=[c["picked"]], outputs=[c["question"], c["gold"], c["picked"]],
+                                  api_visibility="private")
+    c["question"].change(gold_markdown, inputs=[c["question"], c["picked"]], outputs=[c["gold"]],
+                         api_visibility="private", show_progress="hidden", trigger_mode="always_last")
+    outputs = [c["heatmap"], c["steps"], c["diff"], c["summary"], c["progress"], c["view"]]
+    c["run_event"] = c["run"].click(
+        functools.partial(run_leco, backend, store),
+        inputs=[c["question"], c["picked"], c["max_rounds"], c["lowest"], c["token_probs"], c["temperature"],
+                c["seed"], c["control"]],
+        outputs=outputs, api_name="run_leco", concurrency_limit=1, concurrency_id=MODEL_QUEUE)
+    c["stop"].click(stop_leco, inputs=[c["control"]], outputs=[c["progress"]], api_name="stop_leco",
+                    concurrency_limit=None)
+    c["open"].click(functools.partial(open_leco, store), inputs=[c["session_id"]], outputs=outputs,
+                    api_name="open_leco")
+    return c
