@@ -165,6 +165,7 @@ class LabRun:
     config: LabConfig
     generation: Generation
     positions: list[PositionView] = field(default_factory=list)
+    logits: torch.Tensor | None = field(default=None, repr=False)    # (len, vocab): raw, per position
 
     def series(self) -> dict[str, list]:
         """Per position: pool size of each view, entropy, p_max and the drawn token's probability."""
@@ -179,22 +180,32 @@ class LabRun:
                 "positions": [p.to_json() for p in self.positions]}
 
 
+def views(logits: torch.Tensor, token_ids: Sequence[int], cfg: LabConfig,
+          token_text: Callable[[int], str]) -> list[PositionView]:
+    """One `PositionView` per token of ``token_ids``, row ``j`` of ``logits`` being the raw
+    logits token ``j`` was drawn from. Cheap: the lab re-views a generation at new settings."""
+    return [position_view(logits[j], token_ids[j], cfg, token_text, position=j) for j in range(len(token_ids))]
+
+
 def analyse(backend, prompt: str, generation: Generation, cfg: LabConfig) -> list[PositionView]:
     """One `PositionView` per generated token, from one forward pass over prompt + generation
     (``backend.continuation_logits``)."""
     ids = generation.token_ids
     if not ids:
         return []
-    logits = backend.continuation_logits(prompt, ids)                # (len, vocab)
-    return [position_view(logits[j], ids[j], cfg, backend.token_text, position=j) for j in range(len(ids))]
+    return views(backend.continuation_logits(prompt, ids), ids, cfg, backend.token_text)
 
 
 def run_lab(backend, prompt: str, *, draw: str, cfg: LabConfig, seed: int, max_new_tokens: int,
             stop: StopSpec = StopSpec()) -> LabRun:
-    """Generate from ``prompt`` with the ``draw`` sampler (at ``cfg``'s values) and view every position."""
+    """Generate from ``prompt`` with the ``draw`` sampler (at ``cfg``'s values) and view every
+    position; the run keeps the raw logits so it can be re-viewed at other settings."""
     sampling = cfg.draw(draw)
     gen = backend.generate([prompt], sampling=sampling, stop=stop, max_new_tokens=max_new_tokens, seed=seed)[0]
-    return LabRun(backend.info.name, prompt, draw, sampling, seed, cfg, gen, analyse(backend, prompt, gen, cfg))
+    ids = gen.token_ids
+    logits = backend.continuation_logits(prompt, ids) if ids else torch.empty((0, backend.info.vocab_size))
+    return LabRun(backend.info.name, prompt, draw, sampling, seed, cfg, gen,
+                  views(logits, ids, cfg, backend.token_text), logits)
 
 
 # ---- the same logits through each engine's order ----------------------------------------------
