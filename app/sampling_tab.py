@@ -98,7 +98,8 @@ def model_note(pool: BackendPool, name: str) -> str:
 
 def generate_lab(pool: BackendPool, model: str, question: str, draw: str, temperature: float, min_p: float,
                  top_p: float, top_k: float, seed: float, max_new_tokens: float, picked: dict | None = None):
-    """Generate once and keep the run: ``(tokens HTML, summary, state, position slider)``."""
+    """Generate once and keep the run: ``(tokens HTML, summary, state, position slider)``; the
+    slider starts at the position of highest entropy."""
     try:
         backend = pool.get(model)
         if draw not in DRAWS:
@@ -121,7 +122,9 @@ def generate_lab(pool: BackendPool, model: str, question: str, draw: str, temper
     spans = "".join(token_span(t) for t in gen.tokens)
     tokens_html = f'<div class="ts-tokens">{spans or "<i>(no tokens)</i>"}</div>'
     state = {"run": run, "views": (cfg, run.positions)}
-    slider = gr.Slider(minimum=0, maximum=max(len(gen.tokens) - 1, 0), value=0, step=1)
+    # start at the most uncertain position: where the samplers disagree most
+    start = max(run.positions, key=lambda v: v.entropy).position if run.positions else 0
+    slider = gr.Slider(minimum=0, maximum=max(len(gen.tokens) - 1, 0), value=start, step=1)
     return tokens_html, " · ".join(parts), state, slider
 
 
@@ -155,8 +158,8 @@ def orders_markdown(results, custom_error: str | None) -> str:
     return "\n".join(lines) + ("\n\n" + "\n\n".join(notes) if notes else "")
 
 
-def show_position(pool: BackendPool, state: dict | None, position: float, temperature: float, min_p: float, top_p: float,
-                  top_k: float, s1: str, s2: str, s3: str, s4: str):
+def show_position(pool: BackendPool, state: dict | None, position: float, temperature: float, min_p: float,
+                  top_p: float, top_k: float, s1: str, s2: str, s3: str, s4: str):
     """``(pool figure, position text, whole-generation figure, orders figure, orders table)``."""
     if not state or not state.get("run") or not state["run"].generation.tokens:
         msg = "Generate first: the pools of every position show here."
