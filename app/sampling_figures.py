@@ -35,6 +35,15 @@ def visible(text: str) -> str:
     return shown if len(shown) <= 12 else shown[:11] + "…"
 
 
+def _log_ticks(top: float) -> list[int]:
+    """1, 2, 5, 10, 20, 50, ... up to past ``top``: readable ticks for a log axis of pool sizes."""
+    ticks, base = [], 1
+    while not ticks or ticks[-1] < top:
+        ticks += [base, 2 * base, 5 * base]
+        base *= 10
+    return ticks
+
+
 def _layout(fig: go.Figure, title: str, height: int = HEIGHT) -> go.Figure:
     fig.update_layout(title=dict(text=title, x=0.01, font=dict(size=15)), height=height, template="plotly_white",
                       margin=dict(l=55, r=20, t=60, b=60), legend=dict(orientation="h", y=-0.18, x=0))
@@ -90,8 +99,8 @@ def pool_figure(view: PositionView, cfg: LabConfig) -> go.Figure:
     fig.add_trace(go.Bar(
         x=[VIEW_LABELS[v] for v in VIEWS], y=[view.pool[v] for v in VIEWS], showlegend=False,
         marker_color=[VIEW_COLOURS[v] for v in VIEWS], text=[str(view.pool[v]) for v in VIEWS],
-        textposition="outside", hovertemplate="%{x}: %{y} tokens<extra></extra>"), row=1, col=2)
-    fig.update_yaxes(type="log", row=1, col=2)
+        textposition="outside", cliponaxis=False, hovertemplate="%{x}: %{y} tokens<extra></extra>"), row=1, col=2)
+    fig.update_yaxes(type="log", tickvals=_log_ticks(max(view.pool.values())), row=1, col=2)
     drawn_note = "" if drawn_at is not None else f" — drawn '{visible(view.drawn)}' (rank {view.drawn_rank}) not shown"
     return _layout(fig, f"Position {view.position}: p_max {view.p_max:.3f}, entropy {view.entropy:.2f} nats"
                         f"{drawn_note}")
@@ -116,7 +125,7 @@ def generation_figure(positions: Sequence[PositionView], cfg: LabConfig, at: int
                              line=dict(color="#CC79A7")), row=3, col=1)
     fig.add_trace(go.Scatter(x=xs, y=[p.drawn_p_t for p in positions], mode="markers", name="drawn token's p",
                              marker=dict(color=DRAWN, size=5, symbol="x")), row=3, col=1)
-    fig.update_yaxes(type="log", row=1, col=1)
+    fig.update_yaxes(type="log", tickvals=_log_ticks(max(max(p.pool.values()) for p in positions)), row=1, col=1)
     fig.update_yaxes(range=[0, 1.05], row=3, col=1)
     fig.update_xaxes(title_text="position (generated token)", row=3, col=1)
     if at is not None:

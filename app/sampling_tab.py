@@ -159,8 +159,11 @@ def orders_markdown(results, custom_error: str | None) -> str:
 
 
 def show_position(pool: BackendPool, state: dict | None, position: float, temperature: float, min_p: float,
-                  top_p: float, top_k: float, s1: str, s2: str, s3: str, s4: str):
-    """``(pool figure, position text, whole-generation figure, orders figure, orders table)``."""
+                  top_p: float, top_k: float, s1: str, s2: str, s3: str, s4: str, orders_top_k: bool = False):
+    """``(pool figure, position text, whole-generation figure, orders figure, orders table)``.
+
+    The orders get the top-k value only when ``orders_top_k``; otherwise top-k is not passed,
+    and the table shows that transformers' ``generate()`` still applies its default of 50."""
     if not state or not state.get("run") or not state["run"].generation.tokens:
         msg = "Generate first: the pools of every position show here."
         return empty_figure(msg), "", empty_figure(msg), empty_figure(msg), ""
@@ -178,7 +181,8 @@ def show_position(pool: BackendPool, state: dict | None, position: float, temper
         custom_error = (f"the hand-made order must use each stage once (temperature, top-k, top-p, min-p), "
                         f"got {', '.join(map(str, custom))}")
         custom = None
-    results = engine_orders(run.logits[at], temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.top_p,
+    results = engine_orders(run.logits[at], temperature=cfg.temperature, top_k=cfg.top_k if orders_top_k else 0,
+                            top_p=cfg.top_p,
                             min_p=cfg.min_p, custom=custom)
     shown = top_tokens(run.logits[at], token_text, ORDER_TOKENS)
     return (pool_figure(view, cfg), position_markdown(view, cfg), generation_figure(positions, cfg, at),
@@ -270,6 +274,8 @@ def build_sampling_tab(backend, *, problems_path: str | Path | None = None, pool
             c["position_text"] = gr.Markdown("", elem_id="ts-lab-position-text")
     c["generation_plot"] = gr.Plot(label="Pool size, entropy and p_max per position", elem_id="ts-lab-generation")
     with gr.Accordion("Engine orders: the same logits through transformers, vLLM V1, llama.cpp and your order", open=True):
+        c["orders_top_k"] = gr.Checkbox(False, label="Pass the top-k value to the orders too (unchecked: top-k "
+                                        "not passed, and transformers' generate() still applies its default 50)")
         with gr.Row():
             c["stages"] = [gr.Dropdown([(STAGE_LABELS[s], s) for s in STAGES], value=s, label=f"stage {i + 1}")
                            for i, s in enumerate(TRANSFORMERS_ORDER)]
@@ -297,7 +303,8 @@ def build_sampling_tab(backend, *, problems_path: str | Path | None = None, pool
     c["open"].click(lambda: OPEN_PROMPT, outputs=[c["question"]], api_visibility="private")
     c["question"].change(gold_markdown, inputs=[c["question"], c["picked"]], outputs=[c["gold"]],
                          api_visibility="private", show_progress="hidden", trigger_mode="always_last")
-    view_in = [c["lab"], c["position"], c["temperature"], c["min_p"], c["top_p"], c["top_k"], *c["stages"]]
+    view_in = [c["lab"], c["position"], c["temperature"], c["min_p"], c["top_p"], c["top_k"], *c["stages"],
+               c["orders_top_k"]]
     view_out = [c["pool_plot"], c["position_text"], c["generation_plot"], c["orders_plot"], c["orders_text"]]
     show = functools.partial(show_position, pool)
     c["generate"].click(
@@ -312,7 +319,7 @@ def build_sampling_tab(backend, *, problems_path: str | Path | None = None, pool
     for name in ("temperature", "min_p", "top_p", "top_k"):
         c[name].release(show, inputs=view_in, outputs=view_out, api_visibility="private",
                         trigger_mode="always_last")
-    for stage in c["stages"]:
+    for stage in [*c["stages"], c["orders_top_k"]]:
         stage.change(show, inputs=view_in, outputs=view_out, api_visibility="private",
                      trigger_mode="always_last")
     c["branch"].click(functools.partial(branch_here, pool),

@@ -267,8 +267,12 @@ def test_tab_callbacks_generate_view_compare_and_branch(tiny_backend):
     assert [t.name for t in gen_fig.data] == ["min-p 0.1", "top-p 0.9", "top-k 40", "entropy", "p_max",
                                               "drawn token's p"]
     assert len(pool_fig.data) == 2 and list(pool_fig.data[1].x) == ["min-p", "top-p", "top-k"]
-    assert [t.name.split(" (")[0] for t in orders_fig.data[:-1]] == ["transformers", "vLLM V1", "llama.cpp", "by hand"]
-    assert table.count("\n| ") == 4 + 1                        # header rule + four orders
+    # top-k not passed to the orders: transformers' generate() default of 50 gets its own row
+    assert [t.name.split(" (")[0] for t in orders_fig.data[:-1]] == \
+        ["transformers", "transformers, top_k not passed", "vLLM V1", "llama.cpp", "by hand"]
+    assert table.count("\n| ") == 5 + 1 and "top_k=0" in table   # header rule + five orders
+    *_, with_k = show_position(pool, state, 3, 1.5, 0.1, 0.9, 40, "temperature", "top_k", "top_p", "min_p", True)
+    assert "not passed" not in with_k and "top-k (40)" in with_k
     # another temperature re-views the same generation, no model call
     _, hot_text, *_ = show_position(pool, state, 3, 3.0, 0.1, 0.9, 40, "temperature", "top_k", "top_p", "min_p")
     assert "T=3" in hot_text
@@ -307,7 +311,7 @@ def test_served_sampling_lab_answers_through_the_client(tiny_backend, tmp_path):
                                                  api_name="/lab_generate")
         assert summary.startswith("**10** tokens") and tokens.count('<span class="ts-tok') == 10
         pool_fig, text, gen_fig, orders_fig, table = client.predict(
-            2, 1.2, 0.1, 0.9, 5, "top_k", "temperature", "min_p", "top_p", api_name="/lab_position")
+            2, 1.2, 0.1, 0.9, 5, "top_k", "temperature", "min_p", "top_p", True, api_name="/lab_position")
         assert "Position **2**" in text and "| vLLM V1 |" in table and "| by hand |" in table
         both = client.predict(2, "greedy", 1.0, 0.1, 0.9, 5, 0, 10, api_name="/lab_branch")
         assert "branch (greedy)" in both
