@@ -25,6 +25,7 @@ import gradio as gr  # noqa: E402
 from app.generate_tab import build_generate_tab  # noqa: E402
 from app.leco_tab import build_leco_tab  # noqa: E402
 from app.mcts_tab import build_mcts_tab, view_outputs  # noqa: E402
+from app.sampling_tab import build_sampling_tab  # noqa: E402
 from app.sessions_tab import build_sessions_tab, open_session, session_rows  # noqa: E402
 
 TITLE = "ThoughtScope"
@@ -69,9 +70,12 @@ def build_app(backend, store=None, *, problems_path: str | Path | None = None) -
                 search = build_mcts_tab(backend, store, problems_path=problems_path)
             with gr.Tab("LECO", id="leco", elem_id="ts-tab-leco"):
                 leco = build_leco_tab(backend, store, problems_path=problems_path)
+            with gr.Tab("Sampling lab", id="sampling", elem_id="ts-tab-sampling"):
+                sampling = build_sampling_tab(backend, problems_path=problems_path)
             with gr.Tab("Sessions", id="sessions", elem_id="ts-tab-sessions"):
                 sessions = build_sessions_tab(store)
-        demo.thoughtscope_tabs = {"search": search, "generate": generate, "sessions": sessions, "leco": leco}
+        demo.thoughtscope_tabs = {"search": search, "generate": generate, "sessions": sessions,
+                                  "leco": leco, "sampling": sampling}
         demo.thoughtscope_store = store
         # Opening a stored session shows it in the Search tab, at its last event.
         sessions["open"].click(

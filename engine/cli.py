@@ -1,4 +1,5 @@
-"""``thoughtscope``: serve the app, list models, generate once, evaluate on held-out problems.
+"""``thoughtscope``: serve the app, list models, generate once, evaluate on held-out problems,
+sweep samplers over temperatures.
 
 Bad input (a flag out of range, a missing model, an empty question) ends with one line on
 stderr and exit code 2, never a traceback. ``--json`` output goes to stdout alone; progress
@@ -140,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true", help="print the summary as JSON")
     e.add_argument("--details", action="store_true", help="include per-problem results in the JSON")
     _add_config_flags(e, [EvalConfig] + [m.config for m in METHODS.values()])
+
+    from engine.cli_sweep import add_sweep_parser
+    add_sweep_parser(sub, _add_model_flags, _number)
     return ap
 
 
@@ -250,8 +254,13 @@ def cmd_sessions(args) -> int:
     return run_sessions(args)
 
 
+def cmd_sweep(args) -> int:
+    from engine.cli_sweep import cmd_sweep as run_sweep
+    return run_sweep(args, _load)
+
+
 COMMANDS = {"serve": cmd_serve, "models": cmd_models, "generate": cmd_generate, "eval": cmd_eval,
-            "run": cmd_run, "sessions": cmd_sessions}
+            "run": cmd_run, "sessions": cmd_sessions, "sweep": cmd_sweep}
 
 
 def main(argv: list[str] | None = None) -> int:

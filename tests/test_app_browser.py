@@ -303,3 +303,56 @@ def test_readme_screenshot(request, tmp_path):
     finally:
         browser.close()
         demo.close(verbose=False)
+
+
+def _lab_generate(browser) -> None:
+    open_tab(browser, "Sampling lab")
+    browser.wait_for("!!document.querySelector('#ts-lab-generate')", what="the lab's Generate button")
+    browser.js("document.querySelector('#ts-lab-random').click()")
+    browser.wait_for("document.querySelector('#ts-lab-question textarea').value", what="a random question")
+    browser.js("document.querySelector('#ts-lab-generate').click()")
+    browser.wait_for("document.querySelectorAll('#ts-lab-tokens .ts-tok').length", what="the lab's tokens")
+    browser.wait_for("document.querySelectorAll('#ts-lab-pool .bars .point').length", timeout=90,
+                     what="the pool bars")
+    browser.wait_for("document.querySelector('#ts-lab-orders-text').innerText.includes('llama.cpp')",
+                     what="the order table")
+
+
+def test_sampling_lab_draws_the_pool_view_and_the_orders(app_url, browser):
+    browser.goto(app_url)
+    _lab_generate(browser)
+    text = browser.js("document.querySelector('#ts-lab-position-text').innerText")
+    assert "min-p threshold" in text and "top-k" in text
+    lines = browser.js("document.querySelectorAll('#ts-lab-generation .scatterlayer .trace').length")
+    assert lines >= 6
+    assert "Traceback" not in browser.js("document.body.innerText")
+
+
+@pytest.mark.skipif(not os.environ.get("THOUGHTSCOPE_SAMPLING_SCREENSHOT"),
+                    reason="set THOUGHTSCOPE_SAMPLING_SCREENSHOT=docs/screenshots/sampling.png to remake it")
+def test_sampling_lab_screenshot(request, tmp_path):
+    """The Sampling lab on a random hard problem with the default model, min-p at T=1, at the
+    position the tab opens on (the highest-entropy one)."""
+    from engine.models.registry import DEFAULT_MODEL, EMBEDDED
+
+    installed = EMBEDDED[DEFAULT_MODEL].path() is not None
+    backend = request.getfixturevalue("default_backend" if installed else "tiny_backend")
+    demo = build_app(backend)
+    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=free_port(),
+                            prevent_thread_lock=True, **LAUNCH_KWARGS)
+    browser = Browser(tmp_path / "profile", height=1400)
+    try:
+        browser.goto(url)
+        _lab_generate(browser)
+        time.sleep(0.5)
+        top = browser.js("document.querySelector('#ts-tabs').getBoundingClientRect().top + window.scrollY")
+        bottom = browser.js("(() => { const r = document.querySelector('#ts-lab-generation').getBoundingClientRect();"
+                            " return r.bottom + window.scrollY; })()")
+        import base64
+        data = browser.send("Page.captureScreenshot", {
+            "format": "png", "captureBeyondViewport": True,
+            "clip": {"x": 0, "y": top, "width": WIDTH, "height": bottom - top, "scale": 1}})["data"]
+        Path(os.environ["THOUGHTSCOPE_SAMPLING_SCREENSHOT"]).write_bytes(base64.b64decode(data))
+    finally:
+        browser.close()
+        demo.close(verbose=False)

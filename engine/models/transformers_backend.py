@@ -243,6 +243,17 @@ class TransformersBackend:
         vocab = [self.token_text(i) for i in range(logits.shape[0])]   # ids past the tokenizer: "<id>"
         return TokenDistribution(logits=logits, probs=logits.softmax(-1), tokens=vocab)
 
+    def continuation_logits(self, prompt: str, continuation_ids: Sequence[int]) -> torch.Tensor:
+        """The raw next-token logits each continuation token was drawn from, in one forward pass:
+        ``(len(continuation_ids), vocab)`` on the CPU; row 0 is ``distribution(prompt).logits``.
+        What the sampling lab views read (engine/sampling_lab.py)."""
+        ids = self.encode(prompt)
+        self._check_prompt(ids, max(1, len(continuation_ids)))
+        if not continuation_ids:
+            return torch.empty((0, self.info.vocab_size))
+        rows = self._logits(ids + list(continuation_ids))[len(ids) - 1: len(ids) - 1 + len(continuation_ids)]
+        return rows.cpu()
+
     def score(self, prompt: str, continuation: str) -> list[TokenLogprob]:
         """Logprob of each token of ``continuation`` after ``prompt``, tokenised separately
         (as generation produces them)."""
