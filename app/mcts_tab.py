@@ -99,7 +99,7 @@ def view_outputs(events: list[E.Event], k: int | None = None, *, live: bool = Fa
 def run_search(backend, store, question: str, picked: dict | None, method: str, rollouts, children, c,
                max_depth, temperature, min_p, reward, final_rule, samples, beam_width, seed, control: RunControl,
                one_step_thoughts=3, subquestions=3, votes=10, final_votes=10, discriminate=True, cut_mode="words",
-               cuts=4, consistency="mid", gold_fallback=False):
+               cuts=4, consistency="mid", gold_fallback=False, discriminator_model=""):
     """Generator callback: yields (plot, progress, final, explanation, view, slider) as the run grows.
     The arguments after ``control`` are rStar's (other methods ignore them)."""
     try:
@@ -112,7 +112,7 @@ def run_search(backend, store, question: str, picked: dict | None, method: str, 
                                    samples=samples, beam_width=beam_width, one_step_thoughts=one_step_thoughts,
                                    subquestions=subquestions, votes=votes, final_votes=final_votes,
                                    discriminate=discriminate, cut_mode=cut_mode, cuts=cuts, consistency=consistency,
-                                   gold_fallback=gold_fallback))
+                                   gold_fallback=gold_fallback, discriminator_model=discriminator_model or ""))
     if getattr(cfg, "reward", None) == "gold" and gold is None:
         raise gr.Error("The answer-key reward needs a gold answer: pick a random problem, or use "
                        "self-consistency.", print_exception=False)
@@ -147,6 +147,15 @@ def run_search(backend, store, question: str, picked: dict | None, method: str, 
     fig, progress, final, expl = view_outputs(events)
     yield (fig, progress + f" · session `{sid}`", final, expl, {"session_id": sid, "events": events},
            gr.Slider(maximum=len(events), value=len(events)))
+
+
+def discriminator_choices(backend) -> list[tuple[str, str]]:
+    """rStar's discriminator: the generator's own model, or another installed embedded model
+    (loaded on first use)."""
+    from engine.models.registry import EMBEDDED
+    others = [(f"{m.name} ({m.parameters})", m.name) for m in EMBEDDED.values()
+              if m.name != backend.info.name and m.path() is not None]
+    return [(f"the generator's model ({backend.info.name})", "")] + others
 
 
 def method_defaults(method: str):
@@ -257,6 +266,8 @@ def build_mcts_tab(backend, store, *, problems_path: str | Path | None = None) -
                     c["cuts"] = gr.Slider(1, 8, value=4, step=1, label="Cuts per candidate")
                 c["consistency"] = gr.Radio(list(CONSISTENCY_RULES), value="mid",
                                             label="Consistent when (mid: at least half of the completions agree)")
+                c["discriminator_model"] = gr.Dropdown(discriminator_choices(backend), value="",
+                                                       label="Discriminator model")
                 c["gold_fallback"] = gr.Checkbox(False, label="ANALYSIS ONLY: the official script's gold-answer "
                                                  "fallback (uses the answer key)")
             with gr.Row():
@@ -289,7 +300,8 @@ def build_mcts_tab(backend, store, *, problems_path: str | Path | None = None) -
         inputs=[c["question"], c["picked"], c["method"], c["rollouts"], c["children"], c["c"], c["max_depth"],
                 c["temperature"], c["min_p"], c["reward"], c["final_rule"], c["samples"], c["beam_width"],
                 c["seed"], c["control"], c["one_step_thoughts"], c["subquestions"], c["votes"], c["final_votes"],
-                c["discriminate"], c["cut_mode"], c["cuts"], c["consistency"], c["gold_fallback"]],
+                c["discriminate"], c["cut_mode"], c["cuts"], c["consistency"], c["gold_fallback"],
+                c["discriminator_model"]],
         outputs=[*view_out, c["view"], c["timeline"]], api_name="run_search",
         concurrency_limit=1, concurrency_id=MODEL_QUEUE)
     c["method"].change(method_defaults, inputs=[c["method"]], outputs=[c["max_depth"]], api_visibility="private")
