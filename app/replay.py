@@ -67,6 +67,13 @@ def explain(tree: Tree, ev: E.Event | None) -> str:
         verb = "Expand" if ev.phase == "expand" else "Simulate (expand on the way down)"
         kids = "\n".join(f"- node {c}: {_action(tree[c].action)}`{_short(tree[c].text)}`"
                          + (" (terminal)" if tree[c].terminal else "") for c in ev.children)
+        if ev.children and _action(tree[ev.children[0]].action):     # rStar: every legal action at once
+            counts = {}
+            for c in ev.children:
+                counts[tree[c].action] = counts.get(tree[c].action, 0) + 1
+            what = ", ".join(f"{a} ×{n}" for a, n in counts.items())
+            return (f"**{verb}** node {ev.node}: {len(ev.children)} children, from every legal action ({what}), "
+                    f"one batched call per action.\n\n{kids}")
         return f"**{verb}** node {ev.node}: {len(ev.children)} distinct next step(s) sampled in one batch.\n\n{kids}"
     if isinstance(ev, E.TerminalReward):
         if ev.source == "gold":
