@@ -362,6 +362,9 @@ def run(question: str, backend, *, config: RStarConfig = RStarConfig(), seed: in
     ``discriminator_backend`` (optional): the second model; else ``config.discriminator_model``
     is loaded by name, else the generator's own backend is used."""
     gold = normalize_gold(gold)
+    if discriminator_backend is None and config.discriminate:
+        # loaded before the search, so a bad name fails at once, not after the rollouts
+        discriminator_backend = _load_discriminator(config.discriminator_model) if config.discriminator_model else backend
     rng = random.Random(seed)
     counter = TokenCounter()
     gen = ActionProposer(backend, question, config, counter, should_stop)
@@ -466,10 +469,8 @@ def _discriminate(question, cands, backend, disc_backend, config: RStarConfig, r
         skipped = "ANALYSIS (uses the answer key): no candidate is right, so the official script skips the problem"
     elif conf and max(conf.values()) > config.confident_skip:
         skipped = f"the generator is confident (confidence above {config.confident_skip:g})"
-    if disc_backend is None:
-        disc_backend = _load_discriminator(config.discriminator_model) if config.discriminator_model else backend
     yield emit(E.CandidatesCollected(candidates=[c.to_json() for c in cands], generator_answer=gen_answer,
-                                     confidence=conf, model=disc_backend.info.name,
+                                     confidence=conf, model=(disc_backend or backend).info.name,
                                      generator_tokens=counter.generated, skipped=skipped))
     if skipped.startswith("ANALYSIS"):
         yield emit(E.CandidateTable(rows=D.choose_winner(cands, None, config.score_by)[0], winner=None,
