@@ -23,7 +23,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")   # before gradio is 
 import gradio as gr  # noqa: E402
 
 from app.generate_tab import build_generate_tab  # noqa: E402
-from app.mcts_tab import build_mcts_tab, view_outputs  # noqa: E402
+from app.mcts_tab import build_mcts_tab, rstar_panel, view_outputs  # noqa: E402
 from app.sessions_tab import build_sessions_tab, open_session, session_rows  # noqa: E402
 
 TITLE = "ThoughtScope"
@@ -80,7 +80,9 @@ def build_app(backend, store=None, *, problems_path: str | Path | None = None) -
                           gr.Tabs(selected="search")),
             inputs=[search["view"]],
             outputs=[search["plot"], search["progress"], search["final"], search["explain"], search["timeline"], tabs],
-            api_visibility="private")
+            api_visibility="private",
+        ).then(rstar_panel, inputs=[search["view"], search["timeline"]], outputs=[search["rstar_panel"]],
+               api_visibility="private")
         # A finished run shows up in the Sessions list.
         search["run_event"].then(lambda m, k, mo: session_rows(store, m, k, mo),
                                  inputs=[sessions["method"], sessions["correct"], sessions["model"]],

@@ -24,7 +24,7 @@ import gradio as gr
 from app.figures import TOKENS_CSS, legend_html, token_span
 from app.generate_tab import MODEL_QUEUE, gold_for, gold_markdown, new_pick_state, pick_random_problem
 from app.replay import explain, final_markdown, phase_points, progress_markdown, step_to
-from app.rstar_view import discriminator_markdown, is_rstar, node_details_html
+from app.rstar_view import discriminator_markdown, discriminator_progress, is_rstar, node_details_html
 from app.tree_figure import tree_figure
 from engine import events as E
 from engine.demo_model.problems import TIERS, load_problems
@@ -82,9 +82,19 @@ def figure_for(tree: Tree, highlight: list[int] | None = None):
 
 
 def final_for(tree: Tree) -> str:
-    """The answer, and for rStar the discriminator's table and panels below it."""
+    """The answer, and for rStar a line on the discriminator's progress (its panels are below)."""
     text = final_markdown(tree)
-    return text + "\n\n" + discriminator_markdown(tree) if is_rstar(tree) and tree.candidates else text
+    return text + "\n\n" + discriminator_progress(tree) if is_rstar(tree) and tree.candidates else text
+
+
+def rstar_panel(view: dict | None, k=None) -> str:
+    """The full-width rStar panel for the first k events: the candidates table and every
+    candidate's cuts, completions and verdict ("" for other methods)."""
+    if not view or not view.get("events"):
+        return ""
+    events = view["events"]
+    tree = Tree.fold(events[:int(k) if k is not None else None])
+    return discriminator_markdown(tree) if is_rstar(tree) else ""
 
 
 def view_outputs(events: list[E.Event], k: int | None = None, *, live: bool = False):
@@ -135,7 +145,7 @@ def run_search(backend, store, question: str, picked: dict | None, method: str, 
             if now - last >= REDRAW_S and len(tree):
                 last = now
                 yield (figure_for(tree, highlight=tree.last_path), progress_markdown(tree),
-                       discriminator_markdown(tree) if is_rstar(tree) else "",
+                       discriminator_progress(tree) if is_rstar(tree) else "",
                        explain(tree, ev), {"session_id": sid, "events": events},
                        gr.Slider(maximum=len(events), value=len(events)))
         if tree.finished is not None and tree.finished.status == "stopped":
@@ -287,6 +297,7 @@ def build_mcts_tab(backend, store, *, problems_path: str | Path | None = None) -
         c["node_id"] = gr.Number(0, precision=0, minimum=0, label="Node id (hover a node to see it)", scale=1)
         c["inspect"] = gr.Button("Inspect node", size="sm", scale=0)
     c["inspector"] = gr.HTML("", css_template=TOKENS_CSS, elem_id="ts-inspector")
+    c["rstar_panel"] = gr.Markdown("", elem_id="ts-rstar-panel")    # rStar's discriminator, full width
 
     for tier in TIERS:
         c[f"random_{tier}"].click(functools.partial(pick_random_problem, problems[tier], tier=tier),
@@ -304,14 +315,17 @@ def build_mcts_tab(backend, store, *, problems_path: str | Path | None = None) -
                 c["discriminator_model"]],
         outputs=[*view_out, c["view"], c["timeline"]], api_name="run_search",
         concurrency_limit=1, concurrency_id=MODEL_QUEUE)
+    panel = dict(fn=rstar_panel, inputs=[c["view"], c["timeline"]], outputs=[c["rstar_panel"]],
+                 api_visibility="private")
+    c["run_event"].then(**panel)
     c["method"].change(method_defaults, inputs=[c["method"]], outputs=[c["max_depth"]], api_visibility="private")
     c["stop"].click(stop_search, inputs=[c["control"]], outputs=[c["progress"]], api_name="stop_search",
                     concurrency_limit=None)
     c["timeline"].release(replay_to, inputs=[c["view"], c["timeline"]], outputs=view_out,
-                          api_visibility="private", trigger_mode="always_last")
+                          api_visibility="private", trigger_mode="always_last").then(**panel)
     for name, direction in (("prev_phase", -1), ("next_phase", 1)):
         c[name].click(functools.partial(step_phase, direction=direction), inputs=[c["view"], c["timeline"]],
-                      outputs=[c["timeline"], *view_out], api_visibility="private")
+                      outputs=[c["timeline"], *view_out], api_visibility="private").then(**panel)
     c["inspect"].click(inspect_node, inputs=[c["view"], c["node_id"], c["timeline"]], outputs=[c["inspector"]],
                        api_visibility="private")
     return c

@@ -127,6 +127,19 @@ def candidate_panel(tree: Tree, cand: int) -> str:
     return "\n".join(lines)
 
 
+def discriminator_progress(tree: Tree) -> str:
+    """One line for beside the answer: how far the discriminator is (its panel is below)."""
+    if tree.candidates is None:
+        return ""
+    verdicts = [d["verdict"] for d in tree.discriminator.values() if d["verdict"] is not None]
+    if tree.candidates.skipped:
+        return f"Discriminator not run: {_md(tree.candidates.skipped)}."
+    line = (f"Discriminator ({_md(tree.candidates.model)}): {len(verdicts)} candidates judged, "
+            f"{sum(v.consistent for v in verdicts)} mutually consistent")
+    return line + (" — the table and each candidate's cuts are below the node inspector."
+                   if tree.candidate_table is not None else " …")
+
+
 def discriminator_markdown(tree: Tree) -> str:
     """Everything the discriminator did so far: the candidates table and each candidate's panel."""
     if tree.candidates is None:

@@ -44,8 +44,9 @@ def test_rstar_is_in_the_method_dropdown_and_runs_from_the_view(rstar_view):
     assert meta["status"] == "done" and meta["method"] == "rstar"
     assert meta["config"]["subquestions"] == 2 and meta["config"]["max_depth"] == 5
     assert "rstar" in METHODS
-    assert "Answer" in final and "Candidates" in final and "winner" in final
-    assert "Discriminator" in final
+    assert "Answer" in final and "Discriminator" in final and "mutually consistent" in final
+    panel = M.rstar_panel(view, len(view["events"]))                  # the full-width panel below
+    assert "Candidates" in panel and "**winner**" in panel and "Candidate 0" in panel
 
 
 def test_nodes_are_coloured_by_action_with_a_legend_in_words(rstar_view):
@@ -86,7 +87,7 @@ def test_inspector_shows_rephrase_conditions_and_subquestion_pairs(rstar_view):
 
 
 def test_discriminator_panel_shows_cuts_completions_and_verdicts(rstar_view):
-    (*_, (_, _, final, _, view, _)), _ = rstar_view
+    (*_, (_, _, _, _, view, _)), _ = rstar_view
     tree = Tree.fold(view["events"])
     judged = [c for c in tree.candidates.candidates if tree.discriminator[c["candidate"]]["verdict"]]
     assert judged
@@ -120,7 +121,10 @@ def test_phase_stepper_walks_the_discriminator(rstar_view):
     # replay at a moment inside the discriminator shows a partial panel
     mid = next(i for i, e in enumerate(events) if isinstance(e, E.DiscriminatorCompletion))
     _, _, final, _ = M.replay_to(view, mid + 1)
-    assert "Discriminator" in final and "Candidates" not in final
+    panel = M.rstar_panel(view, mid + 1)
+    assert "Discriminator" in final and "0 candidates judged" in final
+    assert "Candidate 0" in panel and "Candidates" not in panel                # no table yet
+    assert M.rstar_panel(view, 5) == "" and M.rstar_panel(None) == ""
 
 
 @pytest.mark.slow
@@ -137,7 +141,7 @@ def test_served_app_runs_rstar_through_the_client(default_backend, tmp_path):
         plot, progress, final, explanation, timeline = client.predict(
             QUESTION, "rstar", 2, 3, 2.0, 5, 0.8, 0.0, "self_consistency", "majority", 3, 2, 0,
             2, 2, 3, 3, True, "steps", 2, "mid", False, api_name="/run_search")
-        assert "Answer" in final and "Candidates" in final and "steps" in final
+        assert "Answer" in final and "Discriminator" in final
         (row,) = store.list_sessions()
         assert row["status"] == "done" and row["method"] == "rstar"
         cfg = store.session(row["session_id"])["config"]
