@@ -295,6 +295,23 @@ def test_without_the_discriminator_the_generator_answers():
     assert tree.final.answer == tree.candidates.generator_answer == "5"
 
 
+def test_a_confident_generator_skips_the_discriminator_as_the_official_script():
+    tree = Tree.fold(_scripted_run(confident_skip=0.0))        # any confidence is "above" 0
+    assert "confident" in tree.candidates.skipped
+    assert all(d["verdict"] is None and not d["cuts"] for d in tree.discriminator.values())
+    assert tree.final.answer == tree.candidates.generator_answer and "confident" in tree.candidate_table.reason
+
+
+def test_the_gold_fallback_skips_a_problem_without_a_right_candidate_only_when_asked():
+    wrong_gold = R.RStarConfig(rollouts=4, votes=4, max_depth=3, gold_fallback=True)
+    tree = Tree.fold(R.run(TOM_Q, ScriptedBackend(), config=wrong_gold, seed=3, gold="9"))
+    assert tree.candidates.skipped.startswith("ANALYSIS") and tree.final.answer is None
+    assert tree.candidate_table.winner is None and tree.final.correct is False
+    plain = Tree.fold(R.run(TOM_Q, ScriptedBackend(), config=R.RStarConfig(rollouts=4, votes=4, max_depth=3),
+                            seed=3, gold="9"))
+    assert not plain.candidates.skipped and plain.final.answer == "5"    # off: the answer key is not used
+
+
 @pytest.mark.parametrize("field,value", [("rollouts", 0), ("c", -1.0), ("max_depth", 0), ("votes", 0),
                                          ("cut_mode", "sentences"), ("cut_low", 0.0), ("cut_high", 0.1),
                                          ("consistency", "some"), ("discriminate", "yes"), ("cuts", 0),
