@@ -24,7 +24,7 @@ import gradio as gr  # noqa: E402
 
 from app.generate_tab import build_generate_tab  # noqa: E402
 from app.leco_tab import build_leco_tab  # noqa: E402
-from app.mcts_tab import build_mcts_tab, view_outputs  # noqa: E402
+from app.mcts_tab import build_mcts_tab, rstar_panel, view_outputs  # noqa: E402
 from app.sampling_tab import build_sampling_tab  # noqa: E402
 from app.sessions_tab import build_sessions_tab, open_session, session_rows  # noqa: E402
 
@@ -87,7 +87,9 @@ def build_app(backend, store=None, *, problems_path: str | Path | None = None) -
                           gr.Tabs(selected="search")),
             inputs=[search["view"]],
             outputs=[search["plot"], search["progress"], search["final"], search["explain"], search["timeline"], tabs],
-            api_visibility="private")
+            api_visibility="private",
+        ).then(rstar_panel, inputs=[search["view"], search["timeline"]], outputs=[search["rstar_panel"]],
+               api_visibility="private")
         # A finished run shows up in the Sessions list.
         leco["run_event"].then(lambda m, k, mo: session_rows(store, m, k, mo),
                                inputs=[sessions["method"], sessions["correct"], sessions["model"]],

@@ -24,6 +24,7 @@ import gradio as gr
 from app.figures import TOKENS_CSS, legend_html, token_span
 from app.generate_tab import MODEL_QUEUE, gold_for, gold_markdown, new_pick_state, pick_random_problem
 from app.replay import explain, final_markdown, phase_points, progress_markdown, step_to
+from app.rstar_view import discriminator_markdown, discriminator_progress, is_rstar, node_details_html
 from app.tree_figure import tree_figure
 from engine import events as E
 from engine.demo_model.problems import TIERS, load_problems
@@ -31,6 +32,7 @@ from engine.evaluate import HELDOUT
 from engine.models.base import InputError, TokenLogprob
 from engine.search import METHODS
 from engine.search.common import ANSWER_RULES
+from engine.search.rstar_discriminator import CONSISTENCY_RULES
 from engine.tree import Tree
 
 REDRAW_S = 0.3          # live redraws at most ~3 per second
@@ -74,18 +76,42 @@ def make_config(method: str, values: dict[str, Any]):
         raise gr.Error(str(e), print_exception=False) from None
 
 
+def figure_for(tree: Tree, highlight: list[int] | None = None):
+    """The tree figure: colour = Q, or colour = action for rStar."""
+    return tree_figure(tree, highlight=highlight, colour_by="action" if is_rstar(tree) else "q")
+
+
+def final_for(tree: Tree) -> str:
+    """The answer, and for rStar a line on the discriminator's progress (its panels are below)."""
+    text = final_markdown(tree)
+    return text + "\n\n" + discriminator_progress(tree) if is_rstar(tree) and tree.candidates else text
+
+
+def rstar_panel(view: dict | None, k=None) -> str:
+    """The full-width rStar panel for the first k events: the candidates table and every
+    candidate's cuts, completions and verdict ("" for other methods)."""
+    if not view or not view.get("events"):
+        return ""
+    events = view["events"]
+    tree = Tree.fold(events[:int(k) if k is not None else None])
+    return discriminator_markdown(tree) if is_rstar(tree) else ""
+
+
 def view_outputs(events: list[E.Event], k: int | None = None, *, live: bool = False):
     """(figure, progress, final, explanation) for the first k events (all when None)."""
     k = len(events) if k is None else max(0, min(int(k), len(events)))
     tree = Tree.fold(events[:k])
     highlight = tree.last_path if live or (k < len(events)) else None
-    fig = tree_figure(tree, highlight=highlight) if len(tree) else None
-    return fig, progress_markdown(tree), final_markdown(tree), explain(tree, events[k - 1] if k else None)
+    fig = figure_for(tree, highlight=highlight) if len(tree) else None
+    return fig, progress_markdown(tree), final_for(tree), explain(tree, events[k - 1] if k else None)
 
 
 def run_search(backend, store, question: str, picked: dict | None, method: str, rollouts, children, c,
-               max_depth, temperature, min_p, reward, final_rule, samples, beam_width, seed, control: RunControl):
-    """Generator callback: yields (plot, progress, final, explanation, view, slider) as the run grows."""
+               max_depth, temperature, min_p, reward, final_rule, samples, beam_width, seed, control: RunControl,
+               one_step_thoughts=3, subquestions=3, votes=10, final_votes=10, discriminate=True, cut_mode="words",
+               cuts=4, consistency="mid", gold_fallback=False, discriminator_model=""):
+    """Generator callback: yields (plot, progress, final, explanation, view, slider) as the run grows.
+    The arguments after ``control`` are rStar's (other methods ignore them)."""
     try:
         backend.render_prompt(question)
     except InputError as e:
@@ -93,7 +119,10 @@ def run_search(backend, store, question: str, picked: dict | None, method: str, 
     gold = gold_for(question, picked)
     cfg = make_config(method, dict(rollouts=rollouts, children=children, c=c, max_depth=max_depth,
                                    temperature=temperature, min_p=min_p, reward=reward, final_rule=final_rule,
-                                   samples=samples, beam_width=beam_width))
+                                   samples=samples, beam_width=beam_width, one_step_thoughts=one_step_thoughts,
+                                   subquestions=subquestions, votes=votes, final_votes=final_votes,
+                                   discriminate=discriminate, cut_mode=cut_mode, cuts=cuts, consistency=consistency,
+                                   gold_fallback=gold_fallback, discriminator_model=discriminator_model or ""))
     if getattr(cfg, "reward", None) == "gold" and gold is None:
         raise gr.Error("The answer-key reward needs a gold answer: pick a random problem, or use "
                        "self-consistency.", print_exception=False)
@@ -115,7 +144,8 @@ def run_search(backend, store, question: str, picked: dict | None, method: str, 
             now = time.perf_counter()
             if now - last >= REDRAW_S and len(tree):
                 last = now
-                yield (tree_figure(tree, highlight=tree.last_path), progress_markdown(tree), "",
+                yield (figure_for(tree, highlight=tree.last_path), progress_markdown(tree),
+                       discriminator_progress(tree) if is_rstar(tree) else "",
                        explain(tree, ev), {"session_id": sid, "events": events},
                        gr.Slider(maximum=len(events), value=len(events)))
         if tree.finished is not None and tree.finished.status == "stopped":
@@ -127,6 +157,22 @@ def run_search(backend, store, question: str, picked: dict | None, method: str, 
     fig, progress, final, expl = view_outputs(events)
     yield (fig, progress + f" · session `{sid}`", final, expl, {"session_id": sid, "events": events},
            gr.Slider(maximum=len(events), value=len(events)))
+
+
+def discriminator_choices(backend) -> list[tuple[str, str]]:
+    """rStar's discriminator: the generator's own model, or another installed embedded model
+    (loaded on first use)."""
+    from engine.models.registry import EMBEDDED
+    others = [(f"{m.name} ({m.parameters})", m.name) for m in EMBEDDED.values()
+              if m.name != backend.info.name and m.path() is not None]
+    return [(f"the generator's model ({backend.info.name})", "")] + others
+
+
+def method_defaults(method: str):
+    """The max-depth slider at the chosen method's own default (MCTS 8, rStar 5)."""
+    cls = METHODS[method].config if method in METHODS else None
+    depth = getattr(cls(), "max_depth", None) if cls else None
+    return gr.Slider(value=depth) if depth is not None else gr.Slider()
 
 
 def stop_search(control: RunControl) -> str:
@@ -162,7 +208,7 @@ def inspect_node(view: dict | None, node_id, k) -> str:
         raise gr.Error(f"node {nid} does not exist at this point of the run (nodes 0–{len(tree) - 1})",
                        print_exception=False)
     n = tree[nid]
-    parts = [legend_html(), '<div class="ts-tokens">']
+    parts = [node_details_html(tree, nid), legend_html(), '<div class="ts-tokens">']
     for pid in tree.path_to(nid):
         node = tree[pid]
         if pid == E.ROOT:
@@ -215,13 +261,32 @@ def build_mcts_tab(backend, store, *, problems_path: str | Path | None = None) -
                     c["samples"] = gr.Slider(1, 64, value=8, step=1, label="Samples (sc, best-of-N)")
                     c["beam_width"] = gr.Slider(1, 8, value=3, step=1, label="Beam width")
                 c["seed"] = gr.Number(0, precision=0, minimum=0, label="Seed")
+            with gr.Accordion("rStar settings", open=False):
+                with gr.Row():
+                    c["one_step_thoughts"] = gr.Slider(1, 8, value=3, step=1, label="One-step thoughts (A1)")
+                    c["subquestions"] = gr.Slider(1, 8, value=3, step=1, label="Sub-questions (A3)")
+                with gr.Row():
+                    c["votes"] = gr.Slider(1, 32, value=10, step=1, label="Votes per sub-answer (A3, A4)")
+                    c["final_votes"] = gr.Slider(1, 64, value=10, step=1, label="Votes per final answer (A2, last A3)")
+                c["discriminate"] = gr.Checkbox(True, label="Discriminator (mutual consistency)")
+                with gr.Row():
+                    c["cut_mode"] = gr.Radio([("words, 20–50 % (official code)", "words"),
+                                              ("whole steps at random (paper)", "steps")],
+                                             value="words", label="Cut the candidates by")
+                    c["cuts"] = gr.Slider(1, 8, value=4, step=1, label="Cuts per candidate")
+                c["consistency"] = gr.Radio(list(CONSISTENCY_RULES), value="mid",
+                                            label="Consistent when (mid: at least half of the completions agree)")
+                c["discriminator_model"] = gr.Dropdown(discriminator_choices(backend), value="",
+                                                       label="Discriminator model")
+                c["gold_fallback"] = gr.Checkbox(False, label="ANALYSIS ONLY: the official script's gold-answer "
+                                                 "fallback (uses the answer key)")
             with gr.Row():
                 c["run"] = gr.Button("Run", variant="primary", elem_id="ts-search-run")
                 c["stop"] = gr.Button("Stop", variant="stop", elem_id="ts-search-stop")
             c["progress"] = gr.Markdown("", elem_id="ts-search-progress")
             c["final"] = gr.Markdown("", elem_id="ts-search-final")
         with gr.Column(scale=3, min_width=420):
-            c["plot"] = gr.Plot(label="Search tree: colour = Q, size = visits; ★ right, ✗ wrong, ◆ unjudged",
+            c["plot"] = gr.Plot(label="Search tree: colour = Q (rStar: action), size = visits; ★ right, ✗ wrong, ◆ unjudged",
                                 elem_id="ts-search-plot")
             c["timeline"] = gr.Slider(0, 1, value=0, step=1, label="Timeline (events folded)", elem_id="ts-timeline")
             with gr.Row():
@@ -232,6 +297,7 @@ def build_mcts_tab(backend, store, *, problems_path: str | Path | None = None) -
         c["node_id"] = gr.Number(0, precision=0, minimum=0, label="Node id (hover a node to see it)", scale=1)
         c["inspect"] = gr.Button("Inspect node", size="sm", scale=0)
     c["inspector"] = gr.HTML("", css_template=TOKENS_CSS, elem_id="ts-inspector")
+    c["rstar_panel"] = gr.Markdown("", elem_id="ts-rstar-panel")    # rStar's discriminator, full width
 
     for tier in TIERS:
         c[f"random_{tier}"].click(functools.partial(pick_random_problem, problems[tier], tier=tier),
@@ -244,16 +310,22 @@ def build_mcts_tab(backend, store, *, problems_path: str | Path | None = None) -
         functools.partial(run_search, backend, store),
         inputs=[c["question"], c["picked"], c["method"], c["rollouts"], c["children"], c["c"], c["max_depth"],
                 c["temperature"], c["min_p"], c["reward"], c["final_rule"], c["samples"], c["beam_width"],
-                c["seed"], c["control"]],
+                c["seed"], c["control"], c["one_step_thoughts"], c["subquestions"], c["votes"], c["final_votes"],
+                c["discriminate"], c["cut_mode"], c["cuts"], c["consistency"], c["gold_fallback"],
+                c["discriminator_model"]],
         outputs=[*view_out, c["view"], c["timeline"]], api_name="run_search",
         concurrency_limit=1, concurrency_id=MODEL_QUEUE)
+    panel = dict(fn=rstar_panel, inputs=[c["view"], c["timeline"]], outputs=[c["rstar_panel"]],
+                 api_visibility="private")
+    c["run_event"].then(**panel)
+    c["method"].change(method_defaults, inputs=[c["method"]], outputs=[c["max_depth"]], api_visibility="private")
     c["stop"].click(stop_search, inputs=[c["control"]], outputs=[c["progress"]], api_name="stop_search",
                     concurrency_limit=None)
     c["timeline"].release(replay_to, inputs=[c["view"], c["timeline"]], outputs=view_out,
-                          api_visibility="private", trigger_mode="always_last")
+                          api_visibility="private", trigger_mode="always_last").then(**panel)
     for name, direction in (("prev_phase", -1), ("next_phase", 1)):
         c[name].click(functools.partial(step_phase, direction=direction), inputs=[c["view"], c["timeline"]],
-                      outputs=[c["timeline"], *view_out], api_visibility="private")
+                      outputs=[c["timeline"], *view_out], api_visibility="private").then(**panel)
     c["inspect"].click(inspect_node, inputs=[c["view"], c["node_id"], c["timeline"]], outputs=[c["inspector"]],
                        api_visibility="private")
     return c

@@ -13,7 +13,9 @@ import html
 from engine import events as E
 from engine.tree import Tree
 
-PHASE_EVENTS = (E.IterationStarted, E.Selected, E.Expanded, E.TerminalReward, E.Backprop, E.FinalAnswer)
+PHASE_EVENTS = (E.IterationStarted, E.Selected, E.Expanded, E.TerminalReward, E.Backprop, E.FinalAnswer,
+                # rStar's discriminator: its start, each candidate's verdict, the final table
+                E.CandidatesCollected, E.DiscriminatorVerdict, E.CandidateTable)
 
 
 def phase_points(events: list[E.Event]) -> list[int]:
@@ -32,6 +34,13 @@ def step_to(points: list[int], k: int, direction: int) -> int:
 def _short(text: str, n: int = 70) -> str:
     text = " ".join(text.split())
     return html.escape(text if len(text) <= n else text[:n] + "…")
+
+
+def _action(action: str) -> str:
+    """rStar's action in words before a child's text ("[A1 one-step thought] "); nothing for MCTS."""
+    from app.rstar_view import action_label
+    label = action_label(action)
+    return "" if label == action else f"[{label}] "
 
 
 def _fmt(x) -> str:
@@ -56,12 +65,23 @@ def explain(tree: Tree, ev: E.Event | None) -> str:
         return f"**Select** at node {ev.node}: {why}.\n\n" + "\n".join(rows)
     if isinstance(ev, E.Expanded):
         verb = "Expand" if ev.phase == "expand" else "Simulate (expand on the way down)"
-        kids = "\n".join(f"- node {c}: `{_short(tree[c].text)}`" + (" (terminal)" if tree[c].terminal else "")
-                         for c in ev.children)
+        kids = "\n".join(f"- node {c}: {_action(tree[c].action)}`{_short(tree[c].text)}`"
+                         + (" (terminal)" if tree[c].terminal else "") for c in ev.children)
+        if ev.children and _action(tree[ev.children[0]].action):     # rStar: every legal action at once
+            counts = {}
+            for c in ev.children:
+                counts[tree[c].action] = counts.get(tree[c].action, 0) + 1
+            what = ", ".join(f"{a} ×{n}" for a, n in counts.items())
+            return (f"**{verb}** node {ev.node}: {len(ev.children)} children, from every legal action ({what}), "
+                    f"one batched call per action.\n\n{kids}")
         return f"**{verb}** node {ev.node}: {len(ev.children)} distinct next step(s) sampled in one batch.\n\n{kids}"
     if isinstance(ev, E.TerminalReward):
         if ev.source == "gold":
             how = "+1 if it matches the answer key, −1 otherwise (**uses the answer key**)"
+        elif ev.source == "votes":
+            d = ev.detail or {}
+            how = (f"the majority answer's share among the node's sampled completions: {d['share']} of {d['of']}"
+                   if "of" in d else f"0 — {d.get('why', 'no answer')}")
         else:
             d = ev.detail or {}
             how = f"share of this answer among terminal answers so far: {d.get('share', 0)} of {d.get('of', 0)}"
@@ -73,6 +93,10 @@ def explain(tree: Tree, ev: E.Event | None) -> str:
         return f"**Backpropagate** reward {ev.reward:.3f} along the path.\n\n" + "\n".join(rows)
     if isinstance(ev, (E.FinalAnswer, E.RunFinished)):
         return final_markdown(tree)
+    from app.rstar_view import explain_event
+    words = explain_event(tree, ev)
+    if words is not None:
+        return words
     if isinstance(ev, E.NodeProposed):
         return f"Node {ev.node} proposed under node {ev.parent}: `{_short(ev.text)}`"
     return f"`{ev.type}`"

@@ -23,7 +23,9 @@ from engine import events as E
 from engine.tree import Tree
 
 HOVER_TEXT_CHARS = 160
-ACTION_COLOURS = {"root": "#555555"}
+ACTION_COLOURS = {"root": "#555555",
+                  # rStar's actions (colour_by="action"); colour-blind-safe (Okabe-Ito)
+                  "A1": "#0072B2", "A2": "#D55E00", "A3": "#009E73", "A4": "#CC79A7", "A5": "#E69F00"}
 UNVISITED = "#c8c8c8"
 
 
@@ -74,8 +76,15 @@ def _hover(tree: Tree, nid: int) -> str:
 
 
 def tree_figure(tree: Tree, *, highlight: list[int] | None = None, height: int = 560,
-                q_range: tuple[float, float] | None = None) -> go.Figure:
-    """The whole tree; ``highlight`` (default: the final answer's path) is drawn thick."""
+                q_range: tuple[float, float] | None = None, colour_by: str = "q") -> go.Figure:
+    """The whole tree; ``highlight`` (default: the final answer's path) is drawn thick.
+
+    ``colour_by="action"`` (rStar) colours nodes and the edges into them by action, with a
+    legend naming the actions; the default colours nodes by Q."""
+    if colour_by == "action":
+        return _action_figure(tree, highlight=highlight, height=height)
+    if colour_by != "q":
+        raise ValueError(f"colour_by must be 'q' or 'action', got {colour_by!r}")
     xs, ys = layout(tree)
     ex, ey = [], []
     for node in tree.nodes[1:]:
@@ -119,4 +128,48 @@ def tree_figure(tree: Tree, *, highlight: list[int] | None = None, height: int =
                       xaxis=dict(visible=False), yaxis=dict(visible=False),
                       legend=dict(orientation="h", y=1.02, x=0), hoverlabel=dict(align="left"),
                       uirevision="tree")            # keep the user's zoom across live redraws
+    return fig
+
+
+def _action_figure(tree: Tree, *, highlight: list[int] | None, height: int) -> go.Figure:
+    """Nodes and edges coloured by action: one edge trace and one node trace per action (at
+    most six of each, whatever the tree's size), so the legend names each action."""
+    from engine.search.rstar import ACTION_NAMES
+    xs, ys = layout(tree)
+    fig = go.Figure()
+    actions = [a for a in ACTION_COLOURS if any(n.action == a for n in tree.nodes)]
+    for a in actions:
+        ex, ey = [], []
+        for node in tree.nodes[1:]:
+            if node.action == a:
+                ex += [xs[node.parent], xs[node.id], None]
+                ey += [ys[node.parent], ys[node.id], None]
+        if ex:
+            fig.add_trace(go.Scatter(x=ex, y=ey, mode="lines", line=dict(color=ACTION_COLOURS[a], width=1.5),
+                                     hoverinfo="skip", legendgroup=a, showlegend=False, name=f"edges {a}"))
+    path = highlight if highlight is not None else (tree.final.path if tree.final else [])
+    hx, hy = [], []
+    for a, b in zip(path, path[1:]):
+        if a < len(tree) and b < len(tree):
+            hx += [xs[a], xs[b], None]
+            hy += [ys[a], ys[b], None]
+    fig.add_trace(go.Scatter(x=hx, y=hy, mode="lines", line=dict(color="#222222", width=4, dash="dot"),
+                             hoverinfo="skip", name="chosen path", showlegend=bool(hx)))
+    for a in actions:
+        ids = [n.id for n in tree.nodes if n.action == a]
+        nodes = [tree[i] for i in ids]
+        fig.add_trace(go.Scatter(
+            x=[xs[i] for i in ids], y=[ys[i] for i in ids], mode="markers", customdata=ids,
+            name="question" if a == "root" else f"{a} {ACTION_NAMES[a]}", legendgroup=a,
+            hovertext=[_hover(tree, i) for i in ids], hoverinfo="text",
+            marker=dict(size=[min(34.0, 8.0 + 4.0 * math.sqrt(n.visits)) for n in nodes],
+                        symbol=[("star" if n.correct else "x" if n.correct is False else "diamond") if n.terminal
+                                else "circle" for n in nodes],
+                        color=ACTION_COLOURS[a], line=dict(width=[2.5 if n.terminal else 0.8 for n in nodes],
+                                                           color="#222222"),
+                        opacity=[1.0 if n.visits else 0.45 for n in nodes])))
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=30, b=10), plot_bgcolor="white",
+                      xaxis=dict(visible=False), yaxis=dict(visible=False),
+                      legend=dict(orientation="h", y=1.02, x=0, title_text="action:"),
+                      hoverlabel=dict(align="left"), uirevision="tree")
     return fig

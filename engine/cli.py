@@ -41,6 +41,16 @@ def _number(kind, lo, hi, name):
     return parse
 
 
+def _boolean(name):
+    def parse(text: str) -> bool:
+        value = {"true": True, "yes": True, "on": True, "1": True,
+                 "false": False, "no": False, "off": False, "0": False}.get(text.strip().lower())
+        if value is None:
+            raise argparse.ArgumentTypeError(f"{name} must be true or false, got {text!r}")
+        return value
+    return parse
+
+
 def _add_model_flags(p: argparse.ArgumentParser) -> None:
     from engine.models.registry import DEFAULT_MODEL
     p.add_argument("--model", default=DEFAULT_MODEL,
@@ -73,7 +83,8 @@ def _add_config_flags(p: argparse.ArgumentParser, config_classes) -> None:
             seen[f.name] = f.default
             kind = type(f.default)
             conv = {int: _number(int, -2**63, 2**63, f"--{f.name.replace('_', '-')}"),
-                    float: _number(float, -1e300, 1e300, f"--{f.name.replace('_', '-')}")}.get(kind, str)
+                    float: _number(float, -1e300, 1e300, f"--{f.name.replace('_', '-')}"),
+                    bool: _boolean(f"--{f.name.replace('_', '-')}")}.get(kind, str)
             from engine.search.common import ANSWER_RULES, REWARD_SOURCES
             choices = {"reward": REWARD_SOURCES, "final_rule": ANSWER_RULES}.get(f.name)
             p.add_argument(f"--{f.name.replace('_', '-')}", dest=f"cfg_{f.name}", type=conv, default=None,
@@ -211,6 +222,11 @@ def cmd_eval(args) -> int:
               f"{summary['accuracy']:.1%}, {summary['generated_tokens']} generated tokens, {summary['wall_s']} s")
         for rule, acc in summary.get("accuracy_by_rule", {}).items():
             print(f"  answer rule {rule}: {acc:.1%}")
+        if "discriminator_agreement" in summary:
+            ch = summary["discriminator_changed"]
+            agree = summary["discriminator_agreement"]
+            print(f"  discriminator confirmed {'—' if agree is None else f'{agree:.1%}'} of candidates; changed the "
+                  f"generator's answer {ch['changed']} times ({ch['better']} for the better, {ch['worse']} for the worse)")
     return 0
 
 

@@ -36,6 +36,7 @@ class ProblemResult:
     votes: dict[str, int] | None = None
     nodes: int | None = None
     by_rule: dict[str, bool] | None = None        # search methods: would each answer rule be right
+    discriminator: dict | None = None             # rstar: candidates judged/confirmed, generator tokens
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,22 @@ def search_result(problem: Problem, events) -> ProblemResult:
     return ProblemResult(problem.id, answer, problem.answer, answers_equal(answer, problem.answer),
                          tree.finished.generated_tokens if tree.finished else 0, nodes=len(tree),
                          by_rule={rule: answers_equal(a, problem.answer)
-                                  for rule, a in (tree.final.alternatives if tree.final else {}).items()})
+                                  for rule, a in (tree.final.alternatives if tree.final else {}).items()},
+                         discriminator=discriminator_summary(tree, problem))
+
+
+def discriminator_summary(tree, problem: Problem) -> dict | None:
+    """rStar runs: candidates the discriminator judged and confirmed, the generator's own answer
+    and whether the discriminator changed it; None for other methods."""
+    if tree.candidates is None:
+        return None
+    verdicts = [d["verdict"] for d in tree.discriminator.values() if d["verdict"] is not None]
+    gen = tree.candidates.generator_answer
+    final = tree.final.answer if tree.final else None
+    return {"judged": len(verdicts), "confirmed": sum(v.consistent for v in verdicts),
+            "generator_answer": gen, "generator_correct": answers_equal(gen, problem.answer),
+            "changed": bool(verdicts) and not answers_equal(gen, final) and not (gen is None and final is None),
+            "generator_tokens": tree.candidates.generator_tokens}
 
 
 def eval_search(method: str) -> Callable:
@@ -123,12 +139,10 @@ def eval_leco(backend, problems, cfg, seed: int, progress) -> list[ProblemResult
     return run_leco(backend, problems, cfg, seed, progress)
 
 
-def _leco_summary(results) -> dict:
+def leco_summary(results: list[ProblemResult]) -> dict:
+    """rounds_mean and the cut checks against the true intermediate values (engine/leco_eval.py)."""
     from engine.leco_eval import summarise
     return summarise(results)
-
-
-eval_leco.summarise = _leco_summary     # extra keys of the eval JSON (rounds_mean, cut checks)
 
 # greedy and sc are batched across problems (fast); the others run one search per problem.
 EVAL_METHODS: dict[str, Callable] = {
@@ -138,8 +152,31 @@ EVAL_METHODS: dict[str, Callable] = {
     "bon": eval_search("bon"),
     "beam": eval_search("beam"),
     "leco": eval_leco,
+    "rstar": eval_search("rstar"),
 }
 BATCHED = {"greedy", "sc"}
+
+
+def rstar_summary(results: list[ProblemResult]) -> dict:
+    """discriminator_agreement: the share of judged candidates the discriminator confirmed
+    (pooled over problems); how often it changed the generator's answer, for better and worse;
+    the generator's own accuracy and tokens (before the discriminator)."""
+    ds = [r.discriminator or {} for r in results]
+    judged = sum(d.get("judged", 0) for d in ds)
+    changed = [(d, r) for d, r in zip(ds, results) if d.get("changed")]
+    return {"discriminator_agreement": round(sum(d.get("confirmed", 0) for d in ds) / judged, 4) if judged else None,
+            "discriminator_changed": {"changed": len(changed),
+                                      "better": sum(1 for d, r in changed if r.correct and not d["generator_correct"]),
+                                      "worse": sum(1 for d, r in changed if d["generator_correct"] and not r.correct)},
+            "generator_accuracy": round(sum(bool(d.get("generator_correct")) for d in ds) / len(results), 4),
+            "generator_tokens": sum(d.get("generator_tokens", 0) for d in ds)}
+
+
+# Methods whose eval JSON carries keys of their own, beside the common ones.
+EVAL_SUMMARIES: dict[str, Callable[[list[ProblemResult]], dict]] = {
+    "leco": leco_summary,
+    "rstar": rstar_summary,
+}
 
 
 def eval_problems(method: str, tier: str, n: int, problems_path: Path = HELDOUT) -> list[Problem]:
@@ -174,7 +211,7 @@ def run_eval(backend, method: str, tier: str, n: int, seed: int, cfg: EvalConfig
         rules = results[0].by_rule or {}
         summary["accuracy_by_rule"] = {rule: round(sum(r.by_rule.get(rule, False) for r in results) / n, 4)
                                        for rule in rules}
-    extra = getattr(EVAL_METHODS[method], "summarise", None)
+    extra = EVAL_SUMMARIES.get(method)
     if extra is not None:
         summary.update(extra(results))
     summary["results"] = [asdict(r) for r in results]

@@ -212,9 +212,98 @@ class RoundAnswer(Event):
     reason: str = ""            # "answer unchanged", "max rounds", "" (goes on)
 
 
+# ---- rStar (engine/search/rstar.py): votes behind a node, and the discriminator -----------
+
+@dataclass(frozen=True)
+class Voted(Event):
+    """The votes behind an rStar node: ``answers`` are the answers of the sampled completions
+    (None: a completion stated none), ``texts`` the completions; the node keeps the majority one,
+    and its ``confidence`` (the majority's share) is the node's reward when it ends a path."""
+
+    type: ClassVar[str] = "voted"
+    node: int
+    answers: list
+    majority: str | None
+    confidence: float
+    texts: list = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class CandidatesCollected(Event):
+    """The generator's candidate trajectories, distinct by text, after the search.
+
+    ``candidates``: [{"candidate", "node", "path", "answer", "freq", "reward"}, ...] (``freq``:
+    how often the trajectory was found; ``reward``: the generator rewards summed over those);
+    ``confidence``: answer -> the generator's confidence; ``skipped`` says why the discriminator
+    does not run ("" when it does); ``model`` is the discriminator's model."""
+
+    type: ClassVar[str] = "candidates"
+    candidates: list
+    generator_answer: str | None
+    confidence: dict = field(default_factory=dict)
+    model: str = ""
+    generator_tokens: int = 0
+    skipped: str = ""
+
+
+@dataclass(frozen=True)
+class DiscriminatorCut(Event):
+    """Candidate ``candidate`` cut for the discriminator: ``keep`` of ``of`` words (mode
+    "words") or steps (mode "steps") kept; ``prefix`` is the kept text."""
+
+    type: ClassVar[str] = "discriminator_cut"
+    candidate: int
+    cut: int
+    mode: str
+    keep: int
+    of: int
+    prefix: str
+    ratio: float | None = None
+
+
+@dataclass(frozen=True)
+class DiscriminatorCompletion(Event):
+    """What the discriminator wrote after a cut, the answer it reached, and whether that is the
+    candidate's answer."""
+
+    type: ClassVar[str] = "discriminator_completion"
+    candidate: int
+    cut: int
+    text: str
+    answer: str | None
+    agrees: bool
+
+
+@dataclass(frozen=True)
+class DiscriminatorVerdict(Event):
+    """``agree`` of ``of`` completions reached the candidate's answer; ``needed`` of them make
+    it mutually consistent under ``rule``."""
+
+    type: ClassVar[str] = "discriminator_verdict"
+    candidate: int
+    agree: int
+    of: int
+    needed: int
+    consistent: bool
+    rule: str
+
+
+@dataclass(frozen=True)
+class CandidateTable(Event):
+    """The final table: per candidate its answer, frequency, generator reward, whether it is
+    mutually consistent, and its answer's confidence, survival rate and score; ``winner`` is
+    the chosen candidate (None: no answer), ``reason`` says how it was chosen."""
+
+    type: ClassVar[str] = "candidate_table"
+    rows: list
+    winner: int | None
+    reason: str
+
+
 EVENT_TYPES: dict[str, type[Event]] = {cls.type: cls for cls in (
     RunStarted, NodeProposed, IterationStarted, Selected, Expanded, TerminalReward, Backprop,
-    FinalAnswer, RunFinished, StepScores, StepCut, Continuation, RoundAnswer)}
+    FinalAnswer, RunFinished, StepScores, StepCut, Continuation, RoundAnswer, Voted,
+    CandidatesCollected, DiscriminatorCut, DiscriminatorCompletion, DiscriminatorVerdict, CandidateTable)}
 
 
 def from_json(data: dict) -> Event:

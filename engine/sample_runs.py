@@ -2,10 +2,12 @@
 
 Walks the held-out hard problems in order, runs greedy and MCTS (default config) on each, and
 keeps the first problem where MCTS fixes a greedy mistake and the first where MCTS fails;
-the fixed problem is also run with the other baselines, for comparison. Then LECO (default
-config) on the same problems: the first run that fixes its first solution's error and the first
-whose cut falls on a step that was right, each with greedy beside it. Each run is recorded
-through the store like any other and exported as JSON into sample_runs/.
+the fixed problem is also run with the other baselines, for comparison, and both problems
+with rStar (`SAMPLE_CONFIGS`: fewer rollouts than its default, so the golden-run test stays
+quick). Then LECO (default config) on the same problems: the first run that fixes its first
+solution's error and the first whose cut falls on a step that was right, each with greedy
+beside it. Each run is recorded through the store like any other and exported as JSON into
+sample_runs/.
 
 `import_samples(store)` loads them into a database that has no sessions yet.
 """
@@ -21,6 +23,8 @@ from engine.search import METHODS
 from engine.store import Store, record
 
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_runs"
+# config overrides of a recorded sample (method -> fields); other methods use their defaults
+SAMPLE_CONFIGS: dict[str, dict] = {"rstar": {"rollouts": 8}}
 
 
 def import_samples(store: Store, folder: Path = SAMPLES) -> list[str]:
@@ -32,7 +36,7 @@ def import_samples(store: Store, folder: Path = SAMPLES) -> list[str]:
 
 def _record(store: Store, backend, method: str, problem, seed: int) -> str:
     m = METHODS[method]
-    cfg = m.config()
+    cfg = m.config(**SAMPLE_CONFIGS.get(method, {}))
     sid = store.create_session(method=method, model=backend.info.name, question=problem.question,
                                gold=str(problem.answer), config=cfg.to_json(), seed=seed)
     record(store, sid, m.run(problem.question, backend, config=cfg, seed=seed, gold=str(problem.answer)))
@@ -111,6 +115,7 @@ def main(argv=None) -> int:
         if kind == "mcts-fixes-greedy":
             for method in ("sc", "bon", "beam"):
                 runs[method] = _record(store, backend, method, problem, args.seed)
+        runs["rstar"] = _record(store, backend, "rstar", problem, args.seed)
         for method, sid in runs.items():
             path = args.out / f"{kind}-{problem.id}-{method}.json"
             path.write_text(json.dumps(store.export_session(sid), indent=1, sort_keys=True))

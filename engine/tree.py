@@ -32,6 +32,7 @@ class Node:
     value: float = 0.0                             # sum of backpropagated rewards
     reward: float | None = None                    # terminal reward, once given
     last_selection: dict | None = None             # the candidate row this node had when last scored
+    votes: "E.Voted | None" = None                 # rStar: the votes behind the node's answer
 
     @property
     def q(self) -> float:
@@ -48,6 +49,10 @@ class Tree:
         self.iterations = 0
         self.events_applied = 0
         self.last_path: list[int] = []
+        # rStar's discriminator: the candidates, per candidate its cuts/completions/verdict, the table
+        self.candidates: E.CandidatesCollected | None = None
+        self.discriminator: dict[int, dict] = {}
+        self.candidate_table: E.CandidateTable | None = None
 
     @classmethod
     def fold(cls, events: Iterable[E.Event]) -> "Tree":
@@ -92,6 +97,20 @@ class Tree:
             self.final = ev
         elif isinstance(ev, E.RunFinished):
             self.finished = ev
+        elif isinstance(ev, E.Voted):
+            self.nodes[ev.node].votes = ev
+        elif isinstance(ev, E.CandidatesCollected):
+            self.candidates = ev
+            self.discriminator = {c["candidate"]: {"cuts": [], "completions": [], "verdict": None}
+                                  for c in ev.candidates}
+        elif isinstance(ev, E.DiscriminatorCut):
+            self.discriminator[ev.candidate]["cuts"].append(ev)
+        elif isinstance(ev, E.DiscriminatorCompletion):
+            self.discriminator[ev.candidate]["completions"].append(ev)
+        elif isinstance(ev, E.DiscriminatorVerdict):
+            self.discriminator[ev.candidate]["verdict"] = ev
+        elif isinstance(ev, E.CandidateTable):
+            self.candidate_table = ev
 
     # ---- reading -------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from engine.search import baselines, leco, mcts
+from engine.search import baselines, leco, mcts, rstar
 
 
 @dataclass(frozen=True)
@@ -29,4 +29,5 @@ METHODS: dict[str, Method] = {m.name: m for m in [
     Method("bon", "Best-of-N (model confidence)", baselines.run_best_of_n, baselines.BaselineConfig),
     Method("beam", "Step-level beam search", baselines.run_beam, baselines.BaselineConfig),
     Method("leco", "LECO (rethink from the least confident step)", leco.run, leco.LECOConfig),
+    Method("rstar", "rStar (generator MCTS + discriminator)", rstar.run, rstar.RStarConfig),
 ]}
