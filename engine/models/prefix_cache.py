@@ -23,6 +23,8 @@ from typing import Callable, Sequence
 
 import torch
 
+PREFIX_CACHE_MB = 256     # the CLI's and app's default ceiling (MB of key/value states)
+
 KV = list[tuple[torch.Tensor, torch.Tensor]]     # per layer (keys, values), each (heads, tokens, head_dim)
 
 

@@ -31,12 +31,11 @@ import torch
 from engine.demo_model.formats import question_prompt, step_prefix
 from engine.models.base import (Generation, InputError, ModelInfo, ModelLoadError, StopSpec,
                                 TokenDistribution, TokenLogprob)
-from engine.models.prefix_cache import PrefixCache
+from engine.models.prefix_cache import PREFIX_CACHE_MB, PrefixCache  # noqa: F401 (re-exported)
 from engine.models.threads import configure_threads
 from engine.sampling import SamplingConfig, apply_chain
 
 TOP_ALTERNATIVES = 5      # alternatives kept per generated token
-PREFIX_CACHE_MB = 256     # the CLI's and app's default prefix cache ceiling (MB of key/value states)
 MAX_NEW_TOKENS_LIMIT = 4096
 
 
