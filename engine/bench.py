@@ -16,7 +16,8 @@ Measured, in one process:
   ``batched_speedup`` is the one at k = 8.
 - redraw of synthetic trees of 500 / 2,000 / 10,000 nodes: layout + plotly figure + the JSON
   the browser receives (app/tree_figure.py; median of ``repeats``).
-- peak resident memory of the process (``peak_rss_mb``).
+- peak resident memory of the process (``peak_rss_mb``) and what the prefix cache held when
+  the cached MCTS run ended (``prefix_cache_at_end``).
 
 Not here: absolute speed claims (they depend on the machine: docs/benchmarks.md records it),
 GPU models.
@@ -81,6 +82,7 @@ def _mcts(backend, cfg: BenchConfig, cache_mb: float) -> dict:
     unique = prompt + tree.unique_tokens()
     return {"computed": end.computed_tokens, "reused": end.reused_tokens, "generated": end.generated_tokens,
             "unique": unique, "nodes": len(tree), "wall_s": wall, "first_node_s": first,
+            "cache": backend.prefix_cache.stats() if backend.prefix_cache is not None else None,
             "tokens": [tuple(t[0] for t in n.tokens) for n in tree.nodes]}
 
 
@@ -179,6 +181,7 @@ def run_bench(backend, cfg: BenchConfig = BenchConfig(), *, cache_mb: float | No
         "computed_per_unique_naive": round(naive["computed"] / naive["unique"], 3),
         "tokens": {"unique": cached["unique"], "computed": cached["computed"], "reused": cached["reused"],
                    "generated": cached["generated"], "computed_naive": naive["computed"], "nodes": cached["nodes"]},
+        "prefix_cache_at_end": cached["cache"],
         "batched_speedup": round(batching[top_k]["speedup"], 2),
         "batching": {str(k): {key: round(v, 2) for key, v in row.items()} for k, row in batching.items()},
         "redraw_ms": redraw,
