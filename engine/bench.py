@@ -224,6 +224,8 @@ def format_report(r: dict) -> str:
 def cmd_bench(args, load) -> int:
     backend = load(args)
     cfg = QUICK if args.quick else BenchConfig()
+    if not args.prefix_cache_mb:
+        print("bench: --prefix-cache-mb 0 ignored: the cached mode uses the default ceiling", file=sys.stderr)
     result = run_bench(backend, cfg, cache_mb=args.prefix_cache_mb,
                        progress=lambda msg: print(f"bench: {msg}…", file=sys.stderr, flush=True))
     print(json.dumps(result, indent=1) if args.json else format_report(result))
