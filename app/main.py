@@ -102,7 +102,8 @@ def build_app(backend, store=None, *, problems_path: str | Path | None = None) -
 
 
 def serve(model: str, host: str = "127.0.0.1", port: int = 7860, db: str | None = None,
-          device: str = "auto", dtype: str = "auto", threads: int | None = None) -> None:
+          device: str = "auto", dtype: str = "auto", threads: int | None = None,
+          prefix_cache_mb: float | None = None) -> None:
     """Load ``model``, print the URL and serve the app until interrupted.
 
     ``db`` is the SQLite file for runs (default: $THOUGHTSCOPE_DB or the user data folder); a
@@ -117,7 +118,7 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 7860, db: str | None 
     imported = import_samples(store)
     if imported:
         print(f"Imported {len(imported)} sample runs into {store.path}", flush=True)
-    backend = load_backend(model, device=device, dtype=dtype, threads=threads)
+    backend = load_backend(model, device=device, dtype=dtype, threads=threads, prefix_cache_mb=prefix_cache_mb)
     demo = build_app(backend, store)
     try:
         _, url, _ = demo.launch(server_name=host, server_port=port, prevent_thread_lock=True,

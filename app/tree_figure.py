@@ -7,7 +7,10 @@ which is what a reader needs to follow a search; it is not the minimum-width Rei
 layout.
 
 The figure is three traces whatever the tree's size (edges, highlighted path, nodes), so a
-2,000-node redraw is a few arrays, not thousands of shapes.
+2,000-node redraw is a few arrays, not thousands of shapes. A tree of more than
+``MAX_DRAWN_NODES`` draws its most visited nodes (with their ancestors and the highlighted
+path) and aggregates the rest into one "+n" marker per parent, so a 10,000-node session opens
+without freezing the page.
 
 Not here: folding events into the tree (engine/tree.py), Gradio callbacks.
 """
@@ -29,27 +32,76 @@ ACTION_COLOURS = {"root": "#555555",
 UNVISITED = "#c8c8c8"
 
 
+MAX_DRAWN_NODES = 2500      # above this, the most visited nodes are drawn and the rest aggregated
+
+
 def layout(tree: Tree) -> tuple[list[float], list[float]]:
     """(x, y) per node id. ``y`` is minus the depth, so the root is on top."""
+    xs, ys, _ = layout_some(tree)
+    return xs, ys
+
+
+def layout_some(tree: Tree, keep: set[int] | None = None,
+                hidden: dict[int, int] | None = None) -> tuple[list[float], list[float], dict[int, float]]:
+    """`layout` of part of the tree, and the x of each aggregate marker. ``keep``: draw only these nodes (closed under parents); ``hidden``: nodes
+    whose children were not all kept get one more leaf slot, after their kept children, for a
+    "+n not drawn" marker."""
     n = len(tree)
     xs, ys = [0.0] * n, [0.0] * n
+    agg: dict[int, float] = {}
     if n == 0:
-        return xs, ys
+        return xs, ys, agg
+    hidden = hidden or {}
     next_leaf = 0.0
     stack = [(E.ROOT, False)]
     while stack:                                     # iterative post-order: no recursion limit
         nid, done = stack.pop()
         node = tree[nid]
         ys[nid] = -float(node.depth)
-        if not node.children:
+        kids = node.children if keep is None else [c for c in node.children if c in keep]
+        if done:
+            if nid in hidden:
+                agg[nid] = next_leaf
+                next_leaf += 1.0
+            first = xs[kids[0]] if kids else agg[nid]
+            last = agg[nid] if nid in hidden else xs[kids[-1]]
+            xs[nid] = (first + last) / 2
+        elif not kids and nid not in hidden:
             xs[nid] = next_leaf
             next_leaf += 1.0
-        elif done:
-            xs[nid] = (xs[node.children[0]] + xs[node.children[-1]]) / 2
         else:
             stack.append((nid, True))
-            stack.extend((c, False) for c in reversed(node.children))
-    return xs, ys
+            stack.extend((c, False) for c in reversed(kids))
+    return xs, ys, agg
+
+
+def visible_nodes(tree: Tree, must: list[int] = (), limit: int = MAX_DRAWN_NODES) -> tuple[set[int] | None, dict[int, int]]:
+    """Which nodes to draw when the tree is larger than ``limit``: the root, ``must`` (the
+    highlighted path) and the most visited nodes (then the oldest), each with its ancestors.
+    Returns (kept ids or None for all, {kept node: nodes below it not drawn})."""
+    if len(tree) <= limit:
+        return None, {}
+    keep = {E.ROOT} | {m for m in must if 0 <= m < len(tree)}
+    for m in list(keep):
+        keep.update(tree.path_to(m))
+    for nid in sorted(range(len(tree)), key=lambda i: (-tree[i].visits, i)):
+        if len(keep) >= limit:
+            break
+        chain, x = [], nid
+        while x not in keep:
+            chain.append(x)
+            x = tree[x].parent
+        if len(keep) + len(chain) <= limit:
+            keep.update(chain)
+    size = [1] * len(tree)
+    for node in reversed(tree.nodes):                # children have larger ids than parents
+        if node.parent != E.NO_PARENT:
+            size[node.parent] += size[node.id]
+    hidden: dict[int, int] = {}
+    for node in tree.nodes:
+        if node.id not in keep and node.parent in keep:
+            hidden[node.parent] = hidden.get(node.parent, 0) + size[node.id]
+    return keep, hidden
 
 
 def _hover(tree: Tree, nid: int) -> str:
@@ -76,8 +128,13 @@ def _hover(tree: Tree, nid: int) -> str:
 
 
 def tree_figure(tree: Tree, *, highlight: list[int] | None = None, height: int = 560,
-                q_range: tuple[float, float] | None = None, colour_by: str = "q") -> go.Figure:
-    """The whole tree; ``highlight`` (default: the final answer's path) is drawn thick.
+                q_range: tuple[float, float] | None = None, colour_by: str = "q",
+                max_nodes: int = MAX_DRAWN_NODES) -> go.Figure:
+    """The whole tree; ``highlight`` (default: the final answer's path) is drawn thick. A tree
+    of more than ``max_nodes`` nodes draws its most visited ones and one grey "+n" square per
+    node whose other descendants are not drawn, so the browser never gets more than about
+    ``max_nodes`` markers. Traces are built as plain dicts without plotly's per-element
+    validation (most of a redraw's time otherwise).
 
     ``colour_by="action"`` (rStar) colours nodes and the edges into them by action, with a
     legend naming the actions; the default colours nodes by Q."""
@@ -85,50 +142,69 @@ def tree_figure(tree: Tree, *, highlight: list[int] | None = None, height: int =
         return _action_figure(tree, highlight=highlight, height=height)
     if colour_by != "q":
         raise ValueError(f"colour_by must be 'q' or 'action', got {colour_by!r}")
-    xs, ys = layout(tree)
+    path = highlight if highlight is not None else (tree.final.path if tree.final else [])
+    keep, hidden = visible_nodes(tree, path, max_nodes)
+    xs, ys, agg = layout_some(tree, keep, hidden)
+    drawn = [n for n in tree.nodes if keep is None or n.id in keep]
     ex, ey = [], []
-    for node in tree.nodes[1:]:
+    for node in drawn[1:]:
         ex += [xs[node.parent], xs[node.id], None]
         ey += [ys[node.parent], ys[node.id], None]
-    path = highlight if highlight is not None else (tree.final.path if tree.final else [])
+    ax, ay, atext, ahover = [], [], [], []
+    for nid, x in agg.items():
+        ex += [xs[nid], x, None]
+        ey += [ys[nid], ys[nid] - 1, None]
+        ax.append(x)
+        ay.append(ys[nid] - 1)
+        atext.append(f"+{hidden[nid]}")
+        ahover.append(f"{hidden[nid]} nodes below node {nid} not drawn<br>(the tree has {len(tree)} nodes; "
+                      f"the {len(drawn)} most visited are drawn)")
     hx, hy = [], []
     for a, b in zip(path, path[1:]):
-        if a < len(tree) and b < len(tree):
+        if a < len(tree) and b < len(tree) and (keep is None or (a in keep and b in keep)):
             hx += [xs[a], xs[b], None]
             hy += [ys[a], ys[b], None]
     if q_range is None:
         gold = bool(tree.run and tree.run.config.get("reward") == "gold")
         q_range = (-1.0, 1.0) if gold else (0.0, 1.0)
-    colours, sizes, symbols, lines = [], [], [], []
-    for n in tree.nodes:
-        colours.append(n.q if n.visits else None)
+    colours, sizes, symbols, lines, visited = [], [], [], [], []
+    for n in drawn:
+        v = n.visits > 0
+        visited.append(v)
+        colours.append(n.q if v else q_range[0])
         sizes.append(min(34.0, 8.0 + 4.0 * math.sqrt(n.visits)))
         if n.terminal:
             symbols.append("star" if n.correct else "x" if n.correct is False else "diamond")
         else:
             symbols.append("circle")
         lines.append(2.5 if n.terminal else 0.8)
-    fig = go.Figure()
-    fig.add_trace(go.Scatter(x=ex, y=ey, mode="lines", line=dict(color="#b0b0b0", width=1),
-                             hoverinfo="skip", name="edges", showlegend=False))
-    fig.add_trace(go.Scatter(x=hx, y=hy, mode="lines", line=dict(color="#ff7f0e", width=4),
-                             hoverinfo="skip", name="chosen path", showlegend=bool(hx)))
-    visited = [c is not None for c in colours]
-    fig.add_trace(go.Scatter(
-        x=xs, y=ys, mode="markers", name="nodes", showlegend=False,
-        customdata=list(range(len(tree))),
-        hovertext=[_hover(tree, i) for i in range(len(tree))], hoverinfo="text",
-        marker=dict(size=sizes, symbol=symbols,
-                    color=[c if v else q_range[0] for c, v in zip(colours, visited)],
-                    cmin=q_range[0], cmax=q_range[1], colorscale="Viridis",
-                    colorbar=dict(title="Q", thickness=12),
-                    line=dict(width=lines, color=["#222222" if v else UNVISITED for v in visited]),
-                    opacity=[1.0 if v else 0.45 for v in visited])))
-    fig.update_layout(height=height, margin=dict(l=10, r=10, t=30, b=10), plot_bgcolor="white",
-                      xaxis=dict(visible=False), yaxis=dict(visible=False),
-                      legend=dict(orientation="h", y=1.02, x=0), hoverlabel=dict(align="left"),
-                      uirevision="tree")            # keep the user's zoom across live redraws
-    return fig
+    traces = [
+        dict(type="scatter", x=ex, y=ey, mode="lines", line=dict(color="#b0b0b0", width=1),
+             hoverinfo="skip", name="edges", showlegend=False),
+        dict(type="scatter", x=hx, y=hy, mode="lines", line=dict(color="#ff7f0e", width=4),
+             hoverinfo="skip", name="chosen path", showlegend=bool(hx)),
+        dict(type="scatter", x=[xs[n.id] for n in drawn], y=[ys[n.id] for n in drawn], mode="markers",
+             name="nodes", showlegend=False, customdata=[n.id for n in drawn],
+             hovertext=[_hover(tree, n.id) for n in drawn], hoverinfo="text",
+             marker=dict(size=sizes, symbol=symbols, color=colours,
+                         cmin=q_range[0], cmax=q_range[1], colorscale="Viridis",
+                         colorbar=dict(title=dict(text="Q"), thickness=12),
+                         line=dict(width=lines, color=["#222222" if v else UNVISITED for v in visited]),
+                         opacity=[1.0 if v else 0.45 for v in visited])),
+    ]
+    if agg:
+        traces.append(dict(type="scatter", x=ax, y=ay, mode="markers+text", text=atext, textposition="bottom center",
+                           hovertext=ahover, hoverinfo="text", name="not drawn", showlegend=False,
+                           marker=dict(symbol="square", size=9, color=UNVISITED)))
+    title = (dict(text=f"{len(drawn)} of {len(tree)} nodes drawn (most visited); grey squares count the rest",
+                  font=dict(size=12), x=0.01) if keep is not None else None)
+    layout_ = dict(height=height, margin=dict(l=10, r=10, t=30, b=10), plot_bgcolor="white",
+                   xaxis=dict(visible=False), yaxis=dict(visible=False),
+                   legend=dict(orientation="h", y=1.02, x=0), hoverlabel=dict(align="left"),
+                   uirevision="tree")            # keep the user's zoom across live redraws
+    if title:
+        layout_["title"] = title
+    return go.Figure(dict(data=traces, layout=layout_), _validate=False)
 
 
 def _action_figure(tree: Tree, *, highlight: list[int] | None, height: int) -> go.Figure:

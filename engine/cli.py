@@ -1,5 +1,5 @@
 """``thoughtscope``: serve the app, list models, generate once, evaluate on held-out problems,
-sweep samplers over temperatures.
+sweep samplers over temperatures, benchmark (engine/bench.py).
 
 Bad input (a flag out of range, a missing model, an empty question) ends with one line on
 stderr and exit code 2, never a traceback. ``--json`` output goes to stdout alone; progress
@@ -59,6 +59,9 @@ def _add_model_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", default="auto", help="auto, float32, float16 or bfloat16")
     p.add_argument("--threads", type=_number(int, 1, 256, "--threads"), default=None,
                    help="torch threads (default: the idle cores)")
+    from engine.models.prefix_cache import PREFIX_CACHE_MB
+    p.add_argument("--prefix-cache-mb", type=_number(float, 0, 10**6, "--prefix-cache-mb"), default=PREFIX_CACHE_MB,
+                   help=f"MB of key/value states kept for shared prompt prefixes (default {PREFIX_CACHE_MB}; 0 = off)")
 
 
 def _add_sampling_flags(p: argparse.ArgumentParser, temperature: float) -> None:
@@ -155,12 +158,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     from engine.cli_sweep import add_sweep_parser
     add_sweep_parser(sub, _add_model_flags, _number)
+
+    b = sub.add_parser("bench", help="tokens computed per tree token, batching, redraw time, memory")
+    _add_model_flags(b)
+    b.add_argument("--quick", action="store_true", help="a tiny workload (seconds; for tests)")
+    b.add_argument("--json", action="store_true")
     return ap
 
 
 def _load(args):
     from engine.models.registry import load_backend
-    return load_backend(args.model, device=args.device, dtype=args.dtype, threads=args.threads)
+    return load_backend(args.model, device=args.device, dtype=args.dtype, threads=args.threads,
+                        prefix_cache_mb=args.prefix_cache_mb)
 
 
 def cmd_models(args) -> int:
@@ -261,7 +270,7 @@ def cmd_run(args) -> int:
 def cmd_serve(args) -> int:
     from app.main import serve
     serve(model=args.model, host=args.host, port=args.port, db=args.db, device=args.device,
-          dtype=args.dtype, threads=args.threads)
+          dtype=args.dtype, threads=args.threads, prefix_cache_mb=args.prefix_cache_mb)
     return 0
 
 
@@ -275,8 +284,13 @@ def cmd_sweep(args) -> int:
     return run_sweep(args, _load)
 
 
+def cmd_bench(args) -> int:
+    from engine.bench import cmd_bench as run_bench
+    return run_bench(args, _load)
+
+
 COMMANDS = {"serve": cmd_serve, "models": cmd_models, "generate": cmd_generate, "eval": cmd_eval,
-            "run": cmd_run, "sessions": cmd_sessions, "sweep": cmd_sweep}
+            "run": cmd_run, "sessions": cmd_sessions, "sweep": cmd_sweep, "bench": cmd_bench}
 
 
 def main(argv: list[str] | None = None) -> int:

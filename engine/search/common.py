@@ -114,6 +114,9 @@ class StepProposer:
         # the first step of a solution is seeded with the format's prefix (see
         # TransformersBackend.solution_prefix), as rStar forces an action by writing its prefix
         self.first_prefix = getattr(backend, "solution_prefix", lambda: "")()
+        # a run starts from an empty prefix cache (engine/models/prefix_cache.py), so its events
+        # depend only on model, config and seed, never on what ran before on the same backend
+        getattr(backend, "reset_prefix_cache", lambda: None)()
 
     def _prompts(self, path_texts: Sequence[str]) -> tuple[list[str], list[str]]:
         """(prompts, forced prefixes) for paths given as the text after the root prompt."""

@@ -1,0 +1,51 @@
+"""`thoughtscope bench` on its quick workload, and the tree figure staying bounded on big trees."""
+
+import json
+
+from app.tree_figure import tree_figure, visible_nodes
+from engine import cli
+from engine.bench import synthetic_tree
+
+KEYS = {"computed_per_unique", "computed_per_unique_naive", "batched_speedup", "redraw_ms", "rollout_s",
+        "peak_rss_mb"}
+
+
+def test_bench_quick_json_has_the_issue_keys_and_counts_each_tree_token_once(capsys):
+    assert cli.main(["bench", "--quick", "--json", "--threads", "1"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert KEYS <= set(r)
+    assert set(r["redraw_ms"]) == {"50", "200"} and all(v > 0 for v in r["redraw_ms"].values())
+    assert r["same_tree"] is True                       # the cache changes no token
+    assert r["computed_per_unique"] <= 1.05 < r["computed_per_unique_naive"]
+    # same tree, same prompts: every prompt token the naive run computed was computed or reused
+    assert r["tokens"]["computed"] + r["tokens"]["reused"] == r["tokens"]["computed_naive"]
+    assert r["batched_speedup"] > 0 and r["rollout_s"] > 0 and r["peak_rss_mb"] > 0
+
+
+def test_bench_text_report_names_each_target(capsys):
+    from engine.bench import TARGETS, format_report
+    r = {"model": "m", "workload": {"rollouts": 2, "children": 3}, "same_tree": True,
+         "computed_per_unique": 1.0, "computed_per_unique_naive": 6.0,
+         "tokens": {"nodes": 7, "unique": 100, "computed": 100, "reused": 500},
+         "rollout_s": 0.5, "rollout_s_naive": 1.5, "first_node_s": 0.2,
+         "batching": {"8": {"batched_tok_s": 80.0, "unbatched_tok_s": 20.0, "speedup": 4.0}},
+         "batched_speedup": 4.0, "redraw_ms": {"2000": 160.0}, "peak_rss_mb": 300.0, "targets": TARGETS}
+    text = format_report(r)
+    assert "[ok ] computed / unique, cached: 1.0" in text and "[ok ] batched speedup x4.0" in text
+    assert "[MISS] target <= 150.0" in text
+
+
+def test_a_10000_node_tree_draws_a_bounded_figure_that_accounts_for_every_node():
+    tree = synthetic_tree(10_000)
+    path = tree.path_to(9_999)
+    keep, hidden = visible_nodes(tree, path, 2500)
+    assert len(keep) <= 2500
+    assert all(tree[n].parent in keep for n in keep if n != 0)          # closed under parents
+    assert len(keep) + sum(hidden.values()) == len(tree)                # every other node is counted once
+    fig = tree_figure(tree, highlight=path, max_nodes=2500)
+    nodes, squares = fig.data[2], fig.data[3]
+    assert len(nodes.x) == len(keep) and set(nodes.customdata) == keep
+    assert sorted(int(t[1:]) for t in squares.text) == sorted(hidden.values())
+    assert set(path) <= keep                                            # the highlighted path is drawn
+    small = synthetic_tree(300)
+    assert len(tree_figure(small).data) == 3 and len(tree_figure(small).data[2].x) == 300
