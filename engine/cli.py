@@ -139,6 +139,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true", help="print the summary as JSON")
     e.add_argument("--details", action="store_true", help="include per-problem results in the JSON")
     _add_config_flags(e, [EvalConfig] + [m.config for m in METHODS.values()])
+
+    from engine.sandbox import ISOLATIONS
+    sb = sub.add_parser("sandbox", help="run a Python file exactly as model-written code is run, print the outcome")
+    sb.add_argument("file", help="a Python file")
+    sb.add_argument("--isolation", choices=ISOLATIONS, default=None,
+                    help="force an isolation level (default: the strongest that works here)")
+    sb.add_argument("--json", action="store_true", help="print status, output, seconds, isolation as JSON")
     return ap
 
 
@@ -237,6 +244,25 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_sandbox(args) -> int:
+    from engine import sandbox
+    try:
+        code = open(args.file, encoding="utf-8").read()
+    except UnicodeDecodeError:
+        raise InputError(f"{args.file} is not UTF-8 text") from None
+    try:
+        result = sandbox.run_code(code, isolation_level=args.isolation)
+    except sandbox.SandboxUnavailable as e:
+        raise InputError(str(e)) from None
+    if args.json:
+        print(json.dumps(result.to_json()))
+    else:
+        print(result.output, end="" if result.output.endswith("\n") or not result.output else "\n")
+        print(f"[{result.status} in {result.seconds:.2f} s; isolation: {result.isolation} — "
+              f"{sandbox.describe(result.isolation)}]", file=sys.stderr)
+    return 0
+
+
 def cmd_serve(args) -> int:
     from app.main import serve
     serve(model=args.model, host=args.host, port=args.port, db=args.db, device=args.device,
@@ -250,7 +276,8 @@ def cmd_sessions(args) -> int:
 
 
 COMMANDS = {"serve": cmd_serve, "models": cmd_models, "generate": cmd_generate, "eval": cmd_eval,
-            "run": cmd_run, "sessions": cmd_sessions}
+            "run": cmd_run, "sessions": cmd_sessions,
+            "sandbox": cmd_sandbox}
 
 
 def main(argv: list[str] | None = None) -> int:
