@@ -125,6 +125,7 @@ EVAL_METHODS: dict[str, Callable] = {
     "mcts": eval_search("mcts"),
     "bon": eval_search("bon"),
     "beam": eval_search("beam"),
+    "mcts-code": eval_search("mcts-code"),
 }
 BATCHED = {"greedy", "sc"}
 

@@ -135,6 +135,32 @@ class Backprop(Event):
 
 
 @dataclass(frozen=True)
+class CodeExecuted(Event):
+    """A step's code was run in the sandbox (code-verified MCTS), right after its NodeProposed.
+
+    ``program`` is what ran: the code of every earlier passing step on the path, this step's
+    code, and a ``print`` of the variable it assigns. ``status``: the sandbox's (ok, error,
+    timeout, killed) or "no_code" when the step carries none. ``value``: what the program
+    printed; ``claim``: the result the step's comment claims; ``claim_ok``: whether they agree.
+    ``failures``: consecutive failing steps on the path, this one included.
+    """
+
+    type: ClassVar[str] = "code_executed"
+    node: int
+    code: str
+    program: str
+    status: str
+    output: str
+    passed: bool
+    value: str | None = None
+    claim: str | None = None
+    claim_ok: bool | None = None
+    failures: int = 0
+    ends_branch: bool = False
+    isolation: str = ""
+
+
+@dataclass(frozen=True)
 class FinalAnswer(Event):
     type: ClassVar[str] = "final_answer"
     answer: str | None
@@ -156,7 +182,7 @@ class RunFinished(Event):
 
 EVENT_TYPES: dict[str, type[Event]] = {cls.type: cls for cls in (
     RunStarted, NodeProposed, IterationStarted, Selected, Expanded, TerminalReward, Backprop,
-    FinalAnswer, RunFinished)}
+    FinalAnswer, RunFinished, CodeExecuted)}
 
 
 def from_json(data: dict) -> Event:

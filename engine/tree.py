@@ -32,6 +32,7 @@ class Node:
     value: float = 0.0                             # sum of backpropagated rewards
     reward: float | None = None                    # terminal reward, once given
     last_selection: dict | None = None             # the candidate row this node had when last scored
+    code: dict | None = None                       # CodeExecuted fields (code-verified MCTS)
 
     @property
     def q(self) -> float:
@@ -84,6 +85,8 @@ class Tree:
         elif isinstance(ev, E.Selected):
             for row in ev.candidates:
                 self.nodes[row["node"]].last_selection = row
+        elif isinstance(ev, E.CodeExecuted):
+            self.nodes[ev.node].code = {k: v for k, v in ev.to_json().items() if k not in ("type", "node")}
         elif isinstance(ev, E.IterationStarted):
             self.iteration, self.iterations = ev.iteration, ev.of
         elif isinstance(ev, E.RunStarted):

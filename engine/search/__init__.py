@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from engine.search import baselines, mcts
+from engine.search import baselines, code_mcts, mcts
 
 
 @dataclass(frozen=True)
@@ -28,4 +28,5 @@ METHODS: dict[str, Method] = {m.name: m for m in [
     Method("sc", "Self-consistency", baselines.run_self_consistency, baselines.BaselineConfig),
     Method("bon", "Best-of-N (model confidence)", baselines.run_best_of_n, baselines.BaselineConfig),
     Method("beam", "Step-level beam search", baselines.run_beam, baselines.BaselineConfig),
+    Method("mcts-code", "MCTS, code-verified steps (rStar-Math)", code_mcts.run, code_mcts.CodeMCTSConfig),
 ]}
