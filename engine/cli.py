@@ -73,7 +73,8 @@ def _add_config_flags(p: argparse.ArgumentParser, config_classes) -> None:
             conv = {int: _number(int, -2**63, 2**63, f"--{f.name.replace('_', '-')}"),
                     float: _number(float, -1e300, 1e300, f"--{f.name.replace('_', '-')}")}.get(kind, str)
             from engine.search.common import ANSWER_RULES, REWARD_SOURCES
-            choices = {"reward": REWARD_SOURCES, "final_rule": ANSWER_RULES}.get(f.name)
+            from engine.search.code_mcts import CHECKS
+            choices = {"reward": REWARD_SOURCES, "final_rule": ANSWER_RULES, "check": CHECKS}.get(f.name)
             p.add_argument(f"--{f.name.replace('_', '-')}", dest=f"cfg_{f.name}", type=conv, default=None,
                            choices=choices, metavar=None if choices else f.name.upper(),
                            help=f"default {f.default}")
@@ -139,6 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true", help="print the summary as JSON")
     e.add_argument("--details", action="store_true", help="include per-problem results in the JSON")
     _add_config_flags(e, [EvalConfig] + [m.config for m in METHODS.values()])
+
+    from engine.cli_pairs import add_pairs_parser
+    add_pairs_parser(sub, _add_model_flags, _add_config_flags, _number)
 
     from engine.sandbox import ISOLATIONS
     sb = sub.add_parser("sandbox", help="run a Python file exactly as model-written code is run, print the outcome")
@@ -263,6 +267,11 @@ def cmd_sandbox(args) -> int:
     return 0
 
 
+def cmd_export_pairs(args) -> int:
+    from engine.cli_pairs import cmd_export_pairs as export
+    return export(args, _load, config_from_args)
+
+
 def cmd_serve(args) -> int:
     from app.main import serve
     serve(model=args.model, host=args.host, port=args.port, db=args.db, device=args.device,
@@ -277,7 +286,7 @@ def cmd_sessions(args) -> int:
 
 COMMANDS = {"serve": cmd_serve, "models": cmd_models, "generate": cmd_generate, "eval": cmd_eval,
             "run": cmd_run, "sessions": cmd_sessions,
-            "sandbox": cmd_sandbox}
+            "sandbox": cmd_sandbox, "export-pairs": cmd_export_pairs}
 
 
 def main(argv: list[str] | None = None) -> int:
