@@ -126,6 +126,7 @@ EVAL_METHODS: dict[str, Callable] = {
     "bon": eval_search("bon"),
     "beam": eval_search("beam"),
     "mcts-code": eval_search("mcts-code"),
+    "sra-mcts": eval_search("sra-mcts"),
 }
 BATCHED = {"greedy", "sc"}
 

@@ -161,6 +161,46 @@ class CodeExecuted(Event):
 
 
 @dataclass(frozen=True)
+class Reflected(Event):
+    """SRA-MCTS: the model's reflection on the path to ``node`` before it is expanded.
+    ``ends``: the reflection says the path is finished (SRA's ``<end>``); ``raw``: what it wrote."""
+
+    type: ClassVar[str] = "reflected"
+    node: int
+    text: str
+    ends: bool = False
+    raw: str = ""
+
+
+@dataclass(frozen=True)
+class SelfEvaluated(Event):
+    """SRA-MCTS: the 0-10 score of a step. ``parsed`` False means the output held no score and
+    the fallback (5) was used; ``source``: "prompt" (the model wrote it) or "confidence"."""
+
+    type: ClassVar[str] = "self_evaluated"
+    node: int
+    score: float
+    parsed: bool
+    raw: str = ""
+    source: str = "prompt"
+
+
+@dataclass(frozen=True)
+class SraRollout(Event):
+    """SRA-MCTS simulation from ``node``: rollout steps (not kept as nodes), their scores, and
+    the blend V <- (1 - alpha) V + alpha best."""
+
+    type: ClassVar[str] = "sra_rollout"
+    node: int
+    steps: list
+    scores: list
+    best: float
+    value_before: float
+    value_after: float
+    alpha: float = 0.5
+
+
+@dataclass(frozen=True)
 class FinalAnswer(Event):
     type: ClassVar[str] = "final_answer"
     answer: str | None
@@ -182,7 +222,7 @@ class RunFinished(Event):
 
 EVENT_TYPES: dict[str, type[Event]] = {cls.type: cls for cls in (
     RunStarted, NodeProposed, IterationStarted, Selected, Expanded, TerminalReward, Backprop,
-    FinalAnswer, RunFinished, CodeExecuted)}
+    FinalAnswer, RunFinished, CodeExecuted, Reflected, SelfEvaluated, SraRollout)}
 
 
 def from_json(data: dict) -> Event:

@@ -37,17 +37,19 @@ LEVELS = [pytest.param(("bwrap", True), id="bwrap+hook",
           pytest.param(("rlimits", True), id="fallback+hook")]
 
 
-def run(level, code, **kw):
+def run(level, code, *, timed: bool = True, **kw):
     name, harden = level
     t0 = time.perf_counter()
     r = S.run_code(code, isolation_level=name, harden=harden, **kw)
-    assert time.perf_counter() - t0 < ANSWER_WITHIN_S, f"took {time.perf_counter() - t0:.1f} s"
+    if timed:           # hostile snippets must be answered within 5 s
+        assert time.perf_counter() - t0 < ANSWER_WITHIN_S, f"took {time.perf_counter() - t0:.1f} s"
     assert r.isolation == name and r.status in S.STATUSES
     return r
 
 
 def still_works(level):
-    r = run(level, "print(sum(range(10)))")
+    # a generous wall clock: on a loaded machine a normal snippet must not be mistaken for a hostile one
+    r = run(level, "print(sum(range(10)))", timed=False, limits=S.Limits(wall_s=30, cpu_s=10))
     assert (r.status, r.output) == ("ok", "45\n")
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from engine.search import baselines, code_mcts, mcts
+from engine.search import baselines, code_mcts, mcts, sra_mcts
 
 
 @dataclass(frozen=True)
@@ -29,4 +29,5 @@ METHODS: dict[str, Method] = {m.name: m for m in [
     Method("bon", "Best-of-N (model confidence)", baselines.run_best_of_n, baselines.BaselineConfig),
     Method("beam", "Step-level beam search", baselines.run_beam, baselines.BaselineConfig),
     Method("mcts-code", "MCTS, code-verified steps (rStar-Math)", code_mcts.run, code_mcts.CodeMCTSConfig),
+    Method("sra-mcts", "SRA-MCTS (reflection + self-evaluation)", sra_mcts.run, sra_mcts.SRAConfig),
 ]}
