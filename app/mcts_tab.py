@@ -22,6 +22,7 @@ from typing import Any
 import gradio as gr
 
 from app.figures import TOKENS_CSS, legend_html, token_span
+from app.node_details import node_details_html, pairs_html
 from app.generate_tab import MODEL_QUEUE, gold_for, gold_markdown, new_pick_state, pick_random_problem
 from app.replay import explain, final_markdown, phase_points, progress_markdown, step_to
 from app.tree_figure import tree_figure
@@ -182,7 +183,35 @@ def inspect_node(view: dict | None, node_id, k) -> str:
     sel = n.last_selection
     if sel and sel.get("uct") is not None:
         stats.append(f"last UCT = {sel['q']:.3f} + {sel['explore']:.3f} = {sel['uct']:.3f}")
-    return f"<p><b>node {nid}</b> · depth {n.depth} · {' · '.join(stats)}</p>" + "".join(parts)
+    return (f"<p><b>node {nid}</b> · depth {n.depth} · {' · '.join(stats)}</p>" + node_details_html(tree, nid)
+            + "".join(parts))
+
+
+def show_pairs(view: dict | None, k) -> str:
+    """rStar-Math preference pairs of the tree on screen."""
+    if not view or not view.get("events"):
+        return "<p>Run a search or open a session first.</p>"
+    return pairs_html(Tree.fold(view["events"][:int(k) if k else None]))
+
+
+def method_note(backend) -> str:
+    """What the code sandbox is and what SRA-MCTS can do on this model, said up front."""
+    from engine import sandbox
+    lines = [f"*MCTS, code-verified*: model-written code runs in the sandbox — {sandbox.describe()}."]
+    if backend.info.name == "arith-llama-3m":
+        lines.append("*SRA-MCTS*: the embedded model was never trained to reflect or score its steps; its "
+                     "reflections and 0–10 scores are shown as written (unparsable scores count as 5). "
+                     "Setting `self_eval=confidence` (CLI) scores by token probability instead.")
+    return "\n\n".join(f"<small>{x}</small>" for x in lines)
+
+
+def method_defaults(method: str):
+    """The method's own exploration constant and temperature, put into the sliders when the
+    method changes (SRA-MCTS: c = 0.5, T = 0.7 from its official code; MCTS: c = 2, T = 0.8)."""
+    cls = METHODS[method].config if method in METHODS else None
+    names = {f.name: f.default for f in dataclasses.fields(cls)} if cls else {}
+    return (gr.update(value=names["c"]) if "c" in names else gr.update(),
+            gr.update(value=names["temperature"]) if "temperature" in names else gr.update())
 
 
 def build_mcts_tab(backend, store, *, problems_path: str | Path | None = None) -> dict:
@@ -199,6 +228,7 @@ def build_mcts_tab(backend, store, *, problems_path: str | Path | None = None) -
                     c[f"random_{tier}"] = gr.Button(f"Random {tier}", size="sm", elem_id=f"ts-search-random-{tier}")
             c["gold"] = gr.Markdown("")
             c["method"] = gr.Dropdown([(m.label, m.name) for m in METHODS.values()], value="mcts", label="Method")
+            c["method_note"] = gr.Markdown(method_note(backend), elem_id="ts-method-note")
             with gr.Accordion("Settings", open=False):
                 with gr.Row():
                     c["rollouts"] = gr.Slider(1, 200, value=16, step=1, label="Rollouts (MCTS)")
@@ -232,6 +262,8 @@ def build_mcts_tab(backend, store, *, problems_path: str | Path | None = None) -
         c["node_id"] = gr.Number(0, precision=0, minimum=0, label="Node id (hover a node to see it)", scale=1)
         c["inspect"] = gr.Button("Inspect node", size="sm", scale=0)
     c["inspector"] = gr.HTML("", css_template=TOKENS_CSS, elem_id="ts-inspector")
+    c["show_pairs"] = gr.Button("Preference pairs of this tree (rStar-Math)", size="sm")
+    c["pairs"] = gr.HTML("", elem_id="ts-pairs")
 
     for tier in TIERS:
         c[f"random_{tier}"].click(functools.partial(pick_random_problem, problems[tier], tier=tier),
@@ -254,6 +286,10 @@ def build_mcts_tab(backend, store, *, problems_path: str | Path | None = None) -
     for name, direction in (("prev_phase", -1), ("next_phase", 1)):
         c[name].click(functools.partial(step_phase, direction=direction), inputs=[c["view"], c["timeline"]],
                       outputs=[c["timeline"], *view_out], api_visibility="private")
+    c["method"].change(method_defaults, inputs=[c["method"]], outputs=[c["c"], c["temperature"]],
+                       api_visibility="private")
+    c["show_pairs"].click(show_pairs, inputs=[c["view"], c["timeline"]], outputs=[c["pairs"]],
+                          api_visibility="private")
     c["inspect"].click(inspect_node, inputs=[c["view"], c["node_id"], c["timeline"]], outputs=[c["inspector"]],
                        api_visibility="private")
     return c
