@@ -5,8 +5,8 @@ Every snippet runs in a fresh process, never in the app's own interpreter:
 - **bubblewrap** (``bwrap``, isolation ``"bwrap"``) when it is installed and works here (probed
   once): new user, PID, network, IPC, UTS and cgroup namespaces, so no network and no view of
   other processes; a file system holding only the read-only interpreter and system libraries
-  (``/usr``, ``/lib*``, ``/bin``), a minimal ``/dev``, an empty ``/tmp`` and the private work
-  folder; every capability dropped; a new session (no terminal injection); killed with its parent.
+  (``/usr``, ``/lib*``, ``/bin``), a minimal ``/dev`` and the private work folder (no ``/tmp``,
+  no ``/proc``, no ``/etc``, no home); every capability dropped; a new session (no terminal injection); killed with its parent.
 - **the fallback** where bubblewrap is missing or cannot create namespaces (containers often
   forbid them): ``unshare`` for network and PID namespaces where that works unprivileged
   (isolation ``"rlimits+unshare"``), otherwise a plain subprocess (``"rlimits"``). The fallback
@@ -206,8 +206,10 @@ def _command(isolation: str, python: str, workdir: str, args: list[str]) -> list
         prefix = _interp_prefix(python)
         if not (prefix == "/usr" or prefix.startswith("/usr/")):
             cmd += ["--ro-bind", prefix, prefix]
-        cmd += ["--dev", "/dev", "--tmpfs", "/tmp", "--bind", workdir, SANDBOX_DIR, "--chdir", SANDBOX_DIR,
-                "--hostname", "sandbox", "--", python, *core]
+        # no tmpfs: its pages would not count against the snippet's memory limit; the work folder
+        # (on disk, deleted afterwards) is the only writable place, and TMPDIR points there
+        cmd += ["--setenv", "TMPDIR", SANDBOX_DIR, "--dev", "/dev", "--bind", workdir, SANDBOX_DIR,
+                "--chdir", SANDBOX_DIR, "--hostname", "sandbox", "--", python, *core]
         return cmd
     if isolation == "rlimits+unshare":
         return [shutil.which("unshare") or "unshare", "--user", "--map-root-user", "--net", "--pid", "--fork",
