@@ -263,10 +263,10 @@ def describe(name: str | None = None) -> str:
         return f"code sandbox unavailable: {e}"
     return {"bwrap": "bubblewrap: no network, no user files, read-only interpreter, resource limits",
             "rlimits+unshare": "fallback: no network (unshare), resource limits, audit hook; "
-                               "world-readable files are not hidden (bubblewrap unavailable)",
+                               "world-readable files are not hidden (bubblewrap not in use)",
             "rlimits": "weakest fallback: resource limits and an audit hook only; network and world-readable "
                        "files are blocked by the hook alone, which is not a security boundary "
-                       "(bubblewrap unavailable)"}[name]
+                       "(bubblewrap not in use)"}[name]
 
 
 # ---- running --------------------------------------------------------------------------------
