@@ -118,8 +118,9 @@ if harden:
                   "_multiprocessing", "ssl", "_ssl", "pty", "asyncio", "http", "urllib", "ftplib", "smtplib",
                   "telnetlib", "select", "selectors", "mmap", "signal", "_signal", "faulthandler", "resource"}
     _PATHS = {"os.remove": 1, "os.rename": 2, "os.rmdir": 1, "os.mkdir": 1, "os.chmod": 1, "os.chown": 1,
-              "os.utime": 1, "os.truncate": 1, "os.link": 2, "os.symlink": 2, "os.listdir": 1,
-              "os.scandir": 1, "os.chdir": 1, "shutil.rmtree": 1, "shutil.copyfile": 2, "shutil.move": 2}
+              "os.utime": 1, "os.truncate": 1, "os.link": 2, "os.symlink": 2, "os.chdir": 1,
+              "shutil.rmtree": 1, "shutil.copyfile": 2, "shutil.move": 2}
+    _LISTS = ("os.listdir", "os.scandir")   # reads: the import system lists package folders
 
     def _inside(path, root):
         p = _real(_join(_home, _fsdecode(path)))
@@ -140,6 +141,11 @@ if harden:
             return
         if event.startswith(_BLOCKED):
             raise PermissionError(f"sandbox: {event} is not allowed")
+        if event in _LISTS:
+            path = args[0] if args and args[0] is not None else "."
+            if isinstance(path, int) or _inside(path, _home) or _inside(path, _lib):
+                return
+            raise PermissionError(f"sandbox: {event} on {path!r} is not allowed")
         n = _PATHS.get(event)
         if n is not None:
             for path in args[:n]:

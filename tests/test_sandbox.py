@@ -242,3 +242,13 @@ def test_cli_sandbox_prints_the_outcome_as_json(tmp_path):
     missing = subprocess.run([sys.executable, "-m", "engine.cli", "sandbox", str(tmp_path / "nope.py")],
                              capture_output=True, text=True, env=env, timeout=60)
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "nope.py" in missing.stderr
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_ordinary_code_is_not_in_the_hooks_way(level):
+    """The standard library imports (packages are listed and read), the work folder is usable."""
+    code = ("import math, fractions, statistics, json, collections, itertools, decimal\n"
+            "print(math.gcd(12, 18), fractions.Fraction(3, 6), statistics.mean([1, 2, 3]), json.dumps([1]))\n"
+            "open('notes.txt', 'w').write('hi')\nimport os\nprint(os.listdir('.'), open('notes.txt').read())")
+    r = run(level, code, timed=False, limits=S.Limits(wall_s=30, cpu_s=10))
+    assert (r.status, r.output) == ("ok", "6 1/2 2 [1]\n['notes.txt'] hi\n")
