@@ -74,9 +74,9 @@ def _add_config_flags(p: argparse.ArgumentParser, config_classes) -> None:
                     float: _number(float, -1e300, 1e300, f"--{f.name.replace('_', '-')}")}.get(kind, str)
             from engine.search.common import ANSWER_RULES, REWARD_SOURCES
             from engine.search.code_mcts import CHECKS
-            from engine.search.sra_mcts import SELF_EVALS
+            from engine.search.sra_mcts import REFLECTIONS, SELF_EVALS
             choices = {"reward": REWARD_SOURCES, "final_rule": ANSWER_RULES, "check": CHECKS,
-                       "self_eval": SELF_EVALS}.get(f.name)
+                       "self_eval": SELF_EVALS, "reflection": REFLECTIONS}.get(f.name)
             p.add_argument(f"--{f.name.replace('_', '-')}", dest=f"cfg_{f.name}", type=conv, default=None,
                            choices=choices, metavar=None if choices else f.name.upper(),
                            help=f"default {f.default}")

@@ -157,3 +157,13 @@ def test_events_replay_from_json_and_config_validates():
         SRAConfig(alpha=2)
     with pytest.raises(ValueError, match="self_eval must be one of"):
         SRAConfig(self_eval="vibes")
+
+
+def test_simple_reflection_only_ends_paths_and_does_not_guide_children():
+    backend = SRAScriptBackend(reflection=" add 14 to 23")
+    events = list(run(QUESTION, backend, config=SRAConfig(rollouts=3, reflection="simple"), seed=0, gold="37"))
+    assert not any("Analysis: add 14" in p for p in backend.prompts if not p.endswith("Analysis:"))
+    assert f"Question: {QUESTION}\nAnalysis:" not in backend.prompts    # the root is not reflected on
+    root = next(ev for ev in events if isinstance(ev, E.Reflected) and ev.node == 0)
+    assert (root.text, root.raw) == ("<continue>", "")          # the first step is never asked about
+    assert Tree.fold(events)[0].reflection == "<continue>"

@@ -26,7 +26,8 @@ Deliberate differences (docs/code_mcts.md): prompts are continuations of the sol
 non-chat model can follow them; ``self_eval="confidence"`` replaces the model's written score
 with 10 × the step's mean token probability for models that cannot score themselves; the
 final answer is the answered node with the highest V (SRA returns the highest-V node even
-when it has no answer). **The embedded model was never trained to reflect or to score steps:
+when it has no answer). ``reflection="simple"`` is the official code's other mode: reflections
+only end a path and do not guide the children. **The embedded model was never trained to reflect or to score steps:
 its reflections and scores are whatever it writes after ``Analysis:`` / ``Score:``, shown as
 is, not a working self-evaluation.**
 
@@ -54,6 +55,8 @@ from engine.steps import answers_equal, extract_answer
 from engine.tree import Tree
 
 SELF_EVALS = ("prompt", "confidence")
+REFLECTIONS = ("common", "simple")   # the official code's use_reflection modes
+CONTINUE = "<continue>"
 SCORE_LOW, SCORE_HIGH = 0.0, 10.0
 SCORE_FALLBACK = 5.0            # the official code's value when no score can be read
 END = "<end>"
@@ -79,6 +82,7 @@ class SRAConfig:
     top_p: float = 1.0
     min_p: float = 0.0
     self_eval: str = "prompt"       # "prompt" (the model writes Score: N) or "confidence"
+    reflection: str = "common"      # "common": reflections guide the children; "simple": they only end a path
     max_step_tokens: int = MAX_STEP_TOKENS
 
     def __post_init__(self) -> None:
@@ -91,6 +95,7 @@ class SRAConfig:
             _check(name, v, isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= hi,
                    f"a number from 0 to {hi}")
         _check("self_eval", self.self_eval, self.self_eval in SELF_EVALS, f"one of {SELF_EVALS}")
+        _check("reflection", self.reflection, self.reflection in REFLECTIONS, f"one of {REFLECTIONS}")
         _check("max_step_tokens", self.max_step_tokens, _int(self.max_step_tokens) and 1 <= self.max_step_tokens <= 1024,
                "from 1 to 1024")
         self.sampling  # validates temperature, top_p, min_p
@@ -142,9 +147,13 @@ class SRAProposer(StepProposer):
     def _path_prompt(self, path_text: str) -> str:
         return self.prompt + path_text
 
-    def reflect(self, path_texts: list[str], *, seed: int) -> list[tuple[str, bool, str]]:
-        """(reflection, ends, raw output) per path; a path that states the answer ends unasked."""
-        out: list[tuple[str, bool, str] | None] = [(END, True, "") if extract_answer(p) else None for p in path_texts]
+    def reflect(self, path_texts: list[str], *, seed: int, mode: str = "common") -> list[tuple[str, bool, str]]:
+        """(reflection, ends, raw output) per path; a path that states the answer ends unasked.
+        ``mode="simple"`` (the official code's simple reflection): the first step is never asked
+        about, and a reflection only says whether the path ends (``<continue>`` otherwise)."""
+        out: list[tuple[str, bool, str] | None] = [
+            (END, True, "") if extract_answer(p) else (CONTINUE, False, "") if mode == "simple" and p == "" else None
+            for p in path_texts]
         ask = [i for i, o in enumerate(out) if o is None]
         if ask:
             prompts = [self._path_prompt(path_texts[i]) + ANALYSIS_LABEL for i in ask]
@@ -152,7 +161,7 @@ class SRAProposer(StepProposer):
             for i, g in zip(ask, gens or [None] * len(ask)):
                 raw = g.text if g is not None else ""
                 text, ends = parse_reflection(raw)
-                out[i] = (text, ends, raw)
+                out[i] = (CONTINUE if mode == "simple" and not ends else text, ends, raw)
         return out  # type: ignore[return-value]
 
     def propose(self, path_text: str, reflection: str, k: int, depth: int, *, seed: int) -> list[Step]:
@@ -235,12 +244,14 @@ def run(question: str, backend, *, config: SRAConfig = SRAConfig(), seed: int = 
             if not leaf.terminal:
                 # reflect, then expand guided by the reflection
                 if tree[node_id].reflection is None:
-                    (text, ends, raw), = proposer.reflect([tree.path_text(node_id)], seed=rng.randrange(2**31))
+                    (text, ends, raw), = proposer.reflect([tree.path_text(node_id)], seed=rng.randrange(2**31),
+                                                          mode=config.reflection)
                     yield emit(E.Reflected(node=node_id, text=text, ends=ends, raw=raw))
                 if not tree[node_id].reflection_ends:
                     depth = leaf.depth + 1
-                    steps = proposer.propose(tree.path_text(node_id), tree[node_id].reflection, config.children,
-                                             depth, seed=rng.randrange(2**31))
+                    guide = tree[node_id].reflection if config.reflection == "common" else ""
+                    steps = proposer.propose(tree.path_text(node_id), guide, config.children, depth,
+                                             seed=rng.randrange(2**31))
                     scores = proposer.score([tree.path_text(node_id)] * len(steps), steps, config.self_eval,
                                             seed=rng.randrange(2**31))
                     kids = []
@@ -304,11 +315,12 @@ def _simulate(proposer: SRAProposer, tree: Tree, roll: int, config: SRAConfig, r
     steps: list[Step] = []
     scores: list[float] = []
     if not node.terminal:
-        (text, ends, raw), = proposer.reflect([tree.path_text(roll)], seed=rng.randrange(2**31))
+        (text, ends, raw), = proposer.reflect([tree.path_text(roll)], seed=rng.randrange(2**31),
+                                              mode=config.reflection)
         yield emit(E.Reflected(node=roll, text=text, ends=ends, raw=raw))
         if not ends:
-            steps = proposer.propose(tree.path_text(roll), text, config.roll_branch, node.depth + 1,
-                                     seed=rng.randrange(2**31))
+            steps = proposer.propose(tree.path_text(roll), text if config.reflection == "common" else "",
+                                     config.roll_branch, node.depth + 1, seed=rng.randrange(2**31))
             scores = [s for s, _, _ in proposer.score([tree.path_text(roll)] * len(steps), steps, config.self_eval,
                                                       seed=rng.randrange(2**31))]
             best = max(scores + [best])
