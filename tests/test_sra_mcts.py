@@ -95,6 +95,9 @@ def test_reflection_comes_before_expansion_and_guides_the_children():
     assert first_reflect < first_expand
     step_prompts = [p for p in backend.prompts if p.endswith("Step 1:")]
     assert step_prompts and all("Analysis: add 14 to 23\nStep 1:" in p for p in step_prompts)
+    # only the first step is seeded with its prefix: later, the model may write the answer line
+    assert not any(re.search(r"Step [2-9]\d*:$", p) for p in backend.prompts)
+    assert any(p.endswith("Analysis: add 14 to 23\n") for p in backend.prompts)
     tree = Tree.fold(events)
     assert tree[0].reflection == "add 14 to 23"
     assert all(tree[c].self_eval == {"score": 8.0, "parsed": True, "raw": " 8", "source": "prompt"}

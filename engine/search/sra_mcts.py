@@ -49,7 +49,7 @@ from engine import events as E
 from engine.sampling import SamplingConfig
 from engine.search.common import (MAX_STEP_TOKENS, Step, Stopped, StepProposer, TokenCounter, check_field as _check,
                                   is_whole as _int, majority_answer, node_event, normalize_gold, split_generation)
-from engine.demo_model.formats import STEP_DELIMITER, step_prefix
+from engine.demo_model.formats import STEP_DELIMITER
 from engine.models.base import StopSpec
 from engine.steps import answers_equal, extract_answer
 from engine.tree import Tree
@@ -168,7 +168,7 @@ class SRAProposer(StepProposer):
         """``k`` next steps after ``path_text``, the reflection written as an ``Analysis:`` line
         just before the step (the model proposes the step in the light of it)."""
         guide = f"{ANALYSIS_LABEL} {reflection}{STEP_DELIMITER}" if reflection else ""
-        prefix = self.first_prefix if path_text == "" else (step_prefix(depth) if self.first_prefix else "")
+        prefix = self.first_prefix if path_text == "" else ""      # as StepProposer: only the first step is seeded
         prompts = [self._path_prompt(path_text) + guide + prefix] * k
         gens = self._generate(prompts, self.sampling, StopSpec((self.delimiter,)), self.max_step_tokens, seed)
         if gens is None:
