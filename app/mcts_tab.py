@@ -85,7 +85,8 @@ def view_outputs(events: list[E.Event], k: int | None = None, *, live: bool = Fa
 
 
 def run_search(backend, store, question: str, picked: dict | None, method: str, rollouts, children, c,
-               max_depth, temperature, min_p, reward, final_rule, samples, beam_width, seed, control: RunControl):
+               max_depth, temperature, min_p, reward, final_rule, samples, beam_width, seed, control: RunControl,
+               check="runs", self_eval="prompt", reflection="common"):
     """Generator callback: yields (plot, progress, final, explanation, view, slider) as the run grows."""
     try:
         backend.render_prompt(question)
@@ -94,7 +95,8 @@ def run_search(backend, store, question: str, picked: dict | None, method: str, 
     gold = gold_for(question, picked)
     cfg = make_config(method, dict(rollouts=rollouts, children=children, c=c, max_depth=max_depth,
                                    temperature=temperature, min_p=min_p, reward=reward, final_rule=final_rule,
-                                   samples=samples, beam_width=beam_width))
+                                   samples=samples, beam_width=beam_width, check=check, self_eval=self_eval,
+                                   reflection=reflection))
     if getattr(cfg, "reward", None) == "gold" and gold is None:
         raise gr.Error("The answer-key reward needs a gold answer: pick a random problem, or use "
                        "self-consistency.", print_exception=False)
@@ -200,8 +202,9 @@ def method_note(backend) -> str:
     lines = [f"*MCTS, code-verified*: model-written code runs in the sandbox — {sandbox.describe()}."]
     if backend.info.name == "arith-llama-3m":
         lines.append("*SRA-MCTS*: the embedded model was never trained to reflect or score its steps; its "
-                     "reflections and 0–10 scores are shown as written (unparsable scores count as 5). "
-                     "Setting `self_eval=confidence` (CLI) scores by token probability instead.")
+                     "reflections and 0–10 scores are shown as written (unparsable scores count as 5), and its "
+                     "'reflections' are usually the next step itself, which derails the guided children. "
+                     "`--reflection simple --self-eval confidence` (CLI) is the setting this model can use.")
     return "\n\n".join(f"<small>{x}</small>" for x in lines)
 
 
@@ -244,6 +247,16 @@ def build_mcts_tab(backend, store, *, problems_path: str | Path | None = None) -
                 with gr.Row():
                     c["samples"] = gr.Slider(1, 64, value=8, step=1, label="Samples (sc, best-of-N)")
                     c["beam_width"] = gr.Slider(1, 8, value=3, step=1, label="Beam width")
+                with gr.Row():
+                    c["check"] = gr.Dropdown([("code runs (rStar-Math)", "runs"),
+                                              ("code runs and agrees with its comment", "runs_and_claim")],
+                                             value="runs", label="Step check (code-verified MCTS)")
+                    c["self_eval"] = gr.Dropdown([("the model writes Score: N (SRA-MCTS)", "prompt"),
+                                                  ("10 × mean token probability (substitute)", "confidence")],
+                                                 value="prompt", label="Self-evaluation (SRA-MCTS)")
+                    c["reflection"] = gr.Dropdown([("guides the children (common)", "common"),
+                                                   ("only ends a path (simple)", "simple")],
+                                                  value="common", label="Reflection (SRA-MCTS)")
                 c["seed"] = gr.Number(0, precision=0, minimum=0, label="Seed")
             with gr.Row():
                 c["run"] = gr.Button("Run", variant="primary", elem_id="ts-search-run")
@@ -276,7 +289,7 @@ def build_mcts_tab(backend, store, *, problems_path: str | Path | None = None) -
         functools.partial(run_search, backend, store),
         inputs=[c["question"], c["picked"], c["method"], c["rollouts"], c["children"], c["c"], c["max_depth"],
                 c["temperature"], c["min_p"], c["reward"], c["final_rule"], c["samples"], c["beam_width"],
-                c["seed"], c["control"]],
+                c["seed"], c["control"], c["check"], c["self_eval"], c["reflection"]],
         outputs=[*view_out, c["view"], c["timeline"]], api_name="run_search",
         concurrency_limit=1, concurrency_id=MODEL_QUEUE)
     c["stop"].click(stop_search, inputs=[c["control"]], outputs=[c["progress"]], api_name="stop_search",
