@@ -22,6 +22,7 @@ from typing import Any
 import gradio as gr
 
 from app.figures import TOKENS_CSS, legend_html, token_span
+from app.node_details import node_details_html, pairs_html
 from app.generate_tab import MODEL_QUEUE, gold_for, gold_markdown, new_pick_state, pick_random_problem
 from app.replay import explain, final_markdown, phase_points, progress_markdown, step_to
 from app.rstar_view import discriminator_markdown, discriminator_progress, is_rstar, node_details_html
@@ -109,9 +110,11 @@ def view_outputs(events: list[E.Event], k: int | None = None, *, live: bool = Fa
 def run_search(backend, store, question: str, picked: dict | None, method: str, rollouts, children, c,
                max_depth, temperature, min_p, reward, final_rule, samples, beam_width, seed, control: RunControl,
                one_step_thoughts=3, subquestions=3, votes=10, final_votes=10, discriminate=True, cut_mode="words",
-               cuts=4, consistency="mid", gold_fallback=False, discriminator_model=""):
+               cuts=4, consistency="mid", gold_fallback=False, discriminator_model="",
+               check="runs", self_eval="prompt", reflection="common"):
     """Generator callback: yields (plot, progress, final, explanation, view, slider) as the run grows.
-    The arguments after ``control`` are rStar's (other methods ignore them)."""
+    The arguments after ``control`` are rStar's, then code-verified MCTS's and SRA-MCTS's (other
+    methods ignore them)."""
     try:
         backend.render_prompt(question)
     except InputError as e:
@@ -122,7 +125,8 @@ def run_search(backend, store, question: str, picked: dict | None, method: str, 
                                    samples=samples, beam_width=beam_width, one_step_thoughts=one_step_thoughts,
                                    subquestions=subquestions, votes=votes, final_votes=final_votes,
                                    discriminate=discriminate, cut_mode=cut_mode, cuts=cuts, consistency=consistency,
-                                   gold_fallback=gold_fallback, discriminator_model=discriminator_model or ""))
+                                   gold_fallback=gold_fallback, discriminator_model=discriminator_model or "",
+                                   check=check, self_eval=self_eval, reflection=reflection))
     if getattr(cfg, "reward", None) == "gold" and gold is None:
         raise gr.Error("The answer-key reward needs a gold answer: pick a random problem, or use "
                        "self-consistency.", print_exception=False)
@@ -228,7 +232,36 @@ def inspect_node(view: dict | None, node_id, k) -> str:
     sel = n.last_selection
     if sel and sel.get("uct") is not None:
         stats.append(f"last UCT = {sel['q']:.3f} + {sel['explore']:.3f} = {sel['uct']:.3f}")
-    return f"<p><b>node {nid}</b> · depth {n.depth} · {' · '.join(stats)}</p>" + "".join(parts)
+    return (f"<p><b>node {nid}</b> · depth {n.depth} · {' · '.join(stats)}</p>" + node_details_html(tree, nid)
+            + "".join(parts))
+
+
+def show_pairs(view: dict | None, k) -> str:
+    """rStar-Math preference pairs of the tree on screen."""
+    if not view or not view.get("events"):
+        return "<p>Run a search or open a session first.</p>"
+    return pairs_html(Tree.fold(view["events"][:int(k) if k else None]))
+
+
+def method_note(backend) -> str:
+    """What the code sandbox is and what SRA-MCTS can do on this model, said up front."""
+    from engine import sandbox
+    lines = [f"*MCTS, code-verified*: model-written code runs in the sandbox — {sandbox.describe()}."]
+    if backend.info.name == "arith-llama-3m":
+        lines.append("*SRA-MCTS*: the embedded model was never trained to reflect or score its steps; its "
+                     "reflections and 0–10 scores are shown as written (unparsable scores count as 5), and its "
+                     "'reflections' are usually the next step itself, which derails the guided children. "
+                     "`--reflection simple --self-eval confidence` (CLI) is the setting this model can use.")
+    return "\n\n".join(f"<small>{x}</small>" for x in lines)
+
+
+def method_defaults(method: str):
+    """The method's own exploration constant and temperature, put into the sliders when the
+    method changes (SRA-MCTS: c = 0.5, T = 0.7 from its official code; MCTS: c = 2, T = 0.8)."""
+    cls = METHODS[method].config if method in METHODS else None
+    names = {f.name: f.default for f in dataclasses.fields(cls)} if cls else {}
+    return (gr.update(value=names["c"]) if "c" in names else gr.update(),
+            gr.update(value=names["temperature"]) if "temperature" in names else gr.update())
 
 
 def build_mcts_tab(backend, store, *, problems_path: str | Path | None = None) -> dict:
@@ -245,6 +278,7 @@ def build_mcts_tab(backend, store, *, problems_path: str | Path | None = None) -
                     c[f"random_{tier}"] = gr.Button(f"Random {tier}", size="sm", elem_id=f"ts-search-random-{tier}")
             c["gold"] = gr.Markdown("")
             c["method"] = gr.Dropdown([(m.label, m.name) for m in METHODS.values()], value="mcts", label="Method")
+            c["method_note"] = gr.Markdown(method_note(backend), elem_id="ts-method-note")
             with gr.Accordion("Settings", open=False):
                 with gr.Row():
                     c["rollouts"] = gr.Slider(1, 200, value=16, step=1, label="Rollouts (MCTS)")
@@ -260,6 +294,16 @@ def build_mcts_tab(backend, store, *, problems_path: str | Path | None = None) -
                 with gr.Row():
                     c["samples"] = gr.Slider(1, 64, value=8, step=1, label="Samples (sc, best-of-N)")
                     c["beam_width"] = gr.Slider(1, 8, value=3, step=1, label="Beam width")
+                with gr.Row():
+                    c["check"] = gr.Dropdown([("code runs (rStar-Math)", "runs"),
+                                              ("code runs and agrees with its comment", "runs_and_claim")],
+                                             value="runs", label="Step check (code-verified MCTS)")
+                    c["self_eval"] = gr.Dropdown([("the model writes Score: N (SRA-MCTS)", "prompt"),
+                                                  ("10 × mean token probability (substitute)", "confidence")],
+                                                 value="prompt", label="Self-evaluation (SRA-MCTS)")
+                    c["reflection"] = gr.Dropdown([("guides the children (common)", "common"),
+                                                   ("only ends a path (simple)", "simple")],
+                                                  value="common", label="Reflection (SRA-MCTS)")
                 c["seed"] = gr.Number(0, precision=0, minimum=0, label="Seed")
             with gr.Accordion("rStar settings", open=False):
                 with gr.Row():
@@ -298,6 +342,8 @@ def build_mcts_tab(backend, store, *, problems_path: str | Path | None = None) -
         c["inspect"] = gr.Button("Inspect node", size="sm", scale=0)
     c["inspector"] = gr.HTML("", css_template=TOKENS_CSS, elem_id="ts-inspector")
     c["rstar_panel"] = gr.Markdown("", elem_id="ts-rstar-panel")    # rStar's discriminator, full width
+    c["show_pairs"] = gr.Button("Preference pairs of this tree (rStar-Math)", size="sm")
+    c["pairs"] = gr.HTML("", elem_id="ts-pairs")
 
     for tier in TIERS:
         c[f"random_{tier}"].click(functools.partial(pick_random_problem, problems[tier], tier=tier),
@@ -312,7 +358,7 @@ def build_mcts_tab(backend, store, *, problems_path: str | Path | None = None) -
                 c["temperature"], c["min_p"], c["reward"], c["final_rule"], c["samples"], c["beam_width"],
                 c["seed"], c["control"], c["one_step_thoughts"], c["subquestions"], c["votes"], c["final_votes"],
                 c["discriminate"], c["cut_mode"], c["cuts"], c["consistency"], c["gold_fallback"],
-                c["discriminator_model"]],
+                c["discriminator_model"], c["check"], c["self_eval"], c["reflection"]],
         outputs=[*view_out, c["view"], c["timeline"]], api_name="run_search",
         concurrency_limit=1, concurrency_id=MODEL_QUEUE)
     panel = dict(fn=rstar_panel, inputs=[c["view"], c["timeline"]], outputs=[c["rstar_panel"]],
@@ -326,6 +372,10 @@ def build_mcts_tab(backend, store, *, problems_path: str | Path | None = None) -
     for name, direction in (("prev_phase", -1), ("next_phase", 1)):
         c[name].click(functools.partial(step_phase, direction=direction), inputs=[c["view"], c["timeline"]],
                       outputs=[c["timeline"], *view_out], api_visibility="private").then(**panel)
+    c["method"].change(method_defaults, inputs=[c["method"]], outputs=[c["c"], c["temperature"]],
+                       api_visibility="private")
+    c["show_pairs"].click(show_pairs, inputs=[c["view"], c["timeline"]], outputs=[c["pairs"]],
+                          api_visibility="private")
     c["inspect"].click(inspect_node, inputs=[c["view"], c["node_id"], c["timeline"]], outputs=[c["inspector"]],
                        api_visibility="private")
     return c

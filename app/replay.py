@@ -13,7 +13,8 @@ import html
 from engine import events as E
 from engine.tree import Tree
 
-PHASE_EVENTS = (E.IterationStarted, E.Selected, E.Expanded, E.TerminalReward, E.Backprop, E.FinalAnswer,
+PHASE_EVENTS = (E.IterationStarted, E.Selected, E.Reflected, E.Expanded, E.SraRollout, E.TerminalReward,
+                E.Backprop, E.FinalAnswer,
                 # rStar's discriminator: its start, each candidate's verdict, the final table
                 E.CandidatesCollected, E.DiscriminatorVerdict, E.CandidateTable)
 
@@ -56,7 +57,9 @@ def explain(tree: Tree, ev: E.Event | None) -> str:
     if isinstance(ev, E.Selected):
         why = {"uct": f"highest UCT = Q + {ev.c:g}·√(ln N_parent / N), N_parent = {ev.parent_visits}",
                "unvisited": "an unvisited child is tried before UCT applies (chosen at random, seeded)",
-               "only": "the only child"}[ev.rule]
+               "only": "the only child",
+               "sra_ucb": f"SRA-MCTS's UCB = V + {ev.c:g}·√(2·ln N_parent / N) on the 0–10 self-evaluation scale, "
+                          f"unvisited children V + a fixed bonus, N_parent = {ev.parent_visits}"}.get(ev.rule, ev.rule)
         rows = ["| child | N | Q | explore | UCT | |", "|---|---|---|---|---|---|"]
         for r in ev.candidates:
             mark = "**← chosen**" if r["node"] == ev.chosen else ""
@@ -99,6 +102,20 @@ def explain(tree: Tree, ev: E.Event | None) -> str:
         return words
     if isinstance(ev, E.NodeProposed):
         return f"Node {ev.node} proposed under node {ev.parent}: `{_short(ev.text)}`"
+    if isinstance(ev, E.CodeExecuted):
+        verdict = "passed" if ev.passed else "failed" + (" — the branch ends, reward −1" if ev.ends_branch else "")
+        return (f"**Run code** of node {ev.node} with the earlier steps' code (sandbox: {ev.isolation or '—'}): "
+                f"`{_short(ev.code)}` → {ev.status}" + (f", value {ev.value}" if ev.value is not None else "")
+                + f"; {verdict}.")
+    if isinstance(ev, E.Reflected):
+        return f"**Reflect** at node {ev.node}: " + ("`<end>` — the path is finished." if ev.ends
+                                                     else f"“{_short(ev.text)}”")
+    if isinstance(ev, E.SelfEvaluated):
+        return (f"**Self-evaluate** node {ev.node}: {ev.score:g} / 10" +
+                ("" if ev.parsed else " (no score in the model's output: fallback 5)"))
+    if isinstance(ev, E.SraRollout):
+        return (f"**Simulate** from node {ev.node}: best rollout score {ev.best:g}; V {ev.value_before:g} → "
+                f"{ev.value_after:g} = (1 − {ev.alpha:g})·V + {ev.alpha:g}·best.")
     return f"`{ev.type}`"
 
 

@@ -118,6 +118,13 @@ def _hover(tree: Tree, nid: int) -> str:
     if n.terminal:
         verdict = "" if n.correct is None else (" ✓ correct" if n.correct else " ✗ wrong")
         lines.append(f"terminal · answer {n.answer}{verdict}")
+    if n.code is not None:
+        lines.append(f"code {'passed' if n.code['passed'] else 'failed'} ({n.code['status']})"
+                     + (" · branch ended" if n.code.get("ends_branch") else ""))
+    if n.self_eval is not None:
+        lines.append(f"self-evaluation {n.self_eval['score']:g}/10" + ("" if n.self_eval["parsed"] else " (fallback)"))
+    if n.reflection is not None:
+        lines.append("reflection: " + html.escape(n.reflection[:HOVER_TEXT_CHARS]))
     sel = n.last_selection
     if sel is not None:
         if sel.get("uct") is None:

@@ -89,7 +89,10 @@ def _add_config_flags(p: argparse.ArgumentParser, config_classes) -> None:
                     float: _number(float, -1e300, 1e300, f"--{f.name.replace('_', '-')}"),
                     bool: _boolean(f"--{f.name.replace('_', '-')}")}.get(kind, str)
             from engine.search.common import ANSWER_RULES, REWARD_SOURCES
-            choices = {"reward": REWARD_SOURCES, "final_rule": ANSWER_RULES}.get(f.name)
+            from engine.search.code_mcts import CHECKS
+            from engine.search.sra_mcts import REFLECTIONS, SELF_EVALS
+            choices = {"reward": REWARD_SOURCES, "final_rule": ANSWER_RULES, "check": CHECKS,
+                       "self_eval": SELF_EVALS, "reflection": REFLECTIONS}.get(f.name)
             p.add_argument(f"--{f.name.replace('_', '-')}", dest=f"cfg_{f.name}", type=conv, default=None,
                            choices=choices, metavar=None if choices else f.name.upper(),
                            help=f"default {f.default}")
@@ -163,6 +166,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_flags(b)
     b.add_argument("--quick", action="store_true", help="a tiny workload (seconds; for tests)")
     b.add_argument("--json", action="store_true")
+
+    from engine.cli_pairs import add_pairs_parser
+    add_pairs_parser(sub, _add_model_flags, _add_config_flags, _number)
+
+    from engine.sandbox import ISOLATIONS
+    sb = sub.add_parser("sandbox", help="run a Python file exactly as model-written code is run, print the outcome")
+    sb.add_argument("file", help="a Python file")
+    sb.add_argument("--isolation", choices=ISOLATIONS, default=None,
+                    help="force an isolation level (default: the strongest that works here)")
+    sb.add_argument("--json", action="store_true", help="print status, output, seconds, isolation as JSON")
     return ap
 
 
@@ -267,6 +280,30 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_sandbox(args) -> int:
+    from engine import sandbox
+    try:
+        code = open(args.file, encoding="utf-8").read()
+    except UnicodeDecodeError:
+        raise InputError(f"{args.file} is not UTF-8 text") from None
+    try:
+        result = sandbox.run_code(code, isolation_level=args.isolation)
+    except sandbox.SandboxUnavailable as e:
+        raise InputError(str(e)) from None
+    if args.json:
+        print(json.dumps(result.to_json()))
+    else:
+        print(result.output, end="" if result.output.endswith("\n") or not result.output else "\n")
+        print(f"[{result.status} in {result.seconds:.2f} s; isolation: {result.isolation} — "
+              f"{sandbox.describe(result.isolation)}]", file=sys.stderr)
+    return 0
+
+
+def cmd_export_pairs(args) -> int:
+    from engine.cli_pairs import cmd_export_pairs as export
+    return export(args, _load, config_from_args)
+
+
 def cmd_serve(args) -> int:
     from app.main import serve
     serve(model=args.model, host=args.host, port=args.port, db=args.db, device=args.device,
@@ -290,7 +327,8 @@ def cmd_bench(args) -> int:
 
 
 COMMANDS = {"serve": cmd_serve, "models": cmd_models, "generate": cmd_generate, "eval": cmd_eval,
-            "run": cmd_run, "sessions": cmd_sessions, "sweep": cmd_sweep, "bench": cmd_bench}
+            "run": cmd_run, "sessions": cmd_sessions, "sweep": cmd_sweep, "bench": cmd_bench,
+            "sandbox": cmd_sandbox, "export-pairs": cmd_export_pairs}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -153,6 +153,8 @@ EVAL_METHODS: dict[str, Callable] = {
     "beam": eval_search("beam"),
     "leco": eval_leco,
     "rstar": eval_search("rstar"),
+    "mcts-code": eval_search("mcts-code"),
+    "sra-mcts": eval_search("sra-mcts"),
 }
 BATCHED = {"greedy", "sc"}
 

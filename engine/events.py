@@ -135,6 +135,72 @@ class Backprop(Event):
 
 
 @dataclass(frozen=True)
+class CodeExecuted(Event):
+    """A step's code was run in the sandbox (code-verified MCTS), right after its NodeProposed.
+
+    ``program`` is what ran: the code of every earlier passing step on the path, this step's
+    code, and a ``print`` of the variable it assigns. ``status``: the sandbox's (ok, error,
+    timeout, killed) or "no_code" when the step carries none. ``value``: what the program
+    printed; ``claim``: the result the step's comment claims; ``claim_ok``: whether they agree.
+    ``failures``: consecutive failing steps on the path, this one included.
+    """
+
+    type: ClassVar[str] = "code_executed"
+    node: int
+    code: str
+    program: str
+    status: str
+    output: str
+    passed: bool
+    value: str | None = None
+    claim: str | None = None
+    claim_ok: bool | None = None
+    failures: int = 0
+    ends_branch: bool = False
+    isolation: str = ""
+
+
+@dataclass(frozen=True)
+class Reflected(Event):
+    """SRA-MCTS: the model's reflection on the path to ``node`` before it is expanded.
+    ``ends``: the reflection says the path is finished (SRA's ``<end>``); ``raw``: what it wrote."""
+
+    type: ClassVar[str] = "reflected"
+    node: int
+    text: str
+    ends: bool = False
+    raw: str = ""
+
+
+@dataclass(frozen=True)
+class SelfEvaluated(Event):
+    """SRA-MCTS: the 0-10 score of a step. ``parsed`` False means the output held no score and
+    the fallback (5) was used; ``source``: "prompt" (the model wrote it) or "confidence"."""
+
+    type: ClassVar[str] = "self_evaluated"
+    node: int
+    score: float
+    parsed: bool
+    raw: str = ""
+    source: str = "prompt"
+
+
+@dataclass(frozen=True)
+class SraRollout(Event):
+    """SRA-MCTS simulation from ``node``: rollout steps (not kept as nodes), their scores, and
+    the blend V <- (1 - alpha) V + alpha best."""
+
+    type: ClassVar[str] = "sra_rollout"
+    node: int
+    steps: list
+    scores: list
+    best: float
+    value_before: float
+    value_after: float
+    alpha: float = 0.5
+
+
+@dataclass(frozen=True)
 class FinalAnswer(Event):
     type: ClassVar[str] = "final_answer"
     answer: str | None
@@ -303,7 +369,8 @@ class CandidateTable(Event):
 EVENT_TYPES: dict[str, type[Event]] = {cls.type: cls for cls in (
     RunStarted, NodeProposed, IterationStarted, Selected, Expanded, TerminalReward, Backprop,
     FinalAnswer, RunFinished, StepScores, StepCut, Continuation, RoundAnswer, Voted,
-    CandidatesCollected, DiscriminatorCut, DiscriminatorCompletion, DiscriminatorVerdict, CandidateTable)}
+    CandidatesCollected, DiscriminatorCut, DiscriminatorCompletion, DiscriminatorVerdict, CandidateTable,
+    CodeExecuted, Reflected, SelfEvaluated, SraRollout)}
 
 
 def from_json(data: dict) -> Event:

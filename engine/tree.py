@@ -33,6 +33,11 @@ class Node:
     reward: float | None = None                    # terminal reward, once given
     last_selection: dict | None = None             # the candidate row this node had when last scored
     votes: "E.Voted | None" = None                 # rStar: the votes behind the node's answer
+    code: dict | None = None                       # CodeExecuted fields (code-verified MCTS)
+    reflection: str | None = None                  # SRA-MCTS: the reflection written at this node
+    reflection_ends: bool = False
+    self_eval: dict | None = None                  # SRA-MCTS: {"score", "parsed", "raw", "source"}
+    rollout: dict | None = None                    # SRA-MCTS: the last simulation from this node
 
     @property
     def q(self) -> float:
@@ -89,6 +94,14 @@ class Tree:
         elif isinstance(ev, E.Selected):
             for row in ev.candidates:
                 self.nodes[row["node"]].last_selection = row
+        elif isinstance(ev, E.CodeExecuted):
+            self.nodes[ev.node].code = {k: v for k, v in ev.to_json().items() if k not in ("type", "node")}
+        elif isinstance(ev, E.Reflected):
+            self.nodes[ev.node].reflection, self.nodes[ev.node].reflection_ends = ev.text, ev.ends
+        elif isinstance(ev, E.SelfEvaluated):
+            self.nodes[ev.node].self_eval = {"score": ev.score, "parsed": ev.parsed, "raw": ev.raw, "source": ev.source}
+        elif isinstance(ev, E.SraRollout):
+            self.nodes[ev.node].rollout = {k: v for k, v in ev.to_json().items() if k not in ("type", "node")}
         elif isinstance(ev, E.IterationStarted):
             self.iteration, self.iterations = ev.iteration, ev.of
         elif isinstance(ev, E.RunStarted):

@@ -5,6 +5,7 @@ script (allowed for search-logic tests only); determinism runs on a real tiny Ll
 """
 
 import copy
+import dataclasses
 import math
 import random
 import re
@@ -138,10 +139,11 @@ def test_every_event_survives_json():
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_same_seed_same_events_on_a_real_model(tiny_backend, method):
     m = METHODS[method]
-    small = {"mcts": {"rollouts": 3, "max_depth": 3, "max_step_tokens": 8},
-             "rstar": {"rollouts": 2, "max_depth": 3, "max_step_tokens": 8, "votes": 2, "final_votes": 2},
+    small = {"rstar": {"rollouts": 2, "max_depth": 3, "max_step_tokens": 8, "votes": 2, "final_votes": 2},
              "leco": {"max_rounds": 2}}
-    cfg = m.config(**small.get(method, {"samples": 3, "max_depth": 3}))
+    tree_search = "rollouts" in {f.name for f in dataclasses.fields(m.config)}     # mcts and its variants
+    cfg = m.config(**small.get(method, {"rollouts": 3, "max_depth": 3, "max_step_tokens": 8} if tree_search
+                               else {"samples": 3, "max_depth": 3}))
     a = [e.dumps() for e in m.run(QUESTION, tiny_backend, config=cfg, seed=7, gold="37")]
     b = [e.dumps() for e in m.run(QUESTION, tiny_backend, config=cfg, seed=7, gold="37")]
     assert a == b

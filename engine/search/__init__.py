@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from engine.search import baselines, leco, mcts, rstar
+from engine.search import baselines, code_mcts, leco, mcts, rstar, sra_mcts
 
 
 @dataclass(frozen=True)
@@ -30,4 +30,6 @@ METHODS: dict[str, Method] = {m.name: m for m in [
     Method("beam", "Step-level beam search", baselines.run_beam, baselines.BaselineConfig),
     Method("leco", "LECO (rethink from the least confident step)", leco.run, leco.LECOConfig),
     Method("rstar", "rStar (generator MCTS + discriminator)", rstar.run, rstar.RStarConfig),
+    Method("mcts-code", "MCTS, code-verified steps (rStar-Math)", code_mcts.run, code_mcts.CodeMCTSConfig),
+    Method("sra-mcts", "SRA-MCTS (reflection + self-evaluation)", sra_mcts.run, sra_mcts.SRAConfig),
 ]}

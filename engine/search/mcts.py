@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import asdict, dataclass
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Protocol
 
 from engine import events as E
 from engine.sampling import SamplingConfig
@@ -115,15 +115,32 @@ def select_child(tree: Tree, node_id: int, c: float, rng: random.Random) -> E.Se
     return E.Selected(node=node_id, chosen=chosen, rule=rule, candidates=rows, c=c, parent_visits=node.visits)
 
 
+class StepVerifier(Protocol):
+    """An optional check of each proposed step (code-verified MCTS, engine/search/code_mcts.py)."""
+
+    def check(self, tree: Tree, parent: int, first_id: int, steps: list) -> list[tuple[bool, list[E.Event]]]:
+        """Per step (to become nodes first_id, first_id + 1, ...): (ends the branch, events to
+        emit right after the step's NodeProposed)."""
+
+    def reward(self, tree: Tree, leaf) -> tuple[float, str, dict] | None:
+        """(reward, source, detail) overriding the configured reward at ``leaf``, or None."""
+
+
 def run(question: str, backend, *, config: MCTSConfig = MCTSConfig(), seed: int = 0, gold: str | int | None = None,
         should_stop: Callable[[], bool] | None = None) -> Iterator[E.Event]:
     """Yield the events of one MCTS run. ``should_stop`` is polled between model calls."""
+    yield from search(question, backend, config=config, seed=seed, gold=gold, should_stop=should_stop)
+
+
+def search(question: str, backend, *, config: MCTSConfig, seed: int, gold, should_stop, method: str = "mcts",
+           proposer_cls: type = StepProposer, verifier: StepVerifier | None = None) -> Iterator[E.Event]:
+    """The MCTS loop; variants plug in their own proposer (prompt format) and step verifier."""
     gold = normalize_gold(gold)
     if config.reward == "gold" and gold is None:
         raise ValueError("reward 'gold' needs a gold answer")
     rng = random.Random(seed)
     counter = TokenCounter()
-    proposer = StepProposer(backend, question, sampling=config.sampling, max_step_tokens=config.max_step_tokens,
+    proposer = proposer_cls(backend, question, sampling=config.sampling, max_step_tokens=config.max_step_tokens,
                             counter=counter, should_stop=should_stop)
     tree = Tree()
 
@@ -131,7 +148,7 @@ def run(question: str, backend, *, config: MCTSConfig = MCTSConfig(), seed: int 
         tree.apply(ev)
         return ev
 
-    yield emit(E.RunStarted(method="mcts", question=question, prompt=proposer.prompt, gold=gold,
+    yield emit(E.RunStarted(method=method, question=question, prompt=proposer.prompt, gold=gold,
                             config=config.to_json(), seed=seed, model=backend.info.name))
     yield emit(E.NodeProposed(node=E.ROOT, parent=E.NO_PARENT, depth=0, action="root", text=proposer.prompt))
     status, message = "done", ""
@@ -147,11 +164,14 @@ def run(question: str, backend, *, config: MCTSConfig = MCTSConfig(), seed: int 
                     steps = proposer.next_steps(texts, seed=rng.randrange(2**31))
                     kids = []
                     depth = tree[node_id].depth + 1
-                    for s in steps:          # duplicates are kept, as in rStar: each is a vote
+                    checks = verifier.check(tree, node_id, len(tree), steps) if verifier else [(False, [])] * len(steps)
+                    for s, (ends, extra) in zip(steps, checks):   # duplicates are kept, as in rStar: each is a vote
                         ev = node_event(len(tree), node_id, depth, "step", s, gold,
-                                        force_terminal=depth >= config.max_depth)
+                                        force_terminal=depth >= config.max_depth or ends)
                         kids.append(ev.node)
                         yield emit(ev)
+                        for x in extra:
+                            yield emit(x)
                     yield emit(E.Expanded(node=node_id, children=kids, phase=phase))
                     phase = "simulate"
                 sel = select_child(tree, node_id, config.c, rng)
@@ -159,8 +179,13 @@ def run(question: str, backend, *, config: MCTSConfig = MCTSConfig(), seed: int 
                 node_id = sel.chosen
                 path.append(node_id)
             leaf = tree[node_id]
-            reward, detail = reward_for(leaf.answer, config.reward, gold, [n.answer for n in tree.terminals()])
-            yield emit(E.TerminalReward(node=node_id, reward=reward, source=config.reward, answer=leaf.answer,
+            override = verifier.reward(tree, leaf) if verifier else None
+            if override is not None:
+                reward, source, detail = override
+            else:
+                reward, detail = reward_for(leaf.answer, config.reward, gold, [n.answer for n in tree.terminals()])
+                source = config.reward
+            yield emit(E.TerminalReward(node=node_id, reward=reward, source=source, answer=leaf.answer,
                                         detail=detail))
             yield emit(backprop_event(tree, path, reward))
     except Stopped:

@@ -1,0 +1,87 @@
+"""Method-specific parts of the node inspector and the preference-pair table.
+
+Code-verified MCTS: the step's code, its output or error, pass/fail, the claim check and the
+cumulative program that ran. SRA-MCTS: the reflection written at the node, its 0–10
+self-evaluation (and whether the model's output held a score at all), and the last simulation
+from it. Pure functions from a folded tree to HTML; no Gradio here.
+"""
+
+from __future__ import annotations
+
+import html
+
+from engine.pairs import PairConfig, pairs_from_tree
+from engine.tree import Tree
+
+EMBEDDED_SRA_NOTE = ("The embedded model was never trained to reflect or to score steps: its reflections and "
+                     "scores are whatever it writes after <code>Analysis:</code> / <code>Score:</code>, shown as "
+                     "written. An unparsable score counts as 5 (SRA-MCTS's fallback) and is marked.")
+
+
+def _pre(text: str) -> str:
+    return f'<pre style="white-space:pre-wrap;margin:2px 0">{html.escape(text)}</pre>'
+
+
+def code_html(info: dict) -> str:
+    verdict = "✓ passed" if info["passed"] else "✗ failed"
+    claim = ""
+    if info.get("claim") is not None:
+        ok = {True: "agrees", False: "disagrees", None: "not checked"}[info.get("claim_ok")]
+        claim = f" · value {html.escape(str(info.get('value')))}, comment claims {html.escape(info['claim'])} ({ok})"
+    end = f" · branch ends (failures in a row: {info['failures']})" if info.get("ends_branch") else (
+        f" · failures in a row: {info['failures']}" if info.get("failures") else "")
+    parts = [f"<p><b>Code</b> · {verdict} · status <code>{html.escape(info['status'])}</code>{claim}{end}"
+             + (f" · sandbox: {html.escape(info['isolation'])}" if info.get("isolation") else "") + "</p>",
+             _pre(info["code"] or "(no code in this step)")]
+    if info.get("output"):
+        parts += ["<p>Output / error:</p>", _pre(info["output"])]
+    if info.get("program"):
+        parts += ["<details><summary>Cumulative program (earlier passing steps + this step)</summary>",
+                  _pre(info["program"]), "</details>"]
+    return "".join(parts)
+
+
+def sra_html(tree: Tree, nid: int) -> str:
+    n = tree[nid]
+    parts = []
+    if n.self_eval is not None:
+        se = n.self_eval
+        how = "model's written score" if se["source"] == "prompt" else "10 × mean token probability"
+        parsed = "" if se["parsed"] else " — <b>no score in the output; fallback 5</b>"
+        raw = f" (wrote <code>{html.escape(se['raw'].strip()[:80])}</code>)" if se["source"] == "prompt" else ""
+        parts.append(f"<p><b>Self-evaluation</b>: {se['score']:g} / 10 ({how}){raw}{parsed}</p>")
+    if n.reflection is not None:
+        text = "&lt;end&gt;: the path is finished" if n.reflection_ends else html.escape(n.reflection or "(empty)")
+        parts.append(f"<p><b>Reflection</b> before expanding: {text}</p>")
+    if n.rollout is not None:
+        r = n.rollout
+        steps = "".join(f"<li><code>{html.escape(s.strip())}</code> — {sc:g}</li>"
+                        for s, sc in zip(r["steps"], r["scores"]))
+        parts.append(f"<p><b>Simulation</b>: V {r['value_before']:g} → {r['value_after']:g} "
+                     f"= (1 − {r['alpha']:g})·{r['value_before']:g} + {r['alpha']:g}·{r['best']:g}</p>"
+                     + (f"<ul>{steps}</ul>" if steps else ""))
+    if parts and tree.run is not None and tree.run.method == "sra-mcts" and tree.run.model == "arith-llama-3m":
+        parts.append(f"<p><small>{EMBEDDED_SRA_NOTE}</small></p>")
+    return "".join(parts)
+
+
+def node_details_html(tree: Tree, nid: int) -> str:
+    """The method-specific details of node ``nid`` ("" when it has none)."""
+    n = tree[nid]
+    out = code_html(n.code) if n.code is not None else ""
+    return out + sra_html(tree, nid)
+
+
+def pairs_html(tree: Tree, cfg: PairConfig = PairConfig()) -> str:
+    """The tree's rStar-Math preference pairs as a table (or why there are none)."""
+    pairs, note = pairs_from_tree(tree, cfg)
+    if not pairs:
+        return f"<p>No preference pairs: {html.escape(note)}.</p>"
+    rows = "".join(f"<tr><td>{p.parent}</td><td>{p.chosen_node}: <code>{html.escape(p.chosen.strip())}</code></td>"
+                   f"<td>{p.q_chosen:.3f}</td><td>{p.rejected_node}: <code>{html.escape(p.rejected.strip())}</code></td>"
+                   f"<td>{p.q_rejected:.3f}</td></tr>" for p in pairs)
+    return (f"<p>{len(pairs)} preference pairs (rStar-Math: among siblings, the top-{cfg.top} Q steps that reach a "
+            f"right answer against the bottom-{cfg.top} that reach only wrong ones; Q margin ≥ {cfg.margin:g}). "
+            "Export them with <code>thoughtscope export-pairs --session ID</code>.</p>"
+            "<table><tr><th>after node</th><th>chosen</th><th>Q</th><th>rejected</th><th>Q</th></tr>"
+            f"{rows}</table>")

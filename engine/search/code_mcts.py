@@ -1,0 +1,167 @@
+"""Code-verified MCTS (rStar-Math style): every step carries code, and the code must run.
+
+The search is the step-level MCTS of mcts.py, with two changes:
+
+1. the prompt is the code-augmented format (``formats.code_prompt``: the question, then
+   ``Code:``), so each step reads ``Step k: xk = x(k-1) op n  # a op b = c``;
+2. each proposed step's code is executed in the sandbox (engine/sandbox.py) **cumulatively**,
+   as rStar-Math does: the program is the code of every earlier passing step on the path, then
+   this step's code, then ``print(xk)`` of the variable it assigns. The result is a
+   ``CodeExecuted`` event right after the step's ``NodeProposed``.
+
+A step fails when its program does not run (error, timeout, killed) or it has no code; with
+``check="runs_and_claim"`` it also fails when the printed value differs from the result its
+comment claims (``# 96 / 2 = 48`` claims 48). After ``max_failures`` consecutive failing
+steps on a path the branch ends there: the node is terminal and its reward is −1.
+Failing steps' code is left out of later programs, so a later step is judged on its own code.
+
+Deliberate differences from rStar-Math (docs/code_mcts.md): rStar-Math drops failing steps
+from the tree; here they stay, visible, as terminal nodes with reward −1 (``max_failures = 1``
+is the paper's filter). rStar-Math's code is free-form Python with comments; the embedded
+model writes one assignment per step. There is no process preference model: the reward is
+MCTS's (self-consistency or the answer key); preference pairs for training one come from
+engine/pairs.py.
+
+Not here: the sandbox itself, or drawing (app/).
+"""
+
+from __future__ import annotations
+
+import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+from engine import events as E
+from engine import sandbox
+from engine.demo_model.formats import CODE_HEADER, STEP_DELIMITER
+from engine.search.common import StepProposer, check_field as _check, is_whole as _int
+from engine.search.mcts import MCTSConfig, search
+from engine.steps import extract_answer, step_claims
+from engine.tree import Tree
+
+CHECKS = ("runs", "runs_and_claim")
+FAILURE_REWARD = -1.0
+PARALLEL = 3        # sibling programs run at once (each in its own sandboxed process)
+
+# "Step 2: x2 = x1 // 2  # 96 / 2 = 48" -> code "x2 = x1 // 2", comment "96 / 2 = 48"
+_CODE_STEP = re.compile(r"^\s*Step\s+\d+\s*:\s*(?P<code>[^#\n]*?)\s*(?:#\s*(?P<comment>[^\n]*))?\s*$")
+_TARGET = re.compile(r"^\s*([A-Za-z_]\w*)\s*=(?!=)")
+
+
+@dataclass(frozen=True)
+class CodeMCTSConfig(MCTSConfig):
+    max_failures: int = 1               # consecutive failing steps that end a branch (1: rStar-Math's filter)
+    check: str = "runs"                 # "runs" (rStar-Math) or "runs_and_claim" (the comment must agree)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check("max_failures", self.max_failures, _int(self.max_failures) and 1 <= self.max_failures <= 64,
+               "from 1 to 64")
+        _check("check", self.check, self.check in CHECKS, f"one of {CHECKS}")
+
+
+class CodeStepProposer(StepProposer):
+    """The StepProposer with the code-augmented prompt (a ``Code:`` line after the question)."""
+
+    def __init__(self, backend, question: str, **kw):
+        super().__init__(backend, question, **kw)
+        self.prompt = self.prompt + CODE_HEADER + STEP_DELIMITER
+
+
+@dataclass(frozen=True)
+class ParsedStep:
+    code: str | None            # None: the step carries no code
+    target: str | None          # the variable it assigns
+    claim: str | None           # the result its comment claims
+
+
+def parse_code_step(text: str) -> ParsedStep:
+    """``parse_code_step("Step 2: x2 = x1 // 2  # 96 / 2 = 48\\n")`` ->
+    ParsedStep(code="x2 = x1 // 2", target="x2", claim="48")."""
+    m = _CODE_STEP.match(text.strip())
+    if not m or not m.group("code").strip():
+        return ParsedStep(None, None, None)
+    code = m.group("code").strip()
+    target = _TARGET.match(code)
+    claims = step_claims(m.group("comment") or "")
+    return ParsedStep(code, target.group(1) if target else None, str(claims[-1][3]) if claims else None)
+
+
+def cumulative_program(earlier: list[str], code: str, target: str | None) -> str:
+    """The program a step is judged by: earlier passing steps' code, its own, a print of its variable."""
+    lines = [*earlier, code]
+    if target:
+        lines.append(f"print({target})")
+    return "\n".join(lines) + "\n"
+
+
+def passing_code_on_path(tree: Tree, node_id: int) -> list[str]:
+    """Code of the passing steps from the root down to ``node_id`` (inclusive), in order."""
+    return [tree[n].code["code"] for n in tree.path_to(node_id)
+            if tree[n].code is not None and tree[n].code["passed"]]
+
+
+def failures_at(tree: Tree, node_id: int) -> int:
+    """Consecutive failing steps ending at ``node_id`` (0 when it passed or carries no check)."""
+    info = tree[node_id].code
+    return info["failures"] if info is not None and not info["passed"] else 0
+
+
+class CodeVerifier:
+    """Runs each proposed step's cumulative program in the sandbox (mcts.StepVerifier)."""
+
+    def __init__(self, config: CodeMCTSConfig, run_code: Callable[[str], sandbox.Result] | None = None):
+        self.config = config
+        self.run_code = run_code or sandbox.run_code
+        self.cache: dict[str, sandbox.Result] = {}     # same program, same outcome: run once per search
+
+    def _execute(self, programs: list[str]) -> list[sandbox.Result]:
+        todo = sorted({p for p in programs if p not in self.cache})
+        if todo:
+            with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
+                for p, r in zip(todo, pool.map(self.run_code, todo)):
+                    self.cache[p] = r
+        return [self.cache[p] for p in programs]
+
+    def check(self, tree: Tree, parent: int, first_id: int, steps: list) -> list[tuple[bool, list[E.Event]]]:
+        earlier = passing_code_on_path(tree, parent)
+        before = failures_at(tree, parent)
+        parsed = [parse_code_step(s.text) if extract_answer(s.text) is None and s.text.strip() else None
+                  for s in steps]
+        programs = [cumulative_program(earlier, p.code, p.target) for p in parsed if p and p.code]
+        results = iter(self._execute(programs))
+        out = []
+        for i, (s, p) in enumerate(zip(steps, parsed)):
+            if p is None:                   # an answer (or empty) step: nothing to run
+                out.append((False, []))
+                continue
+            if p.code is None:
+                status, output, program, value, iso = "no_code", "", "", None, ""
+            else:
+                r = next(results)
+                status, output, iso = r.status, r.output, r.isolation
+                program = cumulative_program(earlier, p.code, p.target)
+                value = output.strip().splitlines()[-1] if status == "ok" and p.target and output.strip() else None
+            claim_ok = None if value is None or p.claim is None else value == p.claim
+            passed = status == "ok" and (self.config.check == "runs" or claim_ok is True)
+            failures = 0 if passed else before + 1
+            ends = failures >= self.config.max_failures
+            out.append((ends, [E.CodeExecuted(node=first_id + i, code=p.code or "", program=program, status=status,
+                                              output=output, passed=passed, value=value, claim=p.claim,
+                                              claim_ok=claim_ok, failures=failures, ends_branch=ends,
+                                              isolation=iso)]))
+        return out
+
+    def reward(self, tree: Tree, leaf) -> tuple[float, str, dict] | None:
+        info = leaf.code
+        if info is not None and info["ends_branch"]:
+            return FAILURE_REWARD, "code_failure", {"failures": info["failures"], "status": info["status"]}
+        return None
+
+
+def run(question: str, backend, *, config: CodeMCTSConfig = CodeMCTSConfig(), seed: int = 0, gold=None,
+        should_stop: Callable[[], bool] | None = None) -> Iterator[E.Event]:
+    """Yield the events of one code-verified MCTS run."""
+    yield from search(question, backend, config=config, seed=seed, gold=gold, should_stop=should_stop,
+                      method="mcts-code", proposer_cls=CodeStepProposer, verifier=CodeVerifier(config))

@@ -1,0 +1,334 @@
+"""SRA-MCTS (Xu et al. 2024, "SRA-MCTS: Self-driven Reasoning Augmentation with Monte Carlo
+Tree Search"): the model reflects on the path before expanding, proposes children guided by
+that reflection, and scores each step itself (0–10).
+
+One iteration, following the official code (github.com/yuanye1010/SRA-MCTS, MCTS/mcts.py):
+
+1. select — from the root, while the node is expanded, take the child with the highest
+   ``V + c · √(2 · ln N_parent / N)`` (unvisited: ``V + inf_bonus``; ties at random, seeded);
+   stop early when the node reached is an answer with ``V ≥ end_gate``;
+2. reflect — the model writes a short analysis of the path (``<end>`` when it is solved; a
+   path that states the answer ends without asking, as in the official code);
+3. expand — ``children`` next steps, each prompted with the reflection; each gets the
+   model's 0–10 self-evaluation as its value V;
+4. simulate — from the best child, reflect again and sample ``roll_branch`` next steps, score
+   them, and blend: ``V ← (1 − α) · V + α · max(scores)``; the rollout steps are not kept as
+   nodes (as in the official code), but shown in the event;
+5. backpropagate — every node on the path gets one more visit, and an expanded node's V
+   becomes the visit-weighted mean of its children's V.
+
+Constants (defaults) from the official code's ``MCTS_Task``: c = 0.5 (exploration_constant),
+inf_bonus = 8 (inf), α = 0.5 (alpha), end_gate = 8.8, children = 3 (branch), roll_branch = 2,
+one roll-forward step, scores clamped to [0, 10], an unparsable score counts as 5.
+
+Deliberate differences (docs/code_mcts.md): prompts are continuations of the solution
+(``Analysis:`` / ``Score:`` after the path), not SRA's instruction prompts, so a small
+non-chat model can follow them; ``self_eval="confidence"`` replaces the model's written score
+with 10 × the step's mean token probability for models that cannot score themselves; the
+final answer is the answered node with the highest V (SRA returns the highest-V node even
+when it has no answer). ``reflection="simple"`` is the official code's other mode: reflections
+only end a path and do not guide the children. **The embedded model was never trained to reflect or to score steps:
+its reflections and scores are whatever it writes after ``Analysis:`` / ``Score:``, shown as
+is, not a working self-evaluation.**
+
+Tree statistics: a node's V (0–10) is shown as Q = V / 10 (value = Q · visits), so the tree's
+colours share the other methods' scale; the events keep V on SRA's scale.
+
+Not here: the prompts of other methods, or drawing (app/).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+from dataclasses import asdict, dataclass
+from typing import Callable, Iterator
+
+from engine import events as E
+from engine.sampling import SamplingConfig
+from engine.search.common import (MAX_STEP_TOKENS, Step, Stopped, StepProposer, TokenCounter, check_field as _check,
+                                  is_whole as _int, majority_answer, node_event, normalize_gold, split_generation)
+from engine.demo_model.formats import STEP_DELIMITER
+from engine.models.base import StopSpec
+from engine.steps import answers_equal, extract_answer
+from engine.tree import Tree
+
+SELF_EVALS = ("prompt", "confidence")
+REFLECTIONS = ("common", "simple")   # the official code's use_reflection modes
+CONTINUE = "<continue>"
+SCORE_LOW, SCORE_HIGH = 0.0, 10.0
+SCORE_FALLBACK = 5.0            # the official code's value when no score can be read
+END = "<end>"
+ANALYSIS_LABEL = "Analysis:"
+SCORE_LABEL = "Score:"
+REFLECTION_TOKENS = 48
+SCORE_TOKENS = 8
+_SCORE = re.compile(r"[Ss]core\s*[:：]\s*(\d+(?:\.\d+)?)")
+_BARE_SCORE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:/\s*10)?\s*\.?\s*$")   # " 7", "7/10", "7."
+
+
+@dataclass(frozen=True)
+class SRAConfig:
+    rollouts: int = 8               # iterations
+    children: int = 3               # branch
+    c: float = 0.5                  # exploration_constant
+    inf_bonus: float = 8.0          # inf: an unvisited child's bonus
+    alpha: float = 0.5              # value blending with the rollout's best score
+    end_gate: float = 8.8           # an answer with V at least this ends the search
+    roll_branch: int = 2            # rollout proposals scored per simulation
+    max_depth: int = 8
+    temperature: float = 0.7        # the official code samples at 0.7
+    top_p: float = 1.0
+    min_p: float = 0.0
+    self_eval: str = "prompt"       # "prompt" (the model writes Score: N) or "confidence"
+    reflection: str = "common"      # "common": reflections guide the children; "simple": they only end a path
+    max_step_tokens: int = MAX_STEP_TOKENS
+
+    def __post_init__(self) -> None:
+        _check("rollouts", self.rollouts, _int(self.rollouts) and 1 <= self.rollouts <= 10_000, "from 1 to 10000")
+        _check("children", self.children, _int(self.children) and 1 <= self.children <= 32, "from 1 to 32")
+        _check("roll_branch", self.roll_branch, _int(self.roll_branch) and 1 <= self.roll_branch <= 32, "from 1 to 32")
+        _check("max_depth", self.max_depth, _int(self.max_depth) and 1 <= self.max_depth <= 64, "from 1 to 64")
+        for name, hi in (("c", 100), ("inf_bonus", 1000), ("end_gate", 10), ("alpha", 1)):
+            v = getattr(self, name)
+            _check(name, v, isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= hi,
+                   f"a number from 0 to {hi}")
+        _check("self_eval", self.self_eval, self.self_eval in SELF_EVALS, f"one of {SELF_EVALS}")
+        _check("reflection", self.reflection, self.reflection in REFLECTIONS, f"one of {REFLECTIONS}")
+        _check("max_step_tokens", self.max_step_tokens, _int(self.max_step_tokens) and 1 <= self.max_step_tokens <= 1024,
+               "from 1 to 1024")
+        self.sampling  # validates temperature, top_p, min_p
+
+    @property
+    def sampling(self) -> SamplingConfig:
+        return SamplingConfig(temperature=self.temperature, top_p=self.top_p, min_p=self.min_p)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def parse_score(text: str | None) -> tuple[float, bool]:
+    """A 0–10 self-evaluation read from model output: (score, parsed).
+
+    ``"Score: 7"`` anywhere -> (7.0, True); an output that is only a number (the model
+    continued after our ``Score:``: ``" 7"``, ``"7/10"``) counts too; out of range is clamped
+    (``"Score: 42"`` -> 10.0); anything else (empty, words, arithmetic like ``" 961 - 87"``, a
+    negative sign) -> (5.0, False), the official code's fallback, marked as not parsed."""
+    if not isinstance(text, str) or not text.strip():
+        return SCORE_FALLBACK, False
+    m = _SCORE.search(text) or _BARE_SCORE.match(text)
+    if not m:
+        return SCORE_FALLBACK, False
+    try:
+        value = float(m.group(1))
+    except ValueError:
+        return SCORE_FALLBACK, False
+    if not math.isfinite(value):
+        return SCORE_FALLBACK, False
+    return min(max(SCORE_LOW, value), SCORE_HIGH), True
+
+
+def parse_reflection(text: str | None) -> tuple[str, bool]:
+    """(reflection, ends): ``<end>`` or "solved" mark the path as finished (as the official code
+    reads them); otherwise the first non-empty line, without an ``Analysis:`` label."""
+    text = (text or "").strip()
+    if END in text or re.search(r"\bsolved\b", text):
+        return END, True
+    if ANALYSIS_LABEL in text:
+        text = text.split(ANALYSIS_LABEL, 1)[1].strip()
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return first, False
+
+
+class SRAProposer(StepProposer):
+    """Prompts of SRA-MCTS, as continuations of the solution (see the module docstring)."""
+
+    def _path_prompt(self, path_text: str) -> str:
+        return self.prompt + path_text
+
+    def reflect(self, path_texts: list[str], *, seed: int, mode: str = "common") -> list[tuple[str, bool, str]]:
+        """(reflection, ends, raw output) per path; a path that states the answer ends unasked.
+        ``mode="simple"`` (the official code's simple reflection): the first step is never asked
+        about, and a reflection only says whether the path ends (``<continue>`` otherwise)."""
+        out: list[tuple[str, bool, str] | None] = [
+            (END, True, "") if extract_answer(p) else (CONTINUE, False, "") if mode == "simple" and p == "" else None
+            for p in path_texts]
+        ask = [i for i, o in enumerate(out) if o is None]
+        if ask:
+            prompts = [self._path_prompt(path_texts[i]) + ANALYSIS_LABEL for i in ask]
+            gens = self._generate(prompts, self.sampling, StopSpec((STEP_DELIMITER,)), REFLECTION_TOKENS, seed)
+            for i, g in zip(ask, gens or [None] * len(ask)):
+                raw = g.text if g is not None else ""
+                text, ends = parse_reflection(raw)
+                out[i] = (CONTINUE if mode == "simple" and not ends else text, ends, raw)
+        return out  # type: ignore[return-value]
+
+    def propose(self, path_text: str, reflection: str, k: int, depth: int, *, seed: int) -> list[Step]:
+        """``k`` next steps after ``path_text``, the reflection written as an ``Analysis:`` line
+        just before the step (the model proposes the step in the light of it)."""
+        guide = f"{ANALYSIS_LABEL} {reflection}{STEP_DELIMITER}" if reflection else ""
+        prefix = self.first_prefix if path_text == "" else ""      # as StepProposer: only the first step is seeded
+        prompts = [self._path_prompt(path_text) + guide + prefix] * k
+        gens = self._generate(prompts, self.sampling, StopSpec((self.delimiter,)), self.max_step_tokens, seed)
+        if gens is None:
+            return [Step("[context full]", [], True, None)] * k
+        return [(split_generation(g, self.delimiter, prefix) or [Step(prefix + g.text, [], True, None)])[0]
+                for g in gens]
+
+    def score(self, path_texts: list[str], steps: list[Step], mode: str, *, seed: int) -> list[tuple[float, bool, str]]:
+        """(score 0–10, parsed, raw) per step."""
+        if mode == "confidence":
+            return [(round(10 * math.exp(s.mean_logprob), 3) if s.mean_logprob is not None else SCORE_FALLBACK,
+                     s.mean_logprob is not None, "") for s in steps]
+        prompts = [self._path_prompt(p + s.text) + SCORE_LABEL for p, s in zip(path_texts, steps)]
+        gens = self._generate(prompts, self.sampling, StopSpec((STEP_DELIMITER,)), SCORE_TOKENS, seed)
+        raws = [g.text for g in gens] if gens is not None else [""] * len(steps)
+        return [(*parse_score(r), r) for r in raws]
+
+
+def _ucb(v: float, visits: int, parent_visits: int, c: float, inf_bonus: float) -> tuple[float, float]:
+    """(explore, ucb) of SRA-MCTS: V + c·sqrt(2 ln N_parent / N); unvisited: V + inf_bonus."""
+    if visits == 0:
+        return inf_bonus, v + inf_bonus
+    explore = c * math.sqrt(2 * math.log(max(parent_visits, 1)) / visits)
+    return explore, v + explore
+
+
+def run(question: str, backend, *, config: SRAConfig = SRAConfig(), seed: int = 0, gold=None,
+        should_stop: Callable[[], bool] | None = None) -> Iterator[E.Event]:
+    """Yield the events of one SRA-MCTS run."""
+    gold = normalize_gold(gold)
+    rng = random.Random(seed)
+    counter = TokenCounter()
+    proposer = SRAProposer(backend, question, sampling=config.sampling, max_step_tokens=config.max_step_tokens,
+                           counter=counter, should_stop=should_stop)
+    tree = Tree()
+    V: dict[int, float] = {E.ROOT: 0.0}     # SRA's node values, 0-10
+    expanded: set[int] = set()
+
+    def emit(ev: E.Event) -> E.Event:
+        tree.apply(ev)
+        return ev
+
+    def stats(nid: int, visits: int) -> list:
+        return [visits, round(V[nid] / SCORE_HIGH * visits, 6)]
+
+    yield emit(E.RunStarted(method="sra-mcts", question=question, prompt=proposer.prompt, gold=gold,
+                            config=config.to_json(), seed=seed, model=backend.info.name))
+    yield emit(E.NodeProposed(node=E.ROOT, parent=E.NO_PARENT, depth=0, action="root", text=proposer.prompt))
+    status, message, early = "done", "", None
+    try:
+        for it in range(1, config.rollouts + 1):
+            if should_stop and should_stop():
+                raise Stopped()
+            yield emit(E.IterationStarted(iteration=it, of=config.rollouts))
+            path, node_id = [E.ROOT], E.ROOT
+            while node_id in expanded and tree[node_id].children:
+                node = tree[node_id]
+                rows = []
+                for cid in node.children:
+                    explore, ucb = _ucb(V[cid], tree[cid].visits, node.visits, config.c, config.inf_bonus)
+                    rows.append({"node": cid, "visits": tree[cid].visits, "q": V[cid], "explore": explore, "uct": ucb})
+                best = max(r["uct"] for r in rows)
+                chosen = rng.choice([r["node"] for r in rows if r["uct"] == best])
+                yield emit(E.Selected(node=node_id, chosen=chosen, rule="sra_ucb", candidates=rows, c=config.c,
+                                      parent_visits=node.visits))
+                node_id = chosen
+                path.append(node_id)
+            leaf = tree[node_id]
+            if leaf.terminal and leaf.answer is not None and V[node_id] >= config.end_gate:
+                early = node_id         # SRA's isTerminal: a good enough answer ends the search
+                break
+            roll_child = None
+            if not leaf.terminal:
+                # reflect, then expand guided by the reflection
+                if tree[node_id].reflection is None:
+                    (text, ends, raw), = proposer.reflect([tree.path_text(node_id)], seed=rng.randrange(2**31),
+                                                          mode=config.reflection)
+                    yield emit(E.Reflected(node=node_id, text=text, ends=ends, raw=raw))
+                if not tree[node_id].reflection_ends:
+                    depth = leaf.depth + 1
+                    guide = tree[node_id].reflection if config.reflection == "common" else ""
+                    steps = proposer.propose(tree.path_text(node_id), guide, config.children, depth,
+                                             seed=rng.randrange(2**31))
+                    scores = proposer.score([tree.path_text(node_id)] * len(steps), steps, config.self_eval,
+                                            seed=rng.randrange(2**31))
+                    kids = []
+                    for s, (score, parsed, raw) in zip(steps, scores):
+                        ev = node_event(len(tree), node_id, depth, "step", s, gold,
+                                        force_terminal=depth >= config.max_depth)
+                        kids.append(ev.node)
+                        yield emit(ev)
+                        V[ev.node] = score
+                        yield emit(E.SelfEvaluated(node=ev.node, score=score, parsed=parsed, raw=raw,
+                                                   source=config.self_eval))
+                    expanded.add(node_id)
+                    yield emit(E.Expanded(node=node_id, children=kids, phase="expand"))
+                    # simulate from the best child (by SRA's UCB), blend its value with the rollout's best score
+                    rows = [(_ucb(V[k], tree[k].visits, tree[node_id].visits, config.c, config.inf_bonus)[1], k)
+                            for k in kids]
+                    top = max(u for u, _ in rows)
+                    roll_child = rng.choice([k for u, k in rows if u == top])
+                    yield from _simulate(proposer, tree, roll_child, config, rng, V, emit)
+            # backpropagate: one more visit; an expanded node's V = visit-weighted mean of its children's V
+            before = [[tree[n].visits, tree[n].value] for n in path]
+            visits = {n: tree[n].visits + 1 for n in path}
+            for n in reversed(path):
+                kids = tree[n].children
+                if n in expanded and kids:
+                    num = {k: visits.get(k, tree[k].visits) + (1 if k == roll_child else 0) for k in kids}
+                    total = sum(num.values())
+                    if total:
+                        V[n] = round(sum(V[k] * num[k] for k in kids) / total, 6)
+            extra = [roll_child] if roll_child is not None else []
+            full = path + extra
+            yield emit(E.Backprop(path=full, reward=V[path[-1]] / SCORE_HIGH,
+                                  before=before + [[tree[k].visits, tree[k].value] for k in extra],
+                                  after=[stats(n, visits.get(n, tree[n].visits + 1)) for n in full]))
+    except Stopped:
+        status, message = "stopped", "stopped by the user"
+    answer, fpath, alts = _final(tree, V, early)
+    yield emit(E.FinalAnswer(answer=answer, rule="highest_value", path=fpath,
+                             correct=None if gold is None else answers_equal(answer, gold), alternatives=alts))
+    yield emit(counter.finished(status, message))
+
+
+def _final(tree: Tree, V: dict, early: int | None) -> tuple[str | None, list[int], dict]:
+    """(answer, path, every rule's answer): the search's early stop, else the answered node with
+    the highest V (ties: the older), beside the majority of answers."""
+    answered = [n for n in tree.terminals() if n.answer is not None]
+    majority = majority_answer([n.answer for n in answered])
+    best = early if early is not None else (
+        max(answered, key=lambda n: (V.get(n.id, 0.0), -n.id)).id if answered else None)
+    answer = tree[best].answer if best is not None else None
+    return answer, tree.path_to(best) if best is not None else [E.ROOT], {"highest_value": answer,
+                                                                         "majority": majority}
+
+
+def _simulate(proposer: SRAProposer, tree: Tree, roll: int, config: SRAConfig, rng: random.Random, V: dict,
+              emit) -> Iterator[E.Event]:
+    """SRA's greedy roll-out policy, one step forward: reflect on ``roll``, sample and score
+    ``roll_branch`` next steps, blend ``roll``'s V with the best score."""
+    node = tree[roll]
+    best = SCORE_LOW
+    steps: list[Step] = []
+    scores: list[float] = []
+    if not node.terminal:
+        (text, ends, raw), = proposer.reflect([tree.path_text(roll)], seed=rng.randrange(2**31),
+                                              mode=config.reflection)
+        yield emit(E.Reflected(node=roll, text=text, ends=ends, raw=raw))
+        if not ends:
+            steps = proposer.propose(tree.path_text(roll), text if config.reflection == "common" else "",
+                                     config.roll_branch, node.depth + 1, seed=rng.randrange(2**31))
+            scores = [s for s, _, _ in proposer.score([tree.path_text(roll)] * len(steps), steps, config.self_eval,
+                                                      seed=rng.randrange(2**31))]
+            best = max(scores + [best])
+        else:
+            best = V[roll]
+    else:
+        best = V[roll]
+    before = V[roll]
+    V[roll] = round(before * (1 - config.alpha) + best * config.alpha, 6)
+    yield emit(E.SraRollout(node=roll, steps=[s.text for s in steps], scores=scores, best=best,
+                            value_before=before, value_after=V[roll], alpha=config.alpha))
