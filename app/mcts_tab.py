@@ -25,7 +25,8 @@ from app.figures import TOKENS_CSS, legend_html, token_span
 from app.node_details import node_details_html, pairs_html
 from app.generate_tab import MODEL_QUEUE, gold_for, gold_markdown, new_pick_state, pick_random_problem
 from app.replay import explain, final_markdown, phase_points, progress_markdown, step_to
-from app.rstar_view import discriminator_markdown, discriminator_progress, is_rstar, node_details_html
+from app.rstar_view import discriminator_markdown, discriminator_progress, is_rstar
+from app.rstar_view import node_details_html as rstar_details_html
 from app.tree_figure import tree_figure
 from engine import events as E
 from engine.demo_model.problems import TIERS, load_problems
@@ -212,7 +213,7 @@ def inspect_node(view: dict | None, node_id, k) -> str:
         raise gr.Error(f"node {nid} does not exist at this point of the run (nodes 0–{len(tree) - 1})",
                        print_exception=False)
     n = tree[nid]
-    parts = [node_details_html(tree, nid), legend_html(), '<div class="ts-tokens">']
+    parts = [rstar_details_html(tree, nid), legend_html(), '<div class="ts-tokens">']
     for pid in tree.path_to(nid):
         node = tree[pid]
         if pid == E.ROOT:

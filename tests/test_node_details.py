@@ -91,10 +91,12 @@ def test_the_variants_settings_reach_their_configs(store):
     assert Tree.fold(view["events"])[1].code["passed"]                     # default check: the code runs
     *_, last = M.run_search(CodeScriptBackend(["Step 1: x1 = 6 * 16  # 6 * 16 = 98\n", "The answer is 98.\n"]),
                             store, QUESTION, PICKED, "mcts-code", 1, 1, 2.0, 4, 0.8, 0.0, "gold", "majority", 3, 2,
-                            0, M.RunControl(), "runs_and_claim", "prompt", "common")
+                            0, M.RunControl(), check="runs_and_claim", self_eval="prompt",
+                            reflection="common")
     tree = Tree.fold(last[4]["events"])
     assert not tree[1].code["passed"] and tree.run.config["check"] == "runs_and_claim"
     *_, last = M.run_search(SRAScriptBackend(), store, QUESTION, PICKED, "sra-mcts", 2, 2, 0.5, 4, 0.7, 0.0, "gold",
-                            "majority", 3, 2, 0, M.RunControl(), "runs", "confidence", "simple")
+                            "majority", 3, 2, 0, M.RunControl(), check="runs", self_eval="confidence",
+                            reflection="simple")
     cfg = Tree.fold(last[4]["events"]).run.config
     assert (cfg["self_eval"], cfg["reflection"]) == ("confidence", "simple")
