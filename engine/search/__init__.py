@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from engine.search import baselines, mcts
+from engine.search import baselines, mcts, sugar
 
 
 @dataclass(frozen=True)
@@ -28,4 +28,6 @@ METHODS: dict[str, Method] = {m.name: m for m in [
     Method("sc", "Self-consistency", baselines.run_self_consistency, baselines.BaselineConfig),
     Method("bon", "Best-of-N (model confidence)", baselines.run_best_of_n, baselines.BaselineConfig),
     Method("beam", "Step-level beam search", baselines.run_beam, baselines.BaselineConfig),
+    Method("se", "Semantic entropy (answer clusters)", sugar.run_se, sugar.SEConfig),
+    Method("sugar", "SUGAR (entropy-routed retrieval)", sugar.run_sugar, sugar.SugarConfig),
 ]}
