@@ -242,17 +242,14 @@ def test_nli_judge_errors_are_one_line(tmp_path):
         S.NLIJudge("  ")
 
 
-def test_lm_judge_reads_the_first_token_and_flags_a_small_model(tiny_backend):
-    from engine.models.base import TokenLogprob
+def test_lm_judge_reads_the_verdict_words_from_the_whole_distribution(tiny_backend):
     judge = S.LMJudge(tiny_backend)
     assert judge.weak and "weak judge" in judge.note
-    # the verdict whose word the likeliest alternatives begin wins; no verdict word at all: neutral
-    tok = TokenLogprob(1, "Cont", math.log(0.4), (("Cont", math.log(0.4)), ("Ent", math.log(0.3)),
-                                                  ("ent", math.log(0.2)), ("The", math.log(0.1))))
-    assert judge.read(tok) == ENT                                  # 0.3 + 0.2 > 0.4
-    assert judge.read(TokenLogprob(1, "The", -0.1, (("The", -0.1), ("A", -3.0)))) == NEU
-    # on a real (random) model: one verdict per pair, the same batched or one at a time
-    pairs = [("The answer is 4.", "The answer is 5."), ("The answer is 5.", "The answer is 4.")]
-    many = judge.check_many(pairs, "What is 2 + 2?")
-    assert many == [judge.check(a, b, "What is 2 + 2?") for a, b in pairs]
-    assert all(v in S.VERDICTS for v in many)
+    # tokens that begin a verdict word add up: 0.3 + 0.2 for entailment beats 0.4 for contradiction;
+    # tokens that begin none ("The", "e") do not count
+    tokens, probs = ["Cont", "Ent", "ent", "The", "e", "Neutral"], [0.4, 0.3, 0.2, 0.05, 0.03, 0.02]
+    assert judge.read(tokens, probs) == ENT
+    assert judge.read(tokens, [0.4, 0.1, 0.1, 0.3, 0.05, 0.05]) == C
+    # on a real (random) model: a verdict, the same every time
+    v = judge.check("The answer is 4.", "The answer is 5.", "What is 2 + 2?")
+    assert v in S.VERDICTS and v == judge.check("The answer is 4.", "The answer is 5.", "What is 2 + 2?")

@@ -90,20 +90,6 @@ class VerdictCache:
         self.judge, self.question = judge, question
         self.verdicts: dict[tuple[str, str], str] = {}
 
-    def prefill(self, texts: Sequence[str]) -> None:
-        """Judge every ordered pair of distinct texts at once, for judges that batch
-        (``check_many``); clustering then reads the cache. Costs N(N-1) verdicts, which is what
-        clustering needs in the worst case (every answer its own cluster)."""
-        many = getattr(self.judge, "check_many", None)
-        distinct = list(dict.fromkeys(texts))
-        pairs = [(a, b) for a in distinct for b in distinct if a != b and (a, b) not in self.verdicts]
-        if many is None or not pairs:
-            return
-        for pair, v in zip(pairs, many(pairs, self.question)):
-            if v not in VERDICTS:
-                raise ValueError(f"judge {self.judge.name!r} returned {v!r}, not one of {VERDICTS}")
-            self.verdicts[pair] = v
-
     def __call__(self, premise: str, hypothesis: str) -> str:
         key = (premise, hypothesis)
         if key not in self.verdicts:
@@ -230,14 +216,13 @@ class LMJudge:
     """The loaded language model asked whether answer A entails answer B.
 
     As in the official code's LLM judges, the prompt names the question and both answers and
-    asks for entailment, contradiction or neutral; a reply that names none of them counts as
-    neutral. We read only the reply's first token: the probability the model gives to tokens that
-    begin each of the three words (among its top alternatives), the likeliest verdict wins. That
-    is one batched forward pass for all pairs (`check_many`) instead of a generation per pair.
-    A model below 1B parameters is flagged as a weak judge."""
+    asks for entailment, contradiction or neutral. We do not parse free text: from the model's
+    full next-token distribution we add up the probability of the tokens that begin each of the
+    three words (``Ent``, ``neutral``, ``contr``, any case) and take the likeliest, one forward
+    pass per direction. A model below 1B parameters is flagged as a weak judge (SmolLM2-135M
+    answers "neutral" to almost every pair, so each answer tends to stay alone in its cluster)."""
 
     name = "lm"
-    BATCH = 16
 
     def __init__(self, backend):
         self.backend = backend
@@ -245,37 +230,34 @@ class LMJudge:
         self.weak = params < WEAK_JUDGE_PARAMETERS
         self.note = (f"{backend.info.name} asked whether A entails B"
                      + (f" — a weak judge: a {params / 1e6:.0f}M-parameter model judging entailment "
-                        "is often wrong; prefer an NLI model or the math judge" if self.weak else ""))
+                        "is mostly guessing; prefer an NLI model (judge nli) or the math judge"
+                        if self.weak else ""))
+        self._verdict_of_token: dict[int, str] | None = None
+        self._vocab = 0
 
     def prompt(self, premise: str, hypothesis: str, question: str) -> str:
         return self.backend.render_prompt(LM_JUDGE_PROMPT.format(question=question, a=premise.strip(),
                                                                  b=hypothesis.strip()))
 
     @staticmethod
-    def read(first_token) -> str:
-        """The verdict from a generated first token (`TokenLogprob` with its alternatives)."""
-        mass = dict.fromkeys(VERDICTS, 0.0)
-        seen = {first_token.token: first_token.logprob, **dict(first_token.top)}
-        for text, lp in seen.items():
-            t = text.strip().lower()
-            for v in VERDICTS:
-                if len(t) >= 2 and v.startswith(t):
-                    mass[v] += math.exp(lp)
-        best = max(VERDICTS, key=lambda v: (mass[v], -VERDICTS.index(v)))
-        return best if mass[best] > 0 else NEUTRAL
+    def verdict_of(token_text: str) -> str | None:
+        """The verdict word a reply starting with this token would begin, if any."""
+        t = token_text.strip().lower()
+        return next((v for v in VERDICTS if len(t) >= 2 and v.startswith(t)), None)
 
-    def check_many(self, pairs: Sequence[tuple[str, str]], question: str = "") -> list[str]:
-        from engine.models.base import StopSpec
-        from engine.sampling import GREEDY
-        out = []
-        for start in range(0, len(pairs), self.BATCH):
-            prompts = [self.prompt(a, b, question) for a, b in pairs[start:start + self.BATCH]]
-            gens = self.backend.generate(prompts, sampling=GREEDY, stop=StopSpec(), max_new_tokens=1, seed=0)
-            out += [self.read(g.tokens[0]) if g.tokens else NEUTRAL for g in gens]
-        return out
+    def read(self, tokens: Sequence[str], probs: Sequence[float]) -> str:
+        """The verdict from a next-token distribution (token texts and their probabilities)."""
+        if self._verdict_of_token is None or self._vocab != len(tokens):     # built once per vocabulary
+            self._verdict_of_token = {i: v for i, t in enumerate(tokens) if (v := self.verdict_of(t))}
+            self._vocab = len(tokens)
+        mass = dict.fromkeys(VERDICTS, 0.0)
+        for i, v in self._verdict_of_token.items():
+            mass[v] += float(probs[i])
+        return max(VERDICTS, key=lambda v: (mass[v], -VERDICTS.index(v)))
 
     def check(self, premise: str, hypothesis: str, question: str = "") -> str:
-        return self.check_many([(premise, hypothesis)], question)[0]
+        d = self.backend.distribution(self.prompt(premise, hypothesis, question))
+        return self.read(d.tokens, d.probs.tolist())
 
 
 # ---- estimators ------------------------------------------------------------------------------

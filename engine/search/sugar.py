@@ -176,9 +176,14 @@ class _Asker:
         return line or None
 
     def correct(self, answer: str | None, gold: str | None) -> bool | None:
-        if gold is None:
-            return None
-        return answers_equal(answer, gold) if self.task == "math" else qa_correct(answer, gold)
+        return is_correct(self.task, answer, gold)
+
+
+def is_correct(task: str, answer: str | None, gold: str | None) -> bool | None:
+    """Math: the same number; open: the gold answer's words appear in the answer (None: no gold)."""
+    if gold is None:
+        return None
+    return answers_equal(answer, gold) if task == "math" else qa_correct(answer, gold)
 
 
 def _node(tree_size: int, parent: int, depth: int, action: str, gen, asker: _Asker, gold) -> E.NodeProposed:
@@ -193,7 +198,6 @@ def semantic_entropy_events(samples: list[E.NodeProposed], texts: list[str], jud
                             loglik: str) -> Iterator[E.Event]:
     """ClustersFormed and EntropyMeasured for both modes (strict first); verdicts are shared."""
     verdict = S.VerdictCache(judge, question)
-    verdict.prefill(texts)
     logliks = [S.sequence_loglik([t[2] for t in n.tokens], loglik) for n in samples]
     node_ids = [n.node for n in samples]
     for mode in S.MODES:
@@ -242,7 +246,8 @@ def _run(method: str, question: str, backend, config: SEConfig, seed: int, gold,
                     se_value = getattr(ev, getattr(config, "route_on", "rao"))
                 yield ev
             answers["top_cluster"] = top.answer
-            answers["majority"] = majority_answer([s.answer for s in samples])
+            if task == "math":        # raw open answers are all different strings: no vote
+                answers["majority"] = majority_answer([s.answer for s in samples])
         if method == "se":
             final_path = [E.ROOT, top.node]
             yield E.FinalAnswer(answer=top.answer, rule="top_cluster", path=final_path,
