@@ -24,6 +24,7 @@ import gradio as gr  # noqa: E402
 
 from app.generate_tab import build_generate_tab  # noqa: E402
 from app.mcts_tab import build_mcts_tab, view_outputs  # noqa: E402
+from app.se_tab import build_se_tab  # noqa: E402
 from app.sessions_tab import build_sessions_tab, open_session, session_rows  # noqa: E402
 
 TITLE = "ThoughtScope"
@@ -66,9 +67,11 @@ def build_app(backend, store=None, *, problems_path: str | Path | None = None) -
                 generate = build_generate_tab(backend, problems_path=problems_path)
             with gr.Tab("Search", id="search", elem_id="ts-tab-search"):
                 search = build_mcts_tab(backend, store, problems_path=problems_path)
+            with gr.Tab("Semantic entropy", id="se", elem_id="ts-tab-se"):
+                se = build_se_tab(backend, store, problems_path=problems_path)
             with gr.Tab("Sessions", id="sessions", elem_id="ts-tab-sessions"):
                 sessions = build_sessions_tab(store)
-        demo.thoughtscope_tabs = {"search": search, "generate": generate, "sessions": sessions}
+        demo.thoughtscope_tabs = {"search": search, "generate": generate, "sessions": sessions, "se": se}
         demo.thoughtscope_store = store
         # Opening a stored session shows it in the Search tab, at its last event.
         sessions["open"].click(

@@ -296,7 +296,7 @@ def cluster_masses(ids: Sequence[int], logliks: Sequence[float]) -> list[float]:
 
 
 def _entropy(ps: Sequence[float]) -> float:
-    return -sum(p * math.log(p) for p in ps if p > 0)
+    return 0.0 - sum(p * math.log(p) for p in ps if p > 0)    # 0.0, not -0.0, for one cluster
 
 
 def discrete_entropy(ids: Sequence[int]) -> float:
