@@ -218,5 +218,10 @@ def run_eval(backend, method: str, tier: str, n: int, seed: int, cfg: EvalConfig
         summary["retrieval"] = {d: sum(r.retrieval == d for r in results) for d in ("none", "single", "multi")}
     if any(r.entropies for r in results):
         summary.update(semantic_entropy_summary(method, results))
+    if method in QA_METHODS and getattr(cfg, "policy", None) == "sweep":
+        from engine.search.sugar import threshold_sweep
+        summary["sweep"] = [{k: round(v, 4) for k, v in row.items()} for row in threshold_sweep(
+            [r.entropies[cfg.route_on] for r in results], [r.by_rule["without_retrieval"] for r in results],
+            [r.by_rule["with_retrieval"] for r in results])]
     summary["results"] = [asdict(r) for r in results]
     return summary

@@ -140,6 +140,26 @@ def test_fixed_policies_skip_the_samples(same_judge, policy, decision, retrieval
     assert all(len(p) == 1 for p in backend.prompts)                    # greedy calls only
 
 
+def test_sweep_policy_answers_both_ways_and_follows_the_low_threshold(same_judge):
+    backend = ScriptedBackend(["It was Crane", "It was Hale", "It was Crane", "It was Hale"])
+    events = _sugar(backend, samples=4, policy="sweep", low=2.0, high=3.0)     # SE = ln 2 < low
+    final = next(e for e in events if isinstance(e, E.FinalAnswer))
+    assert set(final.alternatives) >= {"without_retrieval", "with_retrieval"}
+    assert final.answer == final.alternatives["without_retrieval"]
+    assert [e.step for e in events if isinstance(e, E.PassagesRetrieved)] == [1]
+
+
+def test_threshold_sweep_scores_every_threshold():
+    from engine.search.sugar import threshold_sweep
+    rows = threshold_sweep([0.1, 0.9, 0.5], [True, False, True], [False, True, False])
+    assert [r["threshold"] for r in rows] == [0.1, 0.5, 0.9, 1.9]
+    assert [r["retrieval_rate"] for r in rows] == pytest.approx([1.0, 2 / 3, 1 / 3, 0.0])
+    # t = 0.1: always retrieve (1 of 3 right); t = 0.9: only the uncertain one retrieves (3 of 3)
+    assert [r["accuracy"] for r in rows] == pytest.approx([1 / 3, 2 / 3, 1.0, 2 / 3])
+    with pytest.raises(ValueError, match="one SE and two answers"):
+        threshold_sweep([0.1], [True], [])
+
+
 def test_events_round_trip_through_json(same_judge):
     events = _sugar(ScriptedBackend(["It was Crane", "It was Hale", "It was Crane", "It was Hale"]), samples=4)
     assert [E.loads(e.dumps()).dumps() for e in events] == [e.dumps() for e in events]
@@ -211,5 +231,9 @@ def test_cli_run_se_and_eval_sugar(tmp_path, capsys, tiny_llama_dir):
     assert main(["eval", "--method", "sugar", "--policy", "never", "--model", str(tiny_llama_dir), "--n", "1",
                  "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["retrieval_rate"] == 0.0
+    assert main(["eval", "--method", "sugar", "--policy", "sweep", "--model", str(tiny_llama_dir), "--n", "2",
+                 "--samples", "2", "--passages", "1", "--json"]) == 0
+    sweep = json.loads(capsys.readouterr().out)["sweep"]
+    assert sweep[0]["retrieval_rate"] == 1.0 and sweep[-1]["retrieval_rate"] == 0.0
     assert main(["eval", "--method", "sugar", "--n", "999"]) == 2
     assert "Velmora question set" in capsys.readouterr().err

@@ -10,7 +10,9 @@ the same semantic entropy routes the question: below ``low`` answer without retr
 ``low`` up to ``high`` retrieve once (BM25, top ``passages``) and answer, at or above ``high``
 retrieve, answer from those passages, retrieve again with the question plus that intermediate
 answer, and answer from both sets. The paper's thresholds are not public: they are settings.
-``policy`` "always" / "never" give the fixed baselines (single-step retrieval / none).
+``policy`` "always" / "never" give the fixed baselines (single-step retrieval / none);
+"sweep" computes the entropy, the answer without retrieval and the single-step answer for every
+question, so `threshold_sweep` can score every threshold on one run of a question set.
 
 The answer without retrieval is the greedy answer (the Nature paper scores accuracy on a
 low-temperature answer); it is computed in every sugar run, so the view shows both.
@@ -40,7 +42,7 @@ from engine.steps import answers_equal, extract_answer
 
 TASKS = ("auto", "math", "open")
 JUDGES = ("auto", "math", "lm", "nli")
-POLICIES = ("adaptive", "always", "never")
+POLICIES = ("adaptive", "always", "never", "sweep")
 DECISIONS = ("none", "single", "multi")
 OPEN_STOP = StopSpec(("\n",))
 MATH_STOP = StopSpec(("\nQuestion:",))
@@ -86,7 +88,7 @@ class SugarConfig(SEConfig):
     low: float = 0.5            # SE below this: no retrieval
     high: float = 1.2           # SE at or above this: multi-step retrieval (between: single-step)
     route_on: str = "rao"       # which estimator routes (SUGAR's paper writes mc2023)
-    policy: str = "adaptive"    # adaptive (SUGAR), always (single-step), never
+    policy: str = "adaptive"    # adaptive (SUGAR), always (single-step), never, sweep (both answers, for a sweep)
     passages: int = 3           # BM25 hits per retrieval step
     corpus: str = ""            # a folder of .txt/.jsonl files searched with the shipped corpus
 
@@ -222,7 +224,7 @@ def _run(method: str, question: str, backend, config: SEConfig, seed: int, gold,
     yield E.NodeProposed(node=E.ROOT, parent=E.NO_PARENT, depth=0, action="root", text=root_prompt)
     size = 1
     status, message = "done", ""
-    adaptive = method == "se" or getattr(config, "policy", "adaptive") == "adaptive"
+    adaptive = method == "se" or getattr(config, "policy", "adaptive") in ("adaptive", "sweep")
     answers: dict[str, str | None] = {}
     final_path, se_value = [E.ROOT], None
     try:
@@ -271,8 +273,8 @@ def _sugar(asker: _Asker, config: SugarConfig, seed: int, gold, se_value, answer
     answers["without_retrieval"] = without.answer
     if config.policy == "adaptive":
         decision = route(se_value, config.low, config.high)
-    else:
-        decision = "single" if config.policy == "always" else "none"
+    else:     # sweep: always the single-step answer too; the final answer follows the low threshold
+        decision = "single" if config.policy in ("always", "sweep") else "none"
     yield E.RetrievalRouted(decision=decision, policy=config.policy, estimator=config.route_on, mode=config.mode,
                             value=se_value, low=config.low, high=config.high)
     final = without
@@ -294,9 +296,29 @@ def _sugar(asker: _Asker, config: SugarConfig, seed: int, gold, se_value, answer
         final = _node(size, parent, 2 if parent != E.ROOT else 1, "answer_retrieval", gen, asker, gold)
         yield final
         answers["with_retrieval"] = final.answer
+    if config.policy == "sweep" and se_value < config.low:
+        final = without
     path = [E.ROOT, final.node] if final.parent == E.ROOT else [E.ROOT, final.parent, final.node]
     yield E.FinalAnswer(answer=final.answer, rule=f"retrieval:{decision}", path=path, correct=final.correct,
                         alternatives=answers)
+
+
+def threshold_sweep(se: list[float], right_without: list[bool], right_with: list[bool],
+                    thresholds: list[float] | None = None) -> list[dict]:
+    """Accuracy and retrieval rate of "retrieve once when SE >= t" for each threshold t, from one
+    sweep run: per question its SE and whether the answers without and with retrieval were right.
+    Default thresholds: every distinct SE value plus one above the largest (never retrieve).
+
+    Example: se = [0.1, 0.9], right_without = [True, False], right_with = [False, True] gives at
+    t = 0.9 accuracy 1.0 (the first answered from memory, the second retrieved), rate 0.5."""
+    if not (len(se) == len(right_without) == len(right_with)) or not se:
+        raise ValueError("threshold_sweep needs one SE and two answers' correctness per question")
+    if thresholds is None:
+        thresholds = sorted(set(se)) + [max(se) + 1.0]
+    n = len(se)
+    return [{"threshold": t, "retrieval_rate": sum(v >= t for v in se) / n,
+             "accuracy": sum(w if v >= t else wo for v, wo, w in zip(se, right_without, right_with)) / n}
+            for t in thresholds]
 
 
 def _retrieve(index, query: str, k: int, seen: list[dict]) -> list[dict]:
