@@ -105,3 +105,13 @@ def test_served_tab_runs_and_toggles_through_the_client(tiny_backend):
     finally:
         client.close()
         demo.close(verbose=False)
+
+
+@pytest.mark.parametrize("method", ["se", "sugar"])
+def test_se_and_sugar_also_run_from_the_search_tab(tiny_backend, store, method):
+    from app import mcts_tab as M
+    outputs = list(M.run_search(tiny_backend, store, QUESTION, PICKED, method, 3, 2, 2.0, 3, 0.8, 0.0,
+                                "self_consistency", "majority", 3, 2, 0, M.RunControl()))
+    fig, progress, final, explanation, view, slider = outputs[-1]
+    assert store.session(view["session_id"])["status"] == "done"
+    assert fig is not None and final
