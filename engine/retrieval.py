@@ -144,9 +144,10 @@ def normalize_text(text: str) -> str:
 
 
 def qa_correct(answer: str | None, gold: str | Iterable[str]) -> bool:
-    """Right when a gold answer, normalised, appears as whole words in the normalised answer."""
+    """Right when a gold answer, normalised, appears as whole words in the normalised answer;
+    ``"7|seven"`` lists alternatives."""
     if not answer:
         return False
-    golds = [gold] if isinstance(gold, str) else list(gold)
+    golds = gold.split("|") if isinstance(gold, str) else list(gold)
     have = f" {normalize_text(answer)} "
     return any(normalize_text(g) and f" {normalize_text(g)} " in have for g in golds)

@@ -2,7 +2,8 @@
 
 ``python -m engine.retrieval_corpus`` writes ``assets/retrieval/velmora.jsonl`` (one short
 encyclopedia passage per line) and ``assets/retrieval/questions.jsonl`` (questions with gold
-answers, single-hop and two-hop). Everything is made up — people, places, years — so no
+answers: single-hop and two-hop about Velmora, and a few general-knowledge ones, ``hops`` 0,
+that a model may know and the corpus does not cover). Everything is made up — people, places, years — so no
 pretrained model knows it, which is the point: a model can only answer from the passages.
 The facts come from seeded tables, so every passage and every gold answer agree (a test checks
 the shipped files against this generator).
@@ -66,6 +67,19 @@ JOBS = ["baker", "clockmaker", "ferry pilot", "librarian", "beekeeper", "glassbl
 FOODS = ["smoked eel pie", "seaweed bread", "plum dumplings", "mussel soup", "honey cake", "barley porridge",
          "salted herring", "blackberry tart"]
 RESIDENTS = 40
+# Common knowledge a small chat model often has: SUGAR should answer these without retrieval (the
+# corpus has nothing on them), and they make "does SE separate right from wrong" answerable.
+# "a|b": either answer is right.
+GENERAL = [("What is the capital of France?", "Paris"), ("How many days are there in a week?", "7|seven"),
+           ("What colour is the sky on a clear day?", "blue"), ("What is the largest planet in the solar system?",
+                                                                "Jupiter"),
+           ("What gas do plants take in from the air to make food?", "carbon dioxide"),
+           ("Who wrote the play Romeo and Juliet?", "Shakespeare"), ("What is the boiling point of water in "
+                                                                      "degrees Celsius at sea level?", "100"),
+           ("What is the capital of Japan?", "Tokyo"), ("How many legs does a spider have?", "8|eight"),
+           ("What is the chemical symbol for gold?", "Au"), ("On which continent is Egypt?", "Africa"),
+           ("What is the freezing point of water in degrees Celsius?", "0"),
+           ("Which animal is known as the king of the jungle?", "lion"), ("What is the capital of Italy?", "Rome")]
 
 
 def build(seed: int = SEED) -> tuple[list[dict], list[dict]]:
@@ -128,6 +142,8 @@ def build(seed: int = SEED) -> tuple[list[dict], list[dict]]:
           founders[streets[street]]["village"], 2)
     for name in rng.sample(names, 5):
         q(f"Who founded the place in Velmora where {name} works?", places[people[name]["place"]]["founder"], 2)
+    for question, answer in GENERAL:
+        q(question, answer, 0)      # hops 0: general knowledge, not in the corpus
     rng.shuffle(questions)
     for i, row in enumerate(questions):
         row["id"] = f"vq-{i:03d}"
