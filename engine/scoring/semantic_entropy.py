@@ -176,10 +176,13 @@ class NLIJudge:
 
     name = "nli"
 
-    def __init__(self, model: str, *, device: str = "cpu"):
+    def __init__(self, model: str, *, device: str = "auto"):
         if not model or not str(model).strip():
             raise ModelLoadError("the NLI judge needs a model: give a hub id or a local folder "
                                  "(e.g. microsoft/deberta-large-mnli)")
+        import torch
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
         try:
             from transformers import AutoModelForSequenceClassification, AutoTokenizer
             self.tokenizer = AutoTokenizer.from_pretrained(model)
