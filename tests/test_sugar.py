@@ -147,6 +147,7 @@ def test_sweep_policy_answers_both_ways_and_follows_the_low_threshold(same_judge
     assert set(final.alternatives) >= {"without_retrieval", "with_retrieval"}
     assert final.answer == final.alternatives["without_retrieval"]
     assert [e.step for e in events if isinstance(e, E.PassagesRetrieved)] == [1]
+    assert next(e for e in events if isinstance(e, E.RetrievalRouted)).decision == "none"
 
 
 def test_threshold_sweep_scores_every_threshold():
@@ -233,7 +234,10 @@ def test_cli_run_se_and_eval_sugar(tmp_path, capsys, tiny_llama_dir):
     assert json.loads(capsys.readouterr().out)["retrieval_rate"] == 0.0
     assert main(["eval", "--method", "sugar", "--policy", "sweep", "--model", str(tiny_llama_dir), "--n", "2",
                  "--samples", "2", "--passages", "1", "--json"]) == 0
-    sweep = json.loads(capsys.readouterr().out)["sweep"]
+    summary = json.loads(capsys.readouterr().out)
+    sweep = summary["sweep"]
+    at_low = next((r for r in sweep if r["threshold"] >= 0.5), sweep[-1])      # the default low threshold
+    assert summary["retrieval_rate"] == at_low["retrieval_rate"]
     assert sweep[0]["retrieval_rate"] == 1.0 and sweep[-1]["retrieval_rate"] == 0.0
     assert main(["eval", "--method", "sugar", "--n", "999"]) == 2
     assert "Velmora question set" in capsys.readouterr().err

@@ -273,17 +273,20 @@ def _sugar(asker: _Asker, config: SugarConfig, seed: int, gold, se_value, answer
     answers["without_retrieval"] = without.answer
     if config.policy == "adaptive":
         decision = route(se_value, config.low, config.high)
-    else:     # sweep: always the single-step answer too; the final answer follows the low threshold
-        decision = "single" if config.policy in ("always", "sweep") else "none"
+    elif config.policy == "sweep":      # two-way on the low threshold; the single-step answer is made anyway
+        decision = "none" if se_value < config.low else "single"
+    else:
+        decision = "single" if config.policy == "always" else "none"
     yield E.RetrievalRouted(decision=decision, policy=config.policy, estimator=config.route_on, mode=config.mode,
                             value=se_value, low=config.low, high=config.high)
     final = without
-    if decision != "none":
+    retrieve = "single" if config.policy == "sweep" else decision
+    if retrieve != "none":
         index = _index(config.corpus)
         notes = _retrieve(index, asker.question, config.passages, [])
         yield E.PassagesRetrieved(step=1, query=asker.question, passages=notes)
         parent = E.ROOT
-        if decision == "multi":
+        if retrieve == "multi":
             gen = asker.generate(asker.prompt(notes), 1, GREEDY, seed + 2)[0]
             sub = _node(size, E.ROOT, 1, "sub_answer", gen, asker, gold)
             size += 1
@@ -293,11 +296,11 @@ def _sugar(asker: _Asker, config: SugarConfig, seed: int, gold, se_value, answer
             yield E.PassagesRetrieved(step=2, query=query, passages=more)
             notes, parent = notes + more, sub.node
         gen = asker.generate(asker.prompt(notes), 1, GREEDY, seed + 3)[0]
-        final = _node(size, parent, 2 if parent != E.ROOT else 1, "answer_retrieval", gen, asker, gold)
-        yield final
-        answers["with_retrieval"] = final.answer
-    if config.policy == "sweep" and se_value < config.low:
-        final = without
+        with_notes = _node(size, parent, 2 if parent != E.ROOT else 1, "answer_retrieval", gen, asker, gold)
+        yield with_notes
+        answers["with_retrieval"] = with_notes.answer
+        if decision != "none":
+            final = with_notes
     path = [E.ROOT, final.node] if final.parent == E.ROOT else [E.ROOT, final.parent, final.node]
     yield E.FinalAnswer(answer=final.answer, rule=f"retrieval:{decision}", path=path, correct=final.correct,
                         alternatives=answers)
