@@ -299,7 +299,7 @@ def cluster_masses(ids: Sequence[int], logliks: Sequence[float]) -> list[float]:
 
 
 def _entropy(ps: Sequence[float]) -> float:
-    return 0.0 - sum(p * math.log(p) for p in ps if p > 0)    # 0.0, not -0.0, for one cluster
+    return max(0.0, -sum(p * math.log(p) for p in ps if p > 0))    # masses summing to 1 + 1e-16: not -0.0
 
 
 def discrete_entropy(ids: Sequence[int]) -> float:
