@@ -149,8 +149,8 @@ def threshold_figure(view: dict, low: float, high: float, route_on: str) -> go.F
     value = getattr(ent, route_on) if ent is not None else None
     if routed is None and value is None:
         return None
-    top = max(high * 1.5, (value or 0) + 0.3, low + 0.5, 1.0)
-    bottom = min(0.0, (value or 0) - 0.3)
+    top = max(high + 0.5, (value or 0) + 0.3, 1.0)
+    bottom = min(0.0, low - 0.5, (value or 0) - 0.3)
     fig = go.Figure()
     for name, a, b in (("none", bottom, low), ("single", low, high), ("multi", high, top)):
         if b > a:
@@ -306,11 +306,11 @@ def build_se_tab(backend, store, *, problems_path: str | Path | None = None) -> 
                 c["judge"] = gr.Radio(list(JUDGES), value="auto", label="Equivalence judge (auto: math for the "
                                       "reasoning model, NLI when a model is named, else the language model)")
                 c["nli_model"] = gr.Textbox(label="NLI model (hub id or folder, e.g. microsoft/deberta-large-mnli)")
-                c["route_on"] = gr.Dropdown([(ESTIMATOR_WORDS[e], e) for e in ESTIMATORS], value="rao",
+                c["route_on"] = gr.Dropdown([(ESTIMATOR_WORDS[e], e) for e in ESTIMATORS], value="mc2023",
                                             label="Route on")
                 with gr.Row():
-                    c["low"] = gr.Number(0.5, label="low threshold (below: no retrieval)")
-                    c["high"] = gr.Number(1.2, label="high threshold (at or above: multi-step)")
+                    c["low"] = gr.Number(-1.0, label="low threshold (below: no retrieval)")
+                    c["high"] = gr.Number(0.5, label="high threshold (at or above: multi-step)")
                 c["policy"] = gr.Radio(list(POLICIES), value="adaptive", label="Policy (always/never: baselines)")
                 with gr.Row():
                     c["passages"] = gr.Slider(1, 10, value=3, step=1, label="Passages per retrieval")

@@ -71,6 +71,9 @@ class ScriptedBackend:
 
 def _sugar(backend, **cfg):
     cfg.setdefault("judge", "nli")
+    cfg.setdefault("route_on", "rao")        # bounded: these tests reason in ln(clusters)
+    cfg.setdefault("low", 0.5)
+    cfg.setdefault("high", 1.2)
     return list(METHODS["sugar"].run(QUESTION, backend, config=SugarConfig(**{"nli_model": "-", **cfg}), seed=3,
                                      gold=GOLD))
 
@@ -127,6 +130,16 @@ def test_a_middle_value_retrieves_once(same_judge):
     events = _sugar(backend, samples=4, low=0.1, high=2.0)
     assert next(e for e in events if isinstance(e, E.RetrievalRouted)).decision == "single"
     assert [e.step for e in events if isinstance(e, E.PassagesRetrieved)] == [1]
+
+
+def test_by_default_sugar_routes_on_its_papers_estimator(same_judge):
+    # mc2023 = -(1/|C|) sum_C log sum_{i in C} p_i; six agreeing answers of mean logprob -0.5:
+    # -(ln 6 - 0.5) = -1.29 < low = -1.0: no retrieval
+    events = list(METHODS["sugar"].run(QUESTION, ScriptedBackend(["It was Tinsley"] * 6),
+                                       config=SugarConfig(judge="nli", nli_model="-", samples=6), seed=0, gold=GOLD))
+    routed = next(e for e in events if isinstance(e, E.RetrievalRouted))
+    assert routed.estimator == "mc2023" and routed.value == pytest.approx(-(math.log(6) - 0.5), abs=1e-6)
+    assert routed.decision == "none"
 
 
 @pytest.mark.parametrize("policy, decision, retrievals", [("always", "single", 1), ("never", "none", 0)])

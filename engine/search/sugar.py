@@ -5,7 +5,8 @@ their token logprobs, cluster them by bidirectional equivalence (strict and leni
 emitted so the view can toggle), measure the four entropies; the answer is the representative
 of the cluster with the most likelihood-weighted mass.
 
-sugar (Zubkova et al. 2025, "SUGAR: Leveraging Contextual Confidence for Smarter Retrieval"):
+sugar (Zubkova, Park & Lee 2025, "SUGAR: Leveraging Contextual Confidence for Smarter Retrieval",
+arXiv 2501.04899):
 the same semantic entropy routes the question: below ``low`` answer without retrieval, from
 ``low`` up to ``high`` retrieve once (BM25, top ``passages``) and answer, at or above ``high``
 retrieve, answer from those passages, retrieve again with the question plus that intermediate
@@ -85,9 +86,9 @@ class SEConfig:
 
 @dataclass(frozen=True)
 class SugarConfig(SEConfig):
-    low: float = 0.5            # SE below this: no retrieval
-    high: float = 1.2           # SE at or above this: multi-step retrieval (between: single-step)
-    route_on: str = "rao"       # which estimator routes (SUGAR's paper writes mc2023)
+    low: float = -1.0           # SE below this: no retrieval (nats; for mc2023 with N = 10, mean loglik)
+    high: float = 0.5           # SE at or above this: multi-step retrieval (between: single-step)
+    route_on: str = "mc2023"    # which estimator routes: SUGAR's formula (Kuhn et al. 2023)
     policy: str = "adaptive"    # adaptive (SUGAR), always (single-step), never, sweep (both answers, for a sweep)
     passages: int = 3           # BM25 hits per retrieval step
     corpus: str = ""            # a folder of .txt/.jsonl files searched with the shipped corpus
@@ -245,7 +246,7 @@ def _run(method: str, question: str, backend, config: SEConfig, seed: int, gold,
                     best = max(range(len(ev.mass)), key=lambda k: (ev.mass[k], -k))
                     top = next(s for s in samples if s.node == ev.clusters[best][0])
                 if isinstance(ev, E.EntropyMeasured) and ev.mode == config.mode:
-                    se_value = getattr(ev, getattr(config, "route_on", "rao"))
+                    se_value = getattr(ev, getattr(config, "route_on", "mc2023"))
                 yield ev
             answers["top_cluster"] = top.answer
             if task == "math":        # raw open answers are all different strings: no vote
