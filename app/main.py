@@ -26,6 +26,7 @@ from app.generate_tab import build_generate_tab  # noqa: E402
 from app.leco_tab import build_leco_tab  # noqa: E402
 from app.mcts_tab import build_mcts_tab, rstar_panel, view_outputs  # noqa: E402
 from app.sampling_tab import build_sampling_tab  # noqa: E402
+from app.se_tab import build_se_tab  # noqa: E402
 from app.sessions_tab import build_sessions_tab, open_session, session_rows  # noqa: E402
 
 TITLE = "ThoughtScope"
@@ -70,12 +71,14 @@ def build_app(backend, store=None, *, problems_path: str | Path | None = None) -
                 search = build_mcts_tab(backend, store, problems_path=problems_path)
             with gr.Tab("LECO", id="leco", elem_id="ts-tab-leco"):
                 leco = build_leco_tab(backend, store, problems_path=problems_path)
+            with gr.Tab("Semantic entropy", id="se", elem_id="ts-tab-se"):
+                se = build_se_tab(backend, store, problems_path=problems_path)
             with gr.Tab("Sampling lab", id="sampling", elem_id="ts-tab-sampling"):
                 sampling = build_sampling_tab(backend, problems_path=problems_path)
             with gr.Tab("Sessions", id="sessions", elem_id="ts-tab-sessions"):
                 sessions = build_sessions_tab(store)
         demo.thoughtscope_tabs = {"search": search, "generate": generate, "sessions": sessions,
-                                  "leco": leco, "sampling": sampling}
+                                  "leco": leco, "se": se, "sampling": sampling}
         demo.thoughtscope_store = store
         # Opening a stored session shows it in the Search tab, at its last event.
         sessions["open"].click(

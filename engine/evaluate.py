@@ -37,6 +37,8 @@ class ProblemResult:
     nodes: int | None = None
     by_rule: dict[str, bool] | None = None        # search methods: would each answer rule be right
     discriminator: dict | None = None             # rstar: candidates judged/confirmed, generator tokens
+    entropies: dict[str, float] | None = None     # se, sugar: the four semantic-entropy estimators
+    retrieval: str | None = None                  # sugar: "none", "single" or "multi"
 
 
 @dataclass(frozen=True)
@@ -144,6 +146,34 @@ def leco_summary(results: list[ProblemResult]) -> dict:
     from engine.leco_eval import summarise
     return summarise(results)
 
+
+def eval_semantic(method: str) -> Callable:
+    """se / sugar, one question at a time: the result also keeps the four entropies, the routing
+    decision, and whether each alternative answer (without retrieval, top cluster, ...) was right."""
+    def evaluate(backend, problems, cfg, seed: int, progress) -> list[ProblemResult]:
+        from engine import events as E
+        from engine.search import METHODS
+        from engine.search.sugar import is_correct, task_of
+        task = task_of(backend, cfg)
+        results = []
+        for i, p in enumerate(problems):
+            events = list(METHODS[method].run(p.question, backend, config=cfg, seed=seed + i, gold=str(p.answer)))
+            r = search_result(p, events)
+            final = next(e for e in events if isinstance(e, E.FinalAnswer))
+            r.correct = bool(final.correct)
+            r.by_rule = {rule: bool(is_correct(task, a, str(p.answer))) for rule, a in final.alternatives.items()}
+            measured = next((e for e in events if isinstance(e, E.EntropyMeasured) and e.mode == cfg.mode), None)
+            if measured is not None:
+                r.entropies = {k: getattr(measured, k) for k in ("discrete", "rao", "mc2023", "naive")}
+            routed = next((e for e in events if isinstance(e, E.RetrievalRouted)), None)
+            r.retrieval = routed.decision if routed else None
+            results.append(r)
+            progress(1)
+        return results
+    evaluate.__name__ = f"eval_{method}"
+    return evaluate
+
+
 # greedy and sc are batched across problems (fast); the others run one search per problem.
 EVAL_METHODS: dict[str, Callable] = {
     "greedy": eval_greedy,
@@ -155,8 +185,11 @@ EVAL_METHODS: dict[str, Callable] = {
     "rstar": eval_search("rstar"),
     "mcts-code": eval_search("mcts-code"),
     "sra-mcts": eval_search("sra-mcts"),
+    "se": eval_semantic("se"),
+    "sugar": eval_semantic("sugar"),
 }
 BATCHED = {"greedy", "sc"}
+QA_METHODS = {"sugar"}        # evaluated on the fictional-corpus questions (assets/retrieval/), not the tiers
 
 
 def rstar_summary(results: list[ProblemResult]) -> dict:
@@ -185,12 +218,32 @@ def eval_problems(method: str, tier: str, n: int, problems_path: Path = HELDOUT)
     """The first ``n`` held-out problems of ``tier``; checks the request before any model loads."""
     if method not in EVAL_METHODS:
         raise ValueError(f"method must be one of {sorted(EVAL_METHODS)}, got {method!r}")
+    if method in QA_METHODS:
+        from engine.retrieval import load_questions
+        problems = [Problem(q.id, "velmora", q.question, q.answer, ()) for q in load_questions()]
+        if not isinstance(n, int) or not 1 <= n <= len(problems):
+            raise ValueError(f"n must be a whole number from 1 to {len(problems)} (the Velmora question set), "
+                             f"got {n!r}")
+        return problems[:n]
     if tier not in TIERS:
         raise ValueError(f"tier must be one of {TIERS}, got {tier!r}")
     problems = load_problems(problems_path, tier)
     if not isinstance(n, int) or not 1 <= n <= len(problems):
         raise ValueError(f"n must be a whole number from 1 to {len(problems)} (the {tier} held-out set), got {n!r}")
     return problems[:n]
+
+
+def semantic_entropy_summary(method: str, results: list[ProblemResult]) -> dict:
+    """AUROC of each entropy estimator for predicting a wrong answer without retrieval (sugar) or
+    a wrong top-cluster answer (se); None when every answer is right or every one wrong."""
+    from engine.scoring.semantic_entropy import ESTIMATORS, auroc
+    rule = "without_retrieval" if method in QA_METHODS else "top_cluster"
+    rows = [r for r in results if r.entropies]
+    wrong = [not (r.by_rule or {}).get(rule, r.correct) for r in rows]
+    return {"auroc_error": {e: None if (a := auroc([r.entropies[e] for r in rows], wrong)) is None else round(a, 4)
+                            for e in ESTIMATORS},
+            "auroc_of": rule, "entropy_mean": {e: round(sum(r.entropies[e] for r in rows) / len(rows), 4)
+                                               for e in ESTIMATORS}}
 
 
 def run_eval(backend, method: str, tier: str, n: int, seed: int, cfg: EvalConfig,
@@ -216,5 +269,16 @@ def run_eval(backend, method: str, tier: str, n: int, seed: int, cfg: EvalConfig
     extra = EVAL_SUMMARIES.get(method)
     if extra is not None:
         summary.update(extra(results))
+    if method in QA_METHODS:
+        summary["tier"] = "velmora"
+        summary["retrieval_rate"] = round(sum(r.retrieval not in (None, "none") for r in results) / n, 4)
+        summary["retrieval"] = {d: sum(r.retrieval == d for r in results) for d in ("none", "single", "multi")}
+    if any(r.entropies for r in results):
+        summary.update(semantic_entropy_summary(method, results))
+    if method in QA_METHODS and getattr(cfg, "policy", None) == "sweep":
+        from engine.search.sugar import threshold_sweep
+        summary["sweep"] = [{k: round(v, 4) for k, v in row.items()} for row in threshold_sweep(
+            [r.entropies[cfg.route_on] for r in results], [r.by_rule["without_retrieval"] for r in results],
+            [r.by_rule["with_retrieval"] for r in results])]
     summary["results"] = [asdict(r) for r in results]
     return summary

@@ -366,11 +366,72 @@ class CandidateTable(Event):
     reason: str
 
 
+# ---- semantic entropy and SUGAR (engine/search/sugar.py) ------------------------------------
+
+@dataclass(frozen=True)
+class ClustersFormed(Event):
+    """The sampled answers (nodes) grouped by meaning under one equivalence ``mode``.
+
+    ``clusters``: node ids per cluster, in the order made; ``mass``: likelihood-weighted p(C);
+    ``frequency``: share of the samples; ``comparisons``: every judge call of the clustering,
+    ``{"a", "b", "forward", "backward", "equivalent", "source"}`` (a, b node ids; forward = a
+    entails b)."""
+
+    type: ClassVar[str] = "clusters_formed"
+    mode: str
+    judge: str
+    clusters: list
+    mass: list
+    frequency: list
+    comparisons: list = field(default_factory=list)
+    judge_note: str = ""
+
+
+@dataclass(frozen=True)
+class EntropyMeasured(Event):
+    """The four estimators on the same samples (nats); ``logliks`` per sample, in node order."""
+
+    type: ClassVar[str] = "entropy_measured"
+    mode: str
+    discrete: float
+    rao: float
+    mc2023: float
+    naive: float
+    loglik: str = "mean"
+    logliks: list = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RetrievalRouted(Event):
+    """SUGAR's decision: "none", "single" or "multi" retrieval, from ``value`` (the ``estimator``
+    under ``mode``) against the thresholds; ``policy`` "always"/"never" overrides it."""
+
+    type: ClassVar[str] = "retrieval_routed"
+    decision: str
+    policy: str
+    estimator: str
+    mode: str
+    value: float | None
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
+class PassagesRetrieved(Event):
+    """BM25 hits for one retrieval step: ``passages`` = [{"id", "title", "text", "source", "score"}]."""
+
+    type: ClassVar[str] = "passages_retrieved"
+    step: int
+    query: str
+    passages: list
+
+
 EVENT_TYPES: dict[str, type[Event]] = {cls.type: cls for cls in (
     RunStarted, NodeProposed, IterationStarted, Selected, Expanded, TerminalReward, Backprop,
     FinalAnswer, RunFinished, StepScores, StepCut, Continuation, RoundAnswer, Voted,
     CandidatesCollected, DiscriminatorCut, DiscriminatorCompletion, DiscriminatorVerdict, CandidateTable,
-    CodeExecuted, Reflected, SelfEvaluated, SraRollout)}
+    CodeExecuted, Reflected, SelfEvaluated, SraRollout,
+    ClustersFormed, EntropyMeasured, RetrievalRouted, PassagesRetrieved)}
 
 
 def from_json(data: dict) -> Event:

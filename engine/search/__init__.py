@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from engine.search import baselines, code_mcts, leco, mcts, rstar, sra_mcts
+from engine.search import baselines, code_mcts, leco, mcts, rstar, sra_mcts, sugar
 
 
 @dataclass(frozen=True)
@@ -32,4 +32,6 @@ METHODS: dict[str, Method] = {m.name: m for m in [
     Method("rstar", "rStar (generator MCTS + discriminator)", rstar.run, rstar.RStarConfig),
     Method("mcts-code", "MCTS, code-verified steps (rStar-Math)", code_mcts.run, code_mcts.CodeMCTSConfig),
     Method("sra-mcts", "SRA-MCTS (reflection + self-evaluation)", sra_mcts.run, sra_mcts.SRAConfig),
+    Method("se", "Semantic entropy (answer clusters)", sugar.run_se, sugar.SEConfig),
+    Method("sugar", "SUGAR (entropy-routed retrieval)", sugar.run_sugar, sugar.SugarConfig),
 ]}

@@ -1,0 +1,354 @@
+"""The Semantic entropy tab: sampled answers grouped into meaning clusters, the four entropy
+numbers, and SUGAR's routing decision with the retrieved passages.
+
+A run iterates the se or sugar events (engine/search/sugar.py), stores each in SQLite like any
+other session, and keeps them in ``gr.State``; the view is folded from those events, so the
+strict/lenient toggle redraws without running the model again (a run emits both clusterings).
+
+- Bubbles: one per cluster, area ~ probability mass (likelihood-weighted), labelled with the
+  cluster's first answer; a line between two clusters carries the judge's verdicts both ways
+  (→ is "first answer entails the other"). The table below lists every judge call.
+- The threshold bar: the three routing bands (none / single / multi) and where the question's
+  entropy falls.
+- Math questions use the embedded reasoning model with the math judge; open questions can use
+  SmolLM2-135M (loaded on first use) with the language-model judge, which the tab flags as weak.
+
+Not here: clustering, estimators, retrieval (engine/).
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import plotly.graph_objects as go
+
+from app.generate_tab import MODEL_QUEUE, gold_for, gold_markdown, new_pick_state, pick_random_problem
+from engine import events as E
+from engine.demo_model.problems import Problem, load_problems
+from engine.evaluate import HELDOUT
+from engine.models.base import InputError, ModelLoadError
+from engine.scoring.semantic_entropy import ESTIMATORS
+from engine.search import METHODS
+from engine.search.sugar import JUDGES, POLICIES
+
+OPEN_MODEL = "smollm2-135m"
+SHORT = {"entailment": "E", "neutral": "N", "contradiction": "C"}
+BAND_COLOURS = {"none": "#c7e9c0", "single": "#fdd0a2", "multi": "#fcbba1"}
+ESTIMATOR_WORDS = {
+    "discrete": "discrete (cluster frequencies)",
+    "rao": "likelihood-weighted (Nature 2024)",
+    "mc2023": "Monte-Carlo (Kuhn et al. 2023; SUGAR's formula)",
+    "naive": "naive predictive entropy (raw strings, no clusters)",
+}
+DECISION_WORDS = {"none": "no retrieval", "single": "single-step retrieval", "multi": "multi-step retrieval"}
+
+
+@functools.lru_cache(maxsize=1)
+def _open_backend():
+    from engine.models.registry import load_backend
+    return load_backend(OPEN_MODEL)
+
+
+def backend_for(choice: str, loaded):
+    """The loaded model, or SmolLM2-135M for open questions (loaded once, on first use)."""
+    if choice != OPEN_MODEL:
+        return loaded
+    try:
+        return _open_backend()
+    except ModelLoadError as e:
+        raise gr.Error(str(e), print_exception=False) from None
+
+
+def velmora_problems() -> list[Problem]:
+    from engine.retrieval import load_questions
+    return [Problem(q.id, "velmora", q.question, q.answer, ()) for q in load_questions()]
+
+
+# ---- folding the events into what the tab shows ------------------------------------------------
+
+def fold(events: list[E.Event], mode: str) -> dict[str, Any]:
+    view: dict[str, Any] = {"samples": {}, "clusters": None, "entropy": None, "routed": None, "passages": [],
+                            "answers": {}, "final": None, "run": None, "finished": None}
+    for ev in events:
+        if isinstance(ev, E.RunStarted):
+            view["run"] = ev
+        elif isinstance(ev, E.NodeProposed) and ev.action == "sample":
+            view["samples"][ev.node] = ev
+        elif isinstance(ev, E.NodeProposed) and ev.action in ("answer", "sub_answer", "answer_retrieval"):
+            view["answers"][ev.action] = ev
+        elif isinstance(ev, E.ClustersFormed) and ev.mode == mode:
+            view["clusters"] = ev
+        elif isinstance(ev, E.EntropyMeasured) and ev.mode == mode:
+            view["entropy"] = ev
+        elif isinstance(ev, E.RetrievalRouted):
+            view["routed"] = ev
+        elif isinstance(ev, E.PassagesRetrieved):
+            view["passages"].append(ev)
+        elif isinstance(ev, E.FinalAnswer):
+            view["final"] = ev
+        elif isinstance(ev, E.RunFinished):
+            view["finished"] = ev
+    return view
+
+
+def _short(text: str | None, n: int = 48) -> str:
+    t = " ".join((text or "—").split())
+    return t if len(t) <= n else t[:n - 1] + "…"
+
+
+def bubble_figure(view: dict) -> go.Figure | None:
+    c = view["clusters"]
+    if c is None:
+        return None
+    k = len(c.clusters)
+    pos = [(0.0, 0.0)] if k == 1 else [(math.cos(2 * math.pi * i / k), math.sin(2 * math.pi * i / k))
+                                       for i in range(k)]
+    cluster_of = {n: i for i, members in enumerate(c.clusters) for n in members}
+    fig = go.Figure()
+    drawn = set()
+    for row in c.comparisons:
+        i, j = cluster_of[row["a"]], cluster_of[row["b"]]
+        if i == j or (min(i, j), max(i, j)) in drawn:
+            continue
+        drawn.add((min(i, j), max(i, j)))
+        (x0, y0), (x1, y1) = pos[i], pos[j]
+        label = f"→{SHORT[row['forward']]} ←{SHORT[row['backward']]}"
+        fig.add_trace(go.Scatter(x=[x0, x1], y=[y0, y1], mode="lines", line=dict(color="#bbbbbb", width=1),
+                                 hoverinfo="skip", showlegend=False))
+        fig.add_trace(go.Scatter(
+            x=[(x0 + x1) / 2], y=[(y0 + y1) / 2], mode="text", text=[label], textfont=dict(size=10),
+            hovertext=[f"sample {row['a']} → sample {row['b']}: {row['forward']}<br>"
+                       f"sample {row['b']} → sample {row['a']}: {row['backward']}"],
+            hoverinfo="text", showlegend=False))
+    samples = view["samples"]
+    sizes = [24 + 90 * math.sqrt(m) for m in c.mass]
+    texts = [f"{_short(samples[m[0]].answer, 28)}<br>{len(m)}× · p={p:.2f}" for m, p in zip(c.clusters, c.mass)]
+    hover = ["<br>".join(html.escape(_short(samples[n].text, 80)) for n in m) for m in c.clusters]
+    colours = ["#9e9e9e" if samples[m[0]].correct is None else "#2ca02c" if samples[m[0]].correct else "#d62728"
+               for m in c.clusters]
+    fig.add_trace(go.Scatter(x=[p[0] for p in pos], y=[p[1] for p in pos], mode="markers+text", text=texts,
+                             textposition="bottom center", hovertext=hover, hoverinfo="text",
+                             marker=dict(size=sizes, color=colours, opacity=0.55, line=dict(width=1, color="#333")),
+                             showlegend=False))
+    fig.update_layout(height=420, margin=dict(l=10, r=10, t=30, b=10),
+                      title=dict(text=f"{k} cluster{'s' if k != 1 else ''} ({c.mode}, judge: {c.judge})",
+                                 font=dict(size=13)),
+                      xaxis=dict(visible=False, range=[-1.7, 1.7]), yaxis=dict(visible=False, range=[-1.7, 1.6]),
+                      plot_bgcolor="white")
+    return fig
+
+
+def threshold_figure(view: dict, low: float, high: float, route_on: str) -> go.Figure | None:
+    routed, ent = view["routed"], view["entropy"]
+    value = getattr(ent, route_on) if ent is not None else None
+    if routed is None and value is None:
+        return None
+    top = max(high + 0.5, (value or 0) + 0.3, 1.0)
+    bottom = min(0.0, low - 0.5, (value or 0) - 0.3)
+    fig = go.Figure()
+    for name, a, b in (("none", bottom, low), ("single", low, high), ("multi", high, top)):
+        if b > a:
+            fig.add_shape(type="rect", x0=a, x1=b, y0=0, y1=1, fillcolor=BAND_COLOURS[name], line_width=0)
+            fig.add_annotation(x=(a + b) / 2, y=0.5, text=DECISION_WORDS[name], showarrow=False, font=dict(size=11))
+    if value is not None:
+        fig.add_shape(type="line", x0=value, x1=value, y0=-0.15, y1=1.15, line=dict(color="black", width=3))
+        fig.add_annotation(x=value, y=1.25, text=f"SE = {value:.3f}", showarrow=False)
+    decision = routed.decision if routed else "—"
+    fig.update_layout(height=150, margin=dict(l=10, r=10, t=40, b=20), plot_bgcolor="white",
+                      title=dict(text=f"Routing on {route_on}: {DECISION_WORDS.get(decision, decision)}"
+                                 + (f" (policy {routed.policy})" if routed and routed.policy != "adaptive" else ""),
+                                 font=dict(size=13)),
+                      xaxis=dict(range=[bottom, top], title="nats"), yaxis=dict(visible=False, range=[-0.2, 1.4]))
+    return fig
+
+
+def numbers_markdown(view: dict, route_on: str) -> str:
+    ent, c = view["entropy"], view["clusters"]
+    if ent is None:
+        return "*No samples: the fixed policies (always / never) skip semantic entropy.*" if view["routed"] else ""
+    n = len(view["samples"])
+    rows = [f"| {ESTIMATOR_WORDS[e]}{' ← routes' if e == route_on else ''} | {getattr(ent, e):.3f} |"
+            for e in ESTIMATORS]
+    k = len(c.clusters)
+    out = [f"**{n} samples, {k} cluster{'s' if k != 1 else ''} ({c.mode})** — entropies in nats (max for {n} "
+           f"clusters: ln {n} = {math.log(n):.3f}); per-answer log-likelihood: {ent.loglik} token logprob.",
+           "", "| estimator | value |", "| --- | --- |", *rows]
+    if c.judge_note:
+        out += ["", f"Judge: {c.judge_note}."]
+    return "\n".join(out)
+
+
+def comparison_rows(view: dict) -> list[list]:
+    c = view["clusters"]
+    if c is None:
+        return []
+    s = view["samples"]
+    return [[r["a"], _short(s[r["a"]].text, 60), r["b"], _short(s[r["b"]].text, 60), r["forward"], r["backward"],
+             "yes" if r["equivalent"] else "no", r["source"]] for r in c.comparisons]
+
+
+def retrieval_markdown(view: dict) -> str:
+    out = []
+    for step in view["passages"]:
+        out.append(f"**Retrieval step {step.step}** — query: *{html.escape(_short(step.query, 160))}*")
+        out += [f"{i}. {html.escape(p['text'])} <small>({html.escape(p['title'])}, BM25 {p['score']:.2f})</small>"
+                for i, p in enumerate(step.passages, start=1)] or ["(no passage shares a word with the query)"]
+        out.append("")
+    answers = view["answers"]
+
+    def line(label, node):
+        if node is None:
+            return f"- {label}: —"
+        mark = "" if node.correct is None else (" ✓" if node.correct else " ✗")
+        return f"- {label}: **{html.escape(_short(node.answer, 200))}**{mark}"
+    if view["routed"] is not None:
+        out.append(line("Answer without retrieval (greedy)", answers.get("answer")))
+        if "sub_answer" in answers:
+            out.append(line("Intermediate answer (step 1 passages)", answers["sub_answer"]))
+        out.append(line("Answer with retrieval", answers.get("answer_retrieval")))
+    elif view["final"] is not None:
+        f = view["final"]
+        mark = "" if f.correct is None else (" ✓" if f.correct else " ✗")
+        out.append(f"- Answer (first answer of the most probable cluster): **{html.escape(_short(f.answer, 200))}**{mark}")
+    return "\n".join(out)
+
+
+def view_outputs(events: list[E.Event], mode: str, low: float, high: float, route_on: str):
+    view = fold(events, mode)
+    return (bubble_figure(view), numbers_markdown(view, route_on), threshold_figure(view, low, high, route_on),
+            retrieval_markdown(view), comparison_rows(view))
+
+
+# ---- callbacks ------------------------------------------------------------------------------------
+
+def run_se(loaded, store, question: str, picked: dict | None, model_choice: str, method: str, samples,
+           temperature, judge: str, nli_model: str, mode: str, low, high, route_on: str, policy: str, passages,
+           corpus: str, seed):
+    """Generator callback: yields (bubbles, numbers, bar, retrieval, comparisons, events, status)."""
+    backend = backend_for(model_choice, loaded)
+    try:
+        backend.render_prompt(question)
+    except InputError as e:
+        raise gr.Error(str(e), print_exception=False) from None
+    gold = gold_for(question, picked)
+    values = dict(samples=int(samples), temperature=float(temperature), judge=judge, nli_model=nli_model or "",
+                  mode=mode)
+    if method == "sugar":
+        values.update(low=float(low), high=float(high), route_on=route_on, policy=policy, passages=int(passages),
+                      corpus=(corpus or "").strip())
+    try:
+        cfg = METHODS[method].config(**values)
+    except (ValueError, TypeError) as e:
+        raise gr.Error(str(e), print_exception=False) from None
+    seed = int(seed or 0)
+    sid = store.create_session(method=method, model=backend.info.name, question=question.strip(),
+                               gold=None if gold is None else str(gold), config=cfg.to_json(), seed=seed)
+    events: list[E.Event] = []
+    started = time.perf_counter()
+    try:
+        for ev in METHODS[method].run(question.strip(), backend, config=cfg, seed=seed, gold=gold):
+            store.append(sid, ev)
+            events.append(ev)
+            if isinstance(ev, (E.ClustersFormed, E.RetrievalRouted, E.PassagesRetrieved)):
+                yield (*view_outputs(events, mode, low, high, route_on), events, f"running… session `{sid}`")
+    except (InputError, ModelLoadError, ValueError) as e:
+        store.finish(sid, status="failed", message=str(e), wall_s=time.perf_counter() - started)
+        raise gr.Error(str(e), print_exception=False) from None
+    except Exception as e:
+        store.finish(sid, status="failed", message=f"{type(e).__name__}: {e}", wall_s=time.perf_counter() - started)
+        raise gr.Error(f"the run failed: {e}", print_exception=False) from None
+    finished = events[-1] if events and isinstance(events[-1], E.RunFinished) else None
+    status = finished.status if finished else "done"
+    store.finish(sid, status=status, message=finished.message if finished else "",
+                 wall_s=time.perf_counter() - started)
+    note = (f"{status} · {finished.generated_tokens if finished else 0} generated tokens · "
+            f"{time.perf_counter() - started:.1f} s · session `{sid}`")
+    yield (*view_outputs(events, mode, low, high, route_on), events, note)
+
+
+def redraw(events, mode: str, low, high, route_on: str):
+    """The strict/lenient toggle and the threshold settings: no model call."""
+    if not events:
+        return None, "", None, "", []
+    return view_outputs(events, mode, float(low), float(high), route_on)
+
+
+def build_se_tab(backend, store, *, problems_path: str | Path | None = None) -> dict:
+    path = Path(problems_path) if problems_path is not None else HELDOUT
+    math_problems = load_problems(path, "medium")
+    open_problems = velmora_problems()
+    c: dict[str, Any] = {"picked": gr.State(new_pick_state()), "events": gr.State([])}
+    gr.Markdown("Sample several answers, group them by meaning, and measure how spread the meanings are "
+                "(semantic entropy). SUGAR uses that number to decide whether to look facts up. "
+                "The Velmora questions are about a **fictional** town: no model knows the answers without "
+                "the shipped corpus.")
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=2, min_width=340):
+            c["question"] = gr.Textbox(label="Question", lines=3, elem_id="ts-se-question")
+            with gr.Row():
+                c["random_math"] = gr.Button("Random arithmetic problem", size="sm")
+                c["random_open"] = gr.Button("Random Velmora question", size="sm")
+            c["gold"] = gr.Markdown("")
+            c["model"] = gr.Radio([(f"loaded model ({backend.info.name}) — math", "loaded"),
+                                   (f"{OPEN_MODEL} — open questions", OPEN_MODEL)], value="loaded", label="Model")
+            c["method"] = gr.Radio([("SUGAR: entropy decides retrieval", "sugar"), ("Semantic entropy only", "se")],
+                                   value="sugar", label="Method")
+            with gr.Accordion("Settings", open=False):
+                with gr.Row():
+                    c["samples"] = gr.Slider(2, 20, value=10, step=1, label="Samples N")
+                    c["temperature"] = gr.Slider(0.1, 2, value=1.0, step=0.05, label="Temperature")
+                c["judge"] = gr.Radio(list(JUDGES), value="auto", label="Equivalence judge (auto: math for the "
+                                      "reasoning model, NLI when a model is named, else the language model)")
+                c["nli_model"] = gr.Textbox(label="NLI model (hub id or folder, e.g. microsoft/deberta-large-mnli)")
+                c["route_on"] = gr.Dropdown([(ESTIMATOR_WORDS[e], e) for e in ESTIMATORS], value="mc2023",
+                                            label="Route on")
+                with gr.Row():
+                    c["low"] = gr.Number(-1.0, label="low threshold (below: no retrieval)")
+                    c["high"] = gr.Number(0.5, label="high threshold (at or above: multi-step)")
+                c["policy"] = gr.Radio(list(POLICIES), value="adaptive", label="Policy (always/never: baselines)")
+                with gr.Row():
+                    c["passages"] = gr.Slider(1, 10, value=3, step=1, label="Passages per retrieval")
+                    c["seed"] = gr.Number(0, precision=0, minimum=0, label="Seed")
+                c["corpus"] = gr.Textbox(label="Your corpus folder (.txt / .jsonl), searched with the shipped one")
+            c["run"] = gr.Button("Run", variant="primary", elem_id="ts-se-run")
+            c["status"] = gr.Markdown("", elem_id="ts-se-status")
+        with gr.Column(scale=3, min_width=420):
+            c["mode"] = gr.Radio([("strict (entail both ways — Nature paper default)", "strict"),
+                                  ("lenient (no contradiction, not both neutral — official code's option)",
+                                   "lenient")], value="strict", label="Equivalence")
+            c["bubbles"] = gr.Plot(label="Clusters: area = probability mass; lines: judge verdicts "
+                                         "→ / ← (E entailment, N neutral, C contradiction); ✓ green, ✗ red",
+                                   elem_id="ts-se-bubbles")
+            c["numbers"] = gr.Markdown("", elem_id="ts-se-numbers")
+            c["bar"] = gr.Plot(label="Thresholds (SUGAR's own values are not published: these are settings)",
+                               elem_id="ts-se-bar")
+            c["retrieval"] = gr.Markdown("", elem_id="ts-se-retrieval")
+    c["table"] = gr.Dataframe(headers=["sample", "text", "vs cluster of", "text", "→ verdict", "← verdict",
+                                       "same meaning", "how"], label="Every judge call", wrap=True)
+    for name, problems, tier in (("random_math", math_problems, "medium"), ("random_open", open_problems, "velmora")):
+        c[name].click(functools.partial(pick_random_problem, problems, tier=tier), inputs=[c["picked"]],
+                      outputs=[c["question"], c["gold"], c["picked"]], api_visibility="private")
+    c["random_open"].click(lambda: OPEN_MODEL, outputs=[c["model"]], api_visibility="private")
+    c["random_math"].click(lambda: "loaded", outputs=[c["model"]], api_visibility="private")
+    c["question"].change(gold_markdown, inputs=[c["question"], c["picked"]], outputs=[c["gold"]],
+                         api_visibility="private", show_progress="hidden", trigger_mode="always_last")
+    outs = [c["bubbles"], c["numbers"], c["bar"], c["retrieval"], c["table"]]
+    c["run_event"] = c["run"].click(
+        functools.partial(run_se, backend, store),
+        inputs=[c["question"], c["picked"], c["model"], c["method"], c["samples"], c["temperature"], c["judge"],
+                c["nli_model"], c["mode"], c["low"], c["high"], c["route_on"], c["policy"], c["passages"],
+                c["corpus"], c["seed"]],
+        outputs=[*outs, c["events"], c["status"]], api_name="run_se", concurrency_limit=1,
+        concurrency_id=MODEL_QUEUE)
+    c["mode"].change(redraw, inputs=[c["events"], c["mode"], c["low"], c["high"], c["route_on"]], outputs=outs,
+                     api_name="se_redraw")
+    for trigger in (c["low"].submit, c["high"].submit, c["route_on"].change):
+        trigger(redraw, inputs=[c["events"], c["mode"], c["low"], c["high"], c["route_on"]], outputs=outs,
+                api_visibility="private")
+    return c
