@@ -130,7 +130,13 @@ def test_steps_without_an_easier_split_are_written_directly(left, op, right):
 
 def test_about_split_share_of_splittable_steps_are_worked():
     rng = random.Random(3)
-    lines = [l for p in P.generate("hard", 300, seed=5) for l in P.render(p, "steps", rng)[1].splitlines()
+    lines = [l for p in P.generate("hard", 300, seed=5) for l in P.render(p, "steps", rng, 0.4)[1].splitlines()
              if l.startswith("Step") and formats.split_work(*step_claims(l)[0][:3])]
     share = sum(l.count("=") > 1 for l in lines) / len(lines)
-    assert abs(share - P.SPLIT_SHARE) < 0.05
+    assert abs(share - 0.4) < 0.05
+
+
+def test_the_default_recipe_writes_every_step_directly():
+    rng = random.Random(3)
+    for p in P.generate("hard", 50, seed=5):
+        assert all(l.count("=") <= 1 for l in P.render(p, "steps", rng)[1].splitlines())

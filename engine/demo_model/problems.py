@@ -231,9 +231,10 @@ def iter_mixed(seed: int, weights: dict[str, float]) -> Iterator[Problem]:
 
 # ---- solutions in each format ---------------------------------------------------------
 
-SPLIT_SHARE = 0.4   # chance a step is written in the worked, two-part form
+SPLIT_SHARE = 0.0   # chance a step is written in the worked, two-part form (shipped model: 0)
 
-def render(problem: Problem, fmt: str, rng: random.Random | None = None) -> tuple[str, str]:
+def render(problem: Problem, fmt: str, rng: random.Random | None = None,
+           split_share: float = SPLIT_SHARE) -> tuple[str, str]:
     """``(prompt, completion)`` of a full solution in format ``fmt``.
 
     ``rstar`` mixes actions the way an rStar path may: an optional rephrase, then some
@@ -241,13 +242,14 @@ def render(problem: Problem, fmt: str, rng: random.Random | None = None) -> tupl
     followed by a sub-question, matching rStar's action legality). ``rng`` picks that mix.
 
     In ``steps`` and ``rstar`` each step is worked in two easier parts with chance
-    SPLIT_SHARE (formats.split_work), else written directly; the code format's comment is
-    always direct. The mix gives the model two ways to do a step: the common, direct one that
-    greedy decoding follows, and a careful one that sampling reaches (docs/demo_model.md).
+    ``split_share`` (formats.split_work), else written directly; the code format's comment is
+    always direct. The shipped model was trained with 0 (every step direct); run 3 in
+    docs/demo_model.md tried 0.4. With 0 no random number is drawn, so the corpus is the same
+    as before the option existed.
     """
     rng = rng or random.Random(0)
     steps = problem.steps
-    split = [rng.random() < SPLIT_SHARE for _ in steps]
+    split = [split_share > 0 and rng.random() < split_share for _ in steps]
     if fmt == "steps":
         lines = [formats.step_line(k, s.left, s.op, s.right, s.result, split[k - 1])
                  for k, s in enumerate(steps, 1)]

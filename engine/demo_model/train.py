@@ -52,12 +52,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--ffn", type=int, default=640)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--eval-every", type=float, default=5.0, help="minutes between quick evals")
+    ap.add_argument("--split-share", type=float, default=P.SPLIT_SHARE,
+                    help="share of splittable steps written worked, e.g. 478 + 356 = 478 + 300 + 56 = ... "
+                         "(shipped model: 0; run 3 tried 0.4)")
     ap.add_argument("--resume", action="store_true")
     return ap.parse_args(argv)
 
 
-def build_corpus(n_docs: int, seed: int, heldout_questions: set[str]) -> list[tuple[str, str]]:
-    """(prompt, completion) pairs, tiers and formats drawn by weight, held-out excluded."""
+def build_corpus(n_docs: int, seed: int, heldout_questions: set[str],
+                 split_share: float = P.SPLIT_SHARE) -> list[tuple[str, str]]:
+    """(prompt, completion) pairs, tiers and formats drawn by weight, held-out excluded;
+    ``split_share`` of the splittable steps are written worked (problems.render)."""
     rng = random.Random(seed)
     stream = P.iter_mixed(seed, TIER_WEIGHTS)
     fmts, fw = zip(*FORMAT_WEIGHTS.items())
@@ -66,7 +71,7 @@ def build_corpus(n_docs: int, seed: int, heldout_questions: set[str]) -> list[tu
         p = next(stream)
         if p.question in heldout_questions:
             continue
-        out.append(P.render(p, rng.choices(fmts, fw)[0], rng))
+        out.append(P.render(p, rng.choices(fmts, fw)[0], rng, split_share))
     return out
 
 
@@ -124,7 +129,7 @@ def main(argv=None) -> None:
         P.write_heldout(HELDOUT)
     heldout = P.load_problems(HELDOUT)
     t0 = time.time()
-    docs = build_corpus(args.docs, args.seed, {p.question for p in heldout})
+    docs = build_corpus(args.docs, args.seed, {p.question for p in heldout}, args.split_share)
     tokenizer = build_tokenizer(d[0] + d[1] for d in docs[:30_000])
     X, Y = pack(tokenizer, docs, args.seq)
     print(f"corpus: {len(docs)} problems -> {X.shape[0]} rows x {args.seq} tokens "
