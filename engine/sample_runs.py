@@ -87,7 +87,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=DEFAULT_MODEL)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--max-problems", type=int, default=60)
+    ap.add_argument("--max-problems", type=int, default=300)
     ap.add_argument("--out", type=Path, default=SAMPLES)
     args = ap.parse_args(argv)
 

@@ -140,7 +140,7 @@ def test_every_event_survives_json():
 def test_same_seed_same_events_on_a_real_model(tiny_backend, method):
     m = METHODS[method]
     small = {"rstar": {"rollouts": 2, "max_depth": 3, "max_step_tokens": 8, "votes": 2, "final_votes": 2},
-             "leco": {"max_rounds": 2}}
+             "leco": {"max_rounds": 2}, "se": {"samples": 3}, "sugar": {"samples": 3}}
     tree_search = "rollouts" in {f.name for f in dataclasses.fields(m.config)}     # mcts and its variants
     cfg = m.config(**small.get(method, {"rollouts": 3, "max_depth": 3, "max_step_tokens": 8} if tree_search
                                else {"samples": 3, "max_depth": 3}))
