@@ -17,12 +17,12 @@ self-consistency run shows where samples agreed).
 from __future__ import annotations
 
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Callable, Iterator
 
 from engine import events as E
-from engine.sampling import GREEDY, SamplingConfig
-from engine.search.common import (MAX_STEP_TOKENS, Stopped, Step, StepProposer, TokenCounter, backprop_event,
+from engine.sampling import GREEDY
+from engine.search.common import (SampledConfig, MAX_STEP_TOKENS, Stopped, Step, StepProposer, TokenCounter, backprop_event,
                                   check_field as _check, is_whole as _int, majority_answer, node_event,
                                   normalize_gold)
 from engine.steps import answers_equal
@@ -30,7 +30,7 @@ from engine.tree import Tree
 
 
 @dataclass(frozen=True)
-class BaselineConfig:
+class BaselineConfig(SampledConfig):
     samples: int = 8           # sc, bon
     temperature: float = 0.8
     top_p: float = 1.0
@@ -46,12 +46,6 @@ class BaselineConfig:
         _check("max_depth", self.max_depth, _int(self.max_depth) and 1 <= self.max_depth <= 64, "from 1 to 64")
         self.sampling
 
-    @property
-    def sampling(self) -> SamplingConfig:
-        return SamplingConfig(temperature=self.temperature, top_p=self.top_p, min_p=self.min_p)
-
-    def to_json(self) -> dict:
-        return asdict(self)
 
 
 class _Run:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Callable, Sequence
 
 from engine import events as E
@@ -24,6 +24,18 @@ REWARD_SOURCES = ("self_consistency", "gold")
 ANSWER_RULES = ("majority", "most_visited", "highest_q")
 MAX_STEP_TOKENS = 96          # one step; the embedded model's steps are ~15 tokens
 MAX_SOLUTION_TOKENS = 256     # a whole remaining solution
+
+
+class SampledConfig:
+    """Base of the method configs that carry ``temperature``, ``top_p`` and ``min_p``: their
+    sampling chain (validated by SamplingConfig) and their JSON (the session's config)."""
+
+    @property
+    def sampling(self) -> SamplingConfig:
+        return SamplingConfig(temperature=self.temperature, top_p=self.top_p, min_p=self.min_p)
+
+    def to_json(self) -> dict:
+        return asdict(self)
 
 
 def check_field(name: str, value, ok: bool, expect: str) -> None:

@@ -29,20 +29,20 @@ Not here: the score formulas (engine/scoring/leco.py), the view (app/leco_tab.py
 from __future__ import annotations
 
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Callable, Iterator
 
 from engine import events as E
-from engine.sampling import GREEDY, SamplingConfig
+from engine.sampling import GREEDY
 from engine.scoring import leco as S
-from engine.search.common import (Step, Stopped, StepProposer, TokenCounter, backprop_event, check_field as _check,
+from engine.search.common import (SampledConfig, Step, Stopped, StepProposer, TokenCounter, backprop_event, check_field as _check,
                                   is_whole as _int, node_event, normalize_gold)
 from engine.steps import answers_equal
 from engine.tree import Tree
 
 
 @dataclass(frozen=True)
-class LECOConfig:
+class LECOConfig(SampledConfig):
     max_rounds: int = 3                     # rethink rounds at most (official: 3)
     lowest: int = S.LOWEST                  # cut at the earliest of this many least confident steps
     token_probs: str = "top5"               # "top5" (official) or "full" vocabulary probabilities
@@ -59,12 +59,6 @@ class LECOConfig:
                _int(self.transition_tokens) and 1 <= self.transition_tokens <= 64, "from 1 to 64")
         self.sampling
 
-    @property
-    def sampling(self) -> SamplingConfig:
-        return SamplingConfig(temperature=self.temperature, top_p=self.top_p, min_p=self.min_p)
-
-    def to_json(self) -> dict:
-        return asdict(self)
 
 
 def step_probs(node_text: str, tokens: list, mode: str) -> list[float] | None:

@@ -26,12 +26,11 @@ is folded from those same events, so a replay sees exactly what the search saw.
 from __future__ import annotations
 
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Callable, Iterator, Protocol
 
 from engine import events as E
-from engine.sampling import SamplingConfig
-from engine.search.common import (ANSWER_RULES, MAX_STEP_TOKENS, REWARD_SOURCES, Stopped, StepProposer,
+from engine.search.common import (SampledConfig, ANSWER_RULES, MAX_STEP_TOKENS, REWARD_SOURCES, Stopped, StepProposer,
                                   TokenCounter, backprop_event, check_field as _check, is_whole as _int,
                                   majority_answer, node_event, normalize_gold, reward_for, uct_terms)
 from engine.steps import answers_equal
@@ -39,7 +38,7 @@ from engine.tree import Tree
 
 
 @dataclass(frozen=True)
-class MCTSConfig:
+class MCTSConfig(SampledConfig):
     rollouts: int = 16
     children: int = 3
     c: float = 2.0
@@ -63,12 +62,6 @@ class MCTSConfig:
                "from 1 to 1024")
         self.sampling  # validates temperature, top_p, min_p
 
-    @property
-    def sampling(self) -> SamplingConfig:
-        return SamplingConfig(temperature=self.temperature, top_p=self.top_p, min_p=self.min_p)
-
-    def to_json(self) -> dict:
-        return asdict(self)
 
 
 def best_child(tree: Tree, node_id: int, key: Callable) -> int | None:

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import functools
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Callable, Iterator
 
 from engine import events as E
@@ -46,7 +46,7 @@ from engine.search import rstar_discriminator as D
 from engine.search.rstar_actions import (ACTION_NAMES, ACTIONS, CONTEXT_FULL_TEXT, LEGAL, SOLUTION_STOP,  # noqa: F401
                                          ActionProposer, Child, is_final_subquestion, legal_actions,
                                          next_number, question_part, subquestion_line, trace_text, vote)
-from engine.search.common import (MAX_SOLUTION_TOKENS, MAX_STEP_TOKENS, Stopped, StepProposer, TokenCounter,
+from engine.search.common import (SampledConfig, MAX_SOLUTION_TOKENS, MAX_STEP_TOKENS, Stopped, StepProposer, TokenCounter,
                                   backprop_event, check_field as _check, is_whole as _int, majority_answer,
                                   normalize_gold)
 from engine.search.mcts import select_child
@@ -55,7 +55,7 @@ from engine.tree import Tree
 
 
 @dataclass(frozen=True)
-class RStarConfig:
+class RStarConfig(SampledConfig):
     # generator (the official do_generate.py defaults, except final_votes: 32 there)
     rollouts: int = 16
     c: float = 2.0
@@ -119,18 +119,11 @@ class RStarConfig:
         self.disc_sampling
 
     @property
-    def sampling(self) -> SamplingConfig:
-        return SamplingConfig(temperature=self.temperature, top_p=self.top_p, min_p=self.min_p)
-
-    @property
     def disc_sampling(self) -> SamplingConfig:
         try:
             return SamplingConfig(temperature=self.disc_temperature, top_p=self.top_p, min_p=self.min_p)
         except ValueError as e:
             raise ValueError(f"disc_{e}") from None
-
-    def to_json(self) -> dict:
-        return asdict(self)
 
 
 

@@ -42,12 +42,11 @@ from __future__ import annotations
 import math
 import random
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Callable, Iterator
 
 from engine import events as E
-from engine.sampling import SamplingConfig
-from engine.search.common import (MAX_STEP_TOKENS, Step, Stopped, StepProposer, TokenCounter, check_field as _check,
+from engine.search.common import (SampledConfig, MAX_STEP_TOKENS, Step, Stopped, StepProposer, TokenCounter, check_field as _check,
                                   is_whole as _int, majority_answer, node_event, normalize_gold, split_generation)
 from engine.demo_model.formats import STEP_DELIMITER
 from engine.models.base import StopSpec
@@ -69,7 +68,7 @@ _BARE_SCORE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:/\s*10)?\s*\.?\s*$")   # " 7
 
 
 @dataclass(frozen=True)
-class SRAConfig:
+class SRAConfig(SampledConfig):
     rollouts: int = 8               # iterations
     children: int = 3               # branch
     c: float = 0.5                  # exploration_constant
@@ -100,12 +99,6 @@ class SRAConfig:
                "from 1 to 1024")
         self.sampling  # validates temperature, top_p, min_p
 
-    @property
-    def sampling(self) -> SamplingConfig:
-        return SamplingConfig(temperature=self.temperature, top_p=self.top_p, min_p=self.min_p)
-
-    def to_json(self) -> dict:
-        return asdict(self)
 
 
 def parse_score(text: str | None) -> tuple[float, bool]:

@@ -29,7 +29,7 @@ Not here: the clustering and the estimators (engine/scoring/semantic_entropy.py)
 from __future__ import annotations
 
 import functools
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Callable, Iterator
 
 from engine import events as E
@@ -37,7 +37,7 @@ from engine.models.base import StopSpec
 from engine.retrieval import build_index, qa_correct
 from engine.sampling import GREEDY, SamplingConfig
 from engine.scoring import semantic_entropy as S
-from engine.search.common import (MAX_SOLUTION_TOKENS, Stopped, TokenCounter, check_field as _check,
+from engine.search.common import (SampledConfig, MAX_SOLUTION_TOKENS, Stopped, TokenCounter, check_field as _check,
                                   is_whole as _int, majority_answer, normalize_gold)
 from engine.steps import answers_equal, extract_answer
 
@@ -52,7 +52,7 @@ NOTES_PROMPT = "Notes:\n{notes}\n\nUsing the notes, answer the question in one s
 
 
 @dataclass(frozen=True)
-class SEConfig:
+class SEConfig(SampledConfig):
     samples: int = 10           # N answers sampled for the entropy
     temperature: float = 1.0    # the papers sample at T = 1
     top_p: float = 1.0
@@ -76,12 +76,6 @@ class SEConfig:
                _int(self.max_answer_tokens) and 1 <= self.max_answer_tokens <= 512, "from 1 to 512")
         self.sampling
 
-    @property
-    def sampling(self) -> SamplingConfig:
-        return SamplingConfig(temperature=self.temperature, top_p=self.top_p, min_p=self.min_p)
-
-    def to_json(self) -> dict:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
