@@ -102,6 +102,8 @@ def pairs_from_tree(tree: Tree, cfg: PairConfig = PairConfig(), session_id: str 
     pairs = []
     for n in tree.nodes:
         for c, r in select_pairs(tree, n.id, reach, cfg):
+            if tree[c].text.strip() == tree[r].text.strip():
+                continue    # the same step, sampled twice, with different futures: no preference in it
             pairs.append(Pair(prompt=root_text + tree.path_text(n.id), chosen=tree[c].text, rejected=tree[r].text,
                               q_chosen=round(tree[c].q, 6), q_rejected=round(tree[r].q, 6), parent=n.id,
                               chosen_node=c, rejected_node=r, session_id=session_id))

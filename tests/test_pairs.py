@@ -3,6 +3,7 @@ the fill rule, the margin filter, the JSONL schema, and `thoughtscope export-pai
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -49,6 +50,17 @@ def test_top_two_chosen_and_bottom_two_rejected_among_siblings():
     by = {(c, r): p for (c, r), p in zip(chosen_rejected(tree, pairs), pairs)}
     assert (by[("s1", "s4")].q_chosen, by[("s1", "s4")].q_rejected) == (0.8, -0.6)
     assert all(p.prompt == PROMPT and p.parent == 0 for p in pairs)       # siblings share the prefix
+
+
+def test_a_step_is_never_paired_with_the_same_text():
+    # MCTS keeps duplicate siblings (as rStar does): the same step text sampled twice can lead to
+    # a right answer once and a wrong one the other time; that pair would prefer a step to itself
+    evs = [dataclasses.replace(e, text="Step 1: s1\n") if isinstance(e, E.NodeProposed) and e.node == 3 else e
+           for e in build({1: (.8, True), 2: (.5, True), 4: (-.6, False)})]    # node 3 (was s4) now reads s1
+    tree = Tree.fold(evs)
+    assert tree[3].text == tree[1].text
+    pairs, _ = pairs_from_tree(tree, PairConfig(margin=0))
+    assert sorted(chosen_rejected(tree, pairs)) == [("s2", "s1")]       # s2 vs the wrong copy of s1 only
 
 
 def test_the_margin_filter_drops_close_pairs():
