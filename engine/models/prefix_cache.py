@@ -69,6 +69,14 @@ class Match:
         return torch.cat(ks, dim=1), torch.cat(vs, dim=1)
 
 
+
+def _shared(seg: Sequence[int], ids: Sequence[int], pos: int) -> int:
+    """How many tokens of the edge ``seg`` agree with ``ids`` from position ``pos``."""
+    n = 0
+    while n < len(seg) and pos + n < len(ids) and seg[n] == ids[pos + n]:
+        n += 1
+    return n
+
 class PrefixCache:
     """Radix tree of key/value states, least-recently-used eviction under a byte ceiling."""
 
@@ -94,9 +102,7 @@ class PrefixCache:
             if child is None:
                 break
             seg = child.tokens
-            n = 0
-            while n < len(seg) and pos + n < len(ids) and seg[n] == ids[pos + n]:
-                n += 1
+            n = _shared(seg, ids, pos)
             child.tick = tick
             m.pieces.append((child, n))
             pos += n
@@ -122,9 +128,7 @@ class PrefixCache:
             if child is None:
                 break
             seg = child.tokens
-            n = 0
-            while n < len(seg) and pos + n < len(ids) and seg[n] == ids[pos + n]:
-                n += 1
+            n = _shared(seg, ids, pos)
             if n < len(seg):
                 child = self._split(child, n)
             child.tick = tick
