@@ -173,13 +173,6 @@ def discriminator_choices(backend) -> list[tuple[str, str]]:
     return [(f"the generator's model ({backend.info.name})", "")] + others
 
 
-def method_defaults(method: str):
-    """The max-depth slider at the chosen method's own default (MCTS 8, rStar 5)."""
-    cls = METHODS[method].config if method in METHODS else None
-    depth = getattr(cls(), "max_depth", None) if cls else None
-    return gr.Slider(value=depth) if depth is not None else gr.Slider()
-
-
 def stop_search(control: RunControl) -> str:
     control.request_stop()
     return "Stopping…"
@@ -257,12 +250,13 @@ def method_note(backend) -> str:
 
 
 def method_defaults(method: str):
-    """The method's own exploration constant and temperature, put into the sliders when the
-    method changes (SRA-MCTS: c = 0.5, T = 0.7 from its official code; MCTS: c = 2, T = 0.8)."""
+    """The method's own max depth, exploration constant and temperature, put into the sliders
+    when the method changes (MCTS: depth 8, c = 2, T = 0.8; rStar: depth 5; SRA-MCTS: c = 0.5,
+    T = 0.7 from its official code). A slider the method has no field for is left alone."""
     cls = METHODS[method].config if method in METHODS else None
     names = {f.name: f.default for f in dataclasses.fields(cls)} if cls else {}
-    return (gr.update(value=names["c"]) if "c" in names else gr.update(),
-            gr.update(value=names["temperature"]) if "temperature" in names else gr.update())
+    return tuple(gr.update(value=names[k]) if k in names else gr.update()
+                 for k in ("max_depth", "c", "temperature"))
 
 
 def build_mcts_tab(backend, store, *, problems_path: str | Path | None = None) -> dict:
@@ -365,7 +359,6 @@ def build_mcts_tab(backend, store, *, problems_path: str | Path | None = None) -
     panel = dict(fn=rstar_panel, inputs=[c["view"], c["timeline"]], outputs=[c["rstar_panel"]],
                  api_visibility="private")
     c["run_event"].then(**panel)
-    c["method"].change(method_defaults, inputs=[c["method"]], outputs=[c["max_depth"]], api_visibility="private")
     c["stop"].click(stop_search, inputs=[c["control"]], outputs=[c["progress"]], api_name="stop_search",
                     concurrency_limit=None)
     c["timeline"].release(replay_to, inputs=[c["view"], c["timeline"]], outputs=view_out,
@@ -373,7 +366,7 @@ def build_mcts_tab(backend, store, *, problems_path: str | Path | None = None) -
     for name, direction in (("prev_phase", -1), ("next_phase", 1)):
         c[name].click(functools.partial(step_phase, direction=direction), inputs=[c["view"], c["timeline"]],
                       outputs=[c["timeline"], *view_out], api_visibility="private").then(**panel)
-    c["method"].change(method_defaults, inputs=[c["method"]], outputs=[c["c"], c["temperature"]],
+    c["method"].change(method_defaults, inputs=[c["method"]], outputs=[c["max_depth"], c["c"], c["temperature"]],
                        api_visibility="private")
     c["show_pairs"].click(show_pairs, inputs=[c["view"], c["timeline"]], outputs=[c["pairs"]],
                           api_visibility="private")

@@ -79,10 +79,20 @@ def test_pairs_show_in_the_view(store):
 
 
 def test_method_change_sets_that_methods_own_constants():
-    c, t = M.method_defaults("sra-mcts")
+    d, c, t = M.method_defaults("sra-mcts")
     assert (c["value"], t["value"]) == (0.5, 0.7)
-    c, t = M.method_defaults("mcts")
-    assert (c["value"], t["value"]) == (2.0, 0.8)
+    d, c, t = M.method_defaults("mcts")
+    assert (d["value"], c["value"], t["value"]) == (8, 2.0, 0.8)
+    d, c, t = M.method_defaults("rstar")
+    assert d["value"] == 5
+
+
+def test_every_method_change_fills_the_three_sliders_it_is_wired_to():
+    # one registration, three outputs: a second definition once shadowed the first and the
+    # max-depth slider received a pair
+    for method in M.METHODS:
+        out = M.method_defaults(method)
+        assert len(out) == 3 and all(isinstance(u, dict) for u in out)
 
 
 def test_the_variants_settings_reach_their_configs(store):
