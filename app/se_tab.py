@@ -29,6 +29,7 @@ import gradio as gr
 import plotly.graph_objects as go
 
 from app.generate_tab import MODEL_QUEUE, gold_for, gold_markdown, new_pick_state, pick_random_problem
+from app.mcts_tab import RunControl, stop_search
 from engine import events as E
 from engine.demo_model.problems import Problem, load_problems
 from engine.evaluate import HELDOUT
@@ -229,8 +230,9 @@ def view_outputs(events: list[E.Event], mode: str, low: float, high: float, rout
 
 def run_se(loaded, store, question: str, picked: dict | None, model_choice: str, method: str, samples,
            temperature, judge: str, nli_model: str, mode: str, low, high, route_on: str, policy: str, passages,
-           corpus: str, seed):
-    """Generator callback: yields (bubbles, numbers, bar, retrieval, comparisons, events, status)."""
+           corpus: str, seed, control: RunControl | None = None):
+    """Generator callback: yields (bubbles, numbers, bar, retrieval, comparisons, events, status).
+    Stop (``control``) is polled between model calls and between generated tokens."""
     backend = backend_for(model_choice, loaded)
     try:
         backend.render_prompt(question)
@@ -247,12 +249,15 @@ def run_se(loaded, store, question: str, picked: dict | None, model_choice: str,
     except (ValueError, TypeError) as e:
         raise gr.Error(str(e), print_exception=False) from None
     seed = int(seed or 0)
+    control = control or RunControl()
+    control.reset()
     sid = store.create_session(method=method, model=backend.info.name, question=question.strip(),
                                gold=None if gold is None else str(gold), config=cfg.to_json(), seed=seed)
     events: list[E.Event] = []
     started = time.perf_counter()
     try:
-        for ev in METHODS[method].run(question.strip(), backend, config=cfg, seed=seed, gold=gold):
+        for ev in METHODS[method].run(question.strip(), backend, config=cfg, seed=seed, gold=gold,
+                                      should_stop=control.stopped):
             store.append(sid, ev)
             events.append(ev)
             if isinstance(ev, (E.ClustersFormed, E.RetrievalRouted, E.PassagesRetrieved)):
@@ -283,7 +288,8 @@ def build_se_tab(backend, store, *, problems_path: str | Path | None = None) -> 
     path = Path(problems_path) if problems_path is not None else HELDOUT
     math_problems = load_problems(path, "medium")
     open_problems = velmora_problems()
-    c: dict[str, Any] = {"picked": gr.State(new_pick_state()), "events": gr.State([])}
+    c: dict[str, Any] = {"picked": gr.State(new_pick_state()), "events": gr.State([]),
+                         "control": gr.State(RunControl())}
     gr.Markdown("Sample several answers, group them by meaning, and measure how spread the meanings are "
                 "(semantic entropy). SUGAR uses that number to decide whether to look facts up. "
                 "The Velmora questions are about a **fictional** town: no model knows the answers without "
@@ -316,7 +322,9 @@ def build_se_tab(backend, store, *, problems_path: str | Path | None = None) -> 
                     c["passages"] = gr.Slider(1, 10, value=3, step=1, label="Passages per retrieval")
                     c["seed"] = gr.Number(0, precision=0, minimum=0, label="Seed")
                 c["corpus"] = gr.Textbox(label="Your corpus folder (.txt / .jsonl), searched with the shipped one")
-            c["run"] = gr.Button("Run", variant="primary", elem_id="ts-se-run")
+            with gr.Row():
+                c["run"] = gr.Button("Run", variant="primary", elem_id="ts-se-run")
+                c["stop"] = gr.Button("Stop", variant="stop", elem_id="ts-se-stop")
             c["status"] = gr.Markdown("", elem_id="ts-se-status")
         with gr.Column(scale=3, min_width=420):
             c["mode"] = gr.Radio([("strict (entail both ways — Nature paper default)", "strict"),
@@ -343,9 +351,11 @@ def build_se_tab(backend, store, *, problems_path: str | Path | None = None) -> 
         functools.partial(run_se, backend, store),
         inputs=[c["question"], c["picked"], c["model"], c["method"], c["samples"], c["temperature"], c["judge"],
                 c["nli_model"], c["mode"], c["low"], c["high"], c["route_on"], c["policy"], c["passages"],
-                c["corpus"], c["seed"]],
+                c["corpus"], c["seed"], c["control"]],
         outputs=[*outs, c["events"], c["status"]], api_name="run_se", concurrency_limit=1,
         concurrency_id=MODEL_QUEUE)
+    c["stop"].click(stop_search, inputs=[c["control"]], outputs=[c["status"]], api_name="stop_se",
+                    concurrency_limit=None)
     c["mode"].change(redraw, inputs=[c["events"], c["mode"], c["low"], c["high"], c["route_on"]], outputs=outs,
                      api_name="se_redraw")
     for trigger in (c["low"].submit, c["high"].submit, c["route_on"].change):

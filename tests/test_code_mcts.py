@@ -36,7 +36,7 @@ class CodeScriptBackend:
     def solution_prefix(self):
         return "Step 1:"
 
-    def generate(self, prompts, *, sampling, stop, max_new_tokens, seed):
+    def generate(self, prompts, *, sampling, stop, max_new_tokens, seed, should_stop=None):
         out = []
         for p in prompts:
             self.prompts.append(p)

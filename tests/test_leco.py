@@ -149,7 +149,7 @@ class ScriptedBackend:
     def solution_prefix(self):
         return "Step 1:"
 
-    def generate(self, prompts, *, sampling, stop, max_new_tokens, seed):
+    def generate(self, prompts, *, sampling, stop, max_new_tokens, seed, should_stop=None):
         self.prompts += prompts
         text = self.solutions.pop(0)
         toks, unsure = [], False

@@ -30,7 +30,7 @@ class ScriptedBackend:
     def render_prompt(self, question):
         return f"Question: {question}\n"
 
-    def generate(self, prompts, *, sampling, stop, max_new_tokens, seed):
+    def generate(self, prompts, *, sampling, stop, max_new_tokens, seed, should_stop=None):
         out = []
         for i, p in enumerate(prompts):
             rng = random.Random(f"{seed}:{i}")

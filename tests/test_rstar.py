@@ -192,7 +192,7 @@ class ScriptedBackend:
     def _gen(text: str) -> Generation:
         return Generation(text, (TokenLogprob(0, text, -0.25),), "stop", None, 10)
 
-    def generate(self, prompts, *, sampling, stop, max_new_tokens, seed):
+    def generate(self, prompts, *, sampling, stop, max_new_tokens, seed, should_stop=None):
         out = []
         for i, p in enumerate(prompts):
             j = prompts[:i].count(p) % 10            # which sample of this prompt (groups of 10)

@@ -35,7 +35,7 @@ class SRAScriptBackend:
     def solution_prefix(self):
         return "Step 1:"
 
-    def generate(self, prompts, *, sampling, stop, max_new_tokens, seed):
+    def generate(self, prompts, *, sampling, stop, max_new_tokens, seed, should_stop=None):
         out = []
         for i, p in enumerate(prompts):
             self.prompts.append(p)

@@ -60,7 +60,7 @@ class ScriptedBackend:
     def render_prompt(self, question: str) -> str:
         return f"<user>{question}</user>"
 
-    def generate(self, prompts, *, sampling, stop, max_new_tokens, seed):
+    def generate(self, prompts, *, sampling, stop, max_new_tokens, seed, should_stop=None):
         self.prompts.append(list(prompts))
         if sampling.temperature == 0:
             texts = [("Maud Tinsley founded it." if "Notes:" in p else self.greedy) for p in prompts]

@@ -15,7 +15,7 @@ Not here: loading (transformers_backend.py), the list of embedded models (regist
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Protocol, Sequence
+from typing import Callable, Protocol, Sequence
 
 import torch
 
@@ -124,11 +124,18 @@ class TokenDistribution:
         return [(self.tokens[i], float(v)) for v, i in zip(values.tolist(), ids.tolist())]
 
 
+class Stopped(Exception):
+    """The user asked the run to stop: raised by a search between model calls, and by
+    ``generate`` between two tokens when its ``should_stop()`` turns true (so Stop takes effect
+    within one forward pass, not at the end of a long generation)."""
+
+
 class ModelBackend(Protocol):
     info: ModelInfo
 
     def generate(self, prompts: Sequence[str], *, sampling: SamplingConfig, stop: StopSpec,
-                 max_new_tokens: int, seed: int) -> list[Generation]: ...
+                 max_new_tokens: int, seed: int,
+                 should_stop: Callable[[], bool] | None = None) -> list[Generation]: ...
 
     def distribution(self, prompt: str) -> TokenDistribution: ...
 

@@ -24,12 +24,12 @@ import logging
 import os
 import threading
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 
 from engine.demo_model.formats import question_prompt, step_prefix
-from engine.models.base import (Generation, InputError, ModelInfo, ModelLoadError, StopSpec,
+from engine.models.base import (Generation, InputError, ModelInfo, ModelLoadError, StopSpec, Stopped,
                                 TokenDistribution, TokenLogprob)
 from engine.models.prefix_cache import PREFIX_CACHE_MB, PrefixCache  # noqa: F401 (re-exported)
 from engine.models.threads import configure_threads
@@ -192,7 +192,11 @@ class TransformersBackend:
 
     @torch.inference_mode()
     def generate(self, prompts: Sequence[str], *, sampling: SamplingConfig, stop: StopSpec = StopSpec(),
-                 max_new_tokens: int = 256, seed: int = 0) -> list[Generation]:
+                 max_new_tokens: int = 256, seed: int = 0,
+                 should_stop: Callable[[], bool] | None = None) -> list[Generation]:
+        """One continuation per prompt (batched, left-padded). ``should_stop()`` is polled before
+        every forward pass; when it turns true the generation is abandoned with `Stopped` (the
+        prefix cache keeps nothing of it)."""
         if not isinstance(max_new_tokens, int) or not 1 <= max_new_tokens <= MAX_NEW_TOKENS_LIMIT:
             raise ValueError(f"max_new_tokens must be a whole number from 1 to {MAX_NEW_TOKENS_LIMIT}, "
                              f"got {max_new_tokens!r}")
@@ -211,6 +215,8 @@ class TransformersBackend:
         fed = [0] * batch                                        # new tokens whose key/values are in `cache`
         end_logits: list[torch.Tensor | None] = [None] * batch   # next-token logits after the last fed token
         for step in range(max_new_tokens):
+            if should_stop is not None and should_stop():
+                raise Stopped()
             logp = torch.log_softmax(logits, dim=-1)             # the model's own belief
             if sampling.greedy:
                 chosen = logits.argmax(dim=-1)

@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 
 from engine import events as E
 from engine.demo_model.formats import STEP_DELIMITER
-from engine.models.base import Generation, StopSpec
+from engine.models.base import Generation, StopSpec, Stopped  # noqa: F401 (Stopped re-exported for the methods)
 from engine.sampling import SamplingConfig
 from engine.steps import answers_equal, extract_answer
 
@@ -46,10 +46,6 @@ def check_field(name: str, value, ok: bool, expect: str) -> None:
 
 def is_whole(x) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
-
-
-class Stopped(Exception):
-    """Raised inside a method when the user asked it to stop."""
 
 
 @dataclass
@@ -152,7 +148,7 @@ class StepProposer:
         if room < 1:
             return None
         gens = self.backend.generate(prompts, sampling=sampling, stop=stop, max_new_tokens=min(max_new, room),
-                                     seed=seed)
+                                     seed=seed, should_stop=self.should_stop)
         self.counter.add(gens)
         return gens
 

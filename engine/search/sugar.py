@@ -162,7 +162,7 @@ class _Asker:
             if max_new < 1:
                 raise Stopped("the prompt fills the model's context")
         gens = self.backend.generate([prompt] * n, sampling=sampling, stop=MATH_STOP if math_task else OPEN_STOP,
-                                     max_new_tokens=max_new, seed=seed)
+                                     max_new_tokens=max_new, seed=seed, should_stop=self.should_stop)
         self.counter.add(gens)
         return gens
 
