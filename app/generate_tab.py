@@ -17,12 +17,14 @@ import functools
 import math
 import random
 from pathlib import Path
+import threading
 from typing import Any, Sequence
 
 import gradio as gr
 
 from engine.demo_model.problems import TIERS, Problem, load_problems
 from engine.evaluate import HELDOUT, SOLUTION_STOP   # SOLUTION_STOP: a solution never starts a new question
+from engine.models.base import Stopped
 from engine.sampling import ORDERS, SamplingConfig
 from engine.search.common import MAX_SOLUTION_TOKENS
 from engine.steps import answers_equal, extract_answer
@@ -114,19 +116,44 @@ def summary_markdown(gen, gold: int | None, problem_id: str | None = None) -> st
     return " · ".join(parts)
 
 
+class RunControl:
+    """Per-user stop flag. ``gr.State`` deep-copies its initial value for each browser session,
+    so each user gets a fresh flag; a copy never shares the event with the original."""
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+
+    def __deepcopy__(self, memo) -> "RunControl":
+        return RunControl()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def reset(self) -> None:
+        self._stop.clear()
+
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+
 def run_generation(backend, question: str, temperature: float, top_k: float, top_p: float,
                    min_p: float, order: str, max_new_tokens: float, seed: float,
-                   picked: dict | None = None) -> tuple[str, str]:
-    """Generate one solution: ``(token HTML, summary markdown)``; bad input -> `gr.Error`."""
+                   picked: dict | None = None, control: RunControl | None = None) -> tuple[str, str]:
+    """Generate one solution: ``(token HTML, summary markdown)``; bad input -> `gr.Error`.
+    Stop (``control``) is polled before every token; a stopped generation shows nothing new."""
     try:
         prompt = backend.render_prompt(question if isinstance(question, str) else "")
         sampling = make_sampling(temperature, top_k, top_p, min_p, order)
         n_new = _whole(max_new_tokens, "max_new_tokens", 1, MAX_NEW_TOKENS_CAP)
         seed_ = _whole(seed, "seed", 0, 2**63 - 1)
-        gen = backend.generate([prompt], sampling=sampling, stop=SOLUTION_STOP,
-                               max_new_tokens=n_new, seed=seed_)[0]
+        if control is not None:
+            control.reset()
+        gen = backend.generate([prompt], sampling=sampling, stop=SOLUTION_STOP, max_new_tokens=n_new, seed=seed_,
+                               should_stop=control.stopped if control is not None else None)[0]
     except ValueError as e:         # InputError is a ValueError
         raise gr.Error(str(e), print_exception=False) from None
+    except Stopped:
+        return generation_html(None), "Stopped."
     gold = gold_for(question, picked)
     return generation_html(gen), summary_markdown(gen, gold, picked["id"] if gold is not None else None)
 
@@ -139,7 +166,7 @@ def build_generate_tab(backend, *, problems_path: str | Path | None = None) -> d
     problems = {tier: load_problems(path, tier) for tier in TIERS}
     max_tokens = max(1, min(backend.info.context_length, MAX_NEW_TOKENS_CAP))
 
-    c: dict[str, Any] = {"picked": gr.State(new_pick_state())}
+    c: dict[str, Any] = {"picked": gr.State(new_pick_state()), "control": gr.State(RunControl())}
     with gr.Row(equal_height=False):
         with gr.Column(scale=3, min_width=360):
             c["question"] = gr.Textbox(label="Question", lines=3, max_lines=12,
@@ -151,7 +178,9 @@ def build_generate_tab(backend, *, problems_path: str | Path | None = None) -> d
                     c[f"random_{tier}"] = gr.Button(f"Random {tier} problem", size="sm",
                                                     elem_id=f"ts-random-{tier}")
             c["gold"] = gr.Markdown("", elem_id="ts-gold")
-            c["generate"] = gr.Button("Generate", variant="primary", elem_id="ts-generate")
+            with gr.Row():
+                c["generate"] = gr.Button("Generate", variant="primary", elem_id="ts-generate")
+                c["stop"] = gr.Button("Stop", variant="stop", elem_id="ts-generate-stop")
             c["summary"] = gr.Markdown("", elem_id="ts-summary")
             c["output"] = gr.HTML(generation_html(None), css_template=TOKENS_CSS, js_on_load=TOOLTIP_JS,
                                   elem_id="ts-output")
@@ -179,7 +208,9 @@ def build_generate_tab(backend, *, problems_path: str | Path | None = None) -> d
                          api_visibility="private", show_progress="hidden", trigger_mode="always_last")
     gr.on([c["generate"].click, c["question"].submit], functools.partial(run_generation, backend),
           inputs=[c["question"], c["temperature"], c["top_k"], c["top_p"], c["min_p"],
-                  c["order"], c["max_new_tokens"], c["seed"], c["picked"]],
+                  c["order"], c["max_new_tokens"], c["seed"], c["picked"], c["control"]],
           outputs=[c["output"], c["summary"]], api_name="generate",
           concurrency_limit=1, concurrency_id=MODEL_QUEUE)
+    c["stop"].click(lambda control: control.request_stop(), inputs=[c["control"]], api_name="stop_generate",
+                    concurrency_limit=None)
     return c

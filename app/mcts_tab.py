@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import html
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ import gradio as gr
 
 from app.figures import TOKENS_CSS, legend_html, token_span
 from app.node_details import node_details_html, pairs_html
-from app.generate_tab import MODEL_QUEUE, gold_for, gold_markdown, new_pick_state, pick_random_problem
+from app.generate_tab import MODEL_QUEUE, RunControl, gold_for, gold_markdown, new_pick_state, pick_random_problem
 from app.replay import explain, final_markdown, phase_points, progress_markdown, step_to
 from app.rstar_view import discriminator_markdown, discriminator_progress, is_rstar
 from app.rstar_view import node_details_html as rstar_details_html
@@ -42,24 +41,6 @@ REWARD_CHOICES = [("self-consistency: share of the answer among answers found (n
                   ("answer key: +1 right / −1 wrong (uses the gold answer — analysis only)", "gold")]
 
 
-class RunControl:
-    """Per-user stop flag. ``gr.State`` deep-copies its initial value for each browser session,
-    so each user gets a fresh flag; a copy never shares the event with the original."""
-
-    def __init__(self) -> None:
-        self._stop = threading.Event()
-
-    def __deepcopy__(self, memo) -> "RunControl":
-        return RunControl()
-
-    def request_stop(self) -> None:
-        self._stop.set()
-
-    def reset(self) -> None:
-        self._stop.clear()
-
-    def stopped(self) -> bool:
-        return self._stop.is_set()
 
 
 def make_config(method: str, values: dict[str, Any]):

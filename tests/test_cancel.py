@@ -113,3 +113,16 @@ def test_stop_in_the_served_app_ends_a_long_search_at_once_and_frees_the_model(t
         client.close()
         demo.close(verbose=False)
         store.close()
+
+
+def test_stop_in_the_generate_tab_ends_the_generation_between_tokens(tiny_backend):
+    from app.generate_tab import RunControl, run_generation
+    control = RunControl()
+    polls = []
+    control.stopped = lambda: polls.append(1) or len(polls) > 5      # Stop pressed after 5 tokens
+    html, summary = run_generation(tiny_backend, QUESTION, 1.0, 0, 1.0, 0.0, "transformers", 400, 0,
+                                   control=control)
+    assert summary == "Stopped." and len(polls) == 6
+    html, summary = run_generation(tiny_backend, QUESTION, 1.0, 0, 1.0, 0.0, "transformers", 8, 0,
+                                   control=RunControl())
+    assert summary.startswith("**8** tokens")                        # the next generation runs in full
