@@ -224,15 +224,14 @@ def cmd_generate(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from tqdm import tqdm
     from engine.evaluate import BATCHED, EvalConfig, eval_problems, run_eval
     from engine.search import METHODS
     cls = EvalConfig if args.method in BATCHED else METHODS[args.method].config
     cfg = config_from_args(cls, args, args.method)
     eval_problems(args.method, args.tier, args.n)          # fail fast, before the model loads
     backend = _load(args)
-    with tqdm(total=args.n, desc=f"{args.method} {args.tier}", unit="problem", file=sys.stderr,
-              disable=None) as bar:
+    from engine.progress import progress
+    with progress(args.n, f"{args.method} {args.tier}") as bar:
         summary = run_eval(backend, args.method, args.tier, args.n, args.seed, cfg, progress=bar.update)
     if not args.details:
         summary.pop("results")

@@ -55,13 +55,12 @@ def cmd_export_pairs(args, load_backend, config_from_args) -> int:
                 notes[sid] = note
         summary = {"sessions": notes, "pairs": len(pairs)}
     else:
-        from tqdm import tqdm
+        from engine.progress import progress
         cfg = config_from_args(METHODS[args.eval_method].config, args, args.eval_method)
         from engine.evaluate import eval_problems
         eval_problems(args.eval_method, args.tier, args.n)      # fail fast, before the model loads
         backend = load_backend(args)
-        with tqdm(total=args.n, desc=f"{args.eval_method} {args.tier}", unit="problem", file=sys.stderr,
-                  disable=None) as bar:
+        with progress(args.n, f"{args.eval_method} {args.tier}") as bar:
             pairs, summary = pairs_from_eval(backend, args.eval_method, args.tier, args.n, args.seed, cfg, pair_cfg,
                                              progress=bar.update)
     if args.out:

@@ -37,8 +37,6 @@ def add_sweep_parser(subparsers, add_model_flags, number) -> argparse.ArgumentPa
 
 
 def cmd_sweep(args, load) -> int:
-    from tqdm import tqdm
-
     from engine.evaluate import eval_problems
     from engine.sweep import SweepConfig, parse_temperatures, run_sweep, sweep_table
 
@@ -50,7 +48,8 @@ def cmd_sweep(args, load) -> int:
         raise ValueError(f"--out {args.out}: its folder does not exist")
     backend = load(args)
     total = cfg.n * len(cfg.samplers) * len(cfg.temperatures)
-    with tqdm(total=total, desc=f"sweep {cfg.tier}", unit="problem", file=sys.stderr, disable=None) as bar:
+    from engine.progress import progress
+    with progress(total, f"sweep {cfg.tier}") as bar:
         data = run_sweep(backend, cfg, progress=bar.update)
     if args.out:
         Path(args.out).expanduser().write_text(json.dumps(data, indent=1) + "\n")

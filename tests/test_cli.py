@@ -72,3 +72,19 @@ def test_eval_json_keys(method):
         assert key in out
     assert out["method"] == method and out["n"] == 4 and out["model"] == "arith-llama-3m"
     assert 0 <= out["accuracy"] <= 1 and out["generated_tokens"] > 0
+    # stderr is a pipe here, as in a log file: progress comes as plain lines, the last one complete
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"{method} easy: 4/4 problems, ")
+
+
+def test_progress_in_a_log_is_a_line_at_most_every_interval(monkeypatch):
+    import io
+    from engine import progress as P
+    clock = iter([0.0, 1.0, 31.0, 32.0])
+    monkeypatch.setattr(P.time, "monotonic", lambda: next(clock))
+    out = io.StringIO()
+    with P.progress(3, "rstar hard", file=out) as bar:
+        bar.update()                   # at 1 s: too soon for a line
+        bar.update()                   # at 31 s: a line with an estimate of what is left
+        bar.update()                   # at 32 s: the last one always prints
+    assert out.getvalue().splitlines() == ["rstar hard: 2/3 problems, 31 s, about 16 s left",
+                                           "rstar hard: 3/3 problems, 32 s"]
