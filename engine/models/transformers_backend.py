@@ -140,8 +140,8 @@ class TransformersBackend:
     def render_prompt(self, question: str) -> str:
         """The text a solution continues from: the chat template for chat models, otherwise the
         embedded models' ``Question: ...`` line."""
-        if not question or not question.strip():
-            raise InputError("the question is empty: type a question or pick a random problem")
+        from engine.inputs import check_text
+        check_text(question)            # empty, too long, NUL, not UTF-8: before any tokenizer work
         if self.use_chat_template:
             messages = [{"role": "user", "content": question.strip()}]
             return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
