@@ -40,7 +40,8 @@ from engine.search import METHODS
 from engine.store import SCHEMA_VERSION, Store
 
 CASES = {"config": 0, "search": 0, "cli": 0}
-TARGET = {"config": 400, "search": 40, "cli": 160}
+TARGET = {"config": 400, "search": 30, "cli": 130}
+REAL = {"configs built": 0, "searches run": 0, "commands exit 0": 0}   # the cases that went all the way
 STARTED = time.perf_counter()
 
 FUZZ = dict(deadline=None, derandomize=True, database=None, print_blob=True,
@@ -145,6 +146,7 @@ def test_any_settings_build_a_sound_config_or_raise_a_value_error(case):
             assert isinstance(v, str), (f.name, v)
     json.dumps(cfg.to_json(), allow_nan=False)      # the session's config column: strict JSON
     cfg.sampling                                      # a valid sampler chain
+    REAL["configs built"] += 1
 
 
 # ---- 2. real searches --------------------------------------------------------------------------
@@ -164,6 +166,7 @@ def test_a_valid_config_runs_to_the_end_and_anything_else_is_one_clear_line(tiny
     assert isinstance(events[-1], RunFinished) and events[-1].status in ("done", "failed"), events[-1]
     for ev in events:
         ev.dumps()                                   # every event is storable
+    REAL["searches run"] += 1
 
 
 # ---- 3. the CLI --------------------------------------------------------------------------------
@@ -268,11 +271,16 @@ def test_any_command_line_exits_0_or_2_with_at_most_one_error_line(capsys, tiny_
     assert rc in (0, 2), (args, rc, err)
     if rc == 2:
         assert len([line for line in err.splitlines() if line.strip()]) == 1, (args, err)
+    else:
+        REAL["commands exit 0"] += 1
 
 
 def test_the_fuzz_ran_at_least_500_cases():
     """Runs last (file order): the count of examples each property really ran."""
     total = sum(CASES.values())
-    print(f"\nfuzz cases run: {CASES} = {total} in {time.perf_counter() - STARTED:.1f} s")
-    if any(CASES.values()):         # the whole module ran, not one test picked with -k
-        assert CASES == TARGET and total >= 500
+    print(f"\nfuzz cases run: {CASES} = {total} in {time.perf_counter() - STARTED:.1f} s; "
+          f"of which went all the way: {REAL}")
+    if all(CASES.values()):         # the whole module ran, not one test picked with -k
+        assert all(CASES[k] >= TARGET[k] for k in TARGET) and total >= 500
+        # not vacuous: a fair share of cases were valid and really ran
+        assert REAL["configs built"] >= 20 and REAL["searches run"] >= 5 and REAL["commands exit 0"] >= 10, REAL
