@@ -2,7 +2,8 @@
 sweep samplers over temperatures, benchmark (engine/bench.py).
 
 Bad input (a flag out of range, a missing model, an empty question) ends with one line on
-stderr and exit code 2, never a traceback. ``--json`` output goes to stdout alone; progress
+stderr and exit code 2, never a traceback; a bug that escapes is one "internal error" line and
+exit code 1 (docs/reliability.md). ``--json`` output goes to stdout alone; progress
 bars go to stderr.
 """
 
