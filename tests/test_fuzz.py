@@ -40,7 +40,7 @@ from engine.search import METHODS
 from engine.store import SCHEMA_VERSION, Store
 
 CASES = {"config": 0, "search": 0, "cli": 0}
-TARGET = {"config": 400, "search": 30, "cli": 130}
+TARGET = {"config": 400, "search": 30, "cli": 120}
 REAL = {"configs built": 0, "searches run": 0, "commands exit 0": 0}   # the cases that went all the way
 STARTED = time.perf_counter()
 
@@ -62,6 +62,10 @@ odd_text = st.one_of(st.sampled_from(["", " ", "x", "\udcff", "a\x00b", "🍎", 
 any_value = st.one_of(bad_numbers, odd_text, st.lists(st.integers(), max_size=2))
 
 surrogates = st.sampled_from(["\udcff", "\udc80", "\ud800", "\udfff"])
+good_questions = st.one_of(
+    st.sampled_from([QUESTION, "What is 12 + 30?", "¿Cuánto es 2 + 3? 🍎", "Step 1: 2 + 2 = 4"]),
+    st.text(alphabet="abcdefghij 0123456789+-=?", min_size=1, max_size=40).filter(str.strip),
+)
 questions = st.one_of(
     st.sampled_from(["", " ", "\n\t  ", "x" * 100_000, "é" * 20_001, "2 + 3 = ?\x00", "\udcff\udcfe",
                      QUESTION, "What is 12 + 30?", "¿Cuánto es 2 + 3? 🍎"]),
@@ -102,10 +106,22 @@ def _choices(method: str, name: str):
 
 @st.composite
 def runnable(draw):
-    """A method, settings near the valid range (budgets small, some values bad) and a question."""
+    """A method, settings near the valid range (budgets small) and a question; half the cases
+    are meant to be valid (they run), the other half carry bad values or a bad question."""
     method = draw(st.sampled_from(sorted(METHODS)))
     fields = {f.name: f for f in _fields(method)}
     values = {k: v for k, v in BUDGET.items() if k in fields}
+    if draw(st.booleans()):                          # meant to be valid
+        for name in draw(st.lists(st.sampled_from(sorted(fields)), max_size=3, unique=True)):
+            default = fields[name].default
+            if name in BUDGET:
+                values[name] = draw(st.integers(1, 2)) if name != "samples" else 2
+            elif isinstance(default, float) and not isinstance(default, bool):
+                values[name] = draw(st.sampled_from([default, default / 2]))
+            elif isinstance(default, str):
+                choices = _choices(method, name)
+                values[name] = draw(st.sampled_from(choices)) if choices and name != "judge" else default
+        return method, values, draw(good_questions), draw(st.sampled_from([None, "7"])), draw(st.integers(0, 3))
     for name in draw(st.lists(st.sampled_from(sorted(fields)), max_size=3, unique=True)):
         default = fields[name].default
         if name in BUDGET:
@@ -212,26 +228,28 @@ def cached_loads():
 @st.composite
 def argv(draw, model: str, dbs: dict):
     """One command line: a subcommand, its budget flags, then fuzzed flags and arguments."""
-    db = dbs[draw(st.sampled_from(sorted(dbs)))]
-    model_ = draw(st.sampled_from([model] * 6 + ["/no/such/model", "nobody/no-such-model", "\udcff", ""]))
+    valid = draw(st.booleans())                      # half the command lines are meant to work
+    db = dbs["good"] if valid else dbs[draw(st.sampled_from(sorted(dbs)))]
+    model_ = model if valid else draw(st.sampled_from([model, "/no/such/model", "nobody/no-such-model", "\udcff", ""]))
+    question = draw(good_questions if valid else questions)
     kind = draw(st.sampled_from(["run", "run", "run", "generate", "eval", "sessions", "sweep", "export-pairs",
                                  "sandbox", "bench"]))
     fuzzed = []
     if kind == "run":
         method = draw(st.sampled_from(sorted(METHODS)))
         fields = {f.name for f in _fields(method)}
-        base = ["run", method, "--model", model_, "--db", db, "--question", draw(questions)]
+        base = ["run", method, "--model", model_, "--db", db, "--question", question]
         base += [x for k, v in BUDGET.items() if k in fields for x in (f"--{k.replace('_', '-')}", str(v))]
         names = sorted(fields | {"seed", "answer", "threads", "prefix_cache_mb"})
     elif kind == "generate":
-        base = ["generate", "--model", model_, "--prompt", draw(questions), "--max-new-tokens", "4"]
+        base = ["generate", "--model", model_, "--prompt", question, "--max-new-tokens", "4"]
         names = ["max_new_tokens", "temperature", "top_k", "top_p", "min_p", "seed", "order", "raw"]
     elif kind == "eval":
-        method = draw(st.sampled_from(["greedy", "sc", "mcts", "nope"]))
+        method = draw(st.sampled_from(["greedy", "sc", "mcts"] + ([] if valid else ["nope"])))
         budget = ["--rollouts", "2", "--max-depth", "2", "--children", "2", "--max-step-tokens", "8"] \
             if method == "mcts" else ["--samples", "2"]
         base = ["eval", "--model", model_, "--method", method, "--n", "1", *budget,
-                "--tier", draw(st.sampled_from(["easy", "hard", "impossible"]))]
+                "--tier", draw(st.sampled_from(["easy", "hard"] + ([] if valid else ["impossible"])))]
         names = ["n", "samples", "temperature", "batch_size", "seed", "top_p", "min_p", "rollouts"]
     elif kind == "sessions":
         sub = draw(st.sampled_from(["list", "show", "delete", "export", "import"]))
@@ -250,7 +268,7 @@ def argv(draw, model: str, dbs: dict):
     else:                                             # a bench never gets a loadable model
         base = ["bench", "--quick", "--model", draw(st.sampled_from(["/no/such/model", "\udcff"]))]
         names = ["threads"]
-    for name in draw(st.lists(st.sampled_from(names), max_size=3, unique=True)) if names else []:
+    for name in draw(st.lists(st.sampled_from(names), max_size=0 if valid else 3, unique=True)) if names else []:
         flag = f"--{name.replace('_', '-')}"
         fuzzed += [flag] if name == "raw" else [flag, draw(flag_value)]
     if draw(st.booleans()):
