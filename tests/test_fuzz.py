@@ -167,6 +167,7 @@ def test_any_settings_build_a_sound_config_or_raise_a_value_error(case):
 
 # ---- 2. real searches --------------------------------------------------------------------------
 
+@pytest.mark.slow
 @settings(max_examples=TARGET["search"], **FUZZ)
 @given(runnable())
 def test_a_valid_config_runs_to_the_end_and_anything_else_is_one_clear_line(tiny_backend, case):
