@@ -25,11 +25,12 @@ from plotly.subplots import make_subplots
 
 from app.figures import SCALE, TOKENS_CSS, legend_html, token_span
 from app.generate_tab import MODEL_QUEUE, gold_for, gold_markdown, new_pick_state, pick_random_problem
-from app.mcts_tab import RunControl
+from app.mcts_tab import RunControl, create_session, fail_session
 from app.replay import final_markdown
 from engine import events as E
 from engine.demo_model.problems import TIERS, load_problems
 from engine.evaluate import HELDOUT
+from engine.inputs import MAX_SEED, number, whole
 from engine.models.base import InputError, TokenLogprob
 from engine.scoring.leco import PROB_MODES
 from engine.search import METHODS
@@ -233,8 +234,8 @@ def view_outputs(events: list[E.Event]):
 def make_config(max_rounds, lowest, token_probs, temperature):
     cls = METHODS["leco"].config
     try:
-        return cls(max_rounds=int(max_rounds), lowest=int(lowest), token_probs=token_probs,
-                   temperature=float(temperature))
+        return cls(max_rounds=whole(max_rounds, "max_rounds", 1, 10), lowest=whole(lowest, "lowest", 1, 16),
+                   token_probs=token_probs, temperature=number(temperature, "temperature", 0, 100))
     except (ValueError, TypeError) as e:
         raise gr.Error(str(e), print_exception=False) from None
 
@@ -244,14 +245,14 @@ def run_leco(backend, store, question: str, picked: dict | None, max_rounds, low
     """Generator callback: yields (heatmap, steps, diff, summary, progress, view) as the run goes."""
     try:
         backend.render_prompt(question)
+        seed = whole(0 if seed is None else seed, "seed", 0, MAX_SEED)
     except InputError as e:
         raise gr.Error(str(e), print_exception=False) from None
     cfg = make_config(max_rounds, lowest, token_probs, temperature)
     gold = gold_for(question, picked)
-    seed = int(seed or 0)
     control.reset()
-    sid = store.create_session(method="leco", model=backend.info.name, question=question.strip(),
-                               gold=None if gold is None else str(gold), config=cfg.to_json(), seed=seed)
+    sid = create_session(store, method="leco", model=backend.info.name, question=question.strip(),
+                         gold=None if gold is None else str(gold), config=cfg.to_json(), seed=seed)
     events: list[E.Event] = []
     last, started = 0.0, time.perf_counter()
     status, message = "done", ""
@@ -268,8 +269,7 @@ def run_leco(backend, store, question: str, picked: dict | None, max_rounds, low
         if events and isinstance(events[-1], E.RunFinished) and events[-1].status == "stopped":
             status, message = "stopped", events[-1].message
     except Exception as e:
-        store.finish(sid, status="failed", message=f"{type(e).__name__}: {e}", wall_s=time.perf_counter() - started)
-        raise gr.Error(f"the run failed: {e}", print_exception=False) from None
+        fail_session(store, sid, e, time.perf_counter() - started)
     store.finish(sid, status=status, message=message, wall_s=time.perf_counter() - started)
     yield (*view_outputs(events), f"LECO done · session `{sid}`", {"session_id": sid, "events": events})
 

@@ -30,10 +30,12 @@ from app.tree_figure import tree_figure
 from engine import events as E
 from engine.demo_model.problems import TIERS, load_problems
 from engine.evaluate import HELDOUT
+from engine.inputs import MAX_SEED, whole
 from engine.models.base import InputError, TokenLogprob
 from engine.search import METHODS
 from engine.search.common import ANSWER_RULES
 from engine.search.rstar_discriminator import CONSISTENCY_RULES
+from engine.store import StoreError
 from engine.tree import Tree
 
 REDRAW_S = 0.3          # live redraws at most ~3 per second
@@ -57,6 +59,25 @@ def make_config(method: str, values: dict[str, Any]):
         return cls(**kwargs)
     except (ValueError, TypeError) as e:
         raise gr.Error(str(e), print_exception=False) from None
+
+
+def create_session(store, **meta) -> str:
+    """``store.create_session`` for a callback: a database that cannot be written (read-only,
+    locked by another process) is a gr.Error saying so, before any model work starts."""
+    try:
+        return store.create_session(**meta)
+    except StoreError as e:
+        raise gr.Error(str(e), print_exception=False) from None
+
+
+def fail_session(store, sid: str, e: Exception, wall_s: float):
+    """Mark the session failed (when the database still lets us) and raise the gr.Error."""
+    try:
+        store.finish(sid, status="failed", message=f"{type(e).__name__}: {e}", wall_s=wall_s)
+    except StoreError:
+        pass                         # the run's own error is the one to show
+    raise gr.Error(str(e) if isinstance(e, StoreError) else f"the run failed: {e}",
+                   print_exception=False) from None
 
 
 def figure_for(tree: Tree, highlight: list[int] | None = None):
@@ -99,6 +120,7 @@ def run_search(backend, store, question: str, picked: dict | None, method: str, 
     methods ignore them)."""
     try:
         backend.render_prompt(question)
+        seed = whole(0 if seed is None else seed, "seed", 0, MAX_SEED)
     except InputError as e:
         raise gr.Error(str(e), print_exception=False) from None
     gold = gold_for(question, picked)
@@ -112,10 +134,9 @@ def run_search(backend, store, question: str, picked: dict | None, method: str, 
     if getattr(cfg, "reward", None) == "gold" and gold is None:
         raise gr.Error("The answer-key reward needs a gold answer: pick a random problem, or use "
                        "self-consistency.", print_exception=False)
-    seed = int(seed or 0)
     control.reset()
-    sid = store.create_session(method=method, model=backend.info.name, question=question.strip(),
-                               gold=None if gold is None else str(gold), config=cfg.to_json(), seed=seed)
+    sid = create_session(store, method=method, model=backend.info.name, question=question.strip(),
+                         gold=None if gold is None else str(gold), config=cfg.to_json(), seed=seed)
     events: list[E.Event] = []
     tree = Tree()
     last = 0.0
@@ -137,8 +158,7 @@ def run_search(backend, store, question: str, picked: dict | None, method: str, 
         if tree.finished is not None and tree.finished.status == "stopped":
             status, message = "stopped", tree.finished.message
     except Exception as e:
-        store.finish(sid, status="failed", message=f"{type(e).__name__}: {e}", wall_s=time.perf_counter() - started)
-        raise gr.Error(f"the run failed: {e}", print_exception=False) from None
+        fail_session(store, sid, e, time.perf_counter() - started)
     store.finish(sid, status=status, message=message, wall_s=time.perf_counter() - started)
     fig, progress, final, expl = view_outputs(events)
     yield (fig, progress + f" · session `{sid}`", final, expl, {"session_id": sid, "events": events},

@@ -72,10 +72,10 @@ def _error(e: Exception) -> gr.Error:
     return gr.Error(str(e), print_exception=False)
 
 
-def _int(value: Any, name: str, lo: int) -> int:
+def _int(value: Any, name: str, lo: int, hi: int = 2**63 - 1) -> int:
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) \
-            or not float(value).is_integer() or value < lo:
-        raise ValueError(f"{name} must be a whole number >= {lo}, got {value!r}")
+            or not float(value).is_integer() or not lo <= value <= hi:
+        raise ValueError(f"{name} must be a whole number from {lo} to {hi}, got {value!r}")
     return int(value)
 
 

@@ -29,10 +29,11 @@ import gradio as gr
 import plotly.graph_objects as go
 
 from app.generate_tab import MODEL_QUEUE, gold_for, gold_markdown, new_pick_state, pick_random_problem
-from app.mcts_tab import RunControl, stop_search
+from app.mcts_tab import RunControl, create_session, fail_session, stop_search
 from engine import events as E
 from engine.demo_model.problems import Problem, load_problems
 from engine.evaluate import HELDOUT
+from engine.inputs import MAX_SEED, number, whole
 from engine.models.base import InputError, ModelLoadError
 from engine.scoring.semantic_entropy import ESTIMATORS
 from engine.search import METHODS
@@ -236,23 +237,23 @@ def run_se(loaded, store, question: str, picked: dict | None, model_choice: str,
     backend = backend_for(model_choice, loaded)
     try:
         backend.render_prompt(question)
-    except InputError as e:
+        if method not in ("se", "sugar"):
+            raise InputError(f"method must be se or sugar, got {method!r}")
+        values = dict(samples=whole(samples, "samples", 2, 64), temperature=number(temperature, "temperature", 0, 100),
+                      judge=judge, nli_model=nli_model or "", mode=mode)
+        if method == "sugar":
+            values.update(low=number(low, "low", -100, 100), high=number(high, "high", -100, 100), route_on=route_on,
+                          policy=policy, passages=whole(passages, "passages", 1, 20),
+                          corpus=corpus.strip() if isinstance(corpus, str) else "")
+        seed = whole(0 if seed is None else seed, "seed", 0, MAX_SEED)
+        cfg = METHODS[method].config(**values)
+    except (ValueError, TypeError) as e:     # InputError is a ValueError
         raise gr.Error(str(e), print_exception=False) from None
     gold = gold_for(question, picked)
-    values = dict(samples=int(samples), temperature=float(temperature), judge=judge, nli_model=nli_model or "",
-                  mode=mode)
-    if method == "sugar":
-        values.update(low=float(low), high=float(high), route_on=route_on, policy=policy, passages=int(passages),
-                      corpus=(corpus or "").strip())
-    try:
-        cfg = METHODS[method].config(**values)
-    except (ValueError, TypeError) as e:
-        raise gr.Error(str(e), print_exception=False) from None
-    seed = int(seed or 0)
     control = control or RunControl()
     control.reset()
-    sid = store.create_session(method=method, model=backend.info.name, question=question.strip(),
-                               gold=None if gold is None else str(gold), config=cfg.to_json(), seed=seed)
+    sid = create_session(store, method=method, model=backend.info.name, question=question.strip(),
+                         gold=None if gold is None else str(gold), config=cfg.to_json(), seed=seed)
     events: list[E.Event] = []
     started = time.perf_counter()
     try:
@@ -266,8 +267,7 @@ def run_se(loaded, store, question: str, picked: dict | None, model_choice: str,
         store.finish(sid, status="failed", message=str(e), wall_s=time.perf_counter() - started)
         raise gr.Error(str(e), print_exception=False) from None
     except Exception as e:
-        store.finish(sid, status="failed", message=f"{type(e).__name__}: {e}", wall_s=time.perf_counter() - started)
-        raise gr.Error(f"the run failed: {e}", print_exception=False) from None
+        fail_session(store, sid, e, time.perf_counter() - started)
     finished = events[-1] if events and isinstance(events[-1], E.RunFinished) else None
     status = finished.status if finished else "done"
     store.finish(sid, status=status, message=finished.message if finished else "",

@@ -2,7 +2,8 @@
 sweep samplers over temperatures, benchmark (engine/bench.py).
 
 Bad input (a flag out of range, a missing model, an empty question) ends with one line on
-stderr and exit code 2, never a traceback. ``--json`` output goes to stdout alone; progress
+stderr and exit code 2, never a traceback; a bug that escapes is one "internal error" line and
+exit code 1 (docs/reliability.md). ``--json`` output goes to stdout alone; progress
 bars go to stderr.
 """
 
@@ -18,6 +19,7 @@ from engine.models.base import InputError, ModelLoadError
 from engine.search.common import MAX_SOLUTION_TOKENS
 
 EXIT_USAGE = 2
+EXIT_INTERNAL = 1
 
 
 class CliError(Exception):
@@ -202,8 +204,8 @@ def cmd_models(args) -> int:
 
 def cmd_generate(args) -> int:
     from engine.sampling import ORDERS, SamplingConfig
-    if not args.prompt.strip():
-        raise InputError("--prompt is empty: give a question")
+    from engine.inputs import check_text
+    check_text(args.prompt, "--prompt")
     sampling = SamplingConfig(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                               min_p=args.min_p, order=ORDERS[args.order])
     backend = _load(args)
@@ -255,8 +257,9 @@ def cmd_run(args) -> int:
     import time
     from engine.search import METHODS
     from engine.store import Store, default_db_path, record
-    if not args.question.strip():
-        raise InputError("--question is empty: give a question")
+    from engine.inputs import check_text
+    check_text(args.question, "--question")
+    check_text(args.answer, "--answer", required=False, max_chars=1000)
     method = METHODS[args.method]
     cfg = config_from_args(method.config, args, args.method)
     store = Store(args.db or default_db_path())
@@ -340,11 +343,19 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except (CliError, InputError, ModelLoadError, StoreError, ValueError, OSError) as e:
         msg = str(e)
+        if isinstance(e, UnicodeError):     # an argument with bytes that are not UTF-8 (surrogate escapes)
+            msg = f"an argument is not valid UTF-8 text ({e}): re-type it in UTF-8"
+        # one line, printable on any terminal whatever the message quotes
+        msg = " ".join(msg.split()).encode("utf-8", "backslashreplace").decode("utf-8")
         print(msg if msg.startswith("thoughtscope") else f"thoughtscope: error: {msg}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("thoughtscope: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:      # a bug, not bad input: still one line, and a distinct exit code
+        msg = " ".join(f"{type(e).__name__}: {e}".split()).encode("utf-8", "backslashreplace").decode("utf-8")
+        print(f"thoughtscope: internal error ({msg}); please report it", file=sys.stderr)
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

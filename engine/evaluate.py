@@ -50,9 +50,9 @@ class EvalConfig:
     batch_size: int = 32
 
     def __post_init__(self) -> None:
-        if not isinstance(self.samples, int) or not 1 <= self.samples <= 256:
+        if not isinstance(self.samples, int) or isinstance(self.samples, bool) or not 1 <= self.samples <= 256:
             raise ValueError(f"samples must be a whole number from 1 to 256, got {self.samples!r}")
-        if not isinstance(self.batch_size, int) or not 1 <= self.batch_size <= 1024:
+        if not isinstance(self.batch_size, int) or isinstance(self.batch_size, bool) or not 1 <= self.batch_size <= 1024:
             raise ValueError(f"batch_size must be a whole number from 1 to 1024, got {self.batch_size!r}")
         SamplingConfig(temperature=self.temperature, min_p=self.min_p, top_p=self.top_p)  # validates
 

@@ -28,8 +28,9 @@ SAMPLE_CONFIGS: dict[str, dict] = {"rstar": {"rollouts": 8}}
 
 
 def import_samples(store: Store, folder: Path = SAMPLES) -> list[str]:
-    """Import every sample run into ``store`` if it holds no sessions yet; returns the new ids."""
-    if store.list_sessions(limit=1) or not folder.is_dir():
+    """Import every sample run into ``store`` if it holds no sessions yet (and may be written);
+    returns the new ids."""
+    if store.read_only or store.list_sessions(limit=1) or not folder.is_dir():
         return []
     return [store.import_session(json.loads(f.read_text())) for f in sorted(folder.glob("*.json"))]
 

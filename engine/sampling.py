@@ -25,6 +25,7 @@ STAGES = ("temperature", "top_k", "top_p", "min_p")
 TRANSFORMERS_ORDER = ("temperature", "top_k", "top_p", "min_p")
 VLLM_ORDER = ("temperature", "min_p", "top_k", "top_p")
 LLAMA_CPP_ORDER = ("top_k", "top_p", "min_p", "temperature")
+MAX_TOP_K = 1_000_000          # above any vocabulary; a bound, so a typo cannot ask for 10**12
 ORDERS = {"transformers": TRANSFORMERS_ORDER, "vllm": VLLM_ORDER, "llama.cpp": LLAMA_CPP_ORDER}
 
 
@@ -55,11 +56,12 @@ class SamplingConfig:
         _check("temperature", self.temperature, _finite(self.temperature) and 0 <= self.temperature <= 100,
                "a number from 0 (greedy) to 100")
         _check("top_k", self.top_k, isinstance(self.top_k, int) and not isinstance(self.top_k, bool)
-               and self.top_k >= 0, "a whole number >= 0 (0 = off)")
+               and 0 <= self.top_k <= MAX_TOP_K, f"a whole number from 0 (off) to {MAX_TOP_K}")
         _check("top_p", self.top_p, _finite(self.top_p) and 0 < self.top_p <= 1, "in (0, 1] (1 = off)")
         _check("min_p", self.min_p, _finite(self.min_p) and 0 <= self.min_p <= 1, "in [0, 1] (0 = off)")
-        order = tuple(self.order)
-        _check("order", self.order, sorted(order) == sorted(STAGES),
+        ok = isinstance(self.order, (tuple, list)) and all(isinstance(s, str) for s in self.order)
+        order = tuple(self.order) if ok else ()
+        _check("order", self.order, ok and sorted(order) == sorted(STAGES),
                f"a permutation of {STAGES}")
         object.__setattr__(self, "order", order)
 

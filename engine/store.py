@@ -18,7 +18,11 @@ The log is the truth; everything else is derived from it.
 - Threads: one connection opened with ``check_same_thread=False``; every operation (reads
   too, because a connection's transaction state is shared) holds one re-entrant lock. Other
   processes may open the same file: WAL lets them read while we write, and a busy timeout
-  makes writers wait for each other.
+  (``BUSY_TIMEOUT_S``, or $THOUGHTSCOPE_DB_TIMEOUT) makes writers wait for each other; past
+  it, a write is a ``StoreError`` saying another process holds the lock.
+- A file (or its folder) this process may not write is opened read-only: listing and showing
+  runs work, and any write is a ``StoreError`` saying the file is read-only and what to do.
+  Nothing is ever deleted or rewritten to "repair" a file that cannot be used.
 
 Not here: running searches (engine/search/), drawing (app/), HTML/PNG exports.
 """
@@ -48,6 +52,7 @@ from engine.tree import Tree
 ENV_DB = "THOUGHTSCOPE_DB"
 DB_FILENAME = "thoughtscope.db"
 BUSY_TIMEOUT_S = 30.0             # how long a writer waits for another process's write lock
+ENV_TIMEOUT = "THOUGHTSCOPE_DB_TIMEOUT"   # overrides BUSY_TIMEOUT_S (seconds)
 
 EXPORT_FORMAT = "thoughtscope-session"
 EXPORT_VERSION = 1
@@ -210,34 +215,101 @@ def _graphml_ready(g) -> None:
 
 # ---- the store --------------------------------------------------------------------------
 
+def _writable(path: Path) -> bool:
+    """May this process write ``path`` (a file, or a folder to create files in)?"""
+    return os.access(path, os.W_OK | (os.X_OK if path.is_dir() else 0))
+
+
+def _timeout(timeout: float | None) -> float:
+    if timeout is None:
+        env = os.environ.get(ENV_TIMEOUT)
+        try:
+            timeout = float(env) if env else BUSY_TIMEOUT_S
+        except ValueError:
+            raise StoreError(f"${ENV_TIMEOUT} must be a number of seconds, got {env!r}") from None
+    if not 0 <= timeout <= 86400:      # NaN fails too
+        raise StoreError(f"the database busy timeout must be from 0 to 86400 seconds, got {timeout!r}")
+    return timeout
+
+
 class Store:
-    def __init__(self, path: str | Path | None = None) -> None:
+    def __init__(self, path: str | Path | None = None, *, timeout: float | None = None) -> None:
+        """Open (creating or upgrading) the database at ``path``; ``timeout``: seconds a write
+        waits for another process's lock (default $THOUGHTSCOPE_DB_TIMEOUT or 30)."""
         self.path = default_db_path() if path is None else Path(path).expanduser()
         if self.path.is_dir():
             raise StoreError(f"{self.path} is a folder, not a database file")
+        self.timeout = _timeout(timeout)
         self._lock = threading.RLock()
+        exists = self.path.exists()
+        folder = self.path.parent if str(self.path.parent) else Path(".")
+        if not exists and not _writable(folder):
+            raise StoreError(f"cannot create {self.path}: the folder {folder} is not writable "
+                             "(or does not exist); pass another --db or $THOUGHTSCOPE_DB")
+        # WAL needs the -wal/-shm files beside the database: a writable file in a read-only
+        # folder cannot be written either
+        self.read_only = exists and not (_writable(self.path) and _writable(folder))
+        conn = self._connect(immutable=False)
         try:
-            conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_S, check_same_thread=False)
-        except sqlite3.Error as e:
-            raise StoreError(f"cannot open {self.path}: {e}") from None
-        try:
-            self.db = Database(conn)
-            version = self._user_version()    # the first read: fails here if the file is not SQLite
+            try:
+                self.db = Database(conn)
+                version = self._user_version()    # the first read: fails here if the file is not SQLite
+            except sqlite3.OperationalError:
+                if not self.read_only:
+                    raise
+                # a read-only WAL file whose -shm file is gone (it is removed on the last close):
+                # SQLite can only read it as immutable; no one can be writing it from here anyway
+                conn.close()
+                conn = self._connect(immutable=True)
+                self.db = Database(conn)
+                version = self._user_version()
             self._check_version(version)
-            self.db.enable_wal()
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.execute("PRAGMA foreign_keys=ON")
-            if version < SCHEMA_VERSION:
-                self._migrate()
+            if version < SCHEMA_VERSION and self.read_only:
+                raise StoreError(f"{self.path} needs upgrading to schema {SCHEMA_VERSION} but is read-only: "
+                                 "make it writable (chmod u+w) and start again")
+            if not self.read_only:
+                self.db.enable_wal()
+                self.db.execute("PRAGMA synchronous=NORMAL")
+                self.db.execute("PRAGMA foreign_keys=ON")
+                if version < SCHEMA_VERSION:
+                    self._migrate()
         except sqlite3.DatabaseError as e:
             conn.close()
             if "not a database" in str(e) or "malformed" in str(e):
                 raise StoreError(f"{self.path} is not a ThoughtScope database: not a SQLite file, "
-                                 f"or a corrupt one ({e})") from None
-            raise StoreError(f"cannot open {self.path}: {e}") from None
+                                 f"or a corrupt one ({e}); it was left as it is: move it away or "
+                                 "pass another --db") from None
+            raise self._error(e, "open") from None
         except BaseException:
             conn.close()
             raise
+
+    def _connect(self, *, immutable: bool) -> sqlite3.Connection:
+        try:
+            if not self.read_only:
+                return sqlite3.connect(str(self.path), timeout=self.timeout, check_same_thread=False)
+            from urllib.parse import quote
+            uri = f"file:{quote(str(self.path.resolve()))}?mode=ro" + ("&immutable=1" if immutable else "")
+            return sqlite3.connect(uri, uri=True, timeout=self.timeout, check_same_thread=False)
+        except sqlite3.Error as e:
+            raise StoreError(f"cannot open {self.path}: {e}") from None
+
+    def _error(self, e: sqlite3.Error, doing: str) -> StoreError:
+        """A one-line StoreError for a SQLite failure: what is wrong with the file, what to do."""
+        text = str(e)
+        if "locked" in text or "busy" in text:
+            return StoreError(f"the database is locked by another ThoughtScope process: {self.path} stayed "
+                              f"locked for {self.timeout:g} s; wait for that run to end (or stop that process) "
+                              f"and try again, or raise ${ENV_TIMEOUT}")
+        if "readonly" in text or "read-only" in text:
+            return self._read_only_error()
+        if "disk is full" in text or "disk I/O" in text:
+            return StoreError(f"cannot {doing} {self.path}: {text}; free some disk space or pass another --db")
+        return StoreError(f"cannot {doing} {self.path}: {text}")
+
+    def _read_only_error(self) -> StoreError:
+        return StoreError(f"{self.path} is read-only: stored runs can be listed and shown but no new run can "
+                          "be stored; make the file and its folder writable (chmod u+w) or pass another --db")
 
     def close(self) -> None:
         with self._lock:
@@ -282,16 +354,42 @@ class Store:
 
     @contextmanager
     def _write(self) -> Iterator[None]:
-        """One transaction holding the write lock from its start (no deadlock on upgrade)."""
+        """One transaction holding the write lock from its start (no deadlock on upgrade).
+        A read-only file, a lock held past the timeout or a full disk is a StoreError; the
+        transaction is rolled back, so what was stored before stays as it was."""
+        if self.read_only:
+            raise self._read_only_error()
         with self._lock:
-            self.db.conn.execute("BEGIN IMMEDIATE")
+            try:
+                self.db.conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as e:
+                raise self._error(e, "write to") from None
             try:
                 yield
+            except sqlite3.OperationalError as e:
+                if self.db.conn.in_transaction:
+                    self.db.conn.execute("ROLLBACK")
+                raise self._error(e, "write to") from None
             except BaseException:
                 if self.db.conn.in_transaction:
                     self.db.conn.execute("ROLLBACK")
                 raise
-            self.db.conn.execute("COMMIT")
+            try:
+                self.db.conn.execute("COMMIT")
+            except sqlite3.OperationalError as e:
+                if self.db.conn.in_transaction:
+                    self.db.conn.execute("ROLLBACK")
+                raise self._error(e, "write to") from None
+
+    @contextmanager
+    def _reading(self) -> Iterator[None]:
+        """The store's lock for a read; a SQLite failure (a lock held by a non-WAL writer, a
+        file damaged after opening) is a one-line StoreError."""
+        with self._lock:
+            try:
+                yield
+            except sqlite3.DatabaseError as e:
+                raise self._error(e, "read") from None
 
     # ---- writing a run --------------------------------------------------------------------
 
@@ -388,9 +486,14 @@ class Store:
                f"FROM sessions s {'WHERE ' + where if where else ''} ORDER BY s.created DESC, s.rowid DESC")
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        with self._lock:
+        with self._reading():
             rows = list(self.db.query(sql, params or []))
             stale = [r["session_id"] for r in rows if r["status"] == "running" and not self._writer_alive(r)]
+            if self.read_only:      # reported, not stored
+                for r in rows:
+                    if r["session_id"] in stale:
+                        r.update(status="interrupted", message="the process writing this run ended before the run did")
+                stale = []
             for sid in stale:
                 self.finish(sid, status="interrupted",
                             message="the process writing this run ended before the run did")
@@ -414,7 +517,7 @@ class Store:
 
     def resolve(self, id_or_prefix: str) -> str:
         """The full id of the one session whose id is or starts with ``id_or_prefix``."""
-        with self._lock:
+        with self._reading():
             if self._exists(id_or_prefix):
                 return id_or_prefix
             escaped = id_or_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
@@ -442,7 +545,7 @@ class Store:
         return self._select(" AND ".join(wheres), params, limit)
 
     def _payloads(self, session_id: str, limit: int | None = None) -> list[str]:
-        with self._lock:
+        with self._reading():
             if not self._exists(session_id):
                 raise SessionNotFound(f"no session {session_id!r} in {self.path}")
             sql = "SELECT payload FROM events WHERE session_id = ? ORDER BY seq"
@@ -455,7 +558,7 @@ class Store:
         return [E.loads(p) for p in self._payloads(session_id, limit)]
 
     def event_counts(self, session_id: str) -> dict[str, int]:
-        with self._lock:
+        with self._reading():
             if not self._exists(session_id):
                 raise SessionNotFound(f"no session {session_id!r} in {self.path}")
             return dict(self.db.execute("SELECT type, count(*) FROM events WHERE session_id = ? "

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
+from safetensors import SafetensorError
 
 from engine.demo_model.formats import question_prompt, step_prefix
 from engine.models.base import (Generation, InputError, ModelInfo, ModelLoadError, StopSpec, Stopped,
@@ -124,12 +125,14 @@ class TransformersBackend:
             model = AutoModelForCausalLM.from_pretrained(src, dtype=torch_dtype, **kwargs)
         except torch.cuda.OutOfMemoryError as e:  # pragma: no cover - needs a GPU
             raise ModelLoadError(f"out of GPU memory loading {src}; try --dtype float16 or --device cpu") from e
-        except (OSError, ValueError, KeyError, ImportError, RuntimeError) as e:
+        except (OSError, ValueError, KeyError, ImportError, RuntimeError, SafetensorError) as e:
             hint = ""
             if not path.exists():
                 hint = (" If this is a hub id, this machine may have no network: download the model "
                         "elsewhere and pass its local folder with --model PATH.")
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            elif isinstance(e, SafetensorError):     # a truncated or damaged weights file
+                hint = " The weights file is damaged or incomplete: download or copy the model again."
+            first = str(e).strip().splitlines()[0].rstrip(".") if str(e).strip() else type(e).__name__
             raise ModelLoadError(f"could not load model {src!r}: {first}.{hint}") from e
         model.to(device)
         return cls(model, tokenizer, name=name or Path(src).name, source=str(source),
@@ -140,8 +143,8 @@ class TransformersBackend:
     def render_prompt(self, question: str) -> str:
         """The text a solution continues from: the chat template for chat models, otherwise the
         embedded models' ``Question: ...`` line."""
-        if not question or not question.strip():
-            raise InputError("the question is empty: type a question or pick a random problem")
+        from engine.inputs import check_text
+        check_text(question)            # empty, too long, NUL, not UTF-8: before any tokenizer work
         if self.use_chat_template:
             messages = [{"role": "user", "content": question.strip()}]
             return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)

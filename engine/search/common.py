@@ -39,13 +39,21 @@ class SampledConfig:
 
 
 def check_field(name: str, value, ok: bool, expect: str) -> None:
-    """Config validation: a ValueError naming the field and the value it got."""
+    """Config validation: a ValueError naming the field and the value it got (its repr cut
+    to 60 characters, so a 300-digit number or a pasted page stays one readable line)."""
     if not ok:
-        raise ValueError(f"{name} must be {expect}, got {value!r}")
+        shown = repr(value)
+        raise ValueError(f"{name} must be {expect}, got {shown if len(shown) <= 60 else shown[:57] + '...'}")
 
 
 def is_whole(x) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
+
+
+def is_number(x) -> bool:
+    """A real number that is not a bool (True is an int in Python, never a setting's value);
+    NaN and infinities pass here and fail the caller's ``lo <= x <= hi``."""
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
 @dataclass

@@ -31,7 +31,7 @@ from typing import Callable, Iterator, Protocol
 
 from engine import events as E
 from engine.search.common import (SampledConfig, ANSWER_RULES, MAX_STEP_TOKENS, REWARD_SOURCES, Stopped, StepProposer,
-                                  TokenCounter, backprop_event, check_field as _check, is_whole as _int,
+                                  TokenCounter, backprop_event, check_field as _check, is_number, is_whole as _int,
                                   majority_answer, node_event, normalize_gold, reward_for, uct_terms)
 from engine.steps import answers_equal
 from engine.tree import Tree
@@ -53,7 +53,7 @@ class MCTSConfig(SampledConfig):
     def __post_init__(self) -> None:
         _check("rollouts", self.rollouts, _int(self.rollouts) and 1 <= self.rollouts <= 10_000, "from 1 to 10000")
         _check("children", self.children, _int(self.children) and 1 <= self.children <= 32, "from 1 to 32")
-        _check("c", self.c, isinstance(self.c, (int, float)) and 0 <= self.c <= 100 and self.c == self.c,
+        _check("c", self.c, is_number(self.c) and 0 <= self.c <= 100,
                "a number from 0 to 100")
         _check("max_depth", self.max_depth, _int(self.max_depth) and 1 <= self.max_depth <= 64, "from 1 to 64")
         _check("reward", self.reward, self.reward in REWARD_SOURCES, f"one of {REWARD_SOURCES}")

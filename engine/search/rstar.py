@@ -47,7 +47,7 @@ from engine.search.rstar_actions import (ACTION_NAMES, ACTIONS, CONTEXT_FULL_TEX
                                          ActionProposer, Child, is_final_subquestion, legal_actions,
                                          next_number, question_part, subquestion_line, trace_text, vote)
 from engine.search.common import (SampledConfig, MAX_SOLUTION_TOKENS, MAX_STEP_TOKENS, Stopped, StepProposer, TokenCounter,
-                                  backprop_event, check_field as _check, is_whole as _int, majority_answer,
+                                  backprop_event, check_field as _check, is_number, is_whole as _int, majority_answer,
                                   normalize_gold)
 from engine.search.mcts import select_child
 from engine.steps import answers_equal, extract_answer
@@ -86,7 +86,7 @@ class RStarConfig(SampledConfig):
 
     def __post_init__(self) -> None:
         _check("rollouts", self.rollouts, _int(self.rollouts) and 1 <= self.rollouts <= 10_000, "from 1 to 10000")
-        _check("c", self.c, isinstance(self.c, (int, float)) and 0 <= self.c <= 100 and self.c == self.c,
+        _check("c", self.c, is_number(self.c) and 0 <= self.c <= 100,
                "a number from 0 to 100")
         _check("max_depth", self.max_depth, _int(self.max_depth) and 1 <= self.max_depth <= 64, "from 1 to 64")
         for name in ("one_step_thoughts", "subquestions"):
@@ -106,7 +106,7 @@ class RStarConfig(SampledConfig):
         _check("cuts", self.cuts, _int(self.cuts) and 1 <= self.cuts <= 32, "from 1 to 32")
         for name in ("cut_low", "cut_high"):
             v = getattr(self, name)
-            _check(name, v, isinstance(v, (int, float)) and 0 < v < 1, "a fraction between 0 and 1")
+            _check(name, v, is_number(v) and 0 < v < 1, "a fraction between 0 and 1")
         _check("cut_high", self.cut_high, self.cut_high >= self.cut_low, f"at least cut_low ({self.cut_low})")
         _check("completions_per_cut", self.completions_per_cut,
                _int(self.completions_per_cut) and 1 <= self.completions_per_cut <= 16, "from 1 to 16")
@@ -114,7 +114,7 @@ class RStarConfig(SampledConfig):
                f"one of {D.CONSISTENCY_RULES}")
         _check("score_by", self.score_by, self.score_by in D.SCORE_BY, f"one of {D.SCORE_BY}")
         _check("confident_skip", self.confident_skip,
-               isinstance(self.confident_skip, (int, float)) and 0 <= self.confident_skip <= 1.0, "from 0 to 1")
+               is_number(self.confident_skip) and 0 <= self.confident_skip <= 1.0, "from 0 to 1")
         self.sampling   # validates temperature, top_p, min_p
         self.disc_sampling
 

@@ -68,7 +68,8 @@ class SEConfig(SampledConfig):
         _check("samples", self.samples, _int(self.samples) and 2 <= self.samples <= 64, "from 2 to 64")
         _check("task", self.task, self.task in TASKS, f"one of {TASKS}")
         _check("judge", self.judge, self.judge in JUDGES, f"one of {JUDGES}")
-        _check("nli_model", self.nli_model, self.judge != "nli" or bool(str(self.nli_model).strip()),
+        _check("nli_model", self.nli_model, isinstance(self.nli_model, str), "text (a hub id or folder)")
+        _check("nli_model", self.nli_model, self.judge != "nli" or bool(self.nli_model.strip()),
                "a hub id or folder when judge is nli")
         _check("mode", self.mode, self.mode in S.MODES, f"one of {S.MODES}")
         _check("loglik", self.loglik, self.loglik in S.LOGLIK, f"one of {S.LOGLIK}")
@@ -96,6 +97,7 @@ class SugarConfig(SEConfig):
         _check("high", self.high, self.high >= self.low, f"at least low ({self.low})")
         _check("route_on", self.route_on, self.route_on in S.ESTIMATORS, f"one of {S.ESTIMATORS}")
         _check("policy", self.policy, self.policy in POLICIES, f"one of {POLICIES}")
+        _check("corpus", self.corpus, isinstance(self.corpus, str), "text (a folder, or empty)")
         _check("passages", self.passages, _int(self.passages) and 1 <= self.passages <= 20, "from 1 to 20")
 
 
