@@ -233,7 +233,8 @@ def cmd_eval(args) -> int:
     eval_problems(args.method, args.tier, args.n)          # fail fast, before the model loads
     backend = _load(args)
     from engine.progress import progress
-    with progress(args.n, f"{args.method} {args.tier}") as bar:
+    from engine.evaluate import QA_METHODS
+    with progress(args.n, f"{args.method} {'velmora' if args.method in QA_METHODS else args.tier}") as bar:
         summary = run_eval(backend, args.method, args.tier, args.n, args.seed, cfg, progress=bar.update)
     if not args.details:
         summary.pop("results")
