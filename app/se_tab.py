@@ -28,6 +28,7 @@ from typing import Any
 import gradio as gr
 import plotly.graph_objects as go
 
+from app.auth import user_store, with_request
 from app.generate_tab import MODEL_QUEUE, gold_for, gold_markdown, new_pick_state, pick_random_problem
 from engine import events as E
 from engine.demo_model.problems import Problem, load_problems
@@ -229,8 +230,10 @@ def view_outputs(events: list[E.Event], mode: str, low: float, high: float, rout
 
 def run_se(loaded, store, question: str, picked: dict | None, model_choice: str, method: str, samples,
            temperature, judge: str, nli_model: str, mode: str, low, high, route_on: str, policy: str, passages,
-           corpus: str, seed):
-    """Generator callback: yields (bubbles, numbers, bar, retrieval, comparisons, events, status)."""
+           corpus: str, seed, request: gr.Request = None):
+    """Generator callback: yields (bubbles, numbers, bar, retrieval, comparisons, events, status).
+    The run is stored as the logged-in user's (app/auth.py)."""
+    store = user_store(store, request)
     backend = backend_for(model_choice, loaded)
     try:
         backend.render_prompt(question)
@@ -340,7 +343,7 @@ def build_se_tab(backend, store, *, problems_path: str | Path | None = None) -> 
                          api_visibility="private", show_progress="hidden", trigger_mode="always_last")
     outs = [c["bubbles"], c["numbers"], c["bar"], c["retrieval"], c["table"]]
     c["run_event"] = c["run"].click(
-        functools.partial(run_se, backend, store),
+        with_request(run_se, backend, store),
         inputs=[c["question"], c["picked"], c["model"], c["method"], c["samples"], c["temperature"], c["judge"],
                 c["nli_model"], c["mode"], c["low"], c["high"], c["route_on"], c["policy"], c["passages"],
                 c["corpus"], c["seed"]],
