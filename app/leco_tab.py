@@ -352,7 +352,7 @@ def build_leco_tab(backend, store, *, problems_path: str | Path | None = None) -
                 c["seed"], c["control"]],
         outputs=outputs, api_name="run_leco", concurrency_limit=1, concurrency_id=MODEL_QUEUE)
     c["stop"].click(stop_leco, inputs=[c["control"]], outputs=[c["progress"]], api_name="stop_leco",
-                    concurrency_limit=None)
+                    concurrency_limit=None, queue=False)   # Stop works even when the queue is full
     c["open"].click(with_request(open_leco, store), inputs=[c["session_id"]], outputs=outputs,
                     api_name="open_leco")
     return c

@@ -369,7 +369,7 @@ def build_mcts_tab(backend, store, *, problems_path: str | Path | None = None) -
     c["run_event"].then(**panel)
     c["method"].change(method_defaults, inputs=[c["method"]], outputs=[c["max_depth"]], api_visibility="private")
     c["stop"].click(stop_search, inputs=[c["control"]], outputs=[c["progress"]], api_name="stop_search",
-                    concurrency_limit=None)
+                    concurrency_limit=None, queue=False)   # Stop works even when the queue is full
     c["timeline"].release(replay_to, inputs=[c["view"], c["timeline"]], outputs=view_out,
                           api_visibility="private", trigger_mode="always_last").then(**panel)
     for name, direction in (("prev_phase", -1), ("next_phase", 1)):
