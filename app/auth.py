@@ -12,6 +12,9 @@
   without ``--auth``), stamps the user as owner of each run it creates or imports, and deletes
   only the user's own runs. Another user's run is "no session 'id'", word for word the store's
   message for an id that does not exist, so the reply does not reveal that it exists.
+- Inputs that name files or folders on the server (SUGAR's corpus folder, the NLI model folder
+  or hub id, the Sampling lab's sweep file) would let one user read the server's files: in
+  classroom mode `refuse_server_paths` turns them away (the shipped defaults still work).
 - `with_request` binds leading arguments like `functools.partial` while keeping the bound
   function's ``request: gr.Request`` parameter visible to Gradio (a partial hides it).
 
@@ -255,6 +258,23 @@ class UserStore:
                 raise StoreError(f"session {session_id!r} is a shared run (a sample, or recorded without "
                                  "--auth): it can be opened and exported, not deleted here")
         self.store.delete(session_id)
+
+
+def server_paths_allowed(store_or_access=None, request: gr.Request | None = None) -> bool:
+    """False in classroom mode: an `Access` that is multi-user, or a request with a logged-in user."""
+    if isinstance(store_or_access, Access):
+        return not store_or_access.multi_user
+    return not getattr(request, "username", None)
+
+
+def refuse_server_paths(store_or_access, request: gr.Request | None, **fields: str | None) -> None:
+    """A gr.Error naming the first non-empty field when server paths are off (classroom mode)."""
+    if server_paths_allowed(store_or_access, request):
+        return
+    for name, value in fields.items():
+        if value is not None and str(value).strip():
+            raise gr.Error(f"{name} names a file, folder or download on the server; a shared (classroom) "
+                           "server does not allow that: leave it empty", print_exception=False)
 
 
 # ---- handlers that receive the request -------------------------------------------------------

@@ -28,7 +28,7 @@ from typing import Any
 import gradio as gr
 import plotly.graph_objects as go
 
-from app.auth import user_store, with_request
+from app.auth import refuse_server_paths, user_store, with_request
 from app.generate_tab import MODEL_QUEUE, gold_for, gold_markdown, new_pick_state, pick_random_problem
 from engine import events as E
 from engine.demo_model.problems import Problem, load_problems
@@ -233,6 +233,7 @@ def run_se(loaded, store, question: str, picked: dict | None, model_choice: str,
            corpus: str, seed, request: gr.Request = None):
     """Generator callback: yields (bubbles, numbers, bar, retrieval, comparisons, events, status).
     The run is stored as the logged-in user's (app/auth.py)."""
+    refuse_server_paths(store, request, **{"NLI model": nli_model, "Corpus folder": corpus})
     store = user_store(store, request)
     backend = backend_for(model_choice, loaded)
     try:
