@@ -129,11 +129,17 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def exposure_warning(host: str, users: Users | None) -> str | None:
-    """The warning line for a server others can reach without logging in (None when fine)."""
-    if users is None and not is_loopback(host):
+def exposure_warning(host: str, users: Users | None, tls: bool = False) -> str | None:
+    """The warning line for a server others can reach without logging in, or whose passwords
+    would cross the network in clear text (None when fine)."""
+    if is_loopback(host):
+        return None
+    if users is None:
         return (f"thoughtscope: warning: serving on {host} without --auth: anyone who can reach this "
                 "address can run the model and open, export and delete every stored run")
+    if not tls:
+        return (f"thoughtscope: warning: serving on {host} over plain HTTP: passwords cross the network "
+                "unencrypted; use --ssl-certfile/--ssl-keyfile (or a TLS proxy) off a trusted network")
     return None
 
 
@@ -186,7 +192,7 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 7860, db: str | None 
 
     check_launch_options(queue_size, ssl_certfile, ssl_keyfile)    # before the slow model load
     users = load_users(auth) if auth is not None else None
-    warning = exposure_warning(host, users)
+    warning = exposure_warning(host, users, tls=ssl_certfile is not None)
     if warning:
         print(warning, file=sys.stderr, flush=True)
     store = Store(db or default_db_path())

@@ -245,11 +245,25 @@ def test_launch_options_are_the_safe_set():
     assert LAUNCH_KWARGS["mcp_server"] is False and LAUNCH_KWARGS["allowed_paths"] is None
     assert LAUNCH_KWARGS["max_file_size"] == "50mb" and LAUNCH_KWARGS["show_error"] is False
     assert exposure_warning("127.0.0.1", None) is None and exposure_warning("::1", None) is None
-    assert exposure_warning("0.0.0.0", object()) is None
+    assert exposure_warning("0.0.0.0", object(), tls=True) is None
     assert "without --auth" in exposure_warning("0.0.0.0", None)
+    assert "unencrypted" in exposure_warning("192.168.1.5", object())
     for bad in (0, -1, 10_001, 2.5, True, "8"):
         with pytest.raises(ValueError, match="queue_size"):
             check_launch_options(bad)
+
+
+def test_model_runs_share_one_queue_show_progress_and_stop_skips_the_queue(tiny_backend):
+    from app.generate_tab import MODEL_QUEUE
+    demo = build_app(tiny_backend, multi_user=True)
+    fns = {f.api_name: f for f in demo.fns.values() if f.api_name}
+    runs = [f for f in demo.fns.values() if f.concurrency_id == MODEL_QUEUE]
+    assert {"run_search", "run_leco", "run_se", "generate"} <= {f.api_name for f in runs}
+    for f in runs:        # one model call at a time; the overlay shows a waiting run its place in the queue
+        assert f.concurrency_limit == 1 and f.show_progress != "hidden", f.api_name
+    assert not fns["stop_search"].queue and not fns["stop_leco"].queue
+    assert any(f.name == "refresh" and f.trigger_after is None and f.targets and f.targets[0][1] == "load"
+               for f in demo.fns.values())                        # classroom: each page lists its user's runs
 
 
 @pytest.mark.slow
