@@ -212,5 +212,5 @@ def build_generate_tab(backend, *, problems_path: str | Path | None = None) -> d
           outputs=[c["output"], c["summary"]], api_name="generate",
           concurrency_limit=1, concurrency_id=MODEL_QUEUE)
     c["stop"].click(lambda control: control.request_stop(), inputs=[c["control"]], api_name="stop_generate",
-                    concurrency_limit=None)
+                    concurrency_limit=None, queue=False)   # Stop works even when the queue is full
     return c

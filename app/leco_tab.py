@@ -23,6 +23,7 @@ import gradio as gr
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from app.auth import user_store, with_request
 from app.figures import SCALE, TOKENS_CSS, legend_html, token_span
 from app.generate_tab import MODEL_QUEUE, gold_for, gold_markdown, new_pick_state, pick_random_problem
 from app.mcts_tab import RunControl, create_session, fail_session
@@ -241,8 +242,10 @@ def make_config(max_rounds, lowest, token_probs, temperature):
 
 
 def run_leco(backend, store, question: str, picked: dict | None, max_rounds, lowest, token_probs, temperature,
-             seed, control: RunControl):
-    """Generator callback: yields (heatmap, steps, diff, summary, progress, view) as the run goes."""
+             seed, control: RunControl, request: gr.Request = None):
+    """Generator callback: yields (heatmap, steps, diff, summary, progress, view) as the run goes.
+    The run is stored as the logged-in user's (app/auth.py)."""
+    store = user_store(store, request)
     try:
         backend.render_prompt(question)
         seed = whole(0 if seed is None else seed, "seed", 0, MAX_SEED)
@@ -274,8 +277,9 @@ def run_leco(backend, store, question: str, picked: dict | None, max_rounds, low
     yield (*view_outputs(events), f"LECO done · session `{sid}`", {"session_id": sid, "events": events})
 
 
-def open_leco(store, session_id: str):
-    """A stored LECO session back into the view."""
+def open_leco(store, session_id: str, request: gr.Request = None):
+    """A stored LECO session back into the view (one the logged-in user may see)."""
+    store = user_store(store, request)
     sid = (session_id or "").strip()
     if not sid:
         raise gr.Error("type a session id (see the Sessions tab)", print_exception=False)
@@ -343,12 +347,12 @@ def build_leco_tab(backend, store, *, problems_path: str | Path | None = None) -
                          api_visibility="private", show_progress="hidden", trigger_mode="always_last")
     outputs = [c["heatmap"], c["steps"], c["diff"], c["summary"], c["progress"], c["view"]]
     c["run_event"] = c["run"].click(
-        functools.partial(run_leco, backend, store),
+        with_request(run_leco, backend, store),
         inputs=[c["question"], c["picked"], c["max_rounds"], c["lowest"], c["token_probs"], c["temperature"],
                 c["seed"], c["control"]],
         outputs=outputs, api_name="run_leco", concurrency_limit=1, concurrency_id=MODEL_QUEUE)
     c["stop"].click(stop_leco, inputs=[c["control"]], outputs=[c["progress"]], api_name="stop_leco",
-                    concurrency_limit=None)
-    c["open"].click(functools.partial(open_leco, store), inputs=[c["session_id"]], outputs=outputs,
+                    concurrency_limit=None, queue=False)   # Stop works even when the queue is full
+    c["open"].click(with_request(open_leco, store), inputs=[c["session_id"]], outputs=outputs,
                     api_name="open_leco")
     return c

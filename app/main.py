@@ -15,7 +15,6 @@ Not here: the tabs' callbacks (app/generate_tab.py), token HTML (app/figures.py)
 
 from __future__ import annotations
 
-import functools
 import html
 import os
 from pathlib import Path
@@ -24,13 +23,14 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")   # before gradio is 
 
 import gradio as gr  # noqa: E402
 
+from app.auth import Access, Users, load_users, with_request  # noqa: E402
 from app.generate_tab import MODEL_QUEUE, build_generate_tab  # noqa: E402
 from app.leco_tab import build_leco_tab  # noqa: E402
 from app.mcts_tab import build_mcts_tab, rstar_panel, view_outputs  # noqa: E402
 from app.model_slot import ModelSlot  # noqa: E402
 from app.sampling_tab import build_sampling_tab  # noqa: E402
 from app.se_tab import build_se_tab  # noqa: E402
-from app.sessions_tab import build_sessions_tab, open_session, session_rows  # noqa: E402
+from app.sessions_tab import build_sessions_tab, open_session, refresh, session_rows  # noqa: E402
 
 TITLE = "ThoughtScope"
 HEADER_CSS = """
@@ -39,8 +39,14 @@ HEADER_CSS = """
 .ts-header .ts-model { font-size: 14px; opacity: 0.85; }
 .ts-header code { font-size: 13px; }
 """
-# What `serve` passes to launch(); tests launch with the same.
-LAUNCH_KWARGS = dict(ssr_mode=False, share=False, quiet=True, enable_monitoring=False)
+# What `serve` passes to launch(); tests launch with the same. Why each: docs/classroom.md.
+LAUNCH_KWARGS = dict(ssr_mode=False, share=False, quiet=True, enable_monitoring=False,
+                     mcp_server=False, pwa=False, run_history=False, allowed_paths=None,
+                     max_file_size="50mb", show_error=False, strict_cors=True, max_threads=16)
+QUEUE_SIZE = 32                 # events waiting at most (a full queue turns new ones away)
+QUEUE_SIZE_MAX = 10_000
+DEFAULT_CONCURRENCY = 4         # non-model events of one kind at once; model events: 1 (MODEL_QUEUE)
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 class ServeError(ValueError):
@@ -71,17 +77,24 @@ def load_model(slot: ModelSlot, model: str):
 
 
 def build_app(backend, store=None, *, problems_path: str | Path | None = None,
-              model_switch: bool = True) -> gr.Blocks:
+              multi_user: bool = False, model_switch: bool | None = None) -> gr.Blocks:
     """The whole page around a loaded backend (``ModelBackend`` with ``render_prompt``, or a
     `ModelSlot` holding one) and a run store (`engine.store.Store`; a temporary one when None).
-    With ``model_switch`` the header has a box to load another model in its place.
+    With ``model_switch`` (default: when not ``multi_user``) the header has a box to load another
+    model in its place; in classroom mode one user must not swap everyone's model.
+
+    ``multi_user`` (classroom mode, launched with ``auth``): each stored run belongs to the
+    logged-in user who made it, and every handler that reads or writes runs sees only that
+    user's runs and the shared ones (app/auth.py, docs/classroom.md).
 
     Each tab's components, by name, are kept in ``demo.thoughtscope_tabs[tab]``."""
     backend = backend if isinstance(backend, ModelSlot) else ModelSlot(backend)
+    model_switch = not multi_user if model_switch is None else model_switch
     if store is None:
         import tempfile
         from engine.store import Store
         store = Store(Path(tempfile.mkdtemp(prefix="thoughtscope-")) / "runs.db")
+    access = Access(store, multi_user=multi_user)
     with gr.Blocks(title=f"{TITLE} — {backend.info.name}", analytics_enabled=False) as demo:
         header = gr.HTML(header_html(backend), css_template=HEADER_CSS, js_on_load=None, elem_id="ts-header")
         if model_switch:
@@ -98,23 +111,24 @@ def build_app(backend, store=None, *, problems_path: str | Path | None = None,
             with gr.Tab("Generate", id="generate", elem_id="ts-tab-generate"):
                 generate = build_generate_tab(backend, problems_path=problems_path)
             with gr.Tab("Search", id="search", elem_id="ts-tab-search"):
-                search = build_mcts_tab(backend, store, problems_path=problems_path)
+                search = build_mcts_tab(backend, access, problems_path=problems_path)
             with gr.Tab("LECO", id="leco", elem_id="ts-tab-leco"):
-                leco = build_leco_tab(backend, store, problems_path=problems_path)
+                leco = build_leco_tab(backend, access, problems_path=problems_path)
             with gr.Tab("Semantic entropy", id="se", elem_id="ts-tab-se"):
-                se = build_se_tab(backend, store, problems_path=problems_path)
+                se = build_se_tab(backend, access, problems_path=problems_path)
             with gr.Tab("Sampling lab", id="sampling", elem_id="ts-tab-sampling"):
                 sampling = build_sampling_tab(backend, problems_path=problems_path)
             with gr.Tab("Sessions", id="sessions", elem_id="ts-tab-sessions"):
-                sessions = build_sessions_tab(store)
+                sessions = build_sessions_tab(access)
         demo.thoughtscope_tabs = {"search": search, "generate": generate, "sessions": sessions,
                                   "leco": leco, "se": se, "sampling": sampling}
         demo.thoughtscope_store = store
         demo.thoughtscope_model = backend
+        demo.thoughtscope_access = access
         # Opening a stored session shows it in the Search tab, at its last event.
         sessions["open"].click(
-            functools.partial(open_session, store), inputs=[sessions["session_id"]],
-            outputs=[search["view"], sessions["status"]], api_visibility="private",
+            with_request(open_session, access), inputs=[sessions["session_id"]],
+            outputs=[search["view"], sessions["status"]], api_name="open_session",
         ).success(
             lambda view: (*view_outputs(view["events"]), gr.Slider(maximum=len(view["events"]),
                                                                    value=len(view["events"])),
@@ -125,41 +139,105 @@ def build_app(backend, store=None, *, problems_path: str | Path | None = None,
         ).then(rstar_panel, inputs=[search["view"], search["timeline"]], outputs=[search["rstar_panel"]],
                api_visibility="private")
         # A finished run shows up in the Sessions list.
-        leco["run_event"].then(lambda m, k, mo: session_rows(store, m, k, mo),
-                               inputs=[sessions["method"], sessions["correct"], sessions["model"]],
+        filters = [sessions["method"], sessions["correct"], sessions["model"]]
+        leco["run_event"].then(with_request(session_rows, access), inputs=filters,
                                outputs=[sessions["table"]], api_visibility="private")
-        search["run_event"].then(lambda m, k, mo: session_rows(store, m, k, mo),
-                                 inputs=[sessions["method"], sessions["correct"], sessions["model"]],
+        search["run_event"].then(with_request(session_rows, access), inputs=filters,
                                  outputs=[sessions["table"]],
                                  api_visibility="private")
+        if multi_user:   # the page was built with the shared runs only: list the user's own
+            demo.load(with_request(refresh, access), inputs=filters,
+                      outputs=[sessions["table"], sessions["model"]], api_visibility="private")
     return demo
+
+
+def is_loopback(host: str) -> bool:
+    import ipaddress
+    if host in LOOPBACK:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def exposure_warning(host: str, users: Users | None, tls: bool = False) -> str | None:
+    """The warning line for a server others can reach without logging in, or whose passwords
+    would cross the network in clear text (None when fine)."""
+    if is_loopback(host):
+        return None
+    if users is None:
+        return (f"thoughtscope: warning: serving on {host} without --auth: anyone who can reach this "
+                "address can run the model and open, export and delete every stored run")
+    if not tls:
+        return (f"thoughtscope: warning: serving on {host} over plain HTTP: passwords cross the network "
+                "unencrypted; use --ssl-certfile/--ssl-keyfile (or a TLS proxy) off a trusted network")
+    return None
+
+
+def check_launch_options(queue_size, ssl_certfile=None, ssl_keyfile=None) -> None:
+    """ValueError for a queue size out of range or half an SSL pair (before the slow model load)."""
+    if isinstance(queue_size, bool) or not isinstance(queue_size, int) or not 1 <= queue_size <= QUEUE_SIZE_MAX:
+        raise ValueError(f"queue_size must be a whole number from 1 to {QUEUE_SIZE_MAX}, got {queue_size!r}")
+    if (ssl_certfile is None) != (ssl_keyfile is None):
+        raise ValueError("--ssl-certfile and --ssl-keyfile go together: give both or neither")
+
+
+def launch_app(demo: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, *, users: Users | None = None,
+               queue_size: int = QUEUE_SIZE, ssl_certfile: str | None = None, ssl_keyfile: str | None = None,
+               blocked_paths: list[str | Path] = ()):
+    """Queue and launch ``demo`` as `serve` does (LAUNCH_KWARGS, never a share link); ``users``
+    turns on the login page; ``blocked_paths`` are files Gradio must never serve (the run
+    database, the users file), on top of Gradio's rule of serving only files it created.
+    Returns launch()'s (app, local url, share url); raises `ServeError` when the address
+    cannot be bound."""
+    check_launch_options(queue_size, ssl_certfile, ssl_keyfile)
+    demo.queue(max_size=queue_size, default_concurrency_limit=DEFAULT_CONCURRENCY)
+    auth = dict(auth=users.check, auth_message="ThoughtScope: log in with the name and password you were "
+                "given. Your runs are visible only to you.") if users is not None else {}
+    try:
+        return demo.launch(server_name=host, server_port=port, prevent_thread_lock=True,
+                           ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile,
+                           blocked_paths=[str(Path(p).resolve()) for p in blocked_paths] or None,
+                           **auth, **LAUNCH_KWARGS)
+    except OSError:
+        raise ServeError(f"cannot serve on {host}:{port}: the port is in use (or the address cannot "
+                         "be bound): stop the other server or pass another --port") from None
 
 
 def serve(model: str, host: str = "127.0.0.1", port: int = 7860, db: str | None = None,
           device: str = "auto", dtype: str = "auto", threads: int | None = None,
-          prefix_cache_mb: float | None = None) -> None:
+          prefix_cache_mb: float | None = None, auth: str | None = None, queue_size: int = QUEUE_SIZE,
+          ssl_certfile: str | None = None, ssl_keyfile: str | None = None) -> None:
     """Load ``model``, print the URL and serve the app until interrupted.
 
     ``db`` is the SQLite file for runs (default: $THOUGHTSCOPE_DB or the user data folder); a
     database with no sessions gets the recorded sample runs, so a first start shows trees.
-    Raises `engine.models.base.ModelLoadError` when the model cannot be loaded, `StoreError`
-    for an unusable database and `ServeError` when the port cannot be bound."""
+    ``auth`` is a users file (classroom mode, docs/classroom.md): a login page, and each user
+    sees only their own runs. Raises `AuthFileError` for an unusable users file,
+    `engine.models.base.ModelLoadError` when the model cannot be loaded, `StoreError` for an
+    unusable database and `ServeError` when the port cannot be bound."""
+    import sys
     from engine.models.registry import load_backend
     from engine.sample_runs import import_samples
     from engine.store import Store, default_db_path
 
+    check_launch_options(queue_size, ssl_certfile, ssl_keyfile)    # before the slow model load
+    users = load_users(auth) if auth is not None else None
+    warning = exposure_warning(host, users, tls=ssl_certfile is not None)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
     store = Store(db or default_db_path())
     imported = import_samples(store)
     if imported:
         print(f"Imported {len(imported)} sample runs into {store.path}", flush=True)
     load_kwargs = dict(device=device, dtype=dtype, threads=threads, prefix_cache_mb=prefix_cache_mb)
-    demo = build_app(ModelSlot(load_backend(model, **load_kwargs), **load_kwargs), store)
-    try:
-        _, url, _ = demo.launch(server_name=host, server_port=port, prevent_thread_lock=True,
-                                **LAUNCH_KWARGS)
-    except OSError:
-        raise ServeError(f"cannot serve on {host}:{port}: the port is in use (or the address cannot "
-                         "be bound): stop the other server or pass another --port") from None
-    print(f"ThoughtScope is running at {url} with {demo.thoughtscope_model.info.describe()} (Ctrl+C to stop)",
+    backend = ModelSlot(load_backend(model, **load_kwargs), **load_kwargs)
+    demo = build_app(backend, store, multi_user=users is not None)
+    db_files = [store.path, *(store.path.with_name(store.path.name + x) for x in ("-wal", "-shm"))]
+    _, url, _ = launch_app(demo, host, port, users=users, queue_size=queue_size, ssl_certfile=ssl_certfile,
+                           ssl_keyfile=ssl_keyfile, blocked_paths=[*db_files, *([auth] if auth else [])])
+    who = f" for {len(users)} users of {users.path}" if users is not None else ""
+    print(f"ThoughtScope is running at {url} with {backend.info.describe()}{who} (Ctrl+C to stop)",
           flush=True)
     demo.block_thread()

@@ -20,6 +20,7 @@ from typing import Any
 
 import gradio as gr
 
+from app.auth import user_store, with_request
 from app.figures import TOKENS_CSS, legend_html, token_span
 from app.node_details import node_details_html, pairs_html
 from app.generate_tab import MODEL_QUEUE, RunControl, gold_for, gold_markdown, new_pick_state, pick_random_problem
@@ -114,10 +115,11 @@ def run_search(backend, store, question: str, picked: dict | None, method: str, 
                max_depth, temperature, min_p, reward, final_rule, samples, beam_width, seed, control: RunControl,
                one_step_thoughts=3, subquestions=3, votes=10, final_votes=10, discriminate=True, cut_mode="words",
                cuts=4, consistency="mid", gold_fallback=False, discriminator_model="",
-               check="runs", self_eval="prompt", reflection="common"):
+               check="runs", self_eval="prompt", reflection="common", request: gr.Request = None):
     """Generator callback: yields (plot, progress, final, explanation, view, slider) as the run grows.
     The arguments after ``control`` are rStar's, then code-verified MCTS's and SRA-MCTS's (other
-    methods ignore them)."""
+    methods ignore them). The run is stored as the logged-in user's (app/auth.py)."""
+    store = user_store(store, request)
     try:
         backend.render_prompt(question)
         seed = whole(0 if seed is None else seed, "seed", 0, MAX_SEED)
@@ -349,7 +351,7 @@ def build_mcts_tab(backend, store, *, problems_path: str | Path | None = None) -
                          api_visibility="private", show_progress="hidden", trigger_mode="always_last")
     view_out = [c["plot"], c["progress"], c["final"], c["explain"]]
     c["run_event"] = c["run"].click(
-        functools.partial(run_search, backend, store),
+        with_request(run_search, backend, store),
         inputs=[c["question"], c["picked"], c["method"], c["rollouts"], c["children"], c["c"], c["max_depth"],
                 c["temperature"], c["min_p"], c["reward"], c["final_rule"], c["samples"], c["beam_width"],
                 c["seed"], c["control"], c["one_step_thoughts"], c["subquestions"], c["votes"], c["final_votes"],
@@ -361,7 +363,7 @@ def build_mcts_tab(backend, store, *, problems_path: str | Path | None = None) -
                  api_visibility="private")
     c["run_event"].then(**panel)
     c["stop"].click(stop_search, inputs=[c["control"]], outputs=[c["progress"]], api_name="stop_search",
-                    concurrency_limit=None)
+                    concurrency_limit=None, queue=False)   # Stop works even when the queue is full
     c["timeline"].release(replay_to, inputs=[c["view"], c["timeline"]], outputs=view_out,
                           api_visibility="private", trigger_mode="always_last").then(**panel)
     for name, direction in (("prev_phase", -1), ("next_phase", 1)):

@@ -24,6 +24,7 @@ from typing import Any
 
 import gradio as gr
 
+from app.auth import refuse_server_paths
 from app.figures import TOKENS_CSS, token_span
 from app.generate_tab import MODEL_QUEUE, gold_for, gold_markdown, new_pick_state, pick_random_problem
 from app.sampling_figures import (empty_figure, generation_figure, orders_figure, pool_figure, sweep_figure,
@@ -222,8 +223,11 @@ def branch_here(pool: BackendPool, state: dict | None, position: float, draw: st
             + "</div>")
 
 
-def show_sweep(path: str):
-    """``(figure, markdown table)`` of a sweep file written by ``thoughtscope sweep --out``."""
+def show_sweep(path: str, request: gr.Request = None):
+    """``(figure, markdown table)`` of a sweep file written by ``thoughtscope sweep --out``.
+    A shared (classroom) server shows only the shipped one: other paths would read its files."""
+    if path and Path(str(path).strip()).expanduser().resolve() != SWEEP_FILE:
+        refuse_server_paths(None, request, **{"The sweep file": path})
     if not path or not str(path).strip():
         return sweep_figure(None), "Give the path of a sweep file."
     if not Path(path).expanduser().exists():

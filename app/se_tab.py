@@ -28,6 +28,7 @@ from typing import Any
 import gradio as gr
 import plotly.graph_objects as go
 
+from app.auth import refuse_server_paths, user_store, with_request
 from app.generate_tab import MODEL_QUEUE, gold_for, gold_markdown, new_pick_state, pick_random_problem
 from app.mcts_tab import RunControl, create_session, fail_session, stop_search
 from engine import events as E
@@ -231,9 +232,12 @@ def view_outputs(events: list[E.Event], mode: str, low: float, high: float, rout
 
 def run_se(loaded, store, question: str, picked: dict | None, model_choice: str, method: str, samples,
            temperature, judge: str, nli_model: str, mode: str, low, high, route_on: str, policy: str, passages,
-           corpus: str, seed, control: RunControl | None = None):
+           corpus: str, seed, control: RunControl | None = None, request: gr.Request = None):
     """Generator callback: yields (bubbles, numbers, bar, retrieval, comparisons, events, status).
-    Stop (``control``) is polled between model calls and between generated tokens."""
+    Stop (``control``) is polled between model calls and between generated tokens. The run is
+    stored as the logged-in user's (app/auth.py)."""
+    refuse_server_paths(store, request, **{"NLI model": nli_model, "Corpus folder": corpus})
+    store = user_store(store, request)
     backend = backend_for(model_choice, loaded)
     try:
         backend.render_prompt(question)
@@ -348,14 +352,14 @@ def build_se_tab(backend, store, *, problems_path: str | Path | None = None) -> 
                          api_visibility="private", show_progress="hidden", trigger_mode="always_last")
     outs = [c["bubbles"], c["numbers"], c["bar"], c["retrieval"], c["table"]]
     c["run_event"] = c["run"].click(
-        functools.partial(run_se, backend, store),
+        with_request(run_se, backend, store),
         inputs=[c["question"], c["picked"], c["model"], c["method"], c["samples"], c["temperature"], c["judge"],
                 c["nli_model"], c["mode"], c["low"], c["high"], c["route_on"], c["policy"], c["passages"],
                 c["corpus"], c["seed"], c["control"]],
         outputs=[*outs, c["events"], c["status"]], api_name="run_se", concurrency_limit=1,
         concurrency_id=MODEL_QUEUE)
     c["stop"].click(stop_search, inputs=[c["control"]], outputs=[c["status"]], api_name="stop_se",
-                    concurrency_limit=None)
+                    concurrency_limit=None, queue=False)   # Stop works even when the queue is full
     c["mode"].change(redraw, inputs=[c["events"], c["mode"], c["low"], c["high"], c["route_on"]], outputs=outs,
                      api_name="se_redraw")
     for trigger in (c["low"].submit, c["high"].submit, c["route_on"].change):

@@ -1,7 +1,9 @@
 """The Sessions tab: every stored run, filtered; open one into the Search view, delete, export, import.
 
 Callbacks are plain functions over the store; store errors become gr.Error here. Opening a
-session hands its events to the Search tab's view state (wired in app/main.py).
+session hands its events to the Search tab's view state (wired in app/main.py). Each callback
+takes the request and reads the store through ``user_store`` (app/auth.py), so in classroom
+mode a user lists, opens, exports and deletes only their own runs and the shared ones.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 
 import gradio as gr
 
+from app.auth import Access, user_store, with_request
 from engine.search import METHODS
 from engine.store import StoreError
 
@@ -21,7 +24,9 @@ COLUMNS = ["session_id", "method", "model", "status", "answer", "gold", "correct
 CORRECT_FILTER = {"any": None, "right": True, "wrong": False}
 
 
-def session_rows(store, method: str = "any", correct: str = "any", model: str = "any") -> list[list]:
+def session_rows(store, method: str = "any", correct: str = "any", model: str = "any",
+                 request: gr.Request = None) -> list[list]:
+    store = user_store(store, request)
     try:
         rows = store.list_sessions(method=None if method == "any" else method,
                                    model=None if not model or model == "any" else model,
@@ -36,7 +41,8 @@ def session_rows(store, method: str = "any", correct: str = "any", model: str = 
     return out
 
 
-def model_choices(store) -> list[str]:
+def model_choices(store, request: gr.Request = None) -> list[str]:
+    store = user_store(store, request)
     try:
         return ["any", *sorted({r["model"] for r in store.list_sessions() if r.get("model")})]
     except StoreError:
@@ -55,25 +61,31 @@ def _with_session(store, session_id: str, action):
         raise gr.Error(str(e), print_exception=False) from None
 
 
-def open_session(store, session_id: str):
+def open_session(store, session_id: str, request: gr.Request = None):
     """The session's events as a view for the Search tab, and a status line."""
+    store = user_store(store, request)
     sid, events, meta = _with_session(store, session_id, lambda i: (i, store.events(i), store.session(i)))
     return {"session_id": sid, "events": events}, f"Opened `{sid}` ({meta['method']}, {len(events)} events, {meta['status']})."
 
 
-def delete_session(store, session_id: str, method: str, correct: str, model: str = "any"):
+def delete_session(store, session_id: str, method: str, correct: str, model: str = "any",
+                   request: gr.Request = None):
+    store = user_store(store, request)
     sid = _with_session(store, session_id, lambda i: (store.delete(i), i)[1])
     return session_rows(store, method, correct, model), f"Deleted `{sid}`.", ""
 
 
-def export_session(store, session_id: str) -> str:
+def export_session(store, session_id: str, request: gr.Request = None) -> str:
+    store = user_store(store, request)
     sid, data = _with_session(store, session_id, lambda i: (i, store.export_session(i)))
     out = Path(tempfile.mkdtemp(prefix="thoughtscope-export-")) / f"session-{sid}.json"
     out.write_text(json.dumps(data, indent=1, sort_keys=True))
     return str(out)
 
 
-def import_session(store, file: Any, method: str, correct: str, model: str = "any"):
+def import_session(store, file: Any, method: str, correct: str, model: str = "any",
+                   request: gr.Request = None):
+    store = user_store(store, request)
     if file is None:
         raise gr.Error("choose a session JSON file to import", print_exception=False)
     path = Path(file if isinstance(file, str) else getattr(file, "name", file))
@@ -98,14 +110,21 @@ def selected_id(rows, evt: gr.SelectData) -> str:
         return ""
 
 
+def refresh(store, method: str, correct: str, model: str, request: gr.Request = None):
+    return session_rows(store, method, correct, model, request), gr.Dropdown(choices=model_choices(store, request))
+
+
 def build_sessions_tab(store) -> dict:
+    """``store``: a `Store`, or an `Access` (app/auth.py) whose shared view fills the page as
+    built; the page's load event then lists the logged-in user's own runs."""
+    shown = store.shared_view() if isinstance(store, Access) else store
     c: dict[str, Any] = {}
     with gr.Row():
         c["method"] = gr.Dropdown(["any", *METHODS], value="any", label="Method", scale=1)
-        c["model"] = gr.Dropdown(model_choices(store), value="any", label="Model", scale=1)
+        c["model"] = gr.Dropdown(model_choices(shown), value="any", label="Model", scale=1)
         c["correct"] = gr.Dropdown(list(CORRECT_FILTER), value="any", label="Result", scale=1)
         c["refresh"] = gr.Button("Refresh", size="sm", scale=0)
-    c["table"] = gr.Dataframe(session_rows(store), headers=COLUMNS, interactive=False, wrap=True,
+    c["table"] = gr.Dataframe(session_rows(shown), headers=COLUMNS, interactive=False, wrap=True,
                               elem_id="ts-sessions-table")
     with gr.Row():
         c["session_id"] = gr.Textbox(label="Session id (click a row)", scale=2, elem_id="ts-session-id")
@@ -119,15 +138,15 @@ def build_sessions_tab(store) -> dict:
 
     filters = [c["method"], c["correct"], c["model"]]
     for trigger in (c["method"].change, c["correct"].change, c["model"].change):
-        trigger(lambda m, k, mo: session_rows(store, m, k, mo), inputs=filters, outputs=[c["table"]],
+        trigger(with_request(session_rows, store), inputs=filters, outputs=[c["table"]],
                 api_visibility="private")
-    c["refresh"].click(lambda m, k, mo: (session_rows(store, m, k, mo), gr.Dropdown(choices=model_choices(store))),
-                       inputs=filters, outputs=[c["table"], c["model"]], api_visibility="private")
+    c["refresh"].click(with_request(refresh, store), inputs=filters, outputs=[c["table"], c["model"]],
+                       api_name="list_sessions")
     c["table"].select(selected_id, inputs=[c["table"]], outputs=[c["session_id"]], api_visibility="private")
-    c["delete"].click(lambda s, m, k, mo: delete_session(store, s, m, k, mo), inputs=[c["session_id"], *filters],
-                      outputs=[c["table"], c["status"], c["session_id"]], api_visibility="private")
-    c["export"].click(lambda s: export_session(store, s), inputs=[c["session_id"]], outputs=[c["download"]],
-                      api_visibility="private")
-    c["upload"].upload(lambda f, m, k, mo: import_session(store, f, m, k, mo), inputs=[c["upload"], *filters],
+    c["delete"].click(with_request(delete_session, store), inputs=[c["session_id"], *filters],
+                      outputs=[c["table"], c["status"], c["session_id"]], api_name="delete_session")
+    c["export"].click(with_request(export_session, store), inputs=[c["session_id"]], outputs=[c["download"]],
+                      api_name="export_session")
+    c["upload"].upload(with_request(import_session, store), inputs=[c["upload"], *filters],
                        outputs=[c["table"], c["status"]], api_visibility="private")
     return c

@@ -125,6 +125,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
     s.add_argument("--port", type=_number(int, 1, 65535, "--port"), default=7860)
     s.add_argument("--db", default=None, help="SQLite file for runs (default: the user data folder)")
+    s.add_argument("--auth", default=None, metavar="USERS_FILE",
+                   help="classroom mode: a login page for the users of this file (lines name:hash from "
+                        "`thoughtscope hash-password NAME`); each user sees only their own runs (docs/classroom.md)")
+    s.add_argument("--queue-size", type=_number(int, 1, 10_000, "--queue-size"), default=32,
+                   help="events that may wait in the queue; more are turned away (default 32)")
+    s.add_argument("--ssl-certfile", default=None, help="serve HTTPS with this certificate (with --ssl-keyfile)")
+    s.add_argument("--ssl-keyfile", default=None, help="the certificate's private key")
+
+    h = sub.add_parser("hash-password", help="a users-file line for classroom mode (serve --auth)")
+    h.add_argument("user", help="the user name (1-64 of A-Z a-z 0-9 _ . @ -)")
+    h.add_argument("--iterations", type=_number(int, 1000, 10**8, "--iterations"), default=600_000,
+                   help="PBKDF2-HMAC-SHA256 iterations (default 600000)")
 
     m = sub.add_parser("models", help="list the embedded models")
     m.add_argument("--json", action="store_true")
@@ -310,7 +322,24 @@ def cmd_export_pairs(args) -> int:
 def cmd_serve(args) -> int:
     from app.main import serve
     serve(model=args.model, host=args.host, port=args.port, db=args.db, device=args.device,
-          dtype=args.dtype, threads=args.threads, prefix_cache_mb=args.prefix_cache_mb)
+          dtype=args.dtype, threads=args.threads, prefix_cache_mb=args.prefix_cache_mb, auth=args.auth,
+          queue_size=args.queue_size, ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile)
+    return 0
+
+
+def cmd_hash_password(args) -> int:
+    """Reads the password twice from the terminal (or once from stdin when piped); prints name:hash."""
+    import getpass
+    from app.auth import USER_RE, hash_password
+    if not USER_RE.match(args.user):
+        raise CliError(f"thoughtscope: user name {args.user!r} must be 1-64 of A-Z a-z 0-9 _ . @ -")
+    if sys.stdin.isatty():
+        password = getpass.getpass(f"password for {args.user}: ")
+        if password != getpass.getpass("again: "):
+            raise CliError("thoughtscope: the two passwords differ")
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    print(f"{args.user}:{hash_password(password, iterations=args.iterations)}")
     return 0
 
 
@@ -332,6 +361,7 @@ def cmd_bench(args) -> int:
 COMMANDS = {"serve": cmd_serve, "models": cmd_models, "generate": cmd_generate, "eval": cmd_eval,
             "run": cmd_run, "sessions": cmd_sessions, "sweep": cmd_sweep, "bench": cmd_bench,
             "sandbox": cmd_sandbox, "export-pairs": cmd_export_pairs}
+COMMANDS["hash-password"] = cmd_hash_password
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -213,6 +213,13 @@ def _graphml_ready(g) -> None:
                     attrs[k] = cast(attrs[k])
 
 
+def _visible_sql(owner: str | None) -> tuple[str, list]:
+    """`` AND (...)`` limiting sessions ``s`` to ``owner``'s and the shared ones (classroom mode)."""
+    if owner is None:
+        return "", []
+    return " AND (s.owner = ? OR s.owner IS NULL)", [owner]
+
+
 # ---- the store --------------------------------------------------------------------------
 
 def _writable(path: Path) -> bool:
@@ -515,15 +522,18 @@ class Store:
             raise SessionNotFound(f"no session {session_id!r} in {self.path}")
         return rows[0]
 
-    def resolve(self, id_or_prefix: str) -> str:
-        """The full id of the one session whose id is or starts with ``id_or_prefix``."""
+    def resolve(self, id_or_prefix: str, *, visible_to: str | None = None) -> str:
+        """The full id of the one session whose id is or starts with ``id_or_prefix``;
+        ``visible_to``: only among that owner's sessions and the shared ones (owner NULL)."""
+        scope, scope_params = _visible_sql(visible_to)
         with self._reading():
-            if self._exists(id_or_prefix):
+            if self.db.execute(f"SELECT 1 FROM sessions s WHERE s.session_id = ?{scope}",
+                               [id_or_prefix, *scope_params]).fetchone() is not None:
                 return id_or_prefix
             escaped = id_or_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             ids = [r[0] for r in self.db.execute(
-                "SELECT session_id FROM sessions WHERE session_id LIKE ? ESCAPE '\\' LIMIT 3",
-                [escaped + "%"]).fetchall()] if id_or_prefix else []
+                f"SELECT session_id FROM sessions s WHERE session_id LIKE ? ESCAPE '\\'{scope} LIMIT 3",
+                [escaped + "%", *scope_params]).fetchall()] if id_or_prefix else []
         if len(ids) == 1:
             return ids[0]
         if not ids:
@@ -532,9 +542,11 @@ class Store:
 
     def list_sessions(self, *, method: str | None = None, model: str | None = None,
                       correct: bool | None = None, owner: str | None = None,
-                      limit: int | None = None) -> list[dict]:
-        """Sessions newest first, each as ``session`` returns it; None filters are off."""
-        wheres, params = [], []
+                      limit: int | None = None, visible_to: str | None = None) -> list[dict]:
+        """Sessions newest first, each as ``session`` returns it; None filters are off.
+        ``visible_to``: that owner's sessions and the shared ones (owner NULL)."""
+        scope, scope_params = _visible_sql(visible_to)
+        wheres, params = ([scope.removeprefix(" AND ")], scope_params) if scope else ([], [])
         for col, value in (("method", method), ("model", model), ("owner", owner)):
             if value is not None:
                 wheres.append(f"s.{col} = ?")
