@@ -15,6 +15,7 @@ Not here: the tabs' callbacks (app/generate_tab.py), token HTML (app/figures.py)
 
 from __future__ import annotations
 
+import functools
 import html
 import os
 from pathlib import Path
