@@ -76,6 +76,24 @@ def gold_markdown(question: str | None, picked: dict | None) -> str:
     return f"Gold answer: **{picked['answer']}** &nbsp;<small>({picked['id']})</small>"
 
 
+def question_picker(c: dict, problems: dict[str, Sequence[Problem]], *, elem_prefix: str) -> None:
+    """The question box, a "Random <tier>" button per tier and the gold line under it, built in
+    the current layout and wired to the per-user pick state ``c["picked"]``; stored in ``c``.
+    The Search and LECO tabs share it."""
+    c["question"] = gr.Textbox(label="Question", lines=3, max_lines=10, elem_id=f"{elem_prefix}-question",
+                               placeholder="Type a problem or pick a random one.")
+    with gr.Row():
+        for tier in problems:
+            c[f"random_{tier}"] = gr.Button(f"Random {tier}", size="sm", elem_id=f"{elem_prefix}-random-{tier}")
+    c["gold"] = gr.Markdown("")
+    for tier, tier_problems in problems.items():
+        c[f"random_{tier}"].click(functools.partial(pick_random_problem, tier_problems, tier=tier),
+                                  inputs=[c["picked"]], outputs=[c["question"], c["gold"], c["picked"]],
+                                  api_visibility="private")
+    c["question"].change(gold_markdown, inputs=[c["question"], c["picked"]], outputs=[c["gold"]],
+                         api_visibility="private", show_progress="hidden", trigger_mode="always_last")
+
+
 def _whole(value: Any, name: str, lo: int, hi: int | None = None) -> int:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
         and float(value).is_integer() and value >= lo and (hi is None or value <= hi)

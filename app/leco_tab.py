@@ -13,7 +13,6 @@ Not here: the scores (engine/scoring/leco.py), the loop (engine/search/leco.py).
 from __future__ import annotations
 
 import difflib
-import functools
 import html
 import time
 from pathlib import Path
@@ -25,7 +24,7 @@ from plotly.subplots import make_subplots
 
 from app.auth import user_store, with_request
 from app.figures import SCALE, TOKENS_CSS, legend_html, token_span
-from app.generate_tab import MODEL_QUEUE, gold_for, gold_markdown, new_pick_state, pick_random_problem
+from app.generate_tab import MODEL_QUEUE, gold_for, new_pick_state, question_picker
 from app.mcts_tab import RunControl, create_session, fail_session
 from app.replay import final_markdown
 from engine import events as E
@@ -308,12 +307,7 @@ def build_leco_tab(backend, store, *, problems_path: str | Path | None = None) -
                          "view": gr.State(None)}
     with gr.Row(equal_height=False):
         with gr.Column(scale=2, min_width=340):
-            c["question"] = gr.Textbox(label="Question", lines=3, max_lines=10, elem_id="ts-leco-question",
-                                       placeholder="Type a problem or pick a random one.")
-            with gr.Row():
-                for tier in TIERS:
-                    c[f"random_{tier}"] = gr.Button(f"Random {tier}", size="sm", elem_id=f"ts-leco-random-{tier}")
-            c["gold"] = gr.Markdown("")
+            question_picker(c, problems, elem_prefix="ts-leco")
             with gr.Accordion("Settings", open=False):
                 with gr.Row():
                     c["max_rounds"] = gr.Slider(1, 10, value=defaults.max_rounds, step=1, label="Max rethink rounds")
@@ -339,12 +333,6 @@ def build_leco_tab(backend, store, *, problems_path: str | Path | None = None) -
             c["steps"] = gr.HTML(steps_html([]), css_template=LECO_CSS, elem_id="ts-leco-steps")
             c["diff"] = gr.HTML(diff_html([]), css_template=LECO_CSS, elem_id="ts-leco-diff")
 
-    for tier in TIERS:
-        c[f"random_{tier}"].click(functools.partial(pick_random_problem, problems[tier], tier=tier),
-                                  inputs=[c["picked"]], outputs=[c["question"], c["gold"], c["picked"]],
-                                  api_visibility="private")
-    c["question"].change(gold_markdown, inputs=[c["question"], c["picked"]], outputs=[c["gold"]],
-                         api_visibility="private", show_progress="hidden", trigger_mode="always_last")
     outputs = [c["heatmap"], c["steps"], c["diff"], c["summary"], c["progress"], c["view"]]
     c["run_event"] = c["run"].click(
         with_request(run_leco, backend, store),

@@ -23,7 +23,7 @@ import gradio as gr
 from app.auth import user_store, with_request
 from app.figures import TOKENS_CSS, legend_html, token_span
 from app.node_details import node_details_html, pairs_html
-from app.generate_tab import MODEL_QUEUE, RunControl, gold_for, gold_markdown, new_pick_state, pick_random_problem
+from app.generate_tab import MODEL_QUEUE, RunControl, gold_for, new_pick_state, question_picker
 from app.replay import explain, final_markdown, phase_points, progress_markdown, step_to
 from app.rstar_view import discriminator_markdown, discriminator_progress, is_rstar
 from app.rstar_view import node_details_html as rstar_details_html
@@ -269,12 +269,7 @@ def build_mcts_tab(backend, store, *, problems_path: str | Path | None = None) -
                          "view": gr.State(None)}
     with gr.Row(equal_height=False):
         with gr.Column(scale=2, min_width=340):
-            c["question"] = gr.Textbox(label="Question", lines=3, max_lines=10, elem_id="ts-search-question",
-                                       placeholder="Type a problem or pick a random one.")
-            with gr.Row():
-                for tier in TIERS:
-                    c[f"random_{tier}"] = gr.Button(f"Random {tier}", size="sm", elem_id=f"ts-search-random-{tier}")
-            c["gold"] = gr.Markdown("")
+            question_picker(c, problems, elem_prefix="ts-search")
             c["method"] = gr.Dropdown([(m.label, m.name) for m in METHODS.values()], value="mcts", label="Method")
             c["method_note"] = gr.Markdown(method_note(backend), elem_id="ts-method-note")
             with gr.Accordion("Settings", open=False):
@@ -343,12 +338,6 @@ def build_mcts_tab(backend, store, *, problems_path: str | Path | None = None) -
     c["show_pairs"] = gr.Button("Preference pairs of this tree (rStar-Math)", size="sm")
     c["pairs"] = gr.HTML("", elem_id="ts-pairs")
 
-    for tier in TIERS:
-        c[f"random_{tier}"].click(functools.partial(pick_random_problem, problems[tier], tier=tier),
-                                  inputs=[c["picked"]], outputs=[c["question"], c["gold"], c["picked"]],
-                                  api_visibility="private")
-    c["question"].change(gold_markdown, inputs=[c["question"], c["picked"]], outputs=[c["gold"]],
-                         api_visibility="private", show_progress="hidden", trigger_mode="always_last")
     view_out = [c["plot"], c["progress"], c["final"], c["explain"]]
     c["run_event"] = c["run"].click(
         with_request(run_search, backend, store),
