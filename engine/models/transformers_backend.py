@@ -123,6 +123,7 @@ class TransformersBackend:
         try:
             tokenizer = AutoTokenizer.from_pretrained(src, **kwargs)
             model = AutoModelForCausalLM.from_pretrained(src, dtype=torch_dtype, **kwargs)
+            model.to(device)                      # inside: moving to the GPU is where memory runs out
         except torch.cuda.OutOfMemoryError as e:  # pragma: no cover - needs a GPU
             raise ModelLoadError(f"out of GPU memory loading {src}; try --dtype float16 or --device cpu") from e
         except (OSError, ValueError, KeyError, ImportError, RuntimeError, SafetensorError) as e:
@@ -134,7 +135,6 @@ class TransformersBackend:
                 hint = " The weights file is damaged or incomplete: download or copy the model again."
             first = str(e).strip().splitlines()[0].rstrip(".") if str(e).strip() else type(e).__name__
             raise ModelLoadError(f"could not load model {src!r}: {first}.{hint}") from e
-        model.to(device)
         return cls(model, tokenizer, name=name or Path(src).name, source=str(source),
                    use_chat_template=use_chat_template, prefix_cache_mb=prefix_cache_mb)
 
