@@ -24,6 +24,7 @@ import gradio as gr
 
 from engine.demo_model.problems import TIERS, Problem, load_problems
 from engine.evaluate import HELDOUT, SOLUTION_STOP   # SOLUTION_STOP: a solution never starts a new question
+from engine.inputs import MAX_SEED, whole
 from engine.models.base import Stopped
 from engine.sampling import ORDERS, SamplingConfig
 from engine.search.common import MAX_SOLUTION_TOKENS
@@ -94,15 +95,6 @@ def question_picker(c: dict, problems: dict[str, Sequence[Problem]], *, elem_pre
                          api_visibility="private", show_progress="hidden", trigger_mode="always_last")
 
 
-def _whole(value: Any, name: str, lo: int, hi: int | None = None) -> int:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
-        and float(value).is_integer() and value >= lo and (hi is None or value <= hi)
-    if not ok:
-        upto = f" to {hi}" if hi is not None else " or more"
-        raise ValueError(f"{name} must be a whole number from {lo}{upto}, got {value!r}")
-    return int(value)
-
-
 def _number(value: Any, name: str) -> float:
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         raise ValueError(f"{name} must be a number, got {value!r}")
@@ -114,7 +106,7 @@ def make_sampling(temperature: Any, top_k: Any, top_p: Any, min_p: Any, order: s
     if order not in ORDERS:
         raise ValueError(f"order must be one of {sorted(ORDERS)}, got {order!r}")
     return SamplingConfig(temperature=_number(temperature, "temperature"),
-                          top_k=_whole(top_k, "top_k", 0),
+                          top_k=whole(top_k, "top_k", 0, MAX_SEED),
                           top_p=_number(top_p, "top_p"), min_p=_number(min_p, "min_p"),
                           order=ORDERS[order])
 
@@ -162,8 +154,8 @@ def run_generation(backend, question: str, temperature: float, top_k: float, top
     try:
         prompt = backend.render_prompt(question if isinstance(question, str) else "")
         sampling = make_sampling(temperature, top_k, top_p, min_p, order)
-        n_new = _whole(max_new_tokens, "max_new_tokens", 1, MAX_NEW_TOKENS_CAP)
-        seed_ = _whole(seed, "seed", 0, 2**63 - 1)
+        n_new = whole(max_new_tokens, "max_new_tokens", 1, MAX_NEW_TOKENS_CAP)
+        seed_ = whole(seed, "seed", 0, MAX_SEED)
         if control is not None:
             control.reset()
         gen = backend.generate([prompt], sampling=sampling, stop=SOLUTION_STOP, max_new_tokens=n_new, seed=seed_,

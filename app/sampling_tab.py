@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import functools
 import html
-import math
 import threading
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from app.sampling_figures import (empty_figure, generation_figure, orders_figure
                                   top_tokens)
 from engine.demo_model.problems import load_problems
 from engine.evaluate import HELDOUT, SOLUTION_STOP
+from engine.inputs import MAX_SEED, whole
 from engine.models.base import ModelLoadError
 from engine.sampling import STAGES, TRANSFORMERS_ORDER
 from engine.sampling_lab import (DRAW_LABELS, DRAWS, VIEW_LABELS, VIEWS, LabConfig, branch, engine_orders,
@@ -73,16 +73,10 @@ def _error(e: Exception) -> gr.Error:
     return gr.Error(str(e), print_exception=False)
 
 
-def _int(value: Any, name: str, lo: int, hi: int = 2**63 - 1) -> int:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) \
-            or not float(value).is_integer() or not lo <= value <= hi:
-        raise ValueError(f"{name} must be a whole number from {lo} to {hi}, got {value!r}")
-    return int(value)
-
-
 def lab_config(temperature: Any, min_p: Any, top_p: Any, top_k: Any) -> LabConfig:
     """The controls' values as a validated `LabConfig` (ValueError names the field)."""
-    return LabConfig(temperature=temperature, min_p=min_p, top_p=top_p, top_k=_int(top_k, "top_k", 1), top_n=TOP_N)
+    return LabConfig(temperature=temperature, min_p=min_p, top_p=top_p, top_k=whole(top_k, "top_k", 1, MAX_SEED),
+                     top_n=TOP_N)
 
 
 def model_note(pool: BackendPool, name: str) -> str:
@@ -107,8 +101,8 @@ def generate_lab(pool: BackendPool, model: str, question: str, draw: str, temper
             raise ValueError(f"sampler must be one of {DRAWS}, got {draw!r}")
         cfg = lab_config(temperature, min_p, top_p, top_k)
         prompt = backend.render_prompt(question if isinstance(question, str) else "") + backend.solution_prefix()
-        run = run_lab(backend, prompt, draw=draw, cfg=cfg, seed=_int(seed, "seed", 0),
-                      max_new_tokens=_int(max_new_tokens, "max_new_tokens", 1), stop=SOLUTION_STOP)
+        run = run_lab(backend, prompt, draw=draw, cfg=cfg, seed=whole(seed, "seed", 0, MAX_SEED),
+                      max_new_tokens=whole(max_new_tokens, "max_new_tokens", 1, MAX_SEED), stop=SOLUTION_STOP)
     except (ValueError, ModelLoadError) as e:
         raise _error(e) from None
     gen = run.generation
@@ -173,7 +167,7 @@ def show_position(pool: BackendPool, state: dict | None, position: float, temper
         run = state["run"]
         token_text = pool.get(run.model).token_text
         positions = _views(state, cfg, token_text)
-        at = min(_int(position, "position", 0), len(positions) - 1)
+        at = min(whole(position, "position", 0, MAX_SEED), len(positions) - 1)
     except ValueError as e:
         raise _error(e) from None
     view = positions[at]
@@ -201,9 +195,9 @@ def branch_here(pool: BackendPool, state: dict | None, position: float, draw: st
         cfg = lab_config(temperature, min_p, top_p, top_k)
         if draw not in DRAWS:
             raise ValueError(f"sampler must be one of {DRAWS}, got {draw!r}")
-        b = branch(backend, run.prompt, run.generation, _int(position, "position", 0), sampling=cfg.draw(draw),
-                   seed=_int(seed, "seed", 0), max_new_tokens=_int(max_new_tokens, "max_new_tokens", 1),
-                   stop=SOLUTION_STOP)
+        b = branch(backend, run.prompt, run.generation, whole(position, "position", 0, MAX_SEED),
+                   sampling=cfg.draw(draw), seed=whole(seed, "seed", 0, MAX_SEED),
+                   max_new_tokens=whole(max_new_tokens, "max_new_tokens", 1, MAX_SEED), stop=SOLUTION_STOP)
     except (ValueError, ModelLoadError) as e:
         raise _error(e) from None
     prefix = html.escape(b.prefix).replace("\n", "<br>")
