@@ -25,13 +25,13 @@ from plotly.subplots import make_subplots
 from app.auth import user_store, with_request
 from app.figures import SCALE, TOKENS_CSS, legend_html, token_span
 from app.generate_tab import MODEL_QUEUE, gold_for, new_pick_state, question_picker
-from app.mcts_tab import RunControl, create_session, fail_session
+from app.mcts_tab import Recording, RunControl, checked_seed
 from app.replay import final_markdown
 from engine import events as E
 from engine.demo_model.problems import TIERS, load_problems
 from engine.evaluate import HELDOUT
-from engine.inputs import MAX_SEED, number, whole
-from engine.models.base import InputError, TokenLogprob
+from engine.inputs import number, whole
+from engine.models.base import TokenLogprob
 from engine.scoring.leco import PROB_MODES
 from engine.search import METHODS
 from engine.store import StoreError
@@ -245,35 +245,20 @@ def run_leco(backend, store, question: str, picked: dict | None, max_rounds, low
     """Generator callback: yields (heatmap, steps, diff, summary, progress, view) as the run goes.
     The run is stored as the logged-in user's (app/auth.py)."""
     store = user_store(store, request)
-    try:
-        backend.render_prompt(question)
-        seed = whole(0 if seed is None else seed, "seed", 0, MAX_SEED)
-    except InputError as e:
-        raise gr.Error(str(e), print_exception=False) from None
+    seed = checked_seed(backend, question, seed)
     cfg = make_config(max_rounds, lowest, token_probs, temperature)
     gold = gold_for(question, picked)
     control.reset()
-    sid = create_session(store, method="leco", model=backend.info.name, question=question.strip(),
-                         gold=None if gold is None else str(gold), config=cfg.to_json(), seed=seed)
-    events: list[E.Event] = []
-    last, started = 0.0, time.perf_counter()
-    status, message = "done", ""
-    try:
-        for ev in METHODS["leco"].run(question.strip(), backend, config=cfg, seed=seed, gold=gold,
-                                      should_stop=control.stopped):
-            store.append(sid, ev)
-            events.append(ev)
-            now = time.perf_counter()
-            if isinstance(ev, E.RoundAnswer) and now - last >= REDRAW_S:
-                last = now
-                yield (*view_outputs(events), f"LECO: round {ev.round} answered {ev.answer}…",
-                       {"session_id": sid, "events": events})
-        if events and isinstance(events[-1], E.RunFinished) and events[-1].status == "stopped":
-            status, message = "stopped", events[-1].message
-    except Exception as e:
-        fail_session(store, sid, e, time.perf_counter() - started)
-    store.finish(sid, status=status, message=message, wall_s=time.perf_counter() - started)
-    yield (*view_outputs(events), f"LECO done · session `{sid}`", {"session_id": sid, "events": events})
+    rec = Recording(store, backend, "leco", question, gold, cfg, seed)
+    last = 0.0
+    for ev in rec.follow(METHODS["leco"].run(question.strip(), backend, config=cfg, seed=seed, gold=gold,
+                                             should_stop=control.stopped)):
+        now = time.perf_counter()
+        if isinstance(ev, E.RoundAnswer) and now - last >= REDRAW_S:
+            last = now
+            yield (*view_outputs(rec.events), f"LECO: round {ev.round} answered {ev.answer}…",
+                   {"session_id": rec.sid, "events": rec.events})
+    yield (*view_outputs(rec.events), f"LECO done · session `{rec.sid}`", {"session_id": rec.sid, "events": rec.events})
 
 
 def open_leco(store, session_id: str, request: gr.Request = None):

@@ -32,7 +32,7 @@ from engine import events as E
 from engine.demo_model.problems import TIERS, load_problems
 from engine.evaluate import HELDOUT
 from engine.inputs import MAX_SEED, whole
-from engine.models.base import InputError, TokenLogprob
+from engine.models.base import InputError, ModelLoadError, TokenLogprob
 from engine.search import METHODS
 from engine.search.common import ANSWER_RULES
 from engine.search.rstar_discriminator import CONSISTENCY_RULES
@@ -81,6 +81,56 @@ def fail_session(store, sid: str, e: Exception, wall_s: float):
                    print_exception=False) from None
 
 
+def checked_seed(backend, question: str, seed) -> int:
+    """The question checked by the backend (empty, too long, not text) and the seed as a whole
+    number (None: 0); a bad one is a gr.Error before anything is stored."""
+    try:
+        backend.render_prompt(question)
+        return whole(0 if seed is None else seed, "seed", 0, MAX_SEED)
+    except InputError as e:
+        raise gr.Error(str(e), print_exception=False) from None
+
+
+class Recording:
+    """One run of a method from a tab, stored as it goes: the session is created before any
+    model work, each event is appended the moment it comes (so a crash loses nothing), and the
+    session is finished however the run ends — done, stopped or failed as its `RunFinished`
+    says, or failed with the error, which is raised as a gr.Error."""
+
+    def __init__(self, store, backend, method: str, question: str, gold, config, seed: int):
+        self.store = store
+        self.sid = create_session(store, method=method, model=backend.info.name, question=question.strip(),
+                                  gold=None if gold is None else str(gold), config=config.to_json(), seed=seed)
+        self.events: list[E.Event] = []
+        self.finished: E.RunFinished | None = None
+        self.started = time.perf_counter()
+
+    @property
+    def wall_s(self) -> float:
+        return time.perf_counter() - self.started
+
+    def follow(self, run):
+        """Store and yield each event of ``run``; then finish the session."""
+        try:
+            for ev in run:
+                self.store.append(self.sid, ev)
+                self.events.append(ev)
+                yield ev
+        except (InputError, ModelLoadError, ValueError) as e:     # the user's input, said as is
+            try:
+                self.store.finish(self.sid, status="failed", message=str(e), wall_s=self.wall_s)
+            except StoreError:
+                pass
+            raise gr.Error(str(e), print_exception=False) from None
+        except Exception as e:
+            fail_session(self.store, self.sid, e, self.wall_s)
+        last = self.events[-1] if self.events else None
+        self.finished = last if isinstance(last, E.RunFinished) else None
+        f = self.finished
+        self.store.finish(self.sid, status=f.status if f else "done", message=f.message if f else "",
+                          wall_s=self.wall_s)
+
+
 def figure_for(tree: Tree, highlight: list[int] | None = None):
     """The tree figure: colour = Q, or colour = action for rStar."""
     return tree_figure(tree, highlight=highlight, colour_by="action" if is_rstar(tree) else "q")
@@ -120,11 +170,7 @@ def run_search(backend, store, question: str, picked: dict | None, method: str, 
     The arguments after ``control`` are rStar's, then code-verified MCTS's and SRA-MCTS's (other
     methods ignore them). The run is stored as the logged-in user's (app/auth.py)."""
     store = user_store(store, request)
-    try:
-        backend.render_prompt(question)
-        seed = whole(0 if seed is None else seed, "seed", 0, MAX_SEED)
-    except InputError as e:
-        raise gr.Error(str(e), print_exception=False) from None
+    seed = checked_seed(backend, question, seed)
     gold = gold_for(question, picked)
     cfg = make_config(method, dict(rollouts=rollouts, children=children, c=c, max_depth=max_depth,
                                    temperature=temperature, min_p=min_p, reward=reward, final_rule=final_rule,
@@ -137,34 +183,22 @@ def run_search(backend, store, question: str, picked: dict | None, method: str, 
         raise gr.Error("The answer-key reward needs a gold answer: pick a random problem, or use "
                        "self-consistency.", print_exception=False)
     control.reset()
-    sid = create_session(store, method=method, model=backend.info.name, question=question.strip(),
-                         gold=None if gold is None else str(gold), config=cfg.to_json(), seed=seed)
-    events: list[E.Event] = []
+    rec = Recording(store, backend, method, question, gold, cfg, seed)
     tree = Tree()
     last = 0.0
-    started = time.perf_counter()
-    status, message = "done", ""
-    try:
-        for ev in METHODS[method].run(question.strip(), backend, config=cfg, seed=seed, gold=gold,
-                                      should_stop=control.stopped):
-            store.append(sid, ev)
-            events.append(ev)
-            tree.apply(ev)
-            now = time.perf_counter()
-            if now - last >= REDRAW_S and len(tree):
-                last = now
-                yield (figure_for(tree, highlight=tree.last_path), progress_markdown(tree),
-                       discriminator_progress(tree) if is_rstar(tree) else "",
-                       explain(tree, ev), {"session_id": sid, "events": events},
-                       gr.Slider(maximum=len(events), value=len(events)))
-        if tree.finished is not None and tree.finished.status == "stopped":
-            status, message = "stopped", tree.finished.message
-    except Exception as e:
-        fail_session(store, sid, e, time.perf_counter() - started)
-    store.finish(sid, status=status, message=message, wall_s=time.perf_counter() - started)
-    fig, progress, final, expl = view_outputs(events)
-    yield (fig, progress + f" · session `{sid}`", final, expl, {"session_id": sid, "events": events},
-           gr.Slider(maximum=len(events), value=len(events)))
+    for ev in rec.follow(METHODS[method].run(question.strip(), backend, config=cfg, seed=seed, gold=gold,
+                                             should_stop=control.stopped)):
+        tree.apply(ev)
+        now = time.perf_counter()
+        if now - last >= REDRAW_S and len(tree):
+            last = now
+            yield (figure_for(tree, highlight=tree.last_path), progress_markdown(tree),
+                   discriminator_progress(tree) if is_rstar(tree) else "",
+                   explain(tree, ev), {"session_id": rec.sid, "events": rec.events},
+                   gr.Slider(maximum=len(rec.events), value=len(rec.events)))
+    fig, progress, final, expl = view_outputs(rec.events)
+    yield (fig, progress + f" · session `{rec.sid}`", final, expl, {"session_id": rec.sid, "events": rec.events},
+           gr.Slider(maximum=len(rec.events), value=len(rec.events)))
 
 
 def discriminator_choices(backend) -> list[tuple[str, str]]:

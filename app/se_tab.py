@@ -21,7 +21,6 @@ from __future__ import annotations
 import functools
 import html
 import math
-import time
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +29,11 @@ import plotly.graph_objects as go
 
 from app.auth import refuse_server_paths, user_store, with_request
 from app.generate_tab import MODEL_QUEUE, gold_for, gold_markdown, new_pick_state, pick_random_problem
-from app.mcts_tab import RunControl, create_session, fail_session, stop_search
+from app.mcts_tab import Recording, RunControl, checked_seed, stop_search
 from engine import events as E
 from engine.demo_model.problems import Problem, load_problems
 from engine.evaluate import HELDOUT
-from engine.inputs import MAX_SEED, number, whole
+from engine.inputs import number, whole
 from engine.models.base import InputError, ModelLoadError
 from engine.scoring.semantic_entropy import ESTIMATORS
 from engine.search import METHODS
@@ -239,8 +238,8 @@ def run_se(loaded, store, question: str, picked: dict | None, model_choice: str,
     refuse_server_paths(store, request, **{"NLI model": nli_model, "Corpus folder": corpus})
     store = user_store(store, request)
     backend = backend_for(model_choice, loaded)
+    seed = checked_seed(backend, question, seed)
     try:
-        backend.render_prompt(question)
         if method not in ("se", "sugar"):
             raise InputError(f"method must be se or sugar, got {method!r}")
         values = dict(samples=whole(samples, "samples", 2, 64), temperature=number(temperature, "temperature", 0, 100),
@@ -249,36 +248,21 @@ def run_se(loaded, store, question: str, picked: dict | None, model_choice: str,
             values.update(low=number(low, "low", -100, 100), high=number(high, "high", -100, 100), route_on=route_on,
                           policy=policy, passages=whole(passages, "passages", 1, 20),
                           corpus=corpus.strip() if isinstance(corpus, str) else "")
-        seed = whole(0 if seed is None else seed, "seed", 0, MAX_SEED)
         cfg = METHODS[method].config(**values)
     except (ValueError, TypeError) as e:     # InputError is a ValueError
         raise gr.Error(str(e), print_exception=False) from None
     gold = gold_for(question, picked)
     control = control or RunControl()
     control.reset()
-    sid = create_session(store, method=method, model=backend.info.name, question=question.strip(),
-                         gold=None if gold is None else str(gold), config=cfg.to_json(), seed=seed)
-    events: list[E.Event] = []
-    started = time.perf_counter()
-    try:
-        for ev in METHODS[method].run(question.strip(), backend, config=cfg, seed=seed, gold=gold,
-                                      should_stop=control.stopped):
-            store.append(sid, ev)
-            events.append(ev)
-            if isinstance(ev, (E.ClustersFormed, E.RetrievalRouted, E.PassagesRetrieved)):
-                yield (*view_outputs(events, mode, low, high, route_on), events, f"running… session `{sid}`")
-    except (InputError, ModelLoadError, ValueError) as e:
-        store.finish(sid, status="failed", message=str(e), wall_s=time.perf_counter() - started)
-        raise gr.Error(str(e), print_exception=False) from None
-    except Exception as e:
-        fail_session(store, sid, e, time.perf_counter() - started)
-    finished = events[-1] if events and isinstance(events[-1], E.RunFinished) else None
-    status = finished.status if finished else "done"
-    store.finish(sid, status=status, message=finished.message if finished else "",
-                 wall_s=time.perf_counter() - started)
-    note = (f"{status} · {finished.generated_tokens if finished else 0} generated tokens · "
-            f"{time.perf_counter() - started:.1f} s · session `{sid}`")
-    yield (*view_outputs(events, mode, low, high, route_on), events, note)
+    rec = Recording(store, backend, method, question, gold, cfg, seed)
+    for ev in rec.follow(METHODS[method].run(question.strip(), backend, config=cfg, seed=seed, gold=gold,
+                                             should_stop=control.stopped)):
+        if isinstance(ev, (E.ClustersFormed, E.RetrievalRouted, E.PassagesRetrieved)):
+            yield (*view_outputs(rec.events, mode, low, high, route_on), rec.events, f"running… session `{rec.sid}`")
+    f = rec.finished
+    note = (f"{f.status if f else 'done'} · {f.generated_tokens if f else 0} generated tokens · "
+            f"{rec.wall_s:.1f} s · session `{rec.sid}`")
+    yield (*view_outputs(rec.events, mode, low, high, route_on), rec.events, note)
 
 
 def redraw(events, mode: str, low, high, route_on: str):
