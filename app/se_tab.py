@@ -260,7 +260,7 @@ def run_se(loaded, store, question: str, picked: dict | None, model_choice: str,
         if isinstance(ev, (E.ClustersFormed, E.RetrievalRouted, E.PassagesRetrieved)):
             yield (*view_outputs(rec.events, mode, low, high, route_on), rec.events, f"running… session `{rec.sid}`")
     f = rec.finished
-    note = (f"{f.status if f else 'done'} · {f.generated_tokens if f else 0} generated tokens · "
+    note = (f"{f.status if f else 'done'} · {backend.info.name} · {f.generated_tokens if f else 0} generated tokens · "
             f"{rec.wall_s:.1f} s · session `{rec.sid}`")
     yield (*view_outputs(rec.events, mode, low, high, route_on), rec.events, note)
 
@@ -289,7 +289,7 @@ def build_se_tab(backend, store, *, problems_path: str | Path | None = None) -> 
                 c["random_math"] = gr.Button("Random arithmetic problem", size="sm")
                 c["random_open"] = gr.Button("Random Velmora question", size="sm")
             c["gold"] = gr.Markdown("")
-            c["model"] = gr.Radio([(f"loaded model ({backend.info.name}) — math", "loaded"),
+            c["model"] = gr.Radio([("the loaded model (named in the header) — math", "loaded"),
                                    (f"{OPEN_MODEL} — open questions", OPEN_MODEL)], value="loaded", label="Model")
             c["method"] = gr.Radio([("SUGAR: entropy decides retrieval", "sugar"), ("Semantic entropy only", "se")],
                                    value="sugar", label="Method")

@@ -51,6 +51,7 @@ def test_a_run_shows_clusters_numbers_routing_and_is_stored(default_backend, sto
     sid = status.split("`")[1]
     assert [e.dumps() for e in store.events(sid)] == [e.dumps() for e in events]
     assert store.session(sid)["status"] == "done" and store.session(sid)["gold"] == "37"
+    assert f"· {default_backend.info.name} ·" in status       # the model that ran, whatever the header swapped
 
 
 @pytest.mark.slow
