@@ -2,17 +2,20 @@
 problem generator can tell — was the step LECO cut the first wrong step, and did LECO break a
 solution that was right?
 
-The generator knows every true intermediate value (``Problem.steps[k].result``), and
-``engine.steps.step_claims`` reads the value a written step claims, so "the first wrong step"
-of a solution is checkable: the first step line whose claimed result differs from the true
-value at that position (or that claims nothing, or is one step too many), or, when every step
-line is right, an answer line with the wrong answer.
+The generator knows every event of a problem and its start value (``Problem.steps``), and
+``engine.steps.step_claims`` reads what a written step claims, so "the first wrong step" of a
+solution is checkable: the first step line that does not apply one of the problem's unused
+events to the running value and compute it right (or that claims nothing, or is one step too
+many), or, when every step line is right, an answer line with the wrong answer. Events that
+commute may be taken in any order (engine.demo_model.problems.reorder): the model trained with
+``--reorder-share`` writes such solutions, and they are not wrong.
 
 Not here: the method (engine/search/leco.py); the generic eval loop (engine/evaluate.py).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -26,19 +29,29 @@ from engine.tree import Tree
 def first_wrong_step(step_texts: Sequence[str], problem: Problem) -> int | None:
     """Index (0-based, among ``step_texts``) of the first wrong step, None when all are right.
 
-    ``step_texts`` are one solution's lines; the k-th line that is not an answer line is
-    checked against the generator's k-th true intermediate value."""
-    k = 0
+    ``step_texts`` are one solution's lines. A step line is right when its claim ``a op b = c``
+    has ``a`` the running value (the problem's start value at first), ``op b`` one of the
+    problem's events not yet used, and ``c`` the true result."""
+    unused = Counter((s.op, s.right) for s in problem.steps)
+    value = problem.steps[0].left if problem.steps else None
     for i, text in enumerate(step_texts):
         if extract_answer(text) is not None and not step_claims(text):
             if not answers_equal(extract_answer(text), problem.answer):
                 return i
             continue
         claims = step_claims(text)
-        if k >= len(problem.steps) or not claims or claims[-1][3] != problem.steps[k].result:
+        if not claims:
             return i
-        k += 1
+        a, op, b, c = claims[-1]
+        if a != value or unused[(op, b)] == 0 or c != _APPLY[op](a, b):
+            return i
+        unused[(op, b)] -= 1
+        value = c
     return None
+
+
+_APPLY = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b,
+          "/": lambda a, b: a // b if b and a % b == 0 else None}
 
 
 @dataclass

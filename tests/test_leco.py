@@ -303,6 +303,16 @@ def test_first_wrong_step_uses_the_true_intermediate_values():
     assert first_wrong_step(["Step 1: 245 - 214 = 31", "Step 2: 31 * 6 = 186", "The answer is 186."], p) == 2
     assert first_wrong_step(["Step 1: 245 - 214 = 31", "Step 2: 31 * 6 = 186 = 180 + 6 = 186",
                              "Step 3: 186 / 3 = 62", "The answer is 62."], p) is None   # a worked step
+    assert first_wrong_step(["Step 1: 245 - 214 = 31", "Step 2: 31 - 6 = 25"], p) == 1          # not an event
+    assert first_wrong_step(["Step 1: 245 - 214 = 31", "Step 2: 31 * 6 = 186", "Step 3: 186 * 6 = 1116"],
+                            p) == 2                                                            # used twice
+
+
+def test_first_wrong_step_accepts_events_in_another_valid_order():
+    steps = (TrueStep(300, "+", 40, 340, "", ""), TrueStep(340, "-", 25, 315, "", ""))
+    p = Problem("t-2", "hard", "q", 315, steps)
+    assert first_wrong_step(["Step 1: 300 - 25 = 275", "Step 2: 275 + 40 = 315", "The answer is 315."], p) is None
+    assert first_wrong_step(["Step 1: 300 - 25 = 275", "Step 2: 275 + 40 = 305", "The answer is 305."], p) == 1
 
 
 def test_eval_keys_count_cuts_and_broken_solutions(default_backend):

@@ -140,3 +140,28 @@ def test_the_default_recipe_writes_every_step_directly():
     rng = random.Random(3)
     for p in P.generate("hard", 50, seed=5):
         assert all(l.count("=") <= 1 for l in P.render(p, "steps", rng)[1].splitlines())
+
+
+def test_reordered_solutions_take_every_event_once_and_reach_the_answer():
+    rng = random.Random(4)
+    moved = 0
+    for p in P.generate("hard", 300, seed=6):
+        steps = P.reorder(p, rng)
+        assert sorted((s.op, s.right) for s in steps) == sorted((s.op, s.right) for s in p.steps)
+        assert steps[-1].result == p.answer and steps[0].left == p.steps[0].left
+        assert all(b.left == a.result for a, b in zip(steps, steps[1:]))
+        assert all(APPLY[s.op](s.left, s.right) == s.result and 1 <= s.result <= 999 for s in steps)
+        if p.steps[0].subquestion.endswith(" buy?"):
+            assert steps[0] == p.steps[0]                      # the opening product stays first
+        moved += [(s.op, s.right) for s in steps] != [(s.op, s.right) for s in p.steps]
+    assert 0.4 < moved / 300 < 0.9                             # most hard problems have another order
+
+
+def test_reorder_share_applies_to_steps_and_code_only():
+    p = next(q for q in P.generate("hard", 50, seed=6)
+             if any(P.reorder(q, random.Random(i)) != P.reorder(q, random.Random(0)) for i in range(1, 5)))
+    outs = {P.render(p, "steps", random.Random(i), reorder_share=1.0)[1] for i in range(30)}
+    assert len(outs) > 1 and all(o.rstrip().endswith(f"The answer is {p.answer}.") for o in outs)
+    assert len({P.render(p, "code", random.Random(i), reorder_share=1.0)[1] for i in range(30)}) > 1
+    for i in range(10):      # rStar's sub-questions follow the story: no reorder, no extra random draw
+        assert P.render(p, "rstar", random.Random(i), reorder_share=1.0) == P.render(p, "rstar", random.Random(i))

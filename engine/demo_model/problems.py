@@ -232,9 +232,71 @@ def iter_mixed(seed: int, weights: dict[str, float]) -> Iterator[Problem]:
 # ---- solutions in each format ---------------------------------------------------------
 
 SPLIT_SHARE = 0.0   # chance a step is written in the worked, two-part form (shipped model: 0)
+REORDER_SHARE = 0.0  # chance a steps/code solution takes a random valid order of its events
+
+
+def _additive(op: str) -> bool:
+    return op in "+-"
+
+
+def reorder(problem: Problem, rng: random.Random, tries: int = 20) -> tuple[Step, ...]:
+    """The problem's steps in a random valid order of its events (or the original order).
+
+    Events next to each other commute when both are ``+``/``-`` or both are ``*``/``/``:
+    "buys 40, gives away 25" reaches the same count either way, through a different
+    intermediate value. A run of such events is shuffled (rejection sampling, so every valid
+    order is equally likely) where every intermediate value stays a whole number from 1 to
+    the tier's ``max_value``; the opening "a packs of b" product is never moved. The answer is
+    unchanged; the steps' sub-questions are dropped (only ``steps`` and ``code`` use this)."""
+    steps = list(problem.steps)
+    fixed = steps[:1] if steps and steps[0].subquestion.endswith(" buy?") else []
+    events = [(s.op, s.right) for s in steps[len(fixed):]]
+    if not events:
+        return problem.steps
+    value = steps[len(fixed)].left
+    limit = TIER_SPECS[problem.tier].max_value
+    runs: list[list[tuple[str, int]]] = []
+    for ev in events:
+        if runs and _additive(runs[-1][-1][0]) == _additive(ev[0]):
+            runs[-1].append(ev)
+        else:
+            runs.append([ev])
+
+    def apply(v: int, order: list[tuple[str, int]]) -> list[int] | None:
+        out = []
+        for op, n in order:
+            if op == "/" and v % n:
+                return None
+            v = {"+": v + n, "-": v - n, "*": v * n, "/": v // n}[op]
+            if not 1 <= v <= limit:
+                return None
+            out.append(v)
+        return out
+
+    order: list[tuple[str, int]] = []
+    for run in runs:
+        pick = run
+        for _ in range(tries if len(run) > 1 else 0):
+            cand = rng.sample(run, len(run))
+            if apply(value, cand) is not None:
+                pick = cand
+                break
+        value = apply(value, pick)[-1]
+        order += pick
+    out = list(fixed)
+    v = steps[len(fixed)].left
+    for op, n in order:
+        k = len(out) + 1
+        r = {"+": v + n, "-": v - n, "*": v * n, "/": v // n}[op]
+        py_op = "//" if op == "/" else op
+        code = f"x{k} = x{k - 1} {py_op} {n}" if out else f"x{k} = {v} {py_op} {n}"
+        out.append(Step(v, op, n, r, code, ""))
+        v = r
+    return tuple(out)
+
 
 def render(problem: Problem, fmt: str, rng: random.Random | None = None,
-           split_share: float = SPLIT_SHARE) -> tuple[str, str]:
+           split_share: float = SPLIT_SHARE, reorder_share: float = REORDER_SHARE) -> tuple[str, str]:
     """``(prompt, completion)`` of a full solution in format ``fmt``.
 
     ``rstar`` mixes actions the way an rStar path may: an optional rephrase, then some
@@ -246,9 +308,15 @@ def render(problem: Problem, fmt: str, rng: random.Random | None = None,
     always direct. The shipped model was trained with 0 (every step direct); run 3 in
     docs/demo_model.md tried 0.4. With 0 no random number is drawn, so the corpus is the same
     as before the option existed.
+
+    With chance ``reorder_share`` a ``steps`` or ``code`` solution takes a random valid order of
+    the problem's events (`reorder`): several correct paths to one answer, whose intermediate
+    values differ. Also no random number drawn at 0.
     """
     rng = rng or random.Random(0)
     steps = problem.steps
+    if reorder_share > 0 and fmt in ("steps", "code") and rng.random() < reorder_share:
+        steps = reorder(problem, rng)
     split = [split_share > 0 and rng.random() < split_share for _ in steps]
     if fmt == "steps":
         lines = [formats.step_line(k, s.left, s.op, s.right, s.result, split[k - 1])

@@ -55,14 +55,22 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--split-share", type=float, default=P.SPLIT_SHARE,
                     help="share of splittable steps written worked, e.g. 478 + 356 = 478 + 300 + 56 = ... "
                          "(shipped model: 0; run 3 tried 0.4)")
+    ap.add_argument("--reorder-share", type=float, default=P.REORDER_SHARE,
+                    help="share of steps/code solutions written in a random valid order of their events "
+                         "(several paths to one answer; arith-llama-3m: 0)")
+    ap.add_argument("--init-from", type=Path, default=None,
+                    help="start from this saved model and its tokenizer instead of from scratch "
+                         "(a fresh optimizer and schedule)")
     ap.add_argument("--resume", action="store_true")
     return ap.parse_args(argv)
 
 
 def build_corpus(n_docs: int, seed: int, heldout_questions: set[str],
-                 split_share: float = P.SPLIT_SHARE) -> list[tuple[str, str]]:
+                 split_share: float = P.SPLIT_SHARE,
+                 reorder_share: float = P.REORDER_SHARE) -> list[tuple[str, str]]:
     """(prompt, completion) pairs, tiers and formats drawn by weight, held-out excluded;
-    ``split_share`` of the splittable steps are written worked (problems.render)."""
+    ``split_share`` of the splittable steps are written worked and ``reorder_share`` of the
+    steps/code solutions take a random valid order (problems.render)."""
     rng = random.Random(seed)
     stream = P.iter_mixed(seed, TIER_WEIGHTS)
     fmts, fw = zip(*FORMAT_WEIGHTS.items())
@@ -71,7 +79,7 @@ def build_corpus(n_docs: int, seed: int, heldout_questions: set[str],
         p = next(stream)
         if p.question in heldout_questions:
             continue
-        out.append(P.render(p, rng.choices(fmts, fw)[0], rng, split_share))
+        out.append(P.render(p, rng.choices(fmts, fw)[0], rng, split_share, reorder_share))
     return out
 
 
@@ -129,8 +137,13 @@ def main(argv=None) -> None:
         P.write_heldout(HELDOUT)
     heldout = P.load_problems(HELDOUT)
     t0 = time.time()
-    docs = build_corpus(args.docs, args.seed, {p.question for p in heldout}, args.split_share)
-    tokenizer = build_tokenizer(d[0] + d[1] for d in docs[:30_000])
+    docs = build_corpus(args.docs, args.seed, {p.question for p in heldout}, args.split_share,
+                        args.reorder_share)
+    if args.init_from:
+        from transformers import AutoTokenizer
+        tokenizer = AutoTokenizer.from_pretrained(args.init_from)
+    else:
+        tokenizer = build_tokenizer(d[0] + d[1] for d in docs[:30_000])
     X, Y = pack(tokenizer, docs, args.seq)
     print(f"corpus: {len(docs)} problems -> {X.shape[0]} rows x {args.seq} tokens "
           f"({(Y != IGNORE).sum().item() / 1e6:.1f}M loss tokens), vocab {len(tokenizer)}, "
@@ -142,7 +155,7 @@ def main(argv=None) -> None:
                          max_position_embeddings=args.seq, rope_theta=10000.0,
                          tie_word_embeddings=True, bos_token_id=tokenizer.eos_token_id,
                          eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
-    model = LlamaForCausalLM(config)
+    model = LlamaForCausalLM.from_pretrained(args.init_from) if args.init_from else LlamaForCausalLM(config)
     n_params = sum(p.numel() for p in model.parameters())
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.98), weight_decay=0.05)
     state = {"step": 0, "elapsed": 0.0, "log": [], "evals": []}
