@@ -30,6 +30,9 @@ import hmac
 import inspect
 import re
 import secrets
+import threading
+import time
+from collections import deque
 from pathlib import Path
 from typing import Any, Callable
 
@@ -41,6 +44,8 @@ SCHEME = "pbkdf2_sha256"
 ITERATIONS = 600_000            # OWASP's 2023 figure for PBKDF2-HMAC-SHA256
 MIN_ITERATIONS = 1_000          # what the file may name (tests use few; real files should not)
 USER_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+MAX_FAILURES = 5                # failed logins per name within LOCKOUT_S before that name is locked
+LOCKOUT_S = 60.0
 
 
 class AuthFileError(ValueError):
@@ -102,6 +107,9 @@ class Users:
         self.path = Path(path) if path else None
         # an unknown name costs as much as a known one: no timing hint about who exists
         self._dummy = (max(e[0] for e in entries.values()), secrets.token_bytes(16), bytes(32))
+        self._failures: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+        self.clock: Callable[[], float] = time.monotonic
 
     @property
     def names(self) -> list[str]:
@@ -111,11 +119,37 @@ class Users:
         return len(self._entries)
 
     def check(self, username: str, password: str) -> bool:
-        """Gradio's ``auth=`` callable: True when the password matches the user's hash."""
-        known = isinstance(username, str) and username in self._entries
-        iterations, salt, digest = self._entries[username] if known else self._dummy
+        """Gradio's ``auth=`` callable: True when the password matches the user's hash.
+
+        After `MAX_FAILURES` failed logins for one name within `LOCKOUT_S` seconds, that name is
+        refused without hashing until the oldest failure is `LOCKOUT_S` old: a guesser gets five
+        tries a minute per name, and a flood of tries costs the server no hashing. Known and
+        unknown names are counted alike. (Gradio's ``auth`` callable is not given the client's
+        address, so the limit is per name, not per address.)"""
+        key = username if isinstance(username, str) else ""
+        if self._locked(key):
+            return False
+        known = key in self._entries
+        iterations, salt, digest = self._entries[key] if known else self._dummy
         got = hashlib.pbkdf2_hmac("sha256", str(password or "").encode(), salt, iterations)
-        return hmac.compare_digest(got, digest) and known
+        ok = hmac.compare_digest(got, digest) and known
+        with self._lock:
+            if ok:
+                self._failures.pop(key, None)
+            else:
+                self._failures.setdefault(key, deque()).append(self.clock())
+        return ok
+
+    def _locked(self, key: str) -> bool:
+        now = self.clock()
+        with self._lock:
+            if len(self._failures) > 10_000:          # many names tried: forget the stale ones
+                for name in [n for n, d in self._failures.items() if now - d[-1] >= LOCKOUT_S]:
+                    del self._failures[name]
+            recent = self._failures.get(key)
+            while recent and now - recent[0] >= LOCKOUT_S:
+                recent.popleft()
+            return bool(recent) and len(recent) >= MAX_FAILURES
 
 
 def load_users(path: str | Path) -> Users:

@@ -66,6 +66,27 @@ def test_users_file_checks_passwords(tmp_path):
     assert not users.check("mallory", "pw-alice") and not users.check(None, None)
 
 
+def test_five_failed_logins_lock_that_name_for_a_minute(tmp_path):
+    from app.auth import LOCKOUT_S, MAX_FAILURES
+    users = load_users(users_file(tmp_path / "users.txt", ["alice", "bob"]))
+    now = [1000.0]
+    users.clock = lambda: now[0]
+    for _ in range(MAX_FAILURES):
+        assert not users.check("alice", "guess")
+    assert not users.check("alice", "pw-alice")            # locked: even the right password
+    assert users.check("bob", "pw-bob")                    # other names are not
+    now[0] += LOCKOUT_S - 1
+    assert not users.check("alice", "pw-alice")
+    now[0] += 1                                            # the oldest failure is a minute old
+    assert users.check("alice", "pw-alice")
+    for _ in range(MAX_FAILURES - 1):                      # a success clears the count
+        assert not users.check("alice", "guess")
+    assert users.check("alice", "pw-alice")
+    for _ in range(MAX_FAILURES):
+        assert not users.check("mallory", "x")             # unknown names are counted alike
+    assert ("mallory" in users._failures) and len(users._failures["mallory"]) == MAX_FAILURES
+
+
 @pytest.mark.parametrize("text, message", [
     ("alice\n", r"line 1: expected name:hash"),
     ("alice:hunter2\n", r"line 1 \(alice\): the password must be a pbkdf2_sha256\$\.\.\. hash"),
