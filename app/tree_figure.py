@@ -146,7 +146,7 @@ def tree_figure(tree: Tree, *, highlight: list[int] | None = None, height: int =
     ``colour_by="action"`` (rStar) colours nodes and the edges into them by action, with a
     legend naming the actions; the default colours nodes by Q."""
     if colour_by == "action":
-        return _action_figure(tree, highlight=highlight, height=height)
+        return _action_figure(tree, highlight=highlight, height=height, max_nodes=max_nodes)
     if colour_by != "q":
         raise ValueError(f"colour_by must be 'q' or 'action', got {colour_by!r}")
     path = highlight if highlight is not None else (tree.final.path if tree.final else [])
@@ -157,15 +157,9 @@ def tree_figure(tree: Tree, *, highlight: list[int] | None = None, height: int =
     for node in drawn[1:]:
         ex += [xs[node.parent], xs[node.id], None]
         ey += [ys[node.parent], ys[node.id], None]
-    ax, ay, atext, ahover = [], [], [], []
     for nid, x in agg.items():
         ex += [xs[nid], x, None]
         ey += [ys[nid], ys[nid] - 1, None]
-        ax.append(x)
-        ay.append(ys[nid] - 1)
-        atext.append(f"+{hidden[nid]}")
-        ahover.append(f"{hidden[nid]} nodes below node {nid} not drawn<br>(the tree has {len(tree)} nodes; "
-                      f"the {len(drawn)} most visited are drawn)")
     hx, hy = [], []
     for a, b in zip(path, path[1:]):
         if a < len(tree) and b < len(tree) and (keep is None or (a in keep and b in keep)):
@@ -200,11 +194,8 @@ def tree_figure(tree: Tree, *, highlight: list[int] | None = None, height: int =
                          opacity=[1.0 if v else 0.45 for v in visited])),
     ]
     if agg:
-        traces.append(dict(type="scatter", x=ax, y=ay, mode="markers+text", text=atext, textposition="bottom center",
-                           hovertext=ahover, hoverinfo="text", name="not drawn", showlegend=False,
-                           marker=dict(symbol="square", size=9, color=UNVISITED)))
-    title = (dict(text=f"{len(drawn)} of {len(tree)} nodes drawn (most visited); grey squares count the rest",
-                  font=dict(size=12), x=0.01) if keep is not None else None)
+        traces.append(_not_drawn_trace(tree, xs, ys, agg, hidden, len(drawn)))
+    title = _bounded_title(tree, len(drawn)) if keep is not None else None
     layout_ = dict(height=height, margin=dict(l=10, r=10, t=30, b=10), plot_bgcolor="white",
                    xaxis=dict(visible=False), yaxis=dict(visible=False),
                    legend=dict(orientation="h", y=1.02, x=0), hoverlabel=dict(align="left"),
@@ -214,32 +205,59 @@ def tree_figure(tree: Tree, *, highlight: list[int] | None = None, height: int =
     return go.Figure(dict(data=traces, layout=layout_), _validate=False)
 
 
-def _action_figure(tree: Tree, *, highlight: list[int] | None, height: int) -> go.Figure:
+def _not_drawn_trace(tree: Tree, xs, ys, agg: dict[int, float], hidden: dict[int, int], drawn: int) -> dict:
+    """One grey "+n" square under each drawn node whose other descendants are not drawn."""
+    return dict(type="scatter", x=list(agg.values()), y=[ys[nid] - 1 for nid in agg], mode="markers+text",
+                text=[f"+{hidden[nid]}" for nid in agg], textposition="bottom center",
+                hovertext=[f"{hidden[nid]} nodes below node {nid} not drawn<br>(the tree has {len(tree)} nodes; "
+                           f"the {drawn} most visited are drawn)" for nid in agg],
+                hoverinfo="text", name="not drawn", showlegend=False,
+                marker=dict(symbol="square", size=9, color=UNVISITED))
+
+
+def _bounded_title(tree: Tree, drawn: int) -> dict:
+    return dict(text=f"{drawn} of {len(tree)} nodes drawn (most visited); grey squares count the rest",
+                font=dict(size=12), x=0.01)
+
+
+def _action_figure(tree: Tree, *, highlight: list[int] | None, height: int,
+                   max_nodes: int = MAX_DRAWN_NODES) -> go.Figure:
     """Nodes and edges coloured by action: one edge trace and one node trace per action (at
-    most six of each, whatever the tree's size), so the legend names each action."""
+    most six of each, whatever the tree's size), so the legend names each action. Bounded
+    like the Q figure: above ``max_nodes`` the most visited nodes are drawn, the rest counted."""
     from engine.search.rstar import ACTION_NAMES
-    xs, ys = layout(tree)
+    path = highlight if highlight is not None else (tree.final.path if tree.final else [])
+    keep, hidden = visible_nodes(tree, path, max_nodes)
+    xs, ys, agg = layout_some(tree, keep, hidden)
+    drawn = [n for n in tree.nodes if keep is None or n.id in keep]
     fig = go.Figure()
-    actions = [a for a in ACTION_COLOURS if any(n.action == a for n in tree.nodes)]
+    actions = [a for a in ACTION_COLOURS if any(n.action == a for n in drawn)]
     for a in actions:
         ex, ey = [], []
-        for node in tree.nodes[1:]:
+        for node in drawn[1:]:
             if node.action == a:
                 ex += [xs[node.parent], xs[node.id], None]
                 ey += [ys[node.parent], ys[node.id], None]
         if ex:
             fig.add_trace(go.Scatter(x=ex, y=ey, mode="lines", line=dict(color=ACTION_COLOURS[a], width=1.5),
                                      hoverinfo="skip", legendgroup=a, showlegend=False, name=f"edges {a}"))
-    path = highlight if highlight is not None else (tree.final.path if tree.final else [])
+    if agg:
+        ex, ey = [], []
+        for nid, x in agg.items():
+            ex += [xs[nid], x, None]
+            ey += [ys[nid], ys[nid] - 1, None]
+        fig.add_trace(go.Scatter(x=ex, y=ey, mode="lines", line=dict(color="#b0b0b0", width=1),
+                                 hoverinfo="skip", showlegend=False, name="edges not drawn"))
+        fig.add_trace(_not_drawn_trace(tree, xs, ys, agg, hidden, len(drawn)))
     hx, hy = [], []
     for a, b in zip(path, path[1:]):
-        if a < len(tree) and b < len(tree):
+        if a < len(tree) and b < len(tree) and (keep is None or (a in keep and b in keep)):
             hx += [xs[a], xs[b], None]
             hy += [ys[a], ys[b], None]
     fig.add_trace(go.Scatter(x=hx, y=hy, mode="lines", line=dict(color="#222222", width=4, dash="dot"),
                              hoverinfo="skip", name="chosen path", showlegend=bool(hx)))
     for a in actions:
-        ids = [n.id for n in tree.nodes if n.action == a]
+        ids = [n.id for n in drawn if n.action == a]
         nodes = [tree[i] for i in ids]
         fig.add_trace(go.Scatter(
             x=[xs[i] for i in ids], y=[ys[i] for i in ids], mode="markers", customdata=ids,
@@ -255,4 +273,6 @@ def _action_figure(tree: Tree, *, highlight: list[int] | None, height: int) -> g
                       xaxis=dict(visible=False), yaxis=dict(visible=False),
                       legend=dict(orientation="h", y=1.02, x=0, title_text="action:"),
                       hoverlabel=dict(align="left"), uirevision="tree")
+    if keep is not None:
+        fig.update_layout(title=_bounded_title(tree, len(drawn)))
     return fig

@@ -114,9 +114,10 @@ def _batching(backend, cfg: BenchConfig, cache_mb: float) -> dict:
     return out
 
 
-def synthetic_tree(nodes: int, seed: int = 0) -> Tree:
+def synthetic_tree(nodes: int, seed: int = 0, actions: tuple[str, ...] = ("step",)) -> Tree:
     """A search-shaped tree of ``nodes`` nodes: MCTS-like expansions of 3 children, deeper
-    where visits concentrate, with visits and values backed up along random paths."""
+    where visits concentrate, with visits and values backed up along random paths. Node ``i``
+    takes action ``actions[i % len(actions)]`` (rStar's "A1"… to draw it by action)."""
     rng = random.Random(seed)
     tree = Tree()
     tree.apply(E.RunStarted(method="mcts", question="synthetic", prompt="Question: synthetic\n", gold=None,
@@ -132,7 +133,7 @@ def synthetic_tree(nodes: int, seed: int = 0) -> Tree:
             nid, depth = len(tree), tree[parent].depth + 1
             a, b = rng.randrange(100), rng.randrange(100)
             terminal = rng.random() < 0.15
-            tree.apply(E.NodeProposed(node=nid, parent=parent, depth=depth, action="step",
+            tree.apply(E.NodeProposed(node=nid, parent=parent, depth=depth, action=actions[nid % len(actions)],
                                       text=f"Step {depth}: {a} + {b} = {a + b}\n", terminal=terminal,
                                       answer=str(a + b) if terminal else None,
                                       correct=(rng.random() < 0.5) if terminal else None))

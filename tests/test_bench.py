@@ -49,3 +49,19 @@ def test_a_10000_node_tree_draws_a_bounded_figure_that_accounts_for_every_node()
     assert set(path) <= keep                                            # the highlighted path is drawn
     small = synthetic_tree(300)
     assert len(tree_figure(small).data) == 3 and len(tree_figure(small).data[2].x) == 300
+
+
+def test_the_rstar_action_figure_is_bounded_the_same_way():
+    tree = synthetic_tree(6_000, actions=("A1", "A2", "A3", "A4", "A5"))
+    path = tree.path_to(5_999)
+    keep, hidden = visible_nodes(tree, path, 2500)
+    fig = tree_figure(tree, highlight=path, colour_by="action", max_nodes=2500)
+    markers = [t for t in fig.data if t.mode == "markers"]
+    drawn = {i for t in markers for i in t.customdata}
+    assert drawn == keep and sum(len(t.x) for t in markers) == len(keep)
+    squares = next(t for t in fig.data if t.name == "not drawn")
+    assert sorted(int(t[1:]) for t in squares.text) == sorted(hidden.values())
+    assert "2500 of 6000 nodes drawn" in fig.layout.title.text
+    assert {t.name.split()[0] for t in markers} == {"question", "A1", "A2", "A3", "A4", "A5"}
+    small = tree_figure(synthetic_tree(300, actions=("A1", "A3")), colour_by="action")
+    assert not any(t.name == "not drawn" for t in small.data) and not small.layout.title.text
