@@ -244,9 +244,9 @@ def reorder(problem: Problem, rng: random.Random, tries: int = 20) -> tuple[Step
 
     Events next to each other commute when both are ``+``/``-`` or both are ``*``/``/``:
     "buys 40, gives away 25" reaches the same count either way, through a different
-    intermediate value. A run of such events is shuffled (rejection sampling, so every valid
-    order is equally likely) where every intermediate value stays a whole number from 1 to
-    the tier's ``max_value``; the opening "a packs of b" product is never moved. The answer is
+    intermediate value. A run of such events is shuffled where every intermediate value stays
+    a whole number from 1 to the tier's ``max_value`` (rejection sampling: every valid order is
+    equally likely, and the told order stands when ``tries`` draws find none); the opening "a packs of b" product is never moved. The answer is
     unchanged; the steps' sub-questions are dropped (only ``steps`` and ``code`` use this)."""
     steps = list(problem.steps)
     fixed = steps[:1] if steps and steps[0].subquestion.endswith(" buy?") else []
