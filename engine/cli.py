@@ -169,6 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--tier", choices=TIERS, default="hard")
     e.add_argument("--n", type=_number(int, 1, 10**6, "--n"), default=100)
     e.add_argument("--seed", type=_number(int, 0, 2**63 - 1, "--seed"), default=0)
+    e.add_argument("--fresh", type=_number(int, 0, 2**63 - 1, "--fresh"), default=None, metavar="GEN_SEED",
+                   help="evaluate on --n problems generated now with this generator seed (none from the "
+                        "held-out file) instead of the held-out set: a second test set")
     e.add_argument("--json", action="store_true", help="print the summary as JSON")
     e.add_argument("--details", action="store_true", help="include per-problem results in the JSON")
     _add_config_flags(e, [EvalConfig] + [m.config for m in METHODS.values()])
@@ -242,19 +245,21 @@ def cmd_eval(args) -> int:
     from engine.search import METHODS
     cls = EvalConfig if args.method in BATCHED else METHODS[args.method].config
     cfg = config_from_args(cls, args, args.method)
-    eval_problems(args.method, args.tier, args.n)          # fail fast, before the model loads
+    eval_problems(args.method, args.tier, args.n, fresh=args.fresh)     # fail fast, before the model loads
     backend = _load(args)
     from engine.progress import progress
     from engine.evaluate import QA_METHODS
     with progress(args.n, f"{args.method} {'velmora' if args.method in QA_METHODS else args.tier}") as bar:
-        summary = run_eval(backend, args.method, args.tier, args.n, args.seed, cfg, progress=bar.update)
+        summary = run_eval(backend, args.method, args.tier, args.n, args.seed, cfg, progress=bar.update,
+                           fresh=args.fresh)
     if not args.details:
         summary.pop("results")
     if args.json:
         print(json.dumps(summary))
     else:
         extra = f", {summary['samples']} samples at T={summary['temperature']}" if "samples" in summary else ""
-        print(f"{summary['method']} on {summary['tier']} (n={summary['n']}{extra}): accuracy "
+        where = "" if summary["problems"] == "held-out" else f", {summary['problems']}"
+        print(f"{summary['method']} on {summary['tier']} (n={summary['n']}{where}{extra}): accuracy "
               f"{summary['accuracy']:.1%}, {summary['generated_tokens']} generated tokens, {summary['wall_s']} s")
         for rule, acc in summary.get("accuracy_by_rule", {}).items():
             print(f"  answer rule {rule}: {acc:.1%}")

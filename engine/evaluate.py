@@ -214,10 +214,39 @@ EVAL_SUMMARIES: dict[str, Callable[[list[ProblemResult]], dict]] = {
 }
 
 
-def eval_problems(method: str, tier: str, n: int, problems_path: Path = HELDOUT) -> list[Problem]:
-    """The first ``n`` held-out problems of ``tier``; checks the request before any model loads."""
+MAX_FRESH = 10_000
+
+
+def fresh_problems(tier: str, n: int, seed: int, problems_path: Path = HELDOUT) -> list[Problem]:
+    """``n`` problems of ``tier`` generated now with generator seed ``seed``, skipping any whose
+    question is in the held-out file: a second test set, to tell a real difference between two
+    models or settings from the luck of one 200-problem set."""
+    import random
+    from engine.demo_model.problems import generate_problem
+    held = {p.question for p in load_problems(problems_path)}
+    rng = random.Random(f"{seed}:{tier}")              # the stream problems.generate(tier, n, seed) draws
+    out: list[Problem] = []
+    while len(out) < n:
+        p = generate_problem(rng, tier, f"fresh{seed}-{tier}-{len(out):05d}")
+        if p.question not in held:
+            out.append(p)
+    return out
+
+
+def eval_problems(method: str, tier: str, n: int, problems_path: Path = HELDOUT,
+                  fresh: int | None = None) -> list[Problem]:
+    """The first ``n`` held-out problems of ``tier`` — or, with ``fresh`` (a generator seed),
+    ``n`` freshly generated ones (`fresh_problems`); checks the request before any model loads."""
     if method not in EVAL_METHODS:
         raise ValueError(f"method must be one of {sorted(EVAL_METHODS)}, got {method!r}")
+    if fresh is not None:
+        if method in QA_METHODS:
+            raise ValueError(f"--fresh makes arithmetic problems; {method} is evaluated on the Velmora questions")
+        if tier not in TIERS:
+            raise ValueError(f"tier must be one of {TIERS}, got {tier!r}")
+        if not isinstance(n, int) or not 1 <= n <= MAX_FRESH:
+            raise ValueError(f"n must be a whole number from 1 to {MAX_FRESH} with --fresh, got {n!r}")
+        return fresh_problems(tier, n, fresh, problems_path)
     if method in QA_METHODS:
         from engine.retrieval import load_questions
         problems = [Problem(q.id, "velmora", q.question, q.answer, ()) for q in load_questions()]
@@ -247,13 +276,15 @@ def semantic_entropy_summary(method: str, results: list[ProblemResult]) -> dict:
 
 
 def run_eval(backend, method: str, tier: str, n: int, seed: int, cfg: EvalConfig,
-             progress: Callable[[int], None] = lambda k: None, problems_path: Path = HELDOUT) -> dict:
-    problems = eval_problems(method, tier, n, problems_path)
+             progress: Callable[[int], None] = lambda k: None, problems_path: Path = HELDOUT,
+             fresh: int | None = None) -> dict:
+    problems = eval_problems(method, tier, n, problems_path, fresh)
     t0 = time.perf_counter()
     results = EVAL_METHODS[method](backend, problems, cfg, seed, progress)
     wall = time.perf_counter() - t0
     summary = {
         "method": method, "model": backend.info.name, "tier": tier, "n": n, "seed": seed,
+        "problems": "held-out" if fresh is None else f"fresh:{fresh}",
         "accuracy": round(sum(r.correct for r in results) / n, 4),
         "generated_tokens": sum(r.generated_tokens for r in results),
         "wall_s": round(wall, 2),

@@ -76,6 +76,26 @@ def test_eval_json_keys(method):
     assert proc.stderr.strip().splitlines()[-1].startswith(f"{method} easy: 4/4 problems, ")
 
 
+def test_eval_on_fresh_problems_names_them_and_skips_the_held_out_ones():
+    from engine.demo_model import problems as P
+    from engine.evaluate import HELDOUT, eval_problems
+    fresh = eval_problems("greedy", "hard", 50, fresh=777)
+    held = {p.question for p in P.load_problems(HELDOUT)}
+    assert len(fresh) == 50 and not {p.question for p in fresh} & held
+    assert [p.question for p in fresh] == [p.question for p in P.generate("hard", 50, 777)]
+    # the held-out file's own generator seed: its problems are skipped, the stream goes on past them
+    again = eval_problems("greedy", "easy", 5, fresh=P.HELDOUT_SEED)
+    assert len(again) == 5 and not {p.question for p in again} & held
+    proc = run("eval", "--method", "greedy", "--tier", "easy", "--n", "3", "--fresh", "5", "--json")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["problems"] == "fresh:5" and out["n"] == 3
+    held_out = json.loads(run("eval", "--method", "greedy", "--tier", "easy", "--n", "3", "--json").stdout)
+    assert held_out["problems"] == "held-out"
+    bad = run("eval", "--method", "sugar", "--n", "3", "--fresh", "5")
+    assert bad.returncode == 2 and "Velmora" in bad.stderr and "Traceback" not in bad.stderr
+
+
 def test_progress_in_a_log_is_a_line_at_most_every_interval(monkeypatch):
     import io
     from engine import progress as P
