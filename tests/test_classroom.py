@@ -5,6 +5,7 @@ against a real ``thoughtscope serve`` process."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -332,6 +333,17 @@ def _client(url, name):
                   httpx_kwargs={"timeout": 300})                       # a loaded CI machine is slow to answer
 
 
+@contextlib.contextmanager
+def _alice_and_bob(url):
+    """Two logged-in clients, closed however the test ends."""
+    alice, bob = _client(url, "alice"), _client(url, "bob")
+    try:
+        yield alice, bob
+    finally:
+        alice.close()
+        bob.close()
+
+
 def _listed(client) -> list[str]:
     table, _ = client.predict("any", "any", "any", api_name="/list_sessions")
     return [row[0] for row in table["data"]]
@@ -341,8 +353,7 @@ def _listed(client) -> list[str]:
 def test_two_logged_in_users_see_only_their_own_runs(classroom):
     from gradio_client import Client
     url, store, shared = classroom
-    alice, bob = _client(url, "alice"), _client(url, "bob")
-    try:
+    with _alice_and_bob(url) as (alice, bob):
         out = alice.predict(QUESTION, *SMALL_MCTS, api_name="/run_search")
         sid = SID.search(out[1]).group(1)
         assert store.session(sid)["owner"] == "alice" and store.session(sid)["status"] == "done"
@@ -365,16 +376,12 @@ def test_two_logged_in_users_see_only_their_own_runs(classroom):
             Client(url, verbose=False, analytics_enabled=False)
         with pytest.raises(Exception):
             _client(url, "mallory")
-    finally:
-        alice.close()
-        bob.close()
 
 
 @pytest.mark.slow
 def test_a_waiting_run_shows_its_queue_position_and_a_full_queue_turns_runs_away(classroom):
     url, store, _ = classroom
-    alice, bob = _client(url, "alice"), _client(url, "bob")
-    try:
+    with _alice_and_bob(url) as (alice, bob):
         long_run = alice.submit(QUESTION, *LONG_MCTS, api_name="/run_search")
         deadline = time.monotonic() + 60
         while long_run.status().code.name not in ("PROCESSING", "ITERATING"):
@@ -399,9 +406,6 @@ def test_a_waiting_run_shows_its_queue_position_and_a_full_queue_turns_runs_away
         assert "session" in long_run.result(timeout=120)[1] and "session" in waiting.result(timeout=120)[1]
         assert {r["status"] for r in store.list_sessions(owner="alice")} <= {"stopped", "done"}
         assert len(store.list_sessions(owner="bob")) == 1
-    finally:
-        alice.close()
-        bob.close()
 
 
 # ---- ten clients at once against `thoughtscope serve --auth` ---------------------------------
