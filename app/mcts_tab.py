@@ -44,8 +44,6 @@ REWARD_CHOICES = [("self-consistency: share of the answer among answers found (n
                   ("answer key: +1 right / −1 wrong (uses the gold answer — analysis only)", "gold")]
 
 
-
-
 def make_config(method: str, values: dict[str, Any]):
     """The method's config from the form; a bad value is a gr.Error naming the field."""
     if method not in METHODS:
@@ -72,12 +70,16 @@ def create_session(store, **meta) -> str:
 
 
 def fail_session(store, sid: str, e: Exception, wall_s: float):
-    """Mark the session failed (when the database still lets us) and raise the gr.Error."""
+    """Mark the session failed (when the database still lets us) and raise the gr.Error. The
+    user's own input errors (`InputError`, `ModelLoadError`, `ValueError`) are stored and said as
+    they are; a database error is said as it is; anything else is "the run failed: …". Other
+    than the user's errors, the stored message starts with the error's type."""
+    users = isinstance(e, (InputError, ModelLoadError, ValueError))
     try:
-        store.finish(sid, status="failed", message=f"{type(e).__name__}: {e}", wall_s=wall_s)
+        store.finish(sid, status="failed", message=str(e) if users else f"{type(e).__name__}: {e}", wall_s=wall_s)
     except StoreError:
         pass                         # the run's own error is the one to show
-    raise gr.Error(str(e) if isinstance(e, StoreError) else f"the run failed: {e}",
+    raise gr.Error(str(e) if users or isinstance(e, StoreError) else f"the run failed: {e}",
                    print_exception=False) from None
 
 
@@ -116,12 +118,6 @@ class Recording:
                 self.store.append(self.sid, ev)
                 self.events.append(ev)
                 yield ev
-        except (InputError, ModelLoadError, ValueError) as e:     # the user's input, said as is
-            try:
-                self.store.finish(self.sid, status="failed", message=str(e), wall_s=self.wall_s)
-            except StoreError:
-                pass
-            raise gr.Error(str(e), print_exception=False) from None
         except Exception as e:
             fail_session(self.store, self.sid, e, self.wall_s)
         last = self.events[-1] if self.events else None
