@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from engine import events as E
-from engine.demo_model.problems import Problem
+from engine.demo_model.problems import Problem, apply_op
 from engine.evaluate import ProblemResult
 from engine.steps import answers_equal, extract_answer, step_claims
 from engine.tree import Tree
@@ -43,15 +43,12 @@ def first_wrong_step(step_texts: Sequence[str], problem: Problem) -> int | None:
         if not claims:
             return i
         a, op, b, c = claims[-1]
-        if a != value or unused[(op, b)] == 0 or c != _APPLY[op](a, b):
+        exact = op != "/" or (b != 0 and a % b == 0)
+        if a != value or unused[(op, b)] == 0 or not exact or c != apply_op(a, op, b):
             return i
         unused[(op, b)] -= 1
         value = c
     return None
-
-
-_APPLY = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b,
-          "/": lambda a, b: a // b if b and a % b == 0 else None}
 
 
 @dataclass

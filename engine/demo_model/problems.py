@@ -123,6 +123,17 @@ class Problem:
                        final_question=data.get("final_question", ""))
 
 
+def apply_op(value: int, op: str, n: int) -> int:
+    """``value op n`` as the stories mean it (``/`` is whole-number division: always exact here)."""
+    return {"+": value + n, "-": value - n, "*": value * n, "/": value // n}[op]
+
+
+def step_code(k: int, value: int, op: str, n: int) -> str:
+    """Step k's code: ``x1 = 37 - 9`` for the first step, ``x2 = x1 - 9`` after it."""
+    py_op = "//" if op == "/" else op
+    return f"x{k} = x{k - 1} {py_op} {n}" if k > 1 else f"x{k} = {value} {py_op} {n}"
+
+
 def _cap(s: str) -> str:
     return s[:1].upper() + s[1:]
 
@@ -188,11 +199,8 @@ def _try_generate(rng: random.Random, tier: str, spec: TierSpec, pid: str) -> Pr
         op, n = picked
         template, tail = rng.choice(EVENTS[op])
         text = template.format(n=n, **fill)
-        result = {"+": value + n, "-": value - n, "*": value * n, "/": value // n}[op]
-        k = len(steps) + 1
-        py_op = "//" if op == "/" else op
-        code = f"x{k} = x{k - 1} {py_op} {n}" if steps else f"x{k} = {value} {py_op} {n}"
-        steps.append(Step(value, op, n, result, code, subq(tail.format(n=n))))
+        result = apply_op(value, op, n)
+        steps.append(Step(value, op, n, result, step_code(len(steps) + 1, value, op, n), subq(tail.format(n=n))))
         sentences.append(text)
         conditions.append(text.replace(_cap(pron) + " ", name + " ", 1))
         value = result
@@ -267,7 +275,7 @@ def reorder(problem: Problem, rng: random.Random, tries: int = 20) -> tuple[Step
         for op, n in order:
             if op == "/" and v % n:
                 return None
-            v = {"+": v + n, "-": v - n, "*": v * n, "/": v // n}[op]
+            v = apply_op(v, op, n)
             if not 1 <= v <= limit:
                 return None
             out.append(v)
@@ -286,11 +294,8 @@ def reorder(problem: Problem, rng: random.Random, tries: int = 20) -> tuple[Step
     out = list(fixed)
     v = steps[len(fixed)].left
     for op, n in order:
-        k = len(out) + 1
-        r = {"+": v + n, "-": v - n, "*": v * n, "/": v // n}[op]
-        py_op = "//" if op == "/" else op
-        code = f"x{k} = x{k - 1} {py_op} {n}" if out else f"x{k} = {v} {py_op} {n}"
-        out.append(Step(v, op, n, r, code, ""))
+        r = apply_op(v, op, n)
+        out.append(Step(v, op, n, r, step_code(len(out) + 1, v, op, n), ""))
         v = r
     return tuple(out)
 
