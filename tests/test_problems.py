@@ -165,3 +165,42 @@ def test_reorder_share_applies_to_steps_and_code_only():
     assert len({P.render(p, "code", random.Random(i), reorder_share=1.0)[1] for i in range(30)}) > 1
     for i in range(10):      # rStar's sub-questions follow the story: no reorder, no extra random draw
         assert P.render(p, "rstar", random.Random(i), reorder_share=1.0) == P.render(p, "rstar", random.Random(i))
+
+
+def test_each_event_tag_is_the_storys_own_words_around_its_operand():
+    for p in P.generate("hard", 200, seed=8):
+        for s in p.steps:
+            if s.subquestion.endswith(" buy?"):
+                assert s.event == ""                           # the opening product has no event
+            else:
+                assert s.event in p.question and str(s.right) in s.event.split()
+
+
+def test_named_steps_lead_with_the_event_and_still_read_as_their_arithmetic():
+    rng = random.Random(3)
+    for p in P.generate("hard", 40, seed=9):
+        events = sorted((s.op, s.right, s.event) for s in p.steps)
+        for fmt, share in (("steps", 0.8), ("rstar", 0.0)):
+            text = P.render(p, fmt, rng, reorder_share=share, name_events=True)[1]
+            lines = [line for line in split_steps(text) if line.startswith("Step ")]
+            claims = [step_claims(line) for line in lines]
+            assert all(len(c) == 1 for c in claims)            # the tag's number is not read as arithmetic
+            written = []
+            for line, [(a, op, b, r)] in zip(lines, claims):
+                assert APPLY[op](a, b) == r
+                body = line.split(": ", 1)[1]
+                written.append((op, b, body.rsplit(", ", 1)[0] if ", " in body else ""))
+            if fmt == "steps":                                 # every event once, in some order
+                assert sorted(written) == events
+            elif lines:                                        # rStar: the told order's last steps
+                assert written == [(s.op, s.right, s.event) for s in p.steps[-len(lines):]]
+            assert extract_answer(text) == str(p.answer)
+
+
+def test_naming_events_is_off_by_default_and_draws_no_random_number():
+    for p in P.generate("hard", 20, seed=10):
+        plain = P.render(p, "steps", random.Random(1))[1]
+        assert all(step_claims(line) and line.split(": ", 1)[1][0].isdigit() for line in plain.splitlines()[:-1])
+        rng_a, rng_b = random.Random(2), random.Random(2)
+        P.render(p, "rstar", rng_a, name_events=True), P.render(p, "rstar", rng_b)
+        assert rng_a.random() == rng_b.random()

@@ -96,8 +96,12 @@ def split_work(left: int, op: str, right: int) -> tuple[str, str] | None:
     return None
 
 
-def step_line(k: int, left: int, op: str, right: int, result: int, split: bool = False) -> str:
-    return f"{step_prefix(k)} {arithmetic(left, op, right, result, split)}"
+def step_line(k: int, left: int, op: str, right: int, result: int, split: bool = False,
+              event: str = "") -> str:
+    """``Step 3: 48 - 41 = 7``; with ``event``, the step first names the event it uses in the
+    story's words: ``Step 3: sells 41, 48 - 41 = 7``."""
+    named = f"{event}, " if event else ""
+    return f"{step_prefix(k)} {named}{arithmetic(left, op, right, result, split)}"
 
 
 def code_step_line(k: int, code: str, left: int, op: str, right: int, result: int) -> str:

@@ -61,23 +61,25 @@ OBJECTS = ["apples", "marbles", "stickers", "pencils", "cookies", "books", "coin
            "rocks", "candles", "ribbons", "nuts"]
 CONTAINERS = ["packs", "boxes", "bags", "jars", "crates", "bundles"]
 
-# (sentence, sub-question tail) per event kind; {n} is the operand.
-EVENTS: dict[str, list[tuple[str, str]]] = {
-    "+": [("{P} buys {n} more {obj}.", "after buying {n} more"),
-          ("{N} finds {n} more {obj}.", "after finding {n} more"),
-          ("A friend gives {N} {n} {obj}.", "after getting {n} from a friend"),
-          ("{N} wins {n} {obj} at a fair.", "after winning {n} at the fair")],
-    "-": [("{P} gives away {n} {obj}.", "after giving away {n}"),
-          ("{N} sells {n} {obj}.", "after selling {n}"),
-          ("{P} loses {n} {obj}.", "after losing {n}")],
+# (sentence, sub-question tail, tag) per event kind; {n} is the operand. The tag is the words of
+# the sentence that name the event, copied verbatim ("loses 230"): a step may start with it
+# (render's ``name_events``), so the operand it uses sits next to words it can match in the story.
+EVENTS: dict[str, list[tuple[str, str, str]]] = {
+    "+": [("{P} buys {n} more {obj}.", "after buying {n} more", "buys {n} more"),
+          ("{N} finds {n} more {obj}.", "after finding {n} more", "finds {n} more"),
+          ("A friend gives {N} {n} {obj}.", "after getting {n} from a friend", "gives {N} {n}"),
+          ("{N} wins {n} {obj} at a fair.", "after winning {n} at the fair", "wins {n}")],
+    "-": [("{P} gives away {n} {obj}.", "after giving away {n}", "gives away {n}"),
+          ("{N} sells {n} {obj}.", "after selling {n}", "sells {n}"),
+          ("{P} loses {n} {obj}.", "after losing {n}", "loses {n}")],
     "*": [("Then the number of {obj} becomes {n} times as large.",
-           "after the number becomes {n} times as large"),
+           "after the number becomes {n} times as large", "becomes {n} times"),
           ("Then {N}'s pile of {obj} grows to {n} times its size.",
-           "after the pile grows to {n} times its size")],
+           "after the pile grows to {n} times its size", "grows to {n} times")],
     "/": [("{N} splits the {obj} into {n} equal groups and keeps one group.",
-           "after keeping one of {n} equal groups"),
+           "after keeping one of {n} equal groups", "into {n} equal groups"),
           ("{P} shares the {obj} equally among {n} children and keeps one share.",
-           "after sharing equally among {n} children")],
+           "after sharing equally among {n} children", "among {n} children")],
 }
 OPENINGS = ["{N} has {v} {obj}.", "{N} starts with {v} {obj}.",
             "There are {v} {obj} in {N}'s room."]
@@ -99,6 +101,7 @@ class Step:
     result: int
     code: str          # e.g. "x2 = x1 - 9"
     subquestion: str   # e.g. "How many apples does Mia have after giving away 9?"
+    event: str = ""    # the story's words for this event, e.g. "gives away 9" ("" for the opening product)
 
 
 @dataclass(frozen=True)
@@ -197,10 +200,11 @@ def _try_generate(rng: random.Random, tier: str, spec: TierSpec, pid: str) -> Pr
         if picked is None:
             return None
         op, n = picked
-        template, tail = rng.choice(EVENTS[op])
+        template, tail, tag = rng.choice(EVENTS[op])
         text = template.format(n=n, **fill)
         result = apply_op(value, op, n)
-        steps.append(Step(value, op, n, result, step_code(len(steps) + 1, value, op, n), subq(tail.format(n=n))))
+        steps.append(Step(value, op, n, result, step_code(len(steps) + 1, value, op, n),
+                          subq(tail.format(n=n)), tag.format(n=n, **fill)))
         sentences.append(text)
         conditions.append(text.replace(_cap(pron) + " ", name + " ", 1))
         value = result
@@ -241,6 +245,7 @@ def iter_mixed(seed: int, weights: dict[str, float]) -> Iterator[Problem]:
 
 SPLIT_SHARE = 0.0   # chance a step is written in the worked, two-part form (shipped model: 0)
 REORDER_SHARE = 0.0  # chance a steps/code solution takes a random valid order of its events
+NAME_EVENTS = False  # whether plain and rStar step lines name the event they use (shipped model: no)
 
 
 def _additive(op: str) -> bool:
@@ -255,24 +260,25 @@ def reorder(problem: Problem, rng: random.Random, tries: int = 20) -> tuple[Step
     intermediate value. A run of such events is shuffled where every intermediate value stays
     a whole number from 1 to the tier's ``max_value`` (rejection sampling: every valid order is
     equally likely, and the told order stands when ``tries`` draws find none); the opening "a packs of b" product is never moved. The answer is
-    unchanged; the steps' sub-questions are dropped (only ``steps`` and ``code`` use this)."""
+    unchanged; the steps' sub-questions are dropped and their event tags kept (only ``steps`` and
+    ``code`` use this)."""
     steps = list(problem.steps)
     fixed = steps[:1] if steps and steps[0].subquestion.endswith(" buy?") else []
-    events = [(s.op, s.right) for s in steps[len(fixed):]]
+    events = [(s.op, s.right, s.event) for s in steps[len(fixed):]]
     if not events:
         return problem.steps
     value = steps[len(fixed)].left
     limit = TIER_SPECS[problem.tier].max_value
-    runs: list[list[tuple[str, int]]] = []
+    runs: list[list[tuple[str, int, str]]] = []
     for ev in events:
         if runs and _additive(runs[-1][-1][0]) == _additive(ev[0]):
             runs[-1].append(ev)
         else:
             runs.append([ev])
 
-    def apply(v: int, order: list[tuple[str, int]]) -> list[int] | None:
+    def apply(v: int, order: list[tuple[str, int, str]]) -> list[int] | None:
         out = []
-        for op, n in order:
+        for op, n, _ in order:
             if op == "/" and v % n:
                 return None
             v = apply_op(v, op, n)
@@ -281,7 +287,7 @@ def reorder(problem: Problem, rng: random.Random, tries: int = 20) -> tuple[Step
             out.append(v)
         return out
 
-    order: list[tuple[str, int]] = []
+    order: list[tuple[str, int, str]] = []
     for run in runs:
         pick = run
         for _ in range(tries if len(run) > 1 else 0):
@@ -293,15 +299,16 @@ def reorder(problem: Problem, rng: random.Random, tries: int = 20) -> tuple[Step
         order += pick
     out = list(fixed)
     v = steps[len(fixed)].left
-    for op, n in order:
+    for op, n, tag in order:
         r = apply_op(v, op, n)
-        out.append(Step(v, op, n, r, step_code(len(out) + 1, v, op, n), ""))
+        out.append(Step(v, op, n, r, step_code(len(out) + 1, v, op, n), "", tag))
         v = r
     return tuple(out)
 
 
 def render(problem: Problem, fmt: str, rng: random.Random | None = None,
-           split_share: float = SPLIT_SHARE, reorder_share: float = REORDER_SHARE) -> tuple[str, str]:
+           split_share: float = SPLIT_SHARE, reorder_share: float = REORDER_SHARE,
+           name_events: bool = NAME_EVENTS) -> tuple[str, str]:
     """``(prompt, completion)`` of a full solution in format ``fmt``.
 
     ``rstar`` mixes actions the way an rStar path may: an optional rephrase, then some
@@ -317,6 +324,9 @@ def render(problem: Problem, fmt: str, rng: random.Random | None = None,
     With chance ``reorder_share`` a ``steps`` or ``code`` solution takes a random valid order of
     the problem's events (`reorder`): several correct paths to one answer, whose intermediate
     values differ. Also no random number drawn at 0.
+
+    With ``name_events``, a plain or rStar step line starts with the story's words for the event
+    it uses (``Step 2: loses 230, 298 - 230 = 68``; formats.step_line). Draws no random number.
     """
     rng = rng or random.Random(0)
     steps = problem.steps
@@ -324,7 +334,8 @@ def render(problem: Problem, fmt: str, rng: random.Random | None = None,
         steps = reorder(problem, rng)
     split = [split_share > 0 and rng.random() < split_share for _ in steps]
     if fmt == "steps":
-        lines = [formats.step_line(k, s.left, s.op, s.right, s.result, split[k - 1])
+        lines = [formats.step_line(k, s.left, s.op, s.right, s.result, split[k - 1],
+                                   s.event if name_events else "")
                  for k, s in enumerate(steps, 1)]
         lines.append(formats.answer_line(problem.answer))
         return formats.question_prompt(problem.question), "\n".join(lines) + "\n"
@@ -345,7 +356,8 @@ def render(problem: Problem, fmt: str, rng: random.Random | None = None,
                 lines += formats.subquestion_lines(k, sq, s.left, s.op, s.right, s.result, final,
                                                    split[k - 1])
             else:
-                lines.append(formats.step_line(k, s.left, s.op, s.right, s.result, split[k - 1]))
+                lines.append(formats.step_line(k, s.left, s.op, s.right, s.result, split[k - 1],
+                                               s.event if name_events else ""))
         if n_sub < len(steps):
             lines.append(formats.answer_line(problem.answer))
         return formats.question_prompt(problem.question), "\n".join(lines) + "\n"

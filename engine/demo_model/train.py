@@ -58,6 +58,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--reorder-share", type=float, default=P.REORDER_SHARE,
                     help="share of steps/code solutions written in a random valid order of their events "
                          "(several paths to one answer; arith-llama-3m: 0)")
+    ap.add_argument("--name-events", action="store_true",
+                    help="plain and rStar step lines name the event they use, in the story's words "
+                         "(`Step 2: loses 230, 298 - 230 = 68`; arith-llama-3m: off)")
     ap.add_argument("--init-from", type=Path, default=None,
                     help="start from this saved model and its tokenizer instead of from scratch "
                          "(a fresh optimizer and schedule)")
@@ -67,10 +70,12 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def build_corpus(n_docs: int, seed: int, heldout_questions: set[str],
                  split_share: float = P.SPLIT_SHARE,
-                 reorder_share: float = P.REORDER_SHARE) -> list[tuple[str, str]]:
+                 reorder_share: float = P.REORDER_SHARE,
+                 name_events: bool = P.NAME_EVENTS) -> list[tuple[str, str]]:
     """(prompt, completion) pairs, tiers and formats drawn by weight, held-out excluded;
     ``split_share`` of the splittable steps are written worked and ``reorder_share`` of the
-    steps/code solutions take a random valid order (problems.render)."""
+    steps/code solutions take a random valid order; ``name_events`` tags step lines with their
+    event (problems.render)."""
     rng = random.Random(seed)
     stream = P.iter_mixed(seed, TIER_WEIGHTS)
     fmts, fw = zip(*FORMAT_WEIGHTS.items())
@@ -79,7 +84,8 @@ def build_corpus(n_docs: int, seed: int, heldout_questions: set[str],
         p = next(stream)
         if p.question in heldout_questions:
             continue
-        out.append(P.render(p, rng.choices(fmts, fw)[0], rng, split_share, reorder_share))
+        out.append(P.render(p, rng.choices(fmts, fw)[0], rng, split_share, reorder_share,
+                            name_events))
     return out
 
 
@@ -138,7 +144,7 @@ def main(argv=None) -> None:
     heldout = P.load_problems(HELDOUT)
     t0 = time.time()
     docs = build_corpus(args.docs, args.seed, {p.question for p in heldout}, args.split_share,
-                        args.reorder_share)
+                        args.reorder_share, args.name_events)
     if args.init_from:
         from transformers import AutoTokenizer
         tokenizer = AutoTokenizer.from_pretrained(args.init_from)
