@@ -12,41 +12,27 @@ import re
 import pytest
 
 from engine import events as E
-from engine.models.base import Generation, ModelInfo, TokenLogprob
 from engine.search import METHODS
 from engine.search.code_mcts import (CodeMCTSConfig, CodeVerifier, cumulative_program, parse_code_step, run)
-from engine.search.common import Step
 from engine.tree import Tree
+from scripted import ScriptBackend, word_generation
 
 QUESTION = "Mia has 6 packs of 16 cards. She gives half away. How many cards does Mia have?"
 
 
-class CodeScriptBackend:
+class CodeScriptBackend(ScriptBackend):
     """Writes ``script[depth]`` at each depth (depth = steps already on the path)."""
 
-    info = ModelInfo("code-script", "test", 0, "cpu", "float32", 0, 4096, False, "CodeScript")
-
     def __init__(self, script: list[str]):
+        super().__init__()
         self.script = script
-        self.prompts: list[str] = []
 
-    def render_prompt(self, question):
-        return f"Question: {question}\n"
-
-    def solution_prefix(self):
-        return "Step 1:"
-
-    def generate(self, prompts, *, sampling, stop, max_new_tokens, seed, should_stop=None):
-        out = []
-        for p in prompts:
-            self.prompts.append(p)
-            depth = len(re.findall(r"^Step \d+:", p, flags=re.M)) - (1 if p.endswith("Step 1:") else 0)
-            text = self.script[min(depth, len(self.script) - 1)]
-            if p.endswith("Step 1:"):
-                text = text.removeprefix("Step 1:")
-            toks = tuple(TokenLogprob(j, w, -0.1, ()) for j, w in enumerate(re.findall(r"\S+\s*", text)))
-            out.append(Generation(text, toks, "stop", "\n", len(p.split()), 0))
-        return out
+    def reply(self, i, prompt, prompts, sampling, stop, seed):
+        depth = len(re.findall(r"^Step \d+:", prompt, flags=re.M)) - (1 if prompt.endswith("Step 1:") else 0)
+        text = self.script[min(depth, len(self.script) - 1)]
+        if prompt.endswith("Step 1:"):
+            text = text.removeprefix("Step 1:")
+        return word_generation(text, prompt)
 
 
 GOOD = ["Step 1: x1 = 6 * 16  # 6 * 16 = 96\n", "Step 2: x2 = x1 // 2  # 96 / 2 = 48\n", "The answer is 48.\n"]

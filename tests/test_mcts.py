@@ -8,38 +8,30 @@ import copy
 import dataclasses
 import math
 import random
-import re
 
 import pytest
 
 from engine import events as E
-from engine.models.base import Generation, ModelInfo, TokenLogprob
 from engine.search import METHODS
 from engine.search.common import reward_for
 from engine.search.mcts import MCTSConfig, final_answers, run, select_child
 from engine.tree import Tree
+from scripted import ScriptBackend, word_generation
 
 QUESTION = "Mia has 23 apples. She buys 14 more apples. How many apples does Mia have now?"
 
 
-class ScriptedBackend:
+class ScriptedBackend(ScriptBackend):
     """Steps "Step d: vN" at depth d < 3, then "The answer is A." with A in {37, 36, 38}."""
 
-    info = ModelInfo("scripted", "test", 0, "cpu", "float32", 0, 4096, False, "Scripted")
-
-    def render_prompt(self, question):
-        return f"Question: {question}\n"
-
-    def generate(self, prompts, *, sampling, stop, max_new_tokens, seed, should_stop=None):
-        out = []
-        for i, p in enumerate(prompts):
-            rng = random.Random(f"{seed}:{i}")
-            depth = p.count("\n")                       # lines already written, question included
-            text = (f"Step {depth}: v{rng.randint(1, 3)}\n" if depth < 3
-                    else f"The answer is {rng.choice(['37', '37', '36', '38'])}.\n")
-            toks = tuple(TokenLogprob(j, w, -0.1 * (j + 1), ()) for j, w in enumerate(re.findall(r"\S+\s*", text)))
-            out.append(Generation(text, toks, "stop", "\n", len(p.split()), 0))
-        return out
+    def reply(self, i, prompt, prompts, sampling, stop, seed):
+        rng = random.Random(f"{seed}:{i}")
+        depth = prompt.count("\n")                          # lines already written, question included
+        text = (f"Step {depth}: v{rng.randint(1, 3)}\n" if depth < 3
+                else f"The answer is {rng.choice(['37', '37', '36', '38'])}.\n")
+        if prompt.endswith("Step 1:"):                       # the search wrote the first label
+            text = text.removeprefix("Step 1:")
+        return word_generation(text, prompt, lambda j: -0.1 * (j + 1))
 
 
 def hand_built_tree():

@@ -13,12 +13,13 @@ import random
 import pytest
 
 from engine import events as E
-from engine.models.base import Generation, ModelInfo, TokenLogprob
+from engine.models.base import Generation, TokenLogprob
 from engine.search import METHODS
 from engine.search import rstar as R
 from engine.search import rstar_discriminator as D
 from engine.store import Store, record
 from engine.tree import Tree
+from scripted import ScriptBackend
 
 SMALL = dict(rollouts=2, one_step_thoughts=2, subquestions=2, votes=3, final_votes=3, max_depth=4)
 HARD_Q = ("Jonas starts with 245 beads. He loses 214 beads. Then Jonas's pile of beads grows to 6 times its size. "
@@ -174,48 +175,33 @@ def test_the_gold_fallback_is_an_analysis_toggle_off_by_default():
 TOM_Q = "Tom has 3 pens. He buys 2 more. How many pens does Tom have now?"
 
 
-class ScriptedBackend:
+class ScriptedBackend(ScriptBackend):
     """Answers each action's prompt from a script: a direct answer says 5 in 6 of 10 samples, a
     sub-question's answer says 5 in 7 of 10; the first sampled sub-question is not final, the
     others are; the discriminator agrees only with trajectories without sub-questions."""
 
-    info = ModelInfo(name="scripted", source="", parameters=0, device="cpu", dtype="float32", vocab_size=0,
-                     context_length=10_000, chat_template=False, architecture="none")
-
-    def render_prompt(self, question: str) -> str:
-        return f"Question: {question}\n"
-
-    def solution_prefix(self) -> str:
-        return "Step 1:"
-
-    @staticmethod
-    def _gen(text: str) -> Generation:
+    def reply(self, i, p, prompts, sampling, stop, seed):
+        j = prompts[:i].count(p) % 10                # which sample of this prompt (groups of 10)
+        last = p.rsplit("\n", 1)[-1]
+        if sampling.temperature == 1.0:              # the discriminator (its own temperature)
+            text = " The answer is 6.\n" if "Sub-question" in p else " The answer is 5.\n"
+        elif "\nQuestion:" in stop.strings:          # A2: 6 of 10 say 5
+            text = " 3 + 2 = 5\nThe answer is 5.\n" if j < 6 else " 3 + 2 = 4\nThe answer is 4.\n"
+        elif last.startswith("Step"):
+            text = " 3 + 2 = 5\n"
+        elif last.startswith("Sub-question"):
+            text = (" How many pens does Tom buy?\n" if i == 0 else
+                    " Now we can answer the question: How many pens does Tom have now?\n")
+        elif last.startswith("Answer") and "Now we can" in p:    # 7 of 10 say 5
+            text = " 3 + 2 = 5. The answer is 5.\n" if j < 7 else " 3 + 2 = 6. The answer is 6.\n"
+        elif last.startswith("Answer"):
+            text = " Tom buys 2. The answer is 2.\n"
+        elif last.startswith("Rephrased"):
+            text = (" Condition 1: Tom has 3 pens. Condition 2: He buys 2 more. "
+                    "Question: How many pens does Tom have now?\n")
+        else:
+            raise AssertionError(f"unexpected prompt {p!r}")
         return Generation(text, (TokenLogprob(0, text, -0.25),), "stop", None, 10)
-
-    def generate(self, prompts, *, sampling, stop, max_new_tokens, seed, should_stop=None):
-        out = []
-        for i, p in enumerate(prompts):
-            j = prompts[:i].count(p) % 10            # which sample of this prompt (groups of 10)
-            last = p.rsplit("\n", 1)[-1]
-            if sampling.temperature == 1.0:          # the discriminator (its own temperature)
-                out.append(self._gen(" The answer is 6.\n" if "Sub-question" in p else " The answer is 5.\n"))
-            elif "\nQuestion:" in stop.strings:      # A2: 6 of 10 say 5
-                out.append(self._gen(" 3 + 2 = 5\nThe answer is 5.\n" if j < 6 else " 3 + 2 = 4\nThe answer is 4.\n"))
-            elif last.startswith("Step"):
-                out.append(self._gen(" 3 + 2 = 5\n"))
-            elif last.startswith("Sub-question"):
-                out.append(self._gen(" How many pens does Tom buy?\n" if i == 0 else
-                                     " Now we can answer the question: How many pens does Tom have now?\n"))
-            elif last.startswith("Answer") and "Now we can" in p:    # 7 of 10 say 5
-                out.append(self._gen(" 3 + 2 = 5. The answer is 5.\n" if j < 7 else " 3 + 2 = 6. The answer is 6.\n"))
-            elif last.startswith("Answer"):
-                out.append(self._gen(" Tom buys 2. The answer is 2.\n"))
-            elif last.startswith("Rephrased"):
-                out.append(self._gen(" Condition 1: Tom has 3 pens. Condition 2: He buys 2 more. "
-                                     "Question: How many pens does Tom have now?\n"))
-            else:
-                raise AssertionError(f"unexpected prompt {p!r}")
-        return out
 
 
 def _scripted_run(**overrides):

@@ -15,41 +15,28 @@ import re
 import pytest
 
 from engine import events as E
-from engine.models.base import Generation, ModelInfo, TokenLogprob
 from engine.search.sra_mcts import SRAConfig, _ucb, parse_reflection, parse_score, run
 from engine.tree import Tree
+from scripted import ScriptBackend, word_generation
 
 QUESTION = "Mia has 23 apples. She buys 14 more. How many apples does she have?"
 
 
-class SRAScriptBackend:
-    info = ModelInfo("sra-script", "test", 0, "cpu", "float32", 0, 4096, False, "SRAScript")
-
+class SRAScriptBackend(ScriptBackend):
     def __init__(self, score=lambda step: " 8", reflection=" add the apples"):
+        super().__init__()
         self.score, self.reflection = score, reflection
-        self.prompts: list[str] = []
 
-    def render_prompt(self, question):
-        return f"Question: {question}\n"
-
-    def solution_prefix(self):
-        return "Step 1:"
-
-    def generate(self, prompts, *, sampling, stop, max_new_tokens, seed, should_stop=None):
-        out = []
-        for i, p in enumerate(prompts):
-            self.prompts.append(p)
-            rng = random.Random(f"{seed}:{i}")
-            if p.endswith("Analysis:"):
-                text = self.reflection
-            elif p.endswith("Score:"):
-                text = self.score(p.rsplit("\n", 2)[-2])
-            else:
-                depth = len(re.findall(r"^Step \d+:.*\n", p, flags=re.M))
-                text = (f" v{rng.randint(1, 3)}\n" if depth < 1 else f" The answer is {rng.choice(['37', '36'])}.\n")
-            toks = tuple(TokenLogprob(j, w, -0.1 * (j + 1), ()) for j, w in enumerate(re.findall(r"\S+\s*", text)))
-            out.append(Generation(text, toks, "stop", "\n", len(p.split()), 0))
-        return out
+    def reply(self, i, prompt, prompts, sampling, stop, seed):
+        rng = random.Random(f"{seed}:{i}")
+        if prompt.endswith("Analysis:"):
+            text = self.reflection
+        elif prompt.endswith("Score:"):
+            text = self.score(prompt.rsplit("\n", 2)[-2])
+        else:
+            depth = len(re.findall(r"^Step \d+:.*\n", prompt, flags=re.M))
+            text = (f" v{rng.randint(1, 3)}\n" if depth < 1 else f" The answer is {rng.choice(['37', '36'])}.\n")
+        return word_generation(text, prompt, lambda j: -0.1 * (j + 1))
 
 
 @pytest.mark.parametrize("raw, expected", [
