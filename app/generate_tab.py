@@ -25,15 +25,15 @@ import gradio as gr
 from engine.demo_model.problems import TIERS, Problem, load_problems
 from engine.evaluate import HELDOUT, SOLUTION_STOP   # SOLUTION_STOP: a solution never starts a new question
 from engine.inputs import MAX_SEED, whole
-from engine.models.base import Stopped
-from engine.sampling import ORDERS, SamplingConfig
+from engine.models.base import MAX_NEW_TOKENS_LIMIT, Stopped
+from engine.sampling import MAX_TOP_K, ORDERS, SamplingConfig
 from engine.search.common import MAX_SOLUTION_TOKENS
 from engine.steps import answers_equal, extract_answer
 
 from app.figures import TOKENS_CSS, TOOLTIP_JS, generation_html
 
 DEFAULT_MAX_NEW_TOKENS = MAX_SOLUTION_TOKENS   # room for a fully worked hard solution
-MAX_NEW_TOKENS_CAP = 4096
+MAX_NEW_TOKENS_CAP = MAX_NEW_TOKENS_LIMIT   # the backend's own bound
 MODEL_QUEUE = "model"      # concurrency id shared by every event that runs the model
 STOP_REASONS = {"stop": "stop string", "eos": "end of sequence", "length": "max new tokens reached"}
 
@@ -106,7 +106,7 @@ def make_sampling(temperature: Any, top_k: Any, top_p: Any, min_p: Any, order: s
     if order not in ORDERS:
         raise ValueError(f"order must be one of {sorted(ORDERS)}, got {order!r}")
     return SamplingConfig(temperature=_number(temperature, "temperature"),
-                          top_k=whole(top_k, "top_k", 0, MAX_SEED),
+                          top_k=whole(top_k, "top_k", 0, MAX_TOP_K),
                           top_p=_number(top_p, "top_p"), min_p=_number(min_p, "min_p"),
                           order=ORDERS[order])
 

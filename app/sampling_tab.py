@@ -31,8 +31,8 @@ from app.sampling_figures import (empty_figure, generation_figure, orders_figure
 from engine.demo_model.problems import load_problems
 from engine.evaluate import HELDOUT, SOLUTION_STOP
 from engine.inputs import MAX_SEED, whole
-from engine.models.base import ModelLoadError
-from engine.sampling import STAGES, TRANSFORMERS_ORDER
+from engine.models.base import MAX_NEW_TOKENS_LIMIT, ModelLoadError
+from engine.sampling import MAX_TOP_K, STAGES, TRANSFORMERS_ORDER
 from engine.sampling_lab import (DRAW_LABELS, DRAWS, VIEW_LABELS, VIEWS, LabConfig, branch, engine_orders,
                                  run_lab, views)
 from engine.steps import answers_equal, extract_answer
@@ -75,7 +75,7 @@ def _error(e: Exception) -> gr.Error:
 
 def lab_config(temperature: Any, min_p: Any, top_p: Any, top_k: Any) -> LabConfig:
     """The controls' values as a validated `LabConfig` (ValueError names the field)."""
-    return LabConfig(temperature=temperature, min_p=min_p, top_p=top_p, top_k=whole(top_k, "top_k", 1, MAX_SEED),
+    return LabConfig(temperature=temperature, min_p=min_p, top_p=top_p, top_k=whole(top_k, "top_k", 1, MAX_TOP_K),
                      top_n=TOP_N)
 
 
@@ -102,7 +102,7 @@ def generate_lab(pool: BackendPool, model: str, question: str, draw: str, temper
         cfg = lab_config(temperature, min_p, top_p, top_k)
         prompt = backend.render_prompt(question if isinstance(question, str) else "") + backend.solution_prefix()
         run = run_lab(backend, prompt, draw=draw, cfg=cfg, seed=whole(seed, "seed", 0, MAX_SEED),
-                      max_new_tokens=whole(max_new_tokens, "max_new_tokens", 1, MAX_SEED), stop=SOLUTION_STOP)
+                      max_new_tokens=whole(max_new_tokens, "max_new_tokens", 1, MAX_NEW_TOKENS_LIMIT), stop=SOLUTION_STOP)
     except (ValueError, ModelLoadError) as e:
         raise _error(e) from None
     gen = run.generation
@@ -197,7 +197,7 @@ def branch_here(pool: BackendPool, state: dict | None, position: float, draw: st
             raise ValueError(f"sampler must be one of {DRAWS}, got {draw!r}")
         b = branch(backend, run.prompt, run.generation, whole(position, "position", 0, MAX_SEED),
                    sampling=cfg.draw(draw), seed=whole(seed, "seed", 0, MAX_SEED),
-                   max_new_tokens=whole(max_new_tokens, "max_new_tokens", 1, MAX_SEED), stop=SOLUTION_STOP)
+                   max_new_tokens=whole(max_new_tokens, "max_new_tokens", 1, MAX_NEW_TOKENS_LIMIT), stop=SOLUTION_STOP)
     except (ValueError, ModelLoadError) as e:
         raise _error(e) from None
     prefix = html.escape(b.prefix).replace("\n", "<br>")

@@ -21,6 +21,8 @@ import torch
 
 from engine.sampling import SamplingConfig
 
+MAX_NEW_TOKENS_LIMIT = 4096   # the most tokens one generate call may ask for
+
 
 class ModelLoadError(Exception):
     """A model could not be loaded; the message says what to do."""

@@ -30,14 +30,13 @@ import torch
 from safetensors import SafetensorError
 
 from engine.demo_model.formats import question_prompt, step_prefix
-from engine.models.base import (Generation, InputError, ModelInfo, ModelLoadError, StopSpec, Stopped,
-                                TokenDistribution, TokenLogprob)
+from engine.models.base import (MAX_NEW_TOKENS_LIMIT, Generation, InputError, ModelInfo, ModelLoadError,
+                                StopSpec, Stopped, TokenDistribution, TokenLogprob)
 from engine.models.prefix_cache import PREFIX_CACHE_MB, PrefixCache  # noqa: F401 (re-exported)
 from engine.models.threads import configure_threads
 from engine.sampling import SamplingConfig, apply_chain
 
 TOP_ALTERNATIVES = 5      # alternatives kept per generated token
-MAX_NEW_TOKENS_LIMIT = 4096
 
 
 def _resolve_device(device: str) -> str:
