@@ -153,18 +153,8 @@ def tree_figure(tree: Tree, *, highlight: list[int] | None = None, height: int =
     keep, hidden = visible_nodes(tree, path, max_nodes)
     xs, ys, agg = layout_some(tree, keep, hidden)
     drawn = [n for n in tree.nodes if keep is None or n.id in keep]
-    ex, ey = [], []
-    for node in drawn[1:]:
-        ex += [xs[node.parent], xs[node.id], None]
-        ey += [ys[node.parent], ys[node.id], None]
-    for nid, x in agg.items():
-        ex += [xs[nid], x, None]
-        ey += [ys[nid], ys[nid] - 1, None]
-    hx, hy = [], []
-    for a, b in zip(path, path[1:]):
-        if a < len(tree) and b < len(tree) and (keep is None or (a in keep and b in keep)):
-            hx += [xs[a], xs[b], None]
-            hy += [ys[a], ys[b], None]
+    ex, ey = _lines([*_edges(drawn[1:], xs, ys), *_stubs(agg, xs, ys)])
+    hx, hy = _lines(_path_edges(tree, path, keep, xs, ys))
     if q_range is None:
         gold = bool(tree.run and tree.run.config.get("reward") == "gold")
         q_range = (-1.0, 1.0) if gold else (0.0, 1.0)
@@ -205,6 +195,34 @@ def tree_figure(tree: Tree, *, highlight: list[int] | None = None, height: int =
     return go.Figure(dict(data=traces, layout=layout_), _validate=False)
 
 
+Segment = tuple[float, float, float, float]   # x0, y0, x1, y1
+
+
+def _lines(segments: list[Segment]) -> tuple[list, list]:
+    """Plotly line coordinates: each segment's two ends, then a None that breaks the line."""
+    xs, ys = [], []
+    for x0, y0, x1, y1 in segments:
+        xs += [x0, x1, None]
+        ys += [y0, y1, None]
+    return xs, ys
+
+
+def _edges(nodes, xs, ys) -> list[Segment]:
+    """Each node's edge from its parent."""
+    return [(xs[n.parent], ys[n.parent], xs[n.id], ys[n.id]) for n in nodes]
+
+
+def _stubs(agg: dict[int, float], xs, ys) -> list[Segment]:
+    """The edge from each node down to its "+n" square (at ``agg[node]``, one level below)."""
+    return [(xs[nid], ys[nid], x, ys[nid] - 1) for nid, x in agg.items()]
+
+
+def _path_edges(tree: Tree, path: list[int], keep: set[int] | None, xs, ys) -> list[Segment]:
+    """The highlighted path's edges whose two ends are drawn."""
+    return [(xs[a], ys[a], xs[b], ys[b]) for a, b in zip(path, path[1:])
+            if a < len(tree) and b < len(tree) and (keep is None or (a in keep and b in keep))]
+
+
 def _not_drawn_trace(tree: Tree, xs, ys, agg: dict[int, float], hidden: dict[int, int], drawn: int) -> dict:
     """One grey "+n" square under each drawn node whose other descendants are not drawn."""
     return dict(type="scatter", x=list(agg.values()), y=[ys[nid] - 1 for nid in agg], mode="markers+text",
@@ -233,27 +251,16 @@ def _action_figure(tree: Tree, *, highlight: list[int] | None, height: int,
     fig = go.Figure()
     actions = [a for a in ACTION_COLOURS if any(n.action == a for n in drawn)]
     for a in actions:
-        ex, ey = [], []
-        for node in drawn[1:]:
-            if node.action == a:
-                ex += [xs[node.parent], xs[node.id], None]
-                ey += [ys[node.parent], ys[node.id], None]
+        ex, ey = _lines(_edges([n for n in drawn[1:] if n.action == a], xs, ys))
         if ex:
             fig.add_trace(go.Scatter(x=ex, y=ey, mode="lines", line=dict(color=ACTION_COLOURS[a], width=1.5),
                                      hoverinfo="skip", legendgroup=a, showlegend=False, name=f"edges {a}"))
     if agg:
-        ex, ey = [], []
-        for nid, x in agg.items():
-            ex += [xs[nid], x, None]
-            ey += [ys[nid], ys[nid] - 1, None]
+        ex, ey = _lines(_stubs(agg, xs, ys))
         fig.add_trace(go.Scatter(x=ex, y=ey, mode="lines", line=dict(color="#b0b0b0", width=1),
                                  hoverinfo="skip", showlegend=False, name="edges not drawn"))
         fig.add_trace(_not_drawn_trace(tree, xs, ys, agg, hidden, len(drawn)))
-    hx, hy = [], []
-    for a, b in zip(path, path[1:]):
-        if a < len(tree) and b < len(tree) and (keep is None or (a in keep and b in keep)):
-            hx += [xs[a], xs[b], None]
-            hy += [ys[a], ys[b], None]
+    hx, hy = _lines(_path_edges(tree, path, keep, xs, ys))
     fig.add_trace(go.Scatter(x=hx, y=hy, mode="lines", line=dict(color="#222222", width=4, dash="dot"),
                              hoverinfo="skip", name="chosen path", showlegend=bool(hx)))
     for a in actions:
