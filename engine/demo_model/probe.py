@@ -25,7 +25,6 @@ import random
 import re
 import sys
 import time
-from collections import Counter
 
 from engine.demo_model import problems as P
 

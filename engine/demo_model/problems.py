@@ -158,10 +158,12 @@ def _pick_op(rng: random.Random, spec: TierSpec, value: int) -> tuple[str, int] 
     return rng.choice(choices) if choices else None
 
 
-def generate_problem(rng: random.Random, tier: str, pid: str = "") -> Problem:
+def generate_problem(rng: random.Random, tier: str, pid: str = "", spec: TierSpec | None = None) -> Problem:
+    """One problem of ``tier``, drawn as ``spec`` says (default: the tier's own TIER_SPECS entry;
+    the trainer's ``--hard-steps`` passes another)."""
     if tier not in TIER_SPECS:
         raise ValueError(f"tier must be one of {TIERS}, got {tier!r}")
-    spec = TIER_SPECS[tier]
+    spec = spec or TIER_SPECS[tier]
     while True:
         problem = _try_generate(rng, tier, spec, pid)
         if problem is not None:
@@ -230,14 +232,17 @@ def generate(tier: str, n: int, seed: int, prefix: str = "") -> list[Problem]:
     return [generate_problem(rng, tier, f"{prefix}{tier}-{i:04d}") for i in range(n)]
 
 
-def iter_mixed(seed: int, weights: dict[str, float]) -> Iterator[Problem]:
-    """An endless seeded stream of problems, tiers drawn by ``weights``."""
+def iter_mixed(seed: int, weights: dict[str, float],
+               specs: dict[str, TierSpec] | None = None) -> Iterator[Problem]:
+    """An endless seeded stream of problems, tiers drawn by ``weights`` (each tier as ``specs``
+    says, default TIER_SPECS)."""
     rng = random.Random(seed)
     tiers, w = zip(*weights.items())
+    specs = specs or TIER_SPECS
     i = 0
     while True:
         tier = rng.choices(tiers, w)[0]
-        yield generate_problem(rng, tier, f"train-{i}")
+        yield generate_problem(rng, tier, f"train-{i}", specs[tier])
         i += 1
 
 

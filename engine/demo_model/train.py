@@ -15,6 +15,7 @@ Not here: evaluation beyond a quick held-out check (``thoughtscope eval`` does t
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -61,6 +62,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--name-events", action="store_true",
                     help="plain and rStar step lines name the event they use, in the story's words "
                          "(`Step 2: loses 230, 298 - 230 = 68`; arith-llama-3m: off)")
+    ap.add_argument("--hard-steps", type=int, nargs=2, metavar=("LO", "HI"), default=None,
+                    help="events in a hard training problem (arith-llama-3m: the tier's own, "
+                         f"{P.TIER_SPECS['hard'].ops[0]} {P.TIER_SPECS['hard'].ops[1]})")
     ap.add_argument("--init-from", type=Path, default=None,
                     help="start from this saved model and its tokenizer instead of from scratch "
                          "(a fresh optimizer and schedule)")
@@ -68,16 +72,27 @@ def parse_args(argv=None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
+def tier_specs(hard_steps: list[int] | None) -> dict[str, P.TierSpec]:
+    """The tiers to train on: TIER_SPECS, with hard problems' event count from ``--hard-steps``."""
+    if not hard_steps:
+        return dict(P.TIER_SPECS)
+    lo, hi = hard_steps
+    if not 1 <= lo <= hi <= 12:
+        raise SystemExit(f"--hard-steps must be 1 <= LO <= HI <= 12, got {lo} {hi}")
+    return {**P.TIER_SPECS, "hard": dataclasses.replace(P.TIER_SPECS["hard"], ops=(lo, hi))}
+
+
 def build_corpus(n_docs: int, seed: int, heldout_questions: set[str],
                  split_share: float = P.SPLIT_SHARE,
                  reorder_share: float = P.REORDER_SHARE,
-                 name_events: bool = P.NAME_EVENTS) -> list[tuple[str, str]]:
+                 name_events: bool = P.NAME_EVENTS,
+                 specs: dict[str, P.TierSpec] | None = None) -> list[tuple[str, str]]:
     """(prompt, completion) pairs, tiers and formats drawn by weight, held-out excluded;
     ``split_share`` of the splittable steps are written worked and ``reorder_share`` of the
     steps/code solutions take a random valid order; ``name_events`` tags step lines with their
     event (problems.render)."""
     rng = random.Random(seed)
-    stream = P.iter_mixed(seed, TIER_WEIGHTS)
+    stream = P.iter_mixed(seed, TIER_WEIGHTS, specs)
     fmts, fw = zip(*FORMAT_WEIGHTS.items())
     out = []
     while len(out) < n_docs:
@@ -144,7 +159,7 @@ def main(argv=None) -> None:
     heldout = P.load_problems(HELDOUT)
     t0 = time.time()
     docs = build_corpus(args.docs, args.seed, {p.question for p in heldout}, args.split_share,
-                        args.reorder_share, args.name_events)
+                        args.reorder_share, args.name_events, tier_specs(args.hard_steps))
     if args.init_from:
         from transformers import AutoTokenizer
         tokenizer = AutoTokenizer.from_pretrained(args.init_from)
