@@ -204,3 +204,15 @@ def test_naming_events_is_off_by_default_and_draws_no_random_number():
         rng_a, rng_b = random.Random(2), random.Random(2)
         P.render(p, "rstar", rng_a, name_events=True), P.render(p, "rstar", rng_b)
         assert rng_a.random() == rng_b.random()
+
+
+def test_hard_steps_changes_only_the_hard_tiers_event_count():
+    from engine.demo_model.train import tier_specs
+    specs = tier_specs([6, 7])
+    assert specs["easy"] == P.TIER_SPECS["easy"] and specs["hard"].max_value == P.TIER_SPECS["hard"].max_value
+    rng = random.Random(0)
+    counts = {len(P.generate_problem(rng, "hard", spec=specs["hard"]).steps) for _ in range(60)}
+    assert counts == {6, 7}
+    assert tier_specs(None) == P.TIER_SPECS
+    with pytest.raises(SystemExit, match="--hard-steps must be"):
+        tier_specs([5, 3])
