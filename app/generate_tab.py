@@ -33,7 +33,6 @@ from engine.steps import answers_equal, extract_answer
 from app.figures import TOKENS_CSS, TOOLTIP_JS, generation_html
 
 DEFAULT_MAX_NEW_TOKENS = MAX_SOLUTION_TOKENS   # room for a fully worked hard solution
-MAX_NEW_TOKENS_CAP = MAX_NEW_TOKENS_LIMIT   # the backend's own bound
 MODEL_QUEUE = "model"      # concurrency id shared by every event that runs the model
 STOP_REASONS = {"stop": "stop string", "eos": "end of sequence", "length": "max new tokens reached"}
 
@@ -154,7 +153,7 @@ def run_generation(backend, question: str, temperature: float, top_k: float, top
     try:
         prompt = backend.render_prompt(question if isinstance(question, str) else "")
         sampling = make_sampling(temperature, top_k, top_p, min_p, order)
-        n_new = whole(max_new_tokens, "max_new_tokens", 1, MAX_NEW_TOKENS_CAP)
+        n_new = whole(max_new_tokens, "max_new_tokens", 1, MAX_NEW_TOKENS_LIMIT)
         seed_ = whole(seed, "seed", 0, MAX_SEED)
         if control is not None:
             control.reset()
@@ -174,7 +173,7 @@ def build_generate_tab(backend, *, problems_path: str | Path | None = None) -> d
     """Build the tab's components (inside an open ``gr.Tab``) and wire them; returns them by name."""
     path = Path(problems_path) if problems_path is not None else HELDOUT
     problems = {tier: load_problems(path, tier) for tier in TIERS}
-    max_tokens = max(1, min(backend.info.context_length, MAX_NEW_TOKENS_CAP))
+    max_tokens = max(1, min(backend.info.context_length, MAX_NEW_TOKENS_LIMIT))
 
     c: dict[str, Any] = {"picked": gr.State(new_pick_state()), "control": gr.State(RunControl())}
     with gr.Row(equal_height=False):

@@ -36,8 +36,6 @@ class ScriptBackend:
         raise NotImplementedError
 
     def generate(self, prompts, *, sampling, stop, max_new_tokens, seed, should_stop=None):
-        out = []
-        for i, p in enumerate(prompts):
-            self.prompts.append(p)
-            out.append(self.reply(i, p, list(prompts), sampling, stop, seed))
-        return out
+        prompts = list(prompts)
+        self.prompts += prompts
+        return [self.reply(i, p, prompts, sampling, stop, seed) for i, p in enumerate(prompts)]

@@ -202,7 +202,8 @@ def test_naming_events_is_off_by_default_and_draws_no_random_number():
         plain = P.render(p, "steps", random.Random(1))[1]
         assert all(step_claims(line) and line.split(": ", 1)[1][0].isdigit() for line in plain.splitlines()[:-1])
         rng_a, rng_b = random.Random(2), random.Random(2)
-        P.render(p, "rstar", rng_a, name_events=True), P.render(p, "rstar", rng_b)
+        P.render(p, "rstar", rng_a, name_events=True)
+        P.render(p, "rstar", rng_b)
         assert rng_a.random() == rng_b.random()
 
 
