@@ -22,7 +22,7 @@ from typing import Sequence
 from engine import events as E
 from engine.demo_model.problems import Problem, apply_op
 from engine.evaluate import ProblemResult
-from engine.steps import answers_equal, extract_answer, step_claims
+from engine.steps import answers_equal, extract_answer, merged_claim, step_claims
 from engine.tree import Tree
 
 
@@ -31,7 +31,8 @@ def first_wrong_step(step_texts: Sequence[str], problem: Problem) -> int | None:
 
     ``step_texts`` are one solution's lines. A step line is right when its claim ``a op b = c``
     has ``a`` the running value (the problem's start value at first), ``op b`` one of the
-    problem's events not yet used, and ``c`` the true result."""
+    problem's events not yet used, and ``c`` the true result; a merged step (``a op1 b1 op2 b2 =
+    c``, engine.steps.merged_claim) is right when both are unused events and ``c`` is right."""
     unused = Counter((s.op, s.right) for s in problem.steps)
     value = problem.steps[0].left if problem.steps else None
     for i, text in enumerate(step_texts):
@@ -39,14 +40,24 @@ def first_wrong_step(step_texts: Sequence[str], problem: Problem) -> int | None:
             if not answers_equal(extract_answer(text), problem.answer):
                 return i
             continue
+        merged = merged_claim(text)
         claims = step_claims(text)
-        if not claims:
+        if merged:
+            a, events, c = merged
+        elif claims:
+            a, (op, b), c = claims[-1][0], claims[-1][1:3], claims[-1][3]
+            events = ((op, b),)
+        else:
             return i
-        a, op, b, c = claims[-1]
-        exact = op != "/" or (b != 0 and a % b == 0)
-        if a != value or unused[(op, b)] == 0 or not exact or c != apply_op(a, op, b):
+        if a != value:
             return i
-        unused[(op, b)] -= 1
+        for op, b in events:
+            if unused[(op, b)] == 0 or (op == "/" and (b == 0 or a % b)):
+                return i
+            unused[(op, b)] -= 1
+            a = apply_op(a, op, b)
+        if c != a:
+            return i
         value = c
     return None
 

@@ -19,6 +19,8 @@ _NUMBER = re.compile(r"-?\d[\d,]*\.?\d*")
 # "478 + 356 = 834", also worked: "478 + 356 = 478 + 300 + 56 = 778 + 56 = 834"
 _ARITH = re.compile(r"(-?\d+)\s*([-+*/])\s*(-?\d+)((?:\s*=\s*-?\d+(?:\s*[-+*/]\s*-?\d+)*)+)")
 _CHAIN_END = re.compile(r"=\s*(-?\d+)\s*$")
+# two events in one expression: "298 - 230 + 40 = 108", "(298 - 230) * 3 = 204"
+_MERGED = re.compile(r"(\()?\s*(-?\d+)\s*([-+*/])\s*(-?\d+)\s*(\))?\s*([-+*/])\s*(-?\d+)\s*=\s*(-?\d+)")
 
 
 def split_steps(text: str, delimiter: str = STEP_DELIMITER) -> list[str]:
@@ -62,3 +64,16 @@ def step_claims(step: str) -> list[tuple[int, str, int, int]]:
         if end:
             claims.append((int(a), op, int(b), int(end.group(1))))
     return claims
+
+
+def merged_claim(step: str) -> tuple[int, tuple[tuple[str, int], tuple[str, int]], int] | None:
+    """``(left, ((op1, n1), (op2, n2)), result)`` of a step that takes two events in one
+    expression (``298 - 230 + 40 = 108``, ``(298 - 230) * 3 = 204``), None for any other
+    step. The expression is read left to right, as formats.merged_arithmetic writes it; an
+    unbalanced bracket is no claim, nor is a part of a worked chain (``478 + 356 = 478 + 300 +
+    56 = ...``: an ``=`` before it)."""
+    m = _MERGED.search(step)
+    if not m or bool(m.group(1)) != bool(m.group(5)) or "=" in step[:m.start()]:
+        return None
+    left, op1, n1, op2, n2, result = (m.group(i) for i in (2, 3, 4, 6, 7, 8))
+    return int(left), ((op1, int(n1)), (op2, int(n2))), int(result)

@@ -308,6 +308,14 @@ def test_first_wrong_step_uses_the_true_intermediate_values():
                             p) == 2                                                            # used twice
 
 
+def test_first_wrong_step_reads_a_merged_step_as_two_events():
+    p = _problem()
+    assert first_wrong_step(["Step 1: 245 - 214 = 31", "Step 2: 31 * 6 / 3 = 62", "The answer is 62."], p) is None
+    assert first_wrong_step(["Step 1: (245 - 214) * 6 = 186", "Step 2: 186 / 3 = 62", "The answer is 62."], p) is None
+    assert first_wrong_step(["Step 1: 245 - 214 = 31", "Step 2: 31 * 6 / 3 = 52", "The answer is 52."], p) == 1
+    assert first_wrong_step(["Step 1: 245 - 214 = 31", "Step 2: 31 * 6 * 3 = 558"], p) == 1   # not an event
+    assert first_wrong_step(["Step 1: 245 - 214 - 214 = 31"], p) == 0                          # used twice
+
 def test_first_wrong_step_accepts_events_in_another_valid_order():
     steps = (TrueStep(300, "+", 40, 340, "", ""), TrueStep(340, "-", 25, 315, "", ""))
     p = Problem("t-2", "hard", "q", 315, steps)

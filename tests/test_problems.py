@@ -217,3 +217,47 @@ def test_hard_steps_changes_only_the_hard_tiers_event_count():
     assert tier_specs(None) == P.TIER_SPECS
     with pytest.raises(SystemExit, match="--hard-steps must be"):
         tier_specs([5, 3])
+
+
+def test_merged_steps_take_two_events_in_one_expression_that_python_reads_right():
+    rng = random.Random(5)
+    merged = 0
+    for p in P.generate("hard", 200, seed=11):
+        text = P.render(p, "steps", rng, reorder_share=0.8, name_events=True, merge_share=0.65)[1]
+        lines = text.splitlines()
+        used, value = [], p.steps[0].left
+        for line in lines[:-1]:
+            body = line.split(": ", 1)[1]
+            tags, expr = body.rsplit(", ", 1) if ", " in body else ("", body)
+            lhs, rhs = expr.rsplit(" = ", 1)
+            assert eval(lhs) == int(rhs)                       # brackets where precedence needs them
+            assert lhs.lstrip("(").startswith(str(value))      # continues from the last value
+            value = int(rhs)
+            if " and " in tags:
+                merged += 1
+                used += tags.split(" and ")
+            elif tags:
+                used.append(tags)
+        assert sorted(used) == sorted(s.event for s in p.steps if s.event)   # every event once
+        assert value == p.answer and lines[-1] == f"The answer is {p.answer}."
+    assert merged > 200                                        # most hard solutions merge something
+
+
+def test_merging_is_off_by_default_applies_to_plain_steps_only_and_never_to_the_product():
+    for p in P.generate("hard", 30, seed=12):
+        for fmt in ("rstar", "code"):
+            assert P.render(p, fmt, random.Random(1), merge_share=1.0) == P.render(p, fmt, random.Random(1))
+        assert P.render(p, "steps", random.Random(1)) == P.render(p, "steps", random.Random(1), merge_share=0.0)
+        groups = P.merge_groups(p.steps, random.Random(2), 1.0)
+        if p.steps[0].subquestion.endswith(" buy?"):
+            assert groups[0] == (p.steps[0],)
+        assert [s for g in groups for s in g] == list(p.steps)
+        assert all(len(g) <= 2 for g in groups)
+
+
+def test_merged_arithmetic_brackets_only_an_additive_head_before_a_product():
+    assert formats.merged_arithmetic(298, ("-", 230), ("+", 40), 108) == "298 - 230 + 40 = 108"
+    assert formats.merged_arithmetic(298, ("-", 230), ("*", 3), 204) == "(298 - 230) * 3 = 204"
+    assert formats.merged_arithmetic(40, ("*", 3), ("-", 20), 100) == "40 * 3 - 20 = 100"
+    assert formats.merged_step_line(2, 40, ("*", 3), ("/", 4), 30, ("grows to 3 times", "among 4 children")) == \
+        "Step 2: grows to 3 times and among 4 children, 40 * 3 / 4 = 30"

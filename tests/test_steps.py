@@ -1,6 +1,6 @@
 """Reading model output: steps, answers, claims."""
 
-from engine.steps import answers_equal, extract_answer, normalize_answer, split_steps, step_claims
+from engine.steps import answers_equal, extract_answer, merged_claim, normalize_answer, split_steps, step_claims
 
 
 def test_the_last_stated_answer_is_the_answer():
@@ -28,3 +28,11 @@ def test_a_worked_chain_claims_its_last_number():
     assert step_claims("Answer 1: 7 * 23 = 7 * 20 + 7 * 3 = 140 + 21 = 161. The answer is 161.") \
         == [(7, "*", 23, 161)]
     assert step_claims("3 + 4 = 5 + 2") == []          # no bare number at the end: no claim
+
+
+def test_a_merged_step_claims_both_events_and_the_result_read_left_to_right():
+    assert merged_claim("Step 2: loses 230 and buys 40, 298 - 230 + 40 = 108") == (298, (("-", 230), ("+", 40)), 108)
+    assert merged_claim("Step 3: (298 - 230) * 3 = 204") == (298, (("-", 230), ("*", 3)), 204)
+    assert merged_claim("Step 3: (298 - 230 * 3 = 204") is None            # unbalanced bracket
+    assert merged_claim("Step 1: 298 - 230 = 68") is None
+    assert merged_claim("Step 1: 478 + 356 = 478 + 300 + 56 = 778 + 56 = 834") is None   # worked chain

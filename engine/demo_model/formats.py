@@ -104,6 +104,25 @@ def step_line(k: int, left: int, op: str, right: int, result: int, split: bool =
     return f"{step_prefix(k)} {named}{arithmetic(left, op, right, result, split)}"
 
 
+def merged_arithmetic(left: int, first: tuple[str, int], second: tuple[str, int],
+                      result: int) -> str:
+    """Two events in one expression, read as Python reads it: ``298 - 230 + 40 = 108``,
+    ``(298 - 230) * 3 = 204`` (brackets only where ``*``/``/`` follows ``+``/``-``)."""
+    (op1, n1), (op2, n2) = first, second
+    head = f"{left} {op1} {n1}"
+    if op1 in "+-" and op2 in "*/":
+        head = f"({head})"
+    return f"{head} {op2} {n2} = {result}"
+
+
+def merged_step_line(k: int, left: int, first: tuple[str, int], second: tuple[str, int],
+                     result: int, events: tuple[str, str] = ("", "")) -> str:
+    """One step that takes two events at once: ``Step 2: 298 - 230 + 40 = 108``; with event
+    tags, ``Step 2: loses 230 and buys 40, 298 - 230 + 40 = 108``."""
+    named = f"{events[0]} and {events[1]}, " if all(events) else ""
+    return f"{step_prefix(k)} {named}{merged_arithmetic(left, first, second, result)}"
+
+
 def code_step_line(k: int, code: str, left: int, op: str, right: int, result: int) -> str:
     """``Step 2: x2 = x1 - 9  # 37 - 9 = 28``: runnable code, then the claimed arithmetic."""
     return f"{step_prefix(k)} {code}  # {arithmetic(left, op, right, result)}"

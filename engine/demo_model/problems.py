@@ -251,10 +251,33 @@ def iter_mixed(seed: int, weights: dict[str, float],
 SPLIT_SHARE = 0.0   # chance a step is written in the worked, two-part form (shipped model: 0)
 REORDER_SHARE = 0.0  # chance a steps/code solution takes a random valid order of its events
 NAME_EVENTS = False  # whether plain and rStar step lines name the event they use (shipped model: no)
+MERGE_SHARE = 0.0    # chance a plain step takes the next event too, in one expression (shipped model: 0)
 
 
 def _additive(op: str) -> bool:
     return op in "+-"
+
+
+def _opening_product(step: Step) -> bool:
+    """The "a packs of b" step a story may open with: not an event, never moved or merged."""
+    return step.subquestion.endswith(" buy?")
+
+
+def merge_groups(steps: tuple[Step, ...], rng: random.Random,
+                 share: float) -> list[tuple[Step, ...]]:
+    """The steps grouped as a solution with merged steps writes them: each event step takes the
+    next one with it, in one expression, with chance ``share`` (one draw per step that has a
+    next one; the opening product is never merged)."""
+    groups: list[tuple[Step, ...]] = []
+    i = 0
+    while i < len(steps):
+        if i + 1 < len(steps) and not _opening_product(steps[i]) and rng.random() < share:
+            groups.append((steps[i], steps[i + 1]))
+            i += 2
+        else:
+            groups.append((steps[i],))
+            i += 1
+    return groups
 
 
 def reorder(problem: Problem, rng: random.Random, tries: int = 20) -> tuple[Step, ...]:
@@ -268,7 +291,7 @@ def reorder(problem: Problem, rng: random.Random, tries: int = 20) -> tuple[Step
     unchanged; the steps' sub-questions are dropped and their event tags kept (only ``steps`` and
     ``code`` use this)."""
     steps = list(problem.steps)
-    fixed = steps[:1] if steps and steps[0].subquestion.endswith(" buy?") else []
+    fixed = steps[:1] if steps and _opening_product(steps[0]) else []
     events = [(s.op, s.right, s.event) for s in steps[len(fixed):]]
     if not events:
         return problem.steps
@@ -313,7 +336,8 @@ def reorder(problem: Problem, rng: random.Random, tries: int = 20) -> tuple[Step
 
 def render(problem: Problem, fmt: str, rng: random.Random | None = None,
            split_share: float = SPLIT_SHARE, reorder_share: float = REORDER_SHARE,
-           name_events: bool = NAME_EVENTS) -> tuple[str, str]:
+           name_events: bool = NAME_EVENTS,
+           merge_share: float = MERGE_SHARE) -> tuple[str, str]:
     """``(prompt, completion)`` of a full solution in format ``fmt``.
 
     ``rstar`` mixes actions the way an rStar path may: an optional rephrase, then some
@@ -332,12 +356,32 @@ def render(problem: Problem, fmt: str, rng: random.Random | None = None,
 
     With ``name_events``, a plain or rStar step line starts with the story's words for the event
     it uses (``Step 2: loses 230, 298 - 230 = 68``; formats.step_line). Draws no random number.
+
+    With ``merge_share`` a ``steps`` solution's event step takes the next event with it, in one
+    expression, with that chance (`merge_groups`, formats.merged_step_line): ``Step 2: 298 -
+    230 + 40 = 108``. A merged step skips a written intermediate value, so it is harder to get
+    right; a model trained with a share above one half takes it greedily and careful steps only
+    when sampling. Worked (split) steps are not merged. No random number drawn at 0.
     """
     rng = rng or random.Random(0)
     steps = problem.steps
     if reorder_share > 0 and fmt in ("steps", "code") and rng.random() < reorder_share:
         steps = reorder(problem, rng)
     split = [split_share > 0 and rng.random() < split_share for _ in steps]
+    if fmt == "steps" and merge_share > 0:
+        lines = []
+        for k, group in enumerate(merge_groups(steps, rng, merge_share), 1):
+            a = group[0]
+            if len(group) == 1:
+                lines.append(formats.step_line(k, a.left, a.op, a.right, a.result, False,
+                                               a.event if name_events else ""))
+                continue
+            b = group[1]
+            tags = (a.event, b.event) if name_events else ("", "")
+            lines.append(formats.merged_step_line(k, a.left, (a.op, a.right), (b.op, b.right),
+                                                  b.result, tags))
+        lines.append(formats.answer_line(problem.answer))
+        return formats.question_prompt(problem.question), "\n".join(lines) + "\n"
     if fmt == "steps":
         lines = [formats.step_line(k, s.left, s.op, s.right, s.result, split[k - 1],
                                    s.event if name_events else "")
