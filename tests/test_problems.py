@@ -261,3 +261,22 @@ def test_merged_arithmetic_brackets_only_an_additive_head_before_a_product():
     assert formats.merged_arithmetic(40, ("*", 3), ("-", 20), 100) == "40 * 3 - 20 = 100"
     assert formats.merged_step_line(2, 40, ("*", 3), ("/", 4), 30, ("grows to 3 times", "among 4 children")) == \
         "Step 2: grows to 3 times and among 4 children, 40 * 3 / 4 = 30"
+
+
+def test_name_share_mixes_named_and_plain_solutions_and_leaves_other_formats_alone():
+    rng = random.Random(6)
+    named = 0
+    problems = P.generate("hard", 300, seed=13)
+    for p in problems:
+        text = P.render(p, "steps", rng, reorder_share=0.8, name_share=0.45)[1]
+        lines = text.splitlines()[:-1]
+        tagged = [not line.split(": ", 1)[1][0].isdigit() for line in lines if not line.startswith("Step 1: ") or
+                  not p.steps[0].subquestion.endswith(" buy?")]
+        assert all(tagged) or not any(tagged)                  # one style per solution
+        named += all(tagged)
+        assert extract_answer(text) == str(p.answer)
+    assert 0.35 < named / 300 < 0.55
+    p = problems[0]
+    for fmt in ("rstar", "code"):                              # only plain-steps solutions draw
+        assert P.render(p, fmt, random.Random(1), name_share=0.45) == P.render(p, fmt, random.Random(1))
+    assert P.render(p, "steps", random.Random(1), name_share=None) == P.render(p, "steps", random.Random(1))

@@ -251,6 +251,7 @@ def iter_mixed(seed: int, weights: dict[str, float],
 SPLIT_SHARE = 0.0   # chance a step is written in the worked, two-part form (shipped model: 0)
 REORDER_SHARE = 0.0  # chance a steps/code solution takes a random valid order of its events
 NAME_EVENTS = False  # whether plain and rStar step lines name the event they use (shipped model: no)
+NAME_SHARE = None    # chance a plain-steps solution is named and may be reordered (None: name_events decides)
 MERGE_SHARE = 0.0    # chance a plain step takes the next event too, in one expression (shipped model: 0)
 
 
@@ -337,7 +338,8 @@ def reorder(problem: Problem, rng: random.Random, tries: int = 20) -> tuple[Step
 def render(problem: Problem, fmt: str, rng: random.Random | None = None,
            split_share: float = SPLIT_SHARE, reorder_share: float = REORDER_SHARE,
            name_events: bool = NAME_EVENTS,
-           merge_share: float = MERGE_SHARE) -> tuple[str, str]:
+           merge_share: float = MERGE_SHARE,
+           name_share: float | None = NAME_SHARE) -> tuple[str, str]:
     """``(prompt, completion)`` of a full solution in format ``fmt``.
 
     ``rstar`` mixes actions the way an rStar path may: an optional rephrase, then some
@@ -357,6 +359,11 @@ def render(problem: Problem, fmt: str, rng: random.Random | None = None,
     With ``name_events``, a plain or rStar step line starts with the story's words for the event
     it uses (``Step 2: loses 230, 298 - 230 = 68``; formats.step_line). Draws no random number.
 
+    ``name_share`` mixes two styles of ``steps`` solution: with that chance the solution names
+    its events, otherwise it is written plainly; either may be reordered (``reorder_share``). One
+    draw per plain-steps solution; None (the default) leaves ``name_events`` in charge and draws
+    nothing. rStar lines still follow ``name_events``.
+
     With ``merge_share`` a ``steps`` solution's event step takes the next event with it, in one
     expression, with that chance (`merge_groups`, formats.merged_step_line): ``Step 2: 298 -
     230 + 40 = 108``. A merged step skips a written intermediate value, so it is harder to get
@@ -365,6 +372,9 @@ def render(problem: Problem, fmt: str, rng: random.Random | None = None,
     """
     rng = rng or random.Random(0)
     steps = problem.steps
+    named = name_events
+    if fmt == "steps" and name_share is not None:
+        named = rng.random() < name_share
     if reorder_share > 0 and fmt in ("steps", "code") and rng.random() < reorder_share:
         steps = reorder(problem, rng)
     split = [split_share > 0 and rng.random() < split_share for _ in steps]
@@ -374,17 +384,17 @@ def render(problem: Problem, fmt: str, rng: random.Random | None = None,
             a = group[0]
             if len(group) == 1:
                 lines.append(formats.step_line(k, a.left, a.op, a.right, a.result, False,
-                                               a.event if name_events else ""))
+                                               a.event if named else ""))
                 continue
             b = group[1]
-            tags = (a.event, b.event) if name_events else ("", "")
+            tags = (a.event, b.event) if named else ("", "")
             lines.append(formats.merged_step_line(k, a.left, (a.op, a.right), (b.op, b.right),
                                                   b.result, tags))
         lines.append(formats.answer_line(problem.answer))
         return formats.question_prompt(problem.question), "\n".join(lines) + "\n"
     if fmt == "steps":
         lines = [formats.step_line(k, s.left, s.op, s.right, s.result, split[k - 1],
-                                   s.event if name_events else "")
+                                   s.event if named else "")
                  for k, s in enumerate(steps, 1)]
         lines.append(formats.answer_line(problem.answer))
         return formats.question_prompt(problem.question), "\n".join(lines) + "\n"

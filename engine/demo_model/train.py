@@ -62,6 +62,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--name-events", action="store_true",
                     help="plain and rStar step lines name the event they use, in the story's words "
                          "(`Step 2: loses 230, 298 - 230 = 68`; arith-llama-3m: off)")
+    ap.add_argument("--name-share", type=float, default=P.NAME_SHARE,
+                    help="chance a plain-steps solution names its events; the rest are plain "
+                         "(default: all follow --name-events)")
     ap.add_argument("--merge-share", type=float, default=P.MERGE_SHARE,
                     help="chance a plain step takes the next event too, in one expression "
                          "(`Step 2: 298 - 230 + 40 = 108`; arith-llama-3m: 0)")
@@ -90,11 +93,13 @@ def build_corpus(n_docs: int, seed: int, heldout_questions: set[str],
                  reorder_share: float = P.REORDER_SHARE,
                  name_events: bool = P.NAME_EVENTS,
                  merge_share: float = P.MERGE_SHARE,
+                 name_share: float | None = P.NAME_SHARE,
                  specs: dict[str, P.TierSpec] | None = None) -> list[tuple[str, str]]:
     """(prompt, completion) pairs, tiers and formats drawn by weight, held-out excluded;
     ``split_share`` of the splittable steps are written worked and ``reorder_share`` of the
     steps/code solutions take a random valid order; ``name_events`` tags step lines with their
-    event and ``merge_share`` of plain steps take the next event too (problems.render)."""
+    event, ``merge_share`` of plain steps take the next event too and ``name_share`` of the
+    plain-steps solutions are named, the rest plain (problems.render)."""
     rng = random.Random(seed)
     stream = P.iter_mixed(seed, TIER_WEIGHTS, specs)
     fmts, fw = zip(*FORMAT_WEIGHTS.items())
@@ -104,7 +109,7 @@ def build_corpus(n_docs: int, seed: int, heldout_questions: set[str],
         if p.question in heldout_questions:
             continue
         out.append(P.render(p, rng.choices(fmts, fw)[0], rng, split_share, reorder_share,
-                            name_events, merge_share))
+                            name_events, merge_share, name_share))
     return out
 
 
@@ -164,7 +169,7 @@ def main(argv=None) -> None:
     t0 = time.time()
     docs = build_corpus(args.docs, args.seed, {p.question for p in heldout}, args.split_share,
                         args.reorder_share, args.name_events, args.merge_share,
-                        tier_specs(args.hard_steps))
+                        args.name_share, tier_specs(args.hard_steps))
     if args.init_from:
         from transformers import AutoTokenizer
         tokenizer = AutoTokenizer.from_pretrained(args.init_from)
