@@ -251,7 +251,7 @@ def iter_mixed(seed: int, weights: dict[str, float],
 SPLIT_SHARE = 0.0   # chance a step is written in the worked, two-part form (shipped model: 0)
 REORDER_SHARE = 0.0  # chance a steps/code solution takes a random valid order of its events
 NAME_EVENTS = False  # whether plain and rStar step lines name the event they use (shipped model: no)
-NAME_SHARE = None    # chance a plain-steps solution is named and may be reordered (None: name_events decides)
+NAME_SHARE = None    # chance a plain-steps solution names its events (None: name_events decides)
 MERGE_SHARE = 0.0    # chance a plain step takes the next event too, in one expression (shipped model: 0)
 
 
@@ -367,8 +367,8 @@ def render(problem: Problem, fmt: str, rng: random.Random | None = None,
     With ``merge_share`` a ``steps`` solution's event step takes the next event with it, in one
     expression, with that chance (`merge_groups`, formats.merged_step_line): ``Step 2: 298 -
     230 + 40 = 108``. A merged step skips a written intermediate value, so it is harder to get
-    right; a model trained with a share above one half takes it greedily and careful steps only
-    when sampling. Worked (split) steps are not merged. No random number drawn at 0.
+    right (run 7 in docs/demo_model.md tried 0.65). Worked (split) steps are not merged. No
+    random number drawn at 0.
     """
     rng = rng or random.Random(0)
     steps = problem.steps
