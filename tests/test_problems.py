@@ -9,7 +9,7 @@ from engine.demo_model import formats
 from engine.demo_model import problems as P
 from engine.demo_model.train import build_corpus
 from engine.evaluate import HELDOUT
-from engine.steps import extract_answer, split_steps, step_claims
+from engine.steps import extract_answer, merged_claim, split_steps, step_claims
 
 APPLY = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b, "/": lambda a, b: a / b}
 
@@ -280,3 +280,17 @@ def test_name_share_mixes_named_and_plain_solutions_and_leaves_other_formats_alo
     for fmt in ("rstar", "code"):                              # only plain-steps solutions draw
         assert P.render(p, fmt, random.Random(1), name_share=0.45) == P.render(p, fmt, random.Random(1))
     assert P.render(p, "steps", random.Random(1), name_share=None) == P.render(p, "steps", random.Random(1))
+
+
+def test_with_name_share_only_plain_solutions_merge():
+    rng = random.Random(7)
+    styles = set()
+    for p in P.generate("hard", 100, seed=14):
+        lines = P.render(p, "steps", rng, reorder_share=0.8, name_events=True, merge_share=1.0, name_share=0.45)[1].splitlines()[:-1]
+        bodies = [line.split(": ", 1)[1] for line in lines]
+        named = any(not b.lstrip("(")[0].isdigit() for b in bodies)
+        merged = any(merged_claim(line) for line in lines)
+        styles.add((named, merged))
+        if named:
+            assert not merged and len(lines) == len(p.steps)   # careful: one event a step
+    assert styles == {(True, False), (False, True)}

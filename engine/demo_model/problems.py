@@ -367,8 +367,9 @@ def render(problem: Problem, fmt: str, rng: random.Random | None = None,
     With ``merge_share`` a ``steps`` solution's event step takes the next event with it, in one
     expression, with that chance (`merge_groups`, formats.merged_step_line): ``Step 2: 298 -
     230 + 40 = 108``. A merged step skips a written intermediate value, so it is harder to get
-    right (run 7 in docs/demo_model.md tried 0.65). Worked (split) steps are not merged. No
-    random number drawn at 0.
+    right (run 7 in docs/demo_model.md tried 0.65). With ``name_share`` set, only the plain
+    solutions merge: a careful style (named, one event a step) beside a terse one (unnamed,
+    merged). Worked (split) steps are not merged. No random number drawn at 0.
     """
     rng = rng or random.Random(0)
     steps = problem.steps
@@ -378,7 +379,7 @@ def render(problem: Problem, fmt: str, rng: random.Random | None = None,
     if reorder_share > 0 and fmt in ("steps", "code") and rng.random() < reorder_share:
         steps = reorder(problem, rng)
     split = [split_share > 0 and rng.random() < split_share for _ in steps]
-    if fmt == "steps" and merge_share > 0:
+    if fmt == "steps" and merge_share > 0 and not (name_share is not None and named):
         lines = []
         for k, group in enumerate(merge_groups(steps, rng, merge_share), 1):
             a = group[0]
