@@ -172,6 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--fresh", type=_number(int, 0, 2**63 - 1, "--fresh"), default=None, metavar="GEN_SEED",
                    help="evaluate on --n problems generated now with this generator seed (none from the "
                         "held-out file) instead of the held-out set: a second test set")
+    e.add_argument("--events", type=int, nargs=2, metavar=("LO", "HI"), default=None,
+                   help="with --fresh: LO to HI events a problem instead of the tier's own count "
+                        "(numbers as the tier), to test past what the model was trained on")
     e.add_argument("--json", action="store_true", help="print the summary as JSON")
     e.add_argument("--details", action="store_true", help="include per-problem results in the JSON")
     _add_config_flags(e, [EvalConfig] + [m.config for m in METHODS.values()])
@@ -245,13 +248,14 @@ def cmd_eval(args) -> int:
     from engine.search import METHODS
     cls = EvalConfig if args.method in BATCHED else METHODS[args.method].config
     cfg = config_from_args(cls, args, args.method)
-    eval_problems(args.method, args.tier, args.n, fresh=args.fresh)     # fail fast, before the model loads
+    events = tuple(args.events) if args.events else None
+    eval_problems(args.method, args.tier, args.n, fresh=args.fresh, events=events)   # fail fast, before the model loads
     backend = _load(args)
     from engine.progress import progress
     from engine.evaluate import QA_METHODS
     with progress(args.n, f"{args.method} {'velmora' if args.method in QA_METHODS else args.tier}") as bar:
         summary = run_eval(backend, args.method, args.tier, args.n, args.seed, cfg, progress=bar.update,
-                           fresh=args.fresh)
+                           fresh=args.fresh, events=events)
     if not args.details:
         summary.pop("results")
     if args.json:

@@ -217,28 +217,35 @@ EVAL_SUMMARIES: dict[str, Callable[[list[ProblemResult]], dict]] = {
 MAX_FRESH = 10_000
 
 
-def fresh_problems(tier: str, n: int, seed: int, problems_path: Path = HELDOUT) -> list[Problem]:
+def fresh_problems(tier: str, n: int, seed: int, problems_path: Path = HELDOUT,
+                   events: tuple[int, int] | None = None) -> list[Problem]:
     """``n`` problems of ``tier`` generated now with generator seed ``seed``, skipping any whose
     question is in the held-out file: a second test set, to tell a real difference between two
-    models or settings from the luck of one 200-problem set."""
+    models or settings from the luck of one 200-problem set. With ``events`` (LO, HI), each has
+    LO to HI events instead of the tier's count (problems.with_events), from a stream of its own."""
     import random
-    from engine.demo_model.problems import generate_problem
+    from engine.demo_model.problems import generate_problem, with_events
     held = {p.question for p in load_problems(problems_path)}
-    rng = random.Random(f"{seed}:{tier}")              # the stream problems.generate(tier, n, seed) draws
+    spec = with_events(tier, *events) if events else None
+    tag = f"{tier}-events{events[0]}-{events[1]}" if events else tier
+    rng = random.Random(f"{seed}:{tag}")               # without events: the stream problems.generate(tier, n, seed) draws
     out: list[Problem] = []
     while len(out) < n:
-        p = generate_problem(rng, tier, f"fresh{seed}-{tier}-{len(out):05d}")
+        p = generate_problem(rng, tier, f"fresh{seed}-{tag}-{len(out):05d}", spec)
         if p.question not in held:
             out.append(p)
     return out
 
 
 def eval_problems(method: str, tier: str, n: int, problems_path: Path = HELDOUT,
-                  fresh: int | None = None) -> list[Problem]:
+                  fresh: int | None = None, events: tuple[int, int] | None = None) -> list[Problem]:
     """The first ``n`` held-out problems of ``tier`` — or, with ``fresh`` (a generator seed),
-    ``n`` freshly generated ones (`fresh_problems`); checks the request before any model loads."""
+    ``n`` freshly generated ones (`fresh_problems`, with ``events`` events each if given);
+    checks the request before any model loads."""
     if method not in EVAL_METHODS:
         raise ValueError(f"method must be one of {sorted(EVAL_METHODS)}, got {method!r}")
+    if events is not None and fresh is None:
+        raise ValueError("--events needs --fresh: the held-out problems have the tier's own event count")
     if fresh is not None:
         if method in QA_METHODS:
             raise ValueError(f"--fresh makes arithmetic problems; {method} is evaluated on the Velmora questions")
@@ -246,7 +253,10 @@ def eval_problems(method: str, tier: str, n: int, problems_path: Path = HELDOUT,
             raise ValueError(f"tier must be one of {TIERS}, got {tier!r}")
         if not isinstance(n, int) or not 1 <= n <= MAX_FRESH:
             raise ValueError(f"n must be a whole number from 1 to {MAX_FRESH} with --fresh, got {n!r}")
-        return fresh_problems(tier, n, fresh, problems_path)
+        if events is not None:
+            from engine.demo_model.problems import with_events
+            with_events(tier, *events)                 # validates
+        return fresh_problems(tier, n, fresh, problems_path, events)
     if method in QA_METHODS:
         from engine.retrieval import load_questions
         problems = [Problem(q.id, "velmora", q.question, q.answer, ()) for q in load_questions()]
@@ -277,14 +287,14 @@ def semantic_entropy_summary(method: str, results: list[ProblemResult]) -> dict:
 
 def run_eval(backend, method: str, tier: str, n: int, seed: int, cfg: EvalConfig,
              progress: Callable[[int], None] = lambda k: None, problems_path: Path = HELDOUT,
-             fresh: int | None = None) -> dict:
-    problems = eval_problems(method, tier, n, problems_path, fresh)
+             fresh: int | None = None, events: tuple[int, int] | None = None) -> dict:
+    problems = eval_problems(method, tier, n, problems_path, fresh, events)
     t0 = time.perf_counter()
     results = EVAL_METHODS[method](backend, problems, cfg, seed, progress)
     wall = time.perf_counter() - t0
     summary = {
         "method": method, "model": backend.info.name, "tier": tier, "n": n, "seed": seed,
-        "problems": "held-out" if fresh is None else f"fresh:{fresh}",
+        "problems": "held-out" if fresh is None else f"fresh:{fresh}" + (f":events {events[0]}-{events[1]}" if events else ""),
         "accuracy": round(sum(r.correct for r in results) / n, 4),
         "generated_tokens": sum(r.generated_tokens for r in results),
         "wall_s": round(wall, 2),

@@ -96,6 +96,23 @@ def test_eval_on_fresh_problems_names_them_and_skips_the_held_out_ones():
     assert bad.returncode == 2 and "Velmora" in bad.stderr and "Traceback" not in bad.stderr
 
 
+
+def test_fresh_problems_can_have_more_events_than_their_tier():
+    from engine.evaluate import eval_problems
+    longer = eval_problems("greedy", "hard", 40, fresh=888, events=(6, 7))
+    assert {len(p.steps) for p in longer} == {6, 7}
+    assert all(p.tier == "hard" and p.id.startswith("fresh888-hard-events6-7-") for p in longer)
+    assert all(p.answer == p.steps[-1].result and max(s.result for s in p.steps) <= 999 for p in longer)
+    plain = eval_problems("greedy", "hard", 40, fresh=888)
+    assert not {p.question for p in plain} & {p.question for p in longer}
+    proc = run("eval", "--method", "greedy", "--tier", "easy", "--n", "2", "--fresh", "5", "--events", "3", "3", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["problems"] == "fresh:5:events 3-3"
+    for bad_args, says in ((("--events", "3", "3"), "--events needs --fresh"),
+                           (("--fresh", "5", "--events", "4", "2"), "1 <= LO <= HI")):
+        bad = run("eval", "--method", "greedy", "--n", "2", *bad_args)
+        assert bad.returncode == 2 and says in bad.stderr and "Traceback" not in bad.stderr
+
 def test_progress_in_a_log_is_a_line_at_most_every_interval(monkeypatch):
     import io
     from engine import progress as P

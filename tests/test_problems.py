@@ -215,7 +215,7 @@ def test_hard_steps_changes_only_the_hard_tiers_event_count():
     counts = {len(P.generate_problem(rng, "hard", spec=specs["hard"]).steps) for _ in range(60)}
     assert counts == {6, 7}
     assert tier_specs(None) == P.TIER_SPECS
-    with pytest.raises(SystemExit, match="--hard-steps must be"):
+    with pytest.raises(SystemExit, match="--hard-steps: events must be"):
         tier_specs([5, 3])
 
 

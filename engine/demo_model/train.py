@@ -15,7 +15,6 @@ Not here: evaluation beyond a quick held-out check (``thoughtscope eval`` does t
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import os
@@ -82,10 +81,10 @@ def tier_specs(hard_steps: list[int] | None) -> dict[str, P.TierSpec]:
     """The tiers to train on: TIER_SPECS, with hard problems' event count from ``--hard-steps``."""
     if not hard_steps:
         return dict(P.TIER_SPECS)
-    lo, hi = hard_steps
-    if not 1 <= lo <= hi <= 12:
-        raise SystemExit(f"--hard-steps must be 1 <= LO <= HI <= 12, got {lo} {hi}")
-    return {**P.TIER_SPECS, "hard": dataclasses.replace(P.TIER_SPECS["hard"], ops=(lo, hi))}
+    try:
+        return {**P.TIER_SPECS, "hard": P.with_events("hard", *hard_steps)}
+    except ValueError as e:
+        raise SystemExit(f"--hard-steps: {e}") from None
 
 
 def build_corpus(n_docs: int, seed: int, heldout_questions: set[str],
