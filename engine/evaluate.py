@@ -253,9 +253,6 @@ def eval_problems(method: str, tier: str, n: int, problems_path: Path = HELDOUT,
             raise ValueError(f"tier must be one of {TIERS}, got {tier!r}")
         if not isinstance(n, int) or not 1 <= n <= MAX_FRESH:
             raise ValueError(f"n must be a whole number from 1 to {MAX_FRESH} with --fresh, got {n!r}")
-        if events is not None:
-            from engine.demo_model.problems import with_events
-            with_events(tier, *events)                 # validates
         return fresh_problems(tier, n, fresh, problems_path, events)
     if method in QA_METHODS:
         from engine.retrieval import load_questions

@@ -15,10 +15,9 @@ Not here: tokenising, training, or reading model output (engine/steps.py).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Iterator
 
@@ -166,7 +165,7 @@ def with_events(tier: str, lo: int, hi: int) -> TierSpec:
     """``tier``'s spec with ``lo`` to ``hi`` events a problem (numbers, distractors as the tier)."""
     if not (isinstance(lo, int) and isinstance(hi, int) and 1 <= lo <= hi <= MAX_EVENTS):
         raise ValueError(f"events must be whole numbers 1 <= LO <= HI <= {MAX_EVENTS}, got {lo} {hi}")
-    return dataclasses.replace(TIER_SPECS[tier], ops=(lo, hi))
+    return replace(TIER_SPECS[tier], ops=(lo, hi))
 
 
 def generate_problem(rng: random.Random, tier: str, pid: str = "", spec: TierSpec | None = None) -> Problem:
