@@ -291,6 +291,15 @@ def merge_groups(steps: tuple[Step, ...], rng: random.Random,
     return groups
 
 
+def _merged_line(k: int, group: tuple[Step, ...], named: bool) -> str:
+    """Step ``k`` of a solution with merged steps: one event, or two in one expression."""
+    a, b = group[0], group[-1]
+    if len(group) == 1:
+        return formats.step_line(k, a.left, a.op, a.right, a.result, False, a.event if named else "")
+    tags = (a.event, b.event) if named else ("", "")
+    return formats.merged_step_line(k, a.left, (a.op, a.right), (b.op, b.right), b.result, tags)
+
+
 def reorder(problem: Problem, rng: random.Random, tries: int = 20) -> tuple[Step, ...]:
     """The problem's steps in a random valid order of its events (or the original order).
 
@@ -389,24 +398,14 @@ def render(problem: Problem, fmt: str, rng: random.Random | None = None,
     if reorder_share > 0 and fmt in ("steps", "code") and rng.random() < reorder_share:
         steps = reorder(problem, rng)
     split = [split_share > 0 and rng.random() < split_share for _ in steps]
-    if fmt == "steps" and merge_share > 0 and not (name_share is not None and named):
-        lines = []
-        for k, group in enumerate(merge_groups(steps, rng, merge_share), 1):
-            a = group[0]
-            if len(group) == 1:
-                lines.append(formats.step_line(k, a.left, a.op, a.right, a.result, False,
-                                               a.event if named else ""))
-                continue
-            b = group[1]
-            tags = (a.event, b.event) if named else ("", "")
-            lines.append(formats.merged_step_line(k, a.left, (a.op, a.right), (b.op, b.right),
-                                                  b.result, tags))
-        lines.append(formats.answer_line(problem.answer))
-        return formats.question_prompt(problem.question), "\n".join(lines) + "\n"
     if fmt == "steps":
-        lines = [formats.step_line(k, s.left, s.op, s.right, s.result, split[k - 1],
-                                   s.event if named else "")
-                 for k, s in enumerate(steps, 1)]
+        if merge_share > 0 and not (name_share is not None and named):
+            lines = [_merged_line(k, group, named)
+                     for k, group in enumerate(merge_groups(steps, rng, merge_share), 1)]
+        else:
+            lines = [formats.step_line(k, s.left, s.op, s.right, s.result, split[k - 1],
+                                       s.event if named else "")
+                     for k, s in enumerate(steps, 1)]
         lines.append(formats.answer_line(problem.answer))
         return formats.question_prompt(problem.question), "\n".join(lines) + "\n"
     if fmt == "code":
