@@ -36,16 +36,16 @@ def first_wrong_step(step_texts: Sequence[str], problem: Problem) -> int | None:
     unused = Counter((s.op, s.right) for s in problem.steps)
     value = problem.steps[0].left if problem.steps else None
     for i, text in enumerate(step_texts):
-        if extract_answer(text) is not None and not step_claims(text):
-            if not answers_equal(extract_answer(text), problem.answer):
+        claims, answer = step_claims(text), extract_answer(text)
+        if answer is not None and not claims:
+            if not answers_equal(answer, problem.answer):
                 return i
             continue
         merged = merged_claim(text)
-        claims = step_claims(text)
         if merged:
             a, events, c = merged
         elif claims:
-            a, (op, b), c = claims[-1][0], claims[-1][1:3], claims[-1][3]
+            a, op, b, c = claims[-1]
             events = ((op, b),)
         else:
             return i
