@@ -18,10 +18,12 @@ import math
 import random
 from pathlib import Path
 import threading
+import time
 from typing import Any, Sequence
 
 import gradio as gr
 
+from engine.events import USER_STOP
 from engine.demo_model.problems import TIERS, Problem, load_problems
 from engine.evaluate import HELDOUT, SOLUTION_STOP   # SOLUTION_STOP: a solution never starts a new question
 from engine.inputs import MAX_SEED, whole
@@ -126,23 +128,53 @@ def summary_markdown(gen, gold: int | None, problem_id: str | None = None) -> st
 
 
 class RunControl:
-    """Per-user stop flag. ``gr.State`` deep-copies its initial value for each browser session,
-    so each user gets a fresh flag; a copy never shares the event with the original."""
+    """Per-user stop flag, and the server's time limit on one run. ``gr.State`` deep-copies its
+    initial value for each browser session, so each user gets a fresh flag; a copy never shares
+    the event with the original.
 
-    def __init__(self) -> None:
+    With ``limit_s`` (seconds; classroom mode sets one, `serve --run-limit`), `stopped` also
+    turns true that long after `reset`, so one student's huge search cannot hold the model
+    queue (one run at a time) for the whole class; the run ends as if Stop were pressed and
+    keeps what it found. `timed_out` tells the two apart for the message."""
+
+    def __init__(self, limit_s: float | None = None) -> None:
         self._stop = threading.Event()
+        self.limit_s = limit_s or None
+        self._deadline: float | None = None
+        self._hit_limit = False
 
     def __deepcopy__(self, memo) -> "RunControl":
-        return RunControl()
+        return RunControl(self.limit_s)
 
     def request_stop(self) -> None:
         self._stop.set()
 
     def reset(self) -> None:
+        """A new run starts: clear Stop and start the clock."""
         self._stop.clear()
+        self._hit_limit = False
+        self._deadline = time.monotonic() + self.limit_s if self.limit_s else None
 
-    def stopped(self) -> bool:
-        return self._stop.is_set()
+    def stopped(self) -> str:
+        """What the method polls (engine.models.base.stop_if): "" while the run may go on, else
+        why it must end — Stop pressed, or the limit passed since `reset`."""
+        if self._stop.is_set():
+            return USER_STOP
+        if self._deadline is not None and time.monotonic() >= self._deadline:
+            self._hit_limit = True
+            return self.limit_reason()
+        return ""
+
+    def timed_out(self) -> bool:
+        """Whether this run was told to stop by the limit (a run that ended by itself was not)."""
+        return self._hit_limit
+
+    def limit_reason(self) -> str:
+        return f"stopped at this server's limit of {self.limit_s:g} s a run"
+
+    def limit_note(self) -> str:
+        """The progress line's note after a run that the limit stopped, else empty."""
+        return f" · {self.limit_reason()} (kept what it found)" if self._hit_limit else ""
 
 
 def run_generation(backend, question: str, temperature: float, top_k: float, top_p: float,

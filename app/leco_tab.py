@@ -258,7 +258,8 @@ def run_leco(backend, store, question: str, picked: dict | None, max_rounds, low
             last = now
             yield (*view_outputs(rec.events), f"LECO: round {ev.round} answered {ev.answer}…",
                    {"session_id": rec.sid, "events": rec.events})
-    yield (*view_outputs(rec.events), f"LECO done · session `{rec.sid}`", {"session_id": rec.sid, "events": rec.events})
+    yield (*view_outputs(rec.events), f"LECO done · session `{rec.sid}`" + control.limit_note(),
+           {"session_id": rec.sid, "events": rec.events})
 
 
 def open_leco(store, session_id: str, request: gr.Request = None):
@@ -284,11 +285,12 @@ def stop_leco(control: RunControl) -> str:
     return "Stopping…"
 
 
-def build_leco_tab(backend, store, *, problems_path: str | Path | None = None) -> dict:
+def build_leco_tab(backend, store, *, problems_path: str | Path | None = None,
+                   run_limit_s: float | None = None) -> dict:
     path = Path(problems_path) if problems_path is not None else HELDOUT
     problems = {tier: load_problems(path, tier) for tier in TIERS}
     defaults = METHODS["leco"].config()
-    c: dict[str, Any] = {"picked": gr.State(new_pick_state()), "control": gr.State(RunControl()),
+    c: dict[str, Any] = {"picked": gr.State(new_pick_state()), "control": gr.State(RunControl(run_limit_s)),
                          "view": gr.State(None)}
     with gr.Row(equal_height=False):
         with gr.Column(scale=2, min_width=340):

@@ -32,6 +32,7 @@ from app.model_slot import ModelSlot  # noqa: E402
 from app.sampling_tab import build_sampling_tab  # noqa: E402
 from app.se_tab import build_se_tab  # noqa: E402
 from app.sessions_tab import build_sessions_tab, open_session, refresh, session_rows  # noqa: E402
+from engine.inputs import number  # noqa: E402
 
 TITLE = "ThoughtScope"
 HEADER_CSS = """
@@ -46,6 +47,8 @@ LAUNCH_KWARGS = dict(ssr_mode=False, share=False, quiet=True, enable_monitoring=
                      max_file_size="50mb", show_error=False, strict_cors=True, max_threads=16)
 QUEUE_SIZE = 32                 # events waiting at most (a full queue turns new ones away)
 QUEUE_SIZE_MAX = 10_000
+CLASSROOM_RUN_LIMIT_S = 120.0   # classroom mode's default limit on one search's wall time (--run-limit)
+RUN_LIMIT_MAX_S = 86_400.0
 DEFAULT_CONCURRENCY = 4         # non-model events of one kind at once; model events: 1 (MODEL_QUEUE)
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -78,7 +81,8 @@ def load_model(slot: ModelSlot, model: str):
 
 
 def build_app(backend, store=None, *, problems_path: str | Path | None = None,
-              multi_user: bool = False, model_switch: bool | None = None) -> gr.Blocks:
+              multi_user: bool = False, model_switch: bool | None = None,
+              run_limit_s: float | None = None) -> gr.Blocks:
     """The whole page around a loaded backend (``ModelBackend`` with ``render_prompt``, or a
     `ModelSlot` holding one) and a run store (`engine.store.Store`; a temporary one when None).
     With ``model_switch`` (default: when not ``multi_user``) the header has a box to load another
@@ -87,6 +91,9 @@ def build_app(backend, store=None, *, problems_path: str | Path | None = None,
     ``multi_user`` (classroom mode, launched with ``auth``): each stored run belongs to the
     logged-in user who made it, and every handler that reads or writes runs sees only that
     user's runs and the shared ones (app/auth.py, docs/classroom.md).
+
+    ``run_limit_s``: a Search, LECO or Semantic-entropy run ends that many seconds after it
+    starts, keeping what it found (`RunControl`; None: no limit).
 
     Each tab's components, by name, are kept in ``demo.thoughtscope_tabs[tab]``."""
     backend = backend if isinstance(backend, ModelSlot) else ModelSlot(backend)
@@ -112,11 +119,11 @@ def build_app(backend, store=None, *, problems_path: str | Path | None = None,
             with gr.Tab("Generate", id="generate", elem_id="ts-tab-generate"):
                 generate = build_generate_tab(backend, problems_path=problems_path)
             with gr.Tab("Search", id="search", elem_id="ts-tab-search"):
-                search = build_mcts_tab(backend, access, problems_path=problems_path)
+                search = build_mcts_tab(backend, access, problems_path=problems_path, run_limit_s=run_limit_s)
             with gr.Tab("LECO", id="leco", elem_id="ts-tab-leco"):
-                leco = build_leco_tab(backend, access, problems_path=problems_path)
+                leco = build_leco_tab(backend, access, problems_path=problems_path, run_limit_s=run_limit_s)
             with gr.Tab("Semantic entropy", id="se", elem_id="ts-tab-se"):
-                se = build_se_tab(backend, access, problems_path=problems_path)
+                se = build_se_tab(backend, access, problems_path=problems_path, run_limit_s=run_limit_s)
             with gr.Tab("Sampling lab", id="sampling", elem_id="ts-tab-sampling"):
                 sampling = build_sampling_tab(backend, problems_path=problems_path)
             with gr.Tab("Sessions", id="sessions", elem_id="ts-tab-sessions"):
@@ -176,12 +183,23 @@ def exposure_warning(host: str, users: Users | None, tls: bool = False) -> str |
     return None
 
 
-def check_launch_options(queue_size, ssl_certfile=None, ssl_keyfile=None) -> None:
-    """ValueError for a queue size out of range or half an SSL pair (before the slow model load)."""
+def check_launch_options(queue_size, ssl_certfile=None, ssl_keyfile=None, run_limit_s=None) -> None:
+    """ValueError for a queue size or run limit out of range, or half an SSL pair (before the
+    slow model load)."""
     if isinstance(queue_size, bool) or not isinstance(queue_size, int) or not 1 <= queue_size <= QUEUE_SIZE_MAX:
         raise ValueError(f"queue_size must be a whole number from 1 to {QUEUE_SIZE_MAX}, got {queue_size!r}")
+    if run_limit_s is not None:
+        number(run_limit_s, "run_limit_s", 0, RUN_LIMIT_MAX_S)
     if (ssl_certfile is None) != (ssl_keyfile is None):
         raise ValueError("--ssl-certfile and --ssl-keyfile go together: give both or neither")
+
+
+def effective_run_limit(run_limit_s: float | None, *, classroom: bool) -> float:
+    """`serve`'s limit on one run in seconds (0: none): as given, else CLASSROOM_RUN_LIMIT_S in
+    classroom mode and none on a one-person server."""
+    if run_limit_s is not None:
+        return float(run_limit_s)
+    return CLASSROOM_RUN_LIMIT_S if classroom else 0.0
 
 
 def launch_app(demo: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, *, users: Users | None = None,
@@ -209,22 +227,25 @@ def launch_app(demo: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, *, us
 def serve(model: str, host: str = "127.0.0.1", port: int = 7860, db: str | None = None,
           device: str = "auto", dtype: str = "auto", threads: int | None = None,
           prefix_cache_mb: float | None = None, auth: str | None = None, queue_size: int = QUEUE_SIZE,
-          ssl_certfile: str | None = None, ssl_keyfile: str | None = None) -> None:
+          ssl_certfile: str | None = None, ssl_keyfile: str | None = None,
+          run_limit_s: float | None = None) -> None:
     """Load ``model``, print the URL and serve the app until interrupted.
 
     ``db`` is the SQLite file for runs (default: $THOUGHTSCOPE_DB or the user data folder); a
     database with no sessions gets the recorded sample runs, so a first start shows trees.
     ``auth`` is a users file (classroom mode, docs/classroom.md): a login page, and each user
-    sees only their own runs. Raises `AuthFileError` for an unusable users file,
-    `engine.models.base.ModelLoadError` when the model cannot be loaded, `StoreError` for an
+    sees only their own runs. ``run_limit_s`` caps one search's wall time (0: no cap; default
+    CLASSROOM_RUN_LIMIT_S with ``auth``, none without). Raises `AuthFileError` for an unusable
+    users file, `engine.models.base.ModelLoadError` when the model cannot be loaded, `StoreError` for an
     unusable database and `ServeError` when the port cannot be bound."""
     import sys
     from engine.models.registry import load_backend
     from engine.sample_runs import import_samples
     from engine.store import Store, default_db_path
 
-    check_launch_options(queue_size, ssl_certfile, ssl_keyfile)    # before the slow model load
+    check_launch_options(queue_size, ssl_certfile, ssl_keyfile, run_limit_s)    # before the slow model load
     users = load_users(auth) if auth is not None else None
+    run_limit_s = effective_run_limit(run_limit_s, classroom=users is not None)
     warning = exposure_warning(host, users, tls=ssl_certfile is not None)
     if warning:
         print(warning, file=sys.stderr, flush=True)
@@ -234,11 +255,12 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 7860, db: str | None 
         print(f"Imported {len(imported)} sample runs into {store.path}", flush=True)
     load_kwargs = dict(device=device, dtype=dtype, threads=threads, prefix_cache_mb=prefix_cache_mb)
     backend = ModelSlot(load_backend(model, **load_kwargs), **load_kwargs)
-    demo = build_app(backend, store, multi_user=users is not None)
+    demo = build_app(backend, store, multi_user=users is not None, run_limit_s=run_limit_s or None)
     db_files = [store.path, *(store.path.with_name(store.path.name + x) for x in ("-wal", "-shm"))]
     _, url, _ = launch_app(demo, host, port, users=users, queue_size=queue_size, ssl_certfile=ssl_certfile,
                            ssl_keyfile=ssl_keyfile, blocked_paths=[*db_files, *([auth] if auth else [])])
     who = f" for {len(users)} users of {users.path}" if users is not None else ""
+    who += f"; each search stops after {run_limit_s:g} s" if run_limit_s else ""
     print(f"ThoughtScope is running at {url} with {backend.info.describe()}{who} (Ctrl+C to stop)",
           flush=True)
     demo.block_thread()

@@ -193,8 +193,8 @@ def run_search(backend, store, question: str, picked: dict | None, method: str, 
                    explain(tree, ev), {"session_id": rec.sid, "events": rec.events},
                    gr.Slider(maximum=len(rec.events), value=len(rec.events)))
     fig, progress, final, expl = view_outputs(rec.events)
-    yield (fig, progress + f" · session `{rec.sid}`", final, expl, {"session_id": rec.sid, "events": rec.events},
-           gr.Slider(maximum=len(rec.events), value=len(rec.events)))
+    yield (fig, progress + f" · session `{rec.sid}`" + control.limit_note(), final, expl,
+           {"session_id": rec.sid, "events": rec.events}, gr.Slider(maximum=len(rec.events), value=len(rec.events)))
 
 
 def discriminator_choices(backend) -> list[tuple[str, str]]:
@@ -292,10 +292,13 @@ def method_defaults(method: str):
                  for k in ("max_depth", "c", "temperature"))
 
 
-def build_mcts_tab(backend, store, *, problems_path: str | Path | None = None) -> dict:
+def build_mcts_tab(backend, store, *, problems_path: str | Path | None = None,
+                   run_limit_s: float | None = None) -> dict:
+    """Build the tab inside an open ``gr.Tab``; ``run_limit_s`` ends each run that long after it
+    starts (classroom mode, `RunControl`)."""
     path = Path(problems_path) if problems_path is not None else HELDOUT
     problems = {tier: load_problems(path, tier) for tier in TIERS}
-    c: dict[str, Any] = {"picked": gr.State(new_pick_state()), "control": gr.State(RunControl()),
+    c: dict[str, Any] = {"picked": gr.State(new_pick_state()), "control": gr.State(RunControl(run_limit_s)),
                          "view": gr.State(None)}
     with gr.Row(equal_height=False):
         with gr.Column(scale=2, min_width=340):

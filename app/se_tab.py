@@ -261,7 +261,7 @@ def run_se(loaded, store, question: str, picked: dict | None, model_choice: str,
             yield (*view_outputs(rec.events, mode, low, high, route_on), rec.events, f"running… session `{rec.sid}`")
     f = rec.finished
     note = (f"{f.status if f else 'done'} · {backend.info.name} · {f.generated_tokens if f else 0} generated tokens · "
-            f"{rec.wall_s:.1f} s · session `{rec.sid}`")
+            f"{rec.wall_s:.1f} s · session `{rec.sid}`" + control.limit_note())
     yield (*view_outputs(rec.events, mode, low, high, route_on), rec.events, note)
 
 
@@ -272,12 +272,13 @@ def redraw(events, mode: str, low, high, route_on: str):
     return view_outputs(events, mode, float(low), float(high), route_on)
 
 
-def build_se_tab(backend, store, *, problems_path: str | Path | None = None) -> dict:
+def build_se_tab(backend, store, *, problems_path: str | Path | None = None,
+                 run_limit_s: float | None = None) -> dict:
     path = Path(problems_path) if problems_path is not None else HELDOUT
     math_problems = load_problems(path, "medium")
     open_problems = velmora_problems()
     c: dict[str, Any] = {"picked": gr.State(new_pick_state()), "events": gr.State([]),
-                         "control": gr.State(RunControl())}
+                         "control": gr.State(RunControl(run_limit_s))}
     gr.Markdown("Sample several answers, group them by meaning, and measure how spread the meanings are "
                 "(semantic entropy). SUGAR uses that number to decide whether to look facts up. "
                 "The Velmora questions are about a **fictional** town: no model knows the answers without "

@@ -130,6 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "`thoughtscope hash-password NAME`); each user sees only their own runs (docs/classroom.md)")
     s.add_argument("--queue-size", type=_number(int, 1, 10_000, "--queue-size"), default=32,
                    help="events that may wait in the queue; more are turned away (default 32)")
+    s.add_argument("--run-limit", type=_number(float, 0, 86_400, "--run-limit"), default=None, metavar="SECONDS",
+                   help="end each Search, LECO or Semantic-entropy run this long after it starts, keeping what it "
+                        "found (0: never; default 120 with --auth, so one student cannot hold the model queue, "
+                        "else never)")
     s.add_argument("--ssl-certfile", default=None, help="serve HTTPS with this certificate (with --ssl-keyfile)")
     s.add_argument("--ssl-keyfile", default=None, help="the certificate's private key")
 
@@ -332,7 +336,8 @@ def cmd_serve(args) -> int:
     from app.main import serve
     serve(model=args.model, host=args.host, port=args.port, db=args.db, device=args.device,
           dtype=args.dtype, threads=args.threads, prefix_cache_mb=args.prefix_cache_mb, auth=args.auth,
-          queue_size=args.queue_size, ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile)
+          queue_size=args.queue_size, ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile,
+          run_limit_s=args.run_limit)
     return 0
 
 

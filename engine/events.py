@@ -220,6 +220,9 @@ class RunFinished(Event):
     message: str = ""           # wall time is not an event field: events must replay byte for byte
 
 
+USER_STOP = "stopped by the user"   # RunFinished.message of a run Stop ended (a time limit gives its own)
+
+
 # ---- LECO (engine/search/leco.py): one round = scores, a cut, a regenerated continuation, an answer
 
 @dataclass(frozen=True)

@@ -47,6 +47,7 @@ from typing import Any, Callable, Iterable, Iterator
 from sqlite_utils import Database
 
 from engine import events as E
+from engine.events import USER_STOP
 from engine.tree import Tree
 
 ENV_DB = "THOUGHTSCOPE_DB"
@@ -682,9 +683,10 @@ def record(store: Store, session_id: str, events: Iterable[E.Event],
         for ev in it:
             store.append(session_id, ev)
             tree.apply(ev)
-            if should_stop is not None and not isinstance(ev, E.RunFinished) and should_stop():
+            why = should_stop() if should_stop is not None and not isinstance(ev, E.RunFinished) else None
+            if why:
                 getattr(it, "close", lambda: None)()
-                end("stopped", "stopped by the user")
+                end("stopped", why if isinstance(why, str) else USER_STOP)
                 return tree
     except KeyboardInterrupt:
         end("stopped", "interrupted")

@@ -486,3 +486,62 @@ def test_ten_concurrent_clients_each_see_only_their_own_runs_with_bounded_memory
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+
+
+# ---- the limit on one run's wall time (serve --run-limit) --------------------------------------
+
+def test_classroom_mode_limits_each_run_by_default_and_the_flag_is_checked(tiny_backend, capsys):
+    from app.main import CLASSROOM_RUN_LIMIT_S, effective_run_limit
+    assert effective_run_limit(None, classroom=True) == CLASSROOM_RUN_LIMIT_S == 120
+    assert effective_run_limit(None, classroom=False) == 0          # one person: no limit
+    assert effective_run_limit(0, classroom=True) == 0 and effective_run_limit(30, classroom=False) == 30
+    for bad in (-1, 86_401, float("nan"), "10"):
+        with pytest.raises(ValueError, match="run_limit_s"):
+            check_launch_options(32, run_limit_s=bad)
+    assert cli_main(["serve", "--run-limit", "-5"]) == 2
+    assert "--run-limit must be from 0 to 86400" in capsys.readouterr().err
+    demo = build_app(tiny_backend, multi_user=True, run_limit_s=7.5)
+    for tab in ("search", "leco", "se"):                   # each browser session gets a copy with the limit
+        assert demo.thoughtscope_tabs[tab]["control"].value.limit_s == 7.5
+
+
+def test_a_run_control_tells_the_limit_from_stop_and_from_a_run_that_ended_by_itself():
+    from app.generate_tab import RunControl
+    control = RunControl(limit_s=0.05)
+    control.reset()
+    assert control.stopped() == "" and control.limit_note() == ""
+    time.sleep(0.06)
+    assert control.stopped() == "stopped at this server's limit of 0.05 s a run"
+    assert "kept what it found" in control.limit_note()
+    control.reset()                                         # the next run starts a fresh clock
+    assert control.stopped() == "" and control.limit_note() == ""
+    control.request_stop()
+    assert control.stopped() == E.USER_STOP and control.limit_note() == ""
+    ended = RunControl(limit_s=0.05)
+    ended.reset()
+    time.sleep(0.06)                                        # the run finished before it was polled again
+    assert ended.limit_note() == ""
+
+
+@pytest.mark.slow
+def test_a_long_search_in_the_served_classroom_app_stops_at_the_limit_and_keeps_its_tree(tiny_backend, tmp_path):
+    store = Store(tmp_path / "runs.db")
+    users = load_users(users_file(tmp_path / "users.txt", ["carol"]))
+    demo = build_app(tiny_backend, store, multi_user=True, run_limit_s=1.0)
+    _, url, _ = launch_app(demo, "127.0.0.1", free_port(), users=users)
+    client = _client(url, "carol")
+    try:
+        out = client.predict(QUESTION, *LONG_MCTS, api_name="/run_search")      # 200 rollouts
+        progress = out[1]
+        assert "stopped at this server's limit of 1 s a run (kept what it found)" in progress
+        sid = SID.search(progress).group(1)
+        meta, events = store.session(sid), store.events(sid)
+        assert meta["owner"] == "carol" and meta["status"] == "stopped"
+        assert meta["message"] == "stopped at this server's limit of 1 s a run"
+        assert events[-1].message == meta["message"]
+        assert len(events) > 2                             # a partial tree is kept
+        assert sum(isinstance(e, E.Backprop) for e in events) < 200                      # short of the 200
+    finally:
+        client.close()
+        demo.close(verbose=False)
+        store.close()

@@ -19,6 +19,7 @@ from typing import Callable, Protocol, Sequence
 
 import torch
 
+from engine.events import USER_STOP
 from engine.sampling import SamplingConfig
 
 MAX_NEW_TOKENS_LIMIT = 4096   # the most tokens one generate call may ask for
@@ -127,9 +128,19 @@ class TokenDistribution:
 
 
 class Stopped(Exception):
-    """The user asked the run to stop: raised by a search between model calls, and by
-    ``generate`` between two tokens when its ``should_stop()`` turns true (so Stop takes effect
-    within one forward pass, not at the end of a long generation)."""
+    """The run was asked to stop (Stop, or a server's time limit): raised by a search between
+    model calls, and by ``generate`` between two tokens when its ``should_stop()`` turns true (so
+    Stop takes effect within one forward pass, not at the end of a long generation). Its text is
+    the reason."""
+
+
+def stop_if(should_stop) -> None:
+    """Raise `Stopped` when ``should_stop()`` is true. A text it returns is the reason (the
+    app's RunControl says when a server's time limit, not the user, ended the run); anything
+    else truthy means the user pressed Stop."""
+    why = should_stop() if should_stop is not None else None
+    if why:
+        raise Stopped(why if isinstance(why, str) else USER_STOP)
 
 
 class ModelBackend(Protocol):

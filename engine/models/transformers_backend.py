@@ -31,7 +31,7 @@ from safetensors import SafetensorError
 
 from engine.demo_model.formats import question_prompt, step_prefix
 from engine.models.base import (MAX_NEW_TOKENS_LIMIT, Generation, InputError, ModelInfo, ModelLoadError,
-                                StopSpec, Stopped, TokenDistribution, TokenLogprob)
+                                StopSpec, TokenDistribution, TokenLogprob, stop_if)
 from engine.models.prefix_cache import PREFIX_CACHE_MB, PrefixCache  # noqa: F401 (re-exported)
 from engine.models.threads import configure_threads
 from engine.sampling import SamplingConfig, apply_chain
@@ -217,8 +217,7 @@ class TransformersBackend:
         fed = [0] * batch                                        # new tokens whose key/values are in `cache`
         end_logits: list[torch.Tensor | None] = [None] * batch   # next-token logits after the last fed token
         for step in range(max_new_tokens):
-            if should_stop is not None and should_stop():
-                raise Stopped()
+            stop_if(should_stop)
             logp = torch.log_softmax(logits, dim=-1)             # the model's own belief
             if sampling.greedy:
                 chosen = logits.argmax(dim=-1)

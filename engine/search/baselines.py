@@ -22,7 +22,8 @@ from typing import Callable, Iterator
 
 from engine import events as E
 from engine.sampling import GREEDY
-from engine.search.common import (SampledConfig, MAX_STEP_TOKENS, Stopped, Step, StepProposer, TokenCounter, backprop_event,
+from engine.models.base import Stopped
+from engine.search.common import (SampledConfig, MAX_STEP_TOKENS, Step, StepProposer, TokenCounter, backprop_event,
                                   check_field as _check, is_whole as _int, majority_answer, node_event,
                                   normalize_gold)
 from engine.steps import answers_equal
@@ -110,8 +111,8 @@ def _sampled(method: str, question: str, backend, *, config: BaselineConfig, see
         solutions = r.proposer.complete([""] * n, seed=seed, sampling=sampling)
         for steps in solutions:
             yield from r.add_chain(steps, "step")
-    except Stopped:
-        status, message = "stopped", "stopped by the user"
+    except Stopped as e:
+        status, message = "stopped", str(e) or E.USER_STOP
     tree = r.tree
     leaves = _leaf_paths(tree)
     answers = [tree[p[-1]].answer if tree[p[-1]].terminal else None for p in leaves]
@@ -183,8 +184,8 @@ def run_beam(question, backend, *, config: BaselineConfig = BaselineConfig(), se
                 yield r.emit(backprop_event(tree, tree.path_to(n), 0.0))
             finished += [n for n in keep if tree[n].terminal]
             beams = [n for n in keep if not tree[n].terminal]
-    except Stopped:
-        status, message = "stopped", "stopped by the user"
+    except Stopped as e:
+        status, message = "stopped", str(e) or E.USER_STOP
     pool = finished or beams or [E.ROOT]
     best = max(pool, key=lambda n: (_mean_logprob(tree, tree.path_to(n)), -n))
     maj = majority_answer([tree[n].answer for n in finished])

@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 
 from engine import events as E
 from engine.demo_model.formats import STEP_DELIMITER
-from engine.models.base import Generation, StopSpec, Stopped  # noqa: F401 (Stopped re-exported for the methods)
+from engine.models.base import Generation, StopSpec, stop_if
 from engine.sampling import SamplingConfig
 from engine.steps import answers_equal, extract_answer
 
@@ -150,8 +150,7 @@ class StepProposer:
                   seed: int) -> list[Generation] | None:
         """The backend's generations, or None when the context has no room left: a path that
         long ends there (a terminal step without an answer) instead of failing the run."""
-        if self.should_stop():
-            raise Stopped()
+        stop_if(self.should_stop)
         room = self.room(prompts)
         if room < 1:
             return None

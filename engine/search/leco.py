@@ -35,7 +35,8 @@ from typing import Callable, Iterator
 from engine import events as E
 from engine.sampling import GREEDY
 from engine.scoring import leco as S
-from engine.search.common import (SampledConfig, Step, Stopped, StepProposer, TokenCounter, backprop_event, check_field as _check,
+from engine.models.base import Stopped
+from engine.search.common import (SampledConfig, Step, StepProposer, TokenCounter, backprop_event, check_field as _check,
                                   is_whole as _int, node_event, normalize_gold)
 from engine.steps import answers_equal
 from engine.tree import Tree
@@ -162,8 +163,8 @@ def run(question, backend, *, config: LECOConfig = LECOConfig(), seed: int = 0, 
                                      stop=stop, reason=reason))
             if stop:
                 break
-    except Stopped:
-        status, message = "stopped", "stopped by the user"
+    except Stopped as e:
+        status, message = "stopped", str(e) or E.USER_STOP
     final = S.leco_vote(answers)
     final_path = next((p for p, a in zip(reversed(paths), reversed(answers)) if a == final), [E.ROOT])
     yield emit(E.FinalAnswer(answer=final, rule="leco_vote", path=final_path,

@@ -30,7 +30,8 @@ from dataclasses import dataclass
 from typing import Callable, Iterator, Protocol
 
 from engine import events as E
-from engine.search.common import (SampledConfig, ANSWER_RULES, MAX_STEP_TOKENS, REWARD_SOURCES, Stopped, StepProposer,
+from engine.models.base import Stopped, stop_if
+from engine.search.common import (SampledConfig, ANSWER_RULES, MAX_STEP_TOKENS, REWARD_SOURCES, StepProposer,
                                   TokenCounter, backprop_event, check_field as _check, is_number, is_whole as _int,
                                   majority_answer, node_event, normalize_gold, reward_for, uct_terms)
 from engine.steps import answers_equal
@@ -147,8 +148,7 @@ def search(question: str, backend, *, config: MCTSConfig, seed: int, gold, shoul
     status, message = "done", ""
     try:
         for it in range(1, config.rollouts + 1):
-            if should_stop and should_stop():
-                raise Stopped()
+            stop_if(should_stop)
             yield emit(E.IterationStarted(iteration=it, of=config.rollouts))
             path, node_id, phase = [E.ROOT], E.ROOT, "expand"
             while not tree[node_id].terminal:
@@ -181,8 +181,8 @@ def search(question: str, backend, *, config: MCTSConfig, seed: int, gold, shoul
             yield emit(E.TerminalReward(node=node_id, reward=reward, source=source, answer=leaf.answer,
                                         detail=detail))
             yield emit(backprop_event(tree, path, reward))
-    except Stopped:
-        status, message = "stopped", "stopped by the user"
+    except Stopped as e:
+        status, message = "stopped", str(e) or E.USER_STOP
     answers = final_answers(tree)
     answer, path = answers[config.final_rule]
     yield emit(E.FinalAnswer(answer=answer, rule=config.final_rule, path=path,

@@ -46,7 +46,8 @@ from engine.search import rstar_discriminator as D
 from engine.search.rstar_actions import (ACTION_NAMES, ACTIONS, CONTEXT_FULL_TEXT, LEGAL, SOLUTION_STOP,  # noqa: F401
                                          ActionProposer, Child, is_final_subquestion, legal_actions,
                                          next_number, question_part, subquestion_line, trace_text, vote)
-from engine.search.common import (SampledConfig, MAX_SOLUTION_TOKENS, MAX_STEP_TOKENS, Stopped, StepProposer, TokenCounter,
+from engine.models.base import Stopped, stop_if
+from engine.search.common import (SampledConfig, MAX_SOLUTION_TOKENS, MAX_STEP_TOKENS, StepProposer, TokenCounter,
                                   backprop_event, check_field as _check, is_number, is_whole as _int, majority_answer,
                                   normalize_gold)
 from engine.search.mcts import select_child
@@ -233,8 +234,7 @@ def run(question: str, backend, *, config: RStarConfig = RStarConfig(), seed: in
     alternatives: dict = {}
     try:
         for it in range(1, config.rollouts + 1):
-            if should_stop and should_stop():
-                raise Stopped()
+            stop_if(should_stop)
             yield emit(E.IterationStarted(iteration=it, of=config.rollouts))
             path, node_id, phase = [E.ROOT], E.ROOT, "expand"
             while not tree[node_id].terminal:
@@ -254,8 +254,8 @@ def run(question: str, backend, *, config: RStarConfig = RStarConfig(), seed: in
         cands = D.collect_candidates(found)
         yield from _discriminate(question, cands, backend, discriminator_backend, config, rng, counter,
                                  should_stop, gold, emit)
-    except Stopped:
-        status, message = "stopped", "stopped by the user"
+    except Stopped as e:
+        status, message = "stopped", str(e) or E.USER_STOP
     table = tree.candidate_table
     if table is not None:
         cands_ev = tree.candidates

@@ -46,10 +46,10 @@ from dataclasses import dataclass
 from typing import Callable, Iterator
 
 from engine import events as E
-from engine.search.common import (SampledConfig, MAX_STEP_TOKENS, Step, Stopped, StepProposer, TokenCounter, check_field as _check,
+from engine.models.base import StopSpec, Stopped, stop_if
+from engine.search.common import (SampledConfig, MAX_STEP_TOKENS, Step, StepProposer, TokenCounter, check_field as _check,
                                   is_whole as _int, majority_answer, node_event, normalize_gold, split_generation)
 from engine.demo_model.formats import STEP_DELIMITER
-from engine.models.base import StopSpec
 from engine.steps import answers_equal, extract_answer
 from engine.tree import Tree
 
@@ -213,8 +213,7 @@ def run(question: str, backend, *, config: SRAConfig = SRAConfig(), seed: int = 
     status, message, early = "done", "", None
     try:
         for it in range(1, config.rollouts + 1):
-            if should_stop and should_stop():
-                raise Stopped()
+            stop_if(should_stop)
             yield emit(E.IterationStarted(iteration=it, of=config.rollouts))
             path, node_id = [E.ROOT], E.ROOT
             while node_id in expanded and tree[node_id].children:
@@ -279,8 +278,8 @@ def run(question: str, backend, *, config: SRAConfig = SRAConfig(), seed: int = 
             yield emit(E.Backprop(path=full, reward=V[path[-1]] / SCORE_HIGH,
                                   before=before + [[tree[k].visits, tree[k].value] for k in extra],
                                   after=[stats(n, visits.get(n, tree[n].visits + 1)) for n in full]))
-    except Stopped:
-        status, message = "stopped", "stopped by the user"
+    except Stopped as e:
+        status, message = "stopped", str(e) or E.USER_STOP
     answer, fpath, alts = _final(tree, V, early)
     yield emit(E.FinalAnswer(answer=answer, rule="highest_value", path=fpath,
                              correct=None if gold is None else answers_equal(answer, gold), alternatives=alts))

@@ -33,11 +33,11 @@ from dataclasses import dataclass
 from typing import Callable, Iterator
 
 from engine import events as E
-from engine.models.base import StopSpec
 from engine.retrieval import build_index, qa_correct
 from engine.sampling import GREEDY, SamplingConfig
 from engine.scoring import semantic_entropy as S
-from engine.search.common import (SampledConfig, MAX_SOLUTION_TOKENS, Stopped, TokenCounter, check_field as _check,
+from engine.models.base import StopSpec, Stopped, stop_if
+from engine.search.common import (SampledConfig, MAX_SOLUTION_TOKENS, TokenCounter, check_field as _check,
                                   is_whole as _int, majority_answer, normalize_gold)
 from engine.steps import answers_equal, extract_answer
 
@@ -154,8 +154,7 @@ class _Asker:
         return self.backend.render_prompt(q) + prefix
 
     def generate(self, prompt: str, n: int, sampling: SamplingConfig, seed: int):
-        if self.should_stop():
-            raise Stopped()
+        stop_if(self.should_stop)
         math_task = self.task == "math"
         max_new = MAX_SOLUTION_TOKENS if math_task else self.config.max_answer_tokens
         encode = getattr(self.backend, "encode", None)
@@ -256,7 +255,7 @@ def _run(method: str, question: str, backend, config: SEConfig, seed: int, gold,
         # SUGAR: the greedy answer without retrieval, then the routing decision
         yield from _sugar(asker, config, seed, gold, se_value, answers, size)
     except Stopped as e:
-        status, message = "stopped", str(e) or "stopped by the user"
+        status, message = "stopped", str(e) or E.USER_STOP
         yield E.FinalAnswer(answer=None, rule="stopped", path=final_path, correct=None if gold is None else False,
                             alternatives=answers)
     yield counter.finished(status, message)
