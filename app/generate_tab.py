@@ -32,6 +32,7 @@ from engine.sampling import MAX_TOP_K, ORDERS, SamplingConfig
 from engine.search.common import MAX_SOLUTION_TOKENS
 from engine.steps import answers_equal, extract_answer
 
+from app.controls import Slider
 from app.figures import TOKENS_CSS, TOOLTIP_JS, generation_html
 
 DEFAULT_MAX_NEW_TOKENS = MAX_SOLUTION_TOKENS   # room for a fully worked hard solution
@@ -227,13 +228,13 @@ def build_generate_tab(backend, *, problems_path: str | Path | None = None) -> d
                                   elem_id="ts-output")
         with gr.Column(scale=2, min_width=300):
             with gr.Accordion("Sampling", open=True):
-                c["temperature"] = gr.Slider(0, 2, value=0.0, step=0.05, label="Temperature",
+                c["temperature"] = Slider(0, 2, value=0.0, step=0.05, label="Temperature",
                                              info="0 = greedy (always the most likely token)")
                 with gr.Row():
-                    c["top_k"] = gr.Slider(0, 100, value=0, step=1, label="Top-k", info="0 = off")
-                    c["top_p"] = gr.Slider(0.01, 1, value=1.0, step=0.01, label="Top-p", info="1 = off")
+                    c["top_k"] = Slider(0, 100, value=0, step=1, label="Top-k", info="0 = off")
+                    c["top_p"] = Slider(0.01, 1, value=1.0, step=0.01, label="Top-p", info="1 = off")
                 with gr.Row():
-                    c["min_p"] = gr.Slider(0, 1, value=0.0, step=0.01, label="Min-p", info="0 = off")
+                    c["min_p"] = Slider(0, 1, value=0.0, step=0.01, label="Min-p", info="0 = off")
                     c["order"] = gr.Dropdown(list(ORDERS), value="transformers", label="Sampler order",
                                              info="the order an engine applies the stages in")
                 with gr.Row():

@@ -23,6 +23,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from app.auth import user_store, with_request
+from app.controls import Slider
 from app.figures import SCALE, TOKENS_CSS, legend_html, token_span
 from app.generate_tab import MODEL_QUEUE, gold_for, new_pick_state, question_picker
 from app.mcts_tab import Recording, RunControl, checked_seed
@@ -297,14 +298,14 @@ def build_leco_tab(backend, store, *, problems_path: str | Path | None = None,
             question_picker(c, problems, elem_prefix="ts-leco")
             with gr.Accordion("Settings", open=False):
                 with gr.Row():
-                    c["max_rounds"] = gr.Slider(1, 10, value=defaults.max_rounds, step=1, label="Max rethink rounds")
-                    c["lowest"] = gr.Slider(1, 8, value=defaults.lowest, step=1,
+                    c["max_rounds"] = Slider(1, 10, value=defaults.max_rounds, step=1, label="Max rethink rounds")
+                    c["lowest"] = Slider(1, 8, value=defaults.lowest, step=1,
                                             label="Cut at the earliest of the N least confident steps")
                 c["token_probs"] = gr.Radio(list(PROB_MODES), value=defaults.token_probs,
                                             label="Token probabilities: top5 (official: softmax over the 5 "
                                                   "largest logits) or full vocabulary")
                 with gr.Row():
-                    c["temperature"] = gr.Slider(0, 2, value=defaults.temperature, step=0.05,
+                    c["temperature"] = Slider(0, 2, value=defaults.temperature, step=0.05,
                                                  label="Rethink temperature (round 0 is greedy)")
                     c["seed"] = gr.Number(0, precision=0, minimum=0, label="Seed")
             with gr.Row():

@@ -21,6 +21,7 @@ from typing import Any
 import gradio as gr
 
 from app.auth import user_store, with_request
+from app.controls import Slider
 from app.figures import TOKENS_CSS, legend_html, token_span
 from app.node_details import node_details_html, pairs_html
 from app.generate_tab import MODEL_QUEUE, RunControl, gold_for, new_pick_state, question_picker
@@ -307,19 +308,19 @@ def build_mcts_tab(backend, store, *, problems_path: str | Path | None = None,
             c["method_note"] = gr.Markdown(method_note(backend), elem_id="ts-method-note")
             with gr.Accordion("Settings", open=False):
                 with gr.Row():
-                    c["rollouts"] = gr.Slider(1, 200, value=16, step=1, label="Rollouts (MCTS)")
-                    c["children"] = gr.Slider(1, 8, value=3, step=1, label="Children per expansion")
+                    c["rollouts"] = Slider(1, 200, value=16, step=1, label="Rollouts (MCTS)")
+                    c["children"] = Slider(1, 8, value=3, step=1, label="Children per expansion")
                 with gr.Row():
-                    c["c"] = gr.Slider(0, 5, value=2.0, step=0.1, label="Exploration c (UCT)")
-                    c["max_depth"] = gr.Slider(1, 16, value=8, step=1, label="Max depth (steps)")
+                    c["c"] = Slider(0, 5, value=2.0, step=0.1, label="Exploration c (UCT)")
+                    c["max_depth"] = Slider(1, 16, value=8, step=1, label="Max depth (steps)")
                 with gr.Row():
-                    c["temperature"] = gr.Slider(0, 2, value=0.8, step=0.05, label="Temperature")
-                    c["min_p"] = gr.Slider(0, 1, value=0.0, step=0.01, label="Min-p")
+                    c["temperature"] = Slider(0, 2, value=0.8, step=0.05, label="Temperature")
+                    c["min_p"] = Slider(0, 1, value=0.0, step=0.01, label="Min-p")
                 c["reward"] = gr.Radio(REWARD_CHOICES, value="self_consistency", label="Reward (MCTS)")
                 c["final_rule"] = gr.Radio(list(ANSWER_RULES), value="majority", label="Final answer rule (MCTS)")
                 with gr.Row():
-                    c["samples"] = gr.Slider(1, 64, value=8, step=1, label="Samples (sc, best-of-N)")
-                    c["beam_width"] = gr.Slider(1, 8, value=3, step=1, label="Beam width")
+                    c["samples"] = Slider(1, 64, value=8, step=1, label="Samples (sc, best-of-N)")
+                    c["beam_width"] = Slider(1, 8, value=3, step=1, label="Beam width")
                 with gr.Row():
                     c["check"] = gr.Dropdown([("code runs (rStar-Math)", "runs"),
                                               ("code runs and agrees with its comment", "runs_and_claim")],
@@ -333,17 +334,17 @@ def build_mcts_tab(backend, store, *, problems_path: str | Path | None = None,
                 c["seed"] = gr.Number(0, precision=0, minimum=0, label="Seed")
             with gr.Accordion("rStar settings", open=False):
                 with gr.Row():
-                    c["one_step_thoughts"] = gr.Slider(1, 8, value=3, step=1, label="One-step thoughts (A1)")
-                    c["subquestions"] = gr.Slider(1, 8, value=3, step=1, label="Sub-questions (A3)")
+                    c["one_step_thoughts"] = Slider(1, 8, value=3, step=1, label="One-step thoughts (A1)")
+                    c["subquestions"] = Slider(1, 8, value=3, step=1, label="Sub-questions (A3)")
                 with gr.Row():
-                    c["votes"] = gr.Slider(1, 32, value=10, step=1, label="Votes per sub-answer (A3, A4)")
-                    c["final_votes"] = gr.Slider(1, 64, value=10, step=1, label="Votes per final answer (A2, last A3)")
+                    c["votes"] = Slider(1, 32, value=10, step=1, label="Votes per sub-answer (A3, A4)")
+                    c["final_votes"] = Slider(1, 64, value=10, step=1, label="Votes per final answer (A2, last A3)")
                 c["discriminate"] = gr.Checkbox(True, label="Discriminator (mutual consistency)")
                 with gr.Row():
                     c["cut_mode"] = gr.Radio([("words, 20–50 % (official code)", "words"),
                                               ("whole steps at random (paper)", "steps")],
                                              value="words", label="Cut the candidates by")
-                    c["cuts"] = gr.Slider(1, 8, value=4, step=1, label="Cuts per candidate")
+                    c["cuts"] = Slider(1, 8, value=4, step=1, label="Cuts per candidate")
                 c["consistency"] = gr.Radio(list(CONSISTENCY_RULES), value="mid",
                                             label="Consistent when (mid: at least half of the completions agree)")
                 c["discriminator_model"] = gr.Dropdown(discriminator_choices(backend), value="",
@@ -358,7 +359,7 @@ def build_mcts_tab(backend, store, *, problems_path: str | Path | None = None,
         with gr.Column(scale=3, min_width=420):
             c["plot"] = gr.Plot(label="Search tree: colour = Q (rStar: action), size = visits; ★ right, ✗ wrong, ◆ unjudged",
                                 elem_id="ts-search-plot")
-            c["timeline"] = gr.Slider(0, 1, value=0, step=1, label="Timeline (events folded)", elem_id="ts-timeline")
+            c["timeline"] = Slider(0, 1, value=0, step=1, label="Timeline (events folded)", elem_id="ts-timeline")
             with gr.Row():
                 c["prev_phase"] = gr.Button("◀ previous phase", size="sm")
                 c["next_phase"] = gr.Button("next phase ▶", size="sm")

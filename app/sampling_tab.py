@@ -24,6 +24,7 @@ from typing import Any
 import gradio as gr
 
 from app.auth import refuse_server_paths
+from app.controls import Slider
 from app.figures import TOKENS_CSS, token_span
 from app.generate_tab import MODEL_QUEUE, gold_for, gold_markdown, new_pick_state, pick_random_problem
 from app.sampling_figures import (empty_figure, generation_figure, orders_figure, pool_figure, sweep_figure,
@@ -119,7 +120,7 @@ def generate_lab(pool: BackendPool, model: str, question: str, draw: str, temper
     state = {"run": run, "views": (cfg, run.positions)}
     # start at the most uncertain position: where the samplers disagree most
     start = max(run.positions, key=lambda v: v.entropy).position if run.positions else 0
-    slider = gr.Slider(minimum=0, maximum=max(len(gen.tokens) - 1, 0), value=start, step=1)
+    slider = Slider(minimum=0, maximum=max(len(gen.tokens) - 1, 0), value=start, step=1)
     return tokens_html, " · ".join(parts), state, slider
 
 
@@ -254,12 +255,12 @@ def build_sampling_tab(backend, *, problems_path: str | Path | None = None, pool
                 c["open"] = gr.Button("Open-ended prompt", size="sm")
             c["gold"] = gr.Markdown("")
             c["draw"] = gr.Dropdown([(DRAW_LABELS[d], d) for d in DRAWS], value="min_p", label="Draw the generation with")
-            c["temperature"] = gr.Slider(0.05, 3, value=1.0, step=0.05, label="Temperature",
+            c["temperature"] = Slider(0.05, 3, value=1.0, step=0.05, label="Temperature",
                                          info="for drawing and for every view")
             with gr.Row():
-                c["min_p"] = gr.Slider(0.01, 1, value=0.1, step=0.01, label="Min-p p_base")
-                c["top_p"] = gr.Slider(0.01, 1, value=0.9, step=0.01, label="Top-p")
-                c["top_k"] = gr.Slider(1, 200, value=40, step=1, label="Top-k")
+                c["min_p"] = Slider(0.01, 1, value=0.1, step=0.01, label="Min-p p_base")
+                c["top_p"] = Slider(0.01, 1, value=0.9, step=0.01, label="Top-p")
+                c["top_k"] = Slider(1, 200, value=40, step=1, label="Top-k")
             with gr.Row():
                 c["seed"] = gr.Number(0, precision=0, minimum=0, label="Seed")
                 c["max_new_tokens"] = gr.Number(DEFAULT_MAX_NEW_TOKENS, precision=0, minimum=1, label="Max new tokens")
@@ -267,7 +268,7 @@ def build_sampling_tab(backend, *, problems_path: str | Path | None = None, pool
         with gr.Column(scale=3, min_width=420):
             c["summary"] = gr.Markdown("", elem_id="ts-lab-summary")
             c["tokens"] = gr.HTML("", css_template=TOKENS_CSS, elem_id="ts-lab-tokens")
-            c["position"] = gr.Slider(0, 1, value=0, step=1, label="Position (generated token)", elem_id="ts-lab-position")
+            c["position"] = Slider(0, 1, value=0, step=1, label="Position (generated token)", elem_id="ts-lab-position")
             c["pool_plot"] = gr.Plot(label="Pool at this position", elem_id="ts-lab-pool")
             c["position_text"] = gr.Markdown("", elem_id="ts-lab-position-text")
     c["generation_plot"] = gr.Plot(label="Pool size, entropy and p_max per position", elem_id="ts-lab-generation")
@@ -282,7 +283,7 @@ def build_sampling_tab(backend, *, problems_path: str | Path | None = None, pool
     with gr.Accordion("Branch here: resample the rest from this position", open=False):
         with gr.Row():
             c["branch_draw"] = gr.Dropdown([(DRAW_LABELS[d], d) for d in DRAWS], value="plain", label="Branch with")
-            c["branch_temperature"] = gr.Slider(0.05, 3, value=1.5, step=0.05, label="Branch temperature")
+            c["branch_temperature"] = Slider(0.05, 3, value=1.5, step=0.05, label="Branch temperature")
             c["branch_seed"] = gr.Number(1, precision=0, minimum=0, label="Branch seed")
             c["branch"] = gr.Button("Branch here", elem_id="ts-lab-branch")
         c["branch_view"] = gr.HTML("", css_template=TOKENS_CSS, elem_id="ts-lab-branch-view")

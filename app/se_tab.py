@@ -28,6 +28,7 @@ import gradio as gr
 import plotly.graph_objects as go
 
 from app.auth import refuse_server_paths, user_store, with_request
+from app.controls import Slider
 from app.generate_tab import MODEL_QUEUE, gold_for, gold_markdown, new_pick_state, pick_random_problem
 from app.mcts_tab import Recording, RunControl, checked_seed, stop_search
 from engine import events as E
@@ -296,8 +297,8 @@ def build_se_tab(backend, store, *, problems_path: str | Path | None = None,
                                    value="sugar", label="Method")
             with gr.Accordion("Settings", open=False):
                 with gr.Row():
-                    c["samples"] = gr.Slider(2, 20, value=10, step=1, label="Samples N")
-                    c["temperature"] = gr.Slider(0.1, 2, value=1.0, step=0.05, label="Temperature")
+                    c["samples"] = Slider(2, 20, value=10, step=1, label="Samples N")
+                    c["temperature"] = Slider(0.1, 2, value=1.0, step=0.05, label="Temperature")
                 c["judge"] = gr.Radio(list(JUDGES), value="auto", label="Equivalence judge (auto: math for the "
                                       "reasoning model, NLI when a model is named, else the language model)")
                 c["nli_model"] = gr.Textbox(label="NLI model (hub id or folder, e.g. microsoft/deberta-large-mnli)")
@@ -308,7 +309,7 @@ def build_se_tab(backend, store, *, problems_path: str | Path | None = None,
                     c["high"] = gr.Number(0.5, label="high threshold (at or above: multi-step)")
                 c["policy"] = gr.Radio(list(POLICIES), value="adaptive", label="Policy (always/never: baselines)")
                 with gr.Row():
-                    c["passages"] = gr.Slider(1, 10, value=3, step=1, label="Passages per retrieval")
+                    c["passages"] = Slider(1, 10, value=3, step=1, label="Passages per retrieval")
                     c["seed"] = gr.Number(0, precision=0, minimum=0, label="Seed")
                 c["corpus"] = gr.Textbox(label="Your corpus folder (.txt / .jsonl), searched with the shipped one")
             with gr.Row():

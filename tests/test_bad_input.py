@@ -11,6 +11,7 @@ import math
 import os
 import shutil
 import sqlite3
+import re
 import subprocess
 import sys
 import time
@@ -329,6 +330,18 @@ def test_search_callback_turns_raw_nan_and_a_read_only_store_into_gr_errors(tiny
         (tmp_path / "runs.db").chmod(0o644)
 
 
+def test_app_sliders_name_the_setting_and_its_range_for_any_bad_api_value():
+    from app.controls import Slider
+    slider = Slider(1, 200, value=16, step=1, label="Rollouts (MCTS)")
+    assert slider.get_block_name() == "slider"                 # drawn by Gradio's own slider
+    assert slider.preprocess(16) == 16 and slider.preprocess(200.0) == 200
+    for bad, needle in [(None, "must be a number from 1 to 200, got None"), ("7", "a number from 1 to 200, got '7'"),
+                        (True, "a number from 1 to 200, got True"), (math.inf, "a number from 1 to 200, got inf"),
+                        (0, "must be from 1 to 200, got 0"), (201, "must be from 1 to 200, got 201")]:
+        with pytest.raises(gr.Error, match=re.escape(needle)):
+            slider.preprocess(bad)
+
+
 @pytest.mark.slow
 def test_the_served_api_answers_bad_input_with_a_message_and_keeps_serving(tiny_backend, tmp_path):
     from gradio_client import Client
@@ -346,9 +359,13 @@ def test_the_served_api_answers_bad_input_with_a_message_and_keeps_serving(tiny_
             (lambda: gen("  "), "the question is empty"),
             (lambda: gen("x" * 100_000), "the limit is 20,000"),
             (lambda: client.predict(question=QUESTION, method="mcts", rollouts=-3, api_name="/run_search"),
-             "less than minimum value"),
+             re.escape("Rollouts (MCTS) must be from 1 to 200, got -3")),
             (lambda: client.predict(question=QUESTION, method="mcts", rollouts=1e12, api_name="/run_search"),
-             "greater than maximum value"),
+             re.escape("Rollouts (MCTS) must be from 1 to 200, got 1000000000000.0")),
+            (lambda: client.predict(question=QUESTION, method="mcts", rollouts=None, api_name="/run_search"),
+             re.escape("Rollouts (MCTS) must be a number from 1 to 200, got None")),
+            (lambda: client.predict(question=QUESTION, method="mcts", c="lots", api_name="/run_search"),
+             re.escape("Exploration c (UCT) must be a number from 0 to 5, got 'lots'")),
             (lambda: gen(QUESTION, top_k=2.5), "top_k must be a whole number"),
         ]:
             with pytest.raises(Exception, match=needle):

@@ -1,0 +1,33 @@
+"""Form controls that check what arrives through the Gradio API before a callback runs.
+
+Gradio's own `gr.Slider.preprocess` compares the value with its bounds, so a client that sends
+None or text for a slider gets Gradio's generic "the upstream Gradio app has raised an
+exception" (a TypeError inside Gradio), and one out of range gets "Value 5000 is greater than
+maximum value 200." with no word of which setting. `Slider` refuses both with a `gr.Error` that
+names the setting by its label and says the range, the way `engine.inputs.whole` does for the
+callbacks. In the browser nothing changes: the page cannot send such values, and the component
+is drawn by Gradio's own slider (``is_template``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import gradio as gr
+
+
+class Slider(gr.Slider):
+    """`gr.Slider` whose API input must be a finite number within its bounds."""
+
+    is_template = True          # the page draws it with Gradio's slider
+
+    def preprocess(self, payload):
+        name = self.label or "a slider"
+        lo, hi = self.minimum, self.maximum
+        number = isinstance(payload, (int, float)) and not isinstance(payload, bool) and math.isfinite(payload)
+        if not number or not lo <= payload <= hi:
+            shown = repr(payload)
+            shown = shown if len(shown) <= 40 else shown[:37] + "..."
+            kind = "must be a number from" if not number else "must be from"
+            raise gr.Error(f"{name} {kind} {lo:g} to {hi:g}, got {shown}", print_exception=False)
+        return super().preprocess(payload)
