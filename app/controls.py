@@ -7,6 +7,10 @@ maximum value 200." with no word of which setting. `Slider` refuses both with a 
 names the setting by its label and says the range, the way `engine.inputs.whole` does for the
 callbacks. In the browser nothing changes: the page cannot send such values, and the component
 is drawn by Gradio's own slider (``is_template``).
+
+Gradio writes a type stub, app/controls.pyi, next to any module that defines a component
+class, when the module is first imported (and leaves it alone while it matches). The stub is
+kept in git so that a checkout stays clean; it repeats this file with Gradio's event methods.
 """
 
 from __future__ import annotations
