@@ -253,13 +253,13 @@ def cmd_eval(args) -> int:
     cls = EvalConfig if args.method in BATCHED else METHODS[args.method].config
     cfg = config_from_args(cls, args, args.method)
     events = tuple(args.events) if args.events else None
-    eval_problems(args.method, args.tier, args.n, fresh=args.fresh, events=events)   # fail fast, before the model loads
+    problems = eval_problems(args.method, args.tier, args.n, fresh=args.fresh, events=events)   # before the model loads
     backend = _load(args)
     from engine.progress import progress
     from engine.evaluate import QA_METHODS
     with progress(args.n, f"{args.method} {'velmora' if args.method in QA_METHODS else args.tier}") as bar:
         summary = run_eval(backend, args.method, args.tier, args.n, args.seed, cfg, progress=bar.update,
-                           fresh=args.fresh, events=events)
+                           fresh=args.fresh, events=events, problems=problems)
     if not args.details:
         summary.pop("results")
     if args.json:

@@ -284,8 +284,12 @@ def semantic_entropy_summary(method: str, results: list[ProblemResult]) -> dict:
 
 def run_eval(backend, method: str, tier: str, n: int, seed: int, cfg: EvalConfig,
              progress: Callable[[int], None] = lambda k: None, problems_path: Path = HELDOUT,
-             fresh: int | None = None, events: tuple[int, int] | None = None) -> dict:
-    problems = eval_problems(method, tier, n, problems_path, fresh, events)
+             fresh: int | None = None, events: tuple[int, int] | None = None,
+             problems: list[Problem] | None = None) -> dict:
+    """Run ``method`` over the problems `eval_problems` picks (or ``problems``, already picked
+    by it) and summarise: the JSON keys of `thoughtscope eval`."""
+    if problems is None:
+        problems = eval_problems(method, tier, n, problems_path, fresh, events)
     t0 = time.perf_counter()
     results = EVAL_METHODS[method](backend, problems, cfg, seed, progress)
     wall = time.perf_counter() - t0
