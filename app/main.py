@@ -259,7 +259,7 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 7860, db: str | None 
     db_files = [store.path, *(store.path.with_name(store.path.name + x) for x in ("-wal", "-shm"))]
     _, url, _ = launch_app(demo, host, port, users=users, queue_size=queue_size, ssl_certfile=ssl_certfile,
                            ssl_keyfile=ssl_keyfile, blocked_paths=[*db_files, *([auth] if auth else [])])
-    who = f" for {len(users)} users of {users.path}" if users is not None else ""
+    who = f" for {len(users)} user{'s' * (len(users) != 1)} of {users.path}" if users is not None else ""
     who += f"; each search stops after {run_limit_s:g} s" if run_limit_s else ""
     print(f"ThoughtScope is running at {url} with {backend.info.describe()}{who} (Ctrl+C to stop)",
           flush=True)
