@@ -9,8 +9,8 @@ callbacks. In the browser nothing changes: the page cannot send such values, and
 is drawn by Gradio's own slider (``is_template``).
 
 Gradio writes a type stub, app/controls.pyi, next to any module that defines a component
-class, when the module is first imported (and leaves it alone while it matches). The stub is
-kept in git so that a checkout stays clean; it repeats this file with Gradio's event methods.
+class, when the module is first imported (quietly skipped where the folder is read-only). It is
+generated, so .gitignore leaves it out.
 """
 
 from __future__ import annotations
