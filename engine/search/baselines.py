@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from typing import Callable, Iterator
 
 from engine import events as E
-from engine.sampling import GREEDY
 from engine.models.base import Stopped
+from engine.sampling import GREEDY
 from engine.search.common import (SampledConfig, MAX_STEP_TOKENS, Step, StepProposer, TokenCounter, backprop_event,
                                   check_field as _check, is_whole as _int, majority_answer, node_event,
                                   normalize_gold)

@@ -33,9 +33,9 @@ from dataclasses import dataclass
 from typing import Callable, Iterator
 
 from engine import events as E
+from engine.models.base import Stopped
 from engine.sampling import GREEDY
 from engine.scoring import leco as S
-from engine.models.base import Stopped
 from engine.search.common import (SampledConfig, Step, StepProposer, TokenCounter, backprop_event, check_field as _check,
                                   is_whole as _int, node_event, normalize_gold)
 from engine.steps import answers_equal

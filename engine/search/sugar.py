@@ -33,10 +33,10 @@ from dataclasses import dataclass
 from typing import Callable, Iterator
 
 from engine import events as E
+from engine.models.base import StopSpec, Stopped, stop_if
 from engine.retrieval import build_index, qa_correct
 from engine.sampling import GREEDY, SamplingConfig
 from engine.scoring import semantic_entropy as S
-from engine.models.base import StopSpec, Stopped, stop_if
 from engine.search.common import (SampledConfig, MAX_SOLUTION_TOKENS, TokenCounter, check_field as _check,
                                   is_whole as _int, majority_answer, normalize_gold)
 from engine.steps import answers_equal, extract_answer
