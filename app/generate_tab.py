@@ -175,7 +175,7 @@ class RunControl:
 
     def limit_note(self) -> str:
         """The progress line's note after a run that the limit stopped, else empty."""
-        return f" · {self.limit_reason()} (kept what it found)" if self._hit_limit else ""
+        return f" · {self.limit_reason()} (kept what it found)" if self.timed_out() else ""
 
 
 def run_generation(backend, question: str, temperature: float, top_k: float, top_p: float,

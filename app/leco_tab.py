@@ -259,7 +259,8 @@ def run_leco(backend, store, question: str, picked: dict | None, max_rounds, low
             last = now
             yield (*view_outputs(rec.events), f"LECO: round {ev.round} answered {ev.answer}…",
                    {"session_id": rec.sid, "events": rec.events})
-    yield (*view_outputs(rec.events), f"LECO done · session `{rec.sid}`" + control.limit_note(),
+    status = rec.finished.status if rec.finished else "done"
+    yield (*view_outputs(rec.events), f"LECO {status} · session `{rec.sid}`" + control.limit_note(),
            {"session_id": rec.sid, "events": rec.events})
 
 
