@@ -178,6 +178,15 @@ class RunControl:
         return f" · {self.limit_reason()} (kept what it found)" if self.timed_out() else ""
 
 
+def limit_hint(run_limit_s: float | None, tab: str) -> gr.Markdown | None:
+    """Under a tab's Run button on a server with a run limit: a line that says so before anyone
+    runs (None where there is no limit)."""
+    if not run_limit_s:
+        return None
+    return gr.Markdown(f"*This server stops each run after {run_limit_s:g} s and keeps what it found by then.*",
+                       elem_id=f"ts-{tab}-limit")
+
+
 def run_generation(backend, question: str, temperature: float, top_k: float, top_p: float,
                    min_p: float, order: str, max_new_tokens: float, seed: float,
                    picked: dict | None = None, control: RunControl | None = None) -> tuple[str, str]:

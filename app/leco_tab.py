@@ -25,7 +25,7 @@ from plotly.subplots import make_subplots
 from app.auth import user_store, with_request
 from app.controls import Slider
 from app.figures import SCALE, TOKENS_CSS, legend_html, token_span
-from app.generate_tab import MODEL_QUEUE, gold_for, new_pick_state, question_picker
+from app.generate_tab import MODEL_QUEUE, gold_for, limit_hint, new_pick_state, question_picker
 from app.mcts_tab import Recording, RunControl, checked_seed
 from app.replay import final_markdown
 from engine import events as E
@@ -312,6 +312,7 @@ def build_leco_tab(backend, store, *, problems_path: str | Path | None = None,
             with gr.Row():
                 c["run"] = gr.Button("Run LECO", variant="primary", elem_id="ts-leco-run")
                 c["stop"] = gr.Button("Stop", variant="stop", elem_id="ts-leco-stop")
+            c["limit_hint"] = limit_hint(run_limit_s, "leco")
             c["progress"] = gr.Markdown("", elem_id="ts-leco-progress")
             c["summary"] = gr.Markdown("", elem_id="ts-leco-summary")
             with gr.Row():

@@ -24,7 +24,7 @@ from app.auth import user_store, with_request
 from app.controls import Slider
 from app.figures import TOKENS_CSS, legend_html, token_span
 from app.node_details import node_details_html, pairs_html
-from app.generate_tab import MODEL_QUEUE, RunControl, gold_for, new_pick_state, question_picker
+from app.generate_tab import MODEL_QUEUE, RunControl, gold_for, limit_hint, new_pick_state, question_picker
 from app.replay import explain, final_markdown, phase_points, progress_markdown, step_to
 from app.rstar_view import discriminator_markdown, discriminator_progress, is_rstar
 from app.rstar_view import node_details_html as rstar_details_html
@@ -354,6 +354,7 @@ def build_mcts_tab(backend, store, *, problems_path: str | Path | None = None,
             with gr.Row():
                 c["run"] = gr.Button("Run", variant="primary", elem_id="ts-search-run")
                 c["stop"] = gr.Button("Stop", variant="stop", elem_id="ts-search-stop")
+            c["limit_hint"] = limit_hint(run_limit_s, "search")
             c["progress"] = gr.Markdown("", elem_id="ts-search-progress")
             c["final"] = gr.Markdown("", elem_id="ts-search-final")
         with gr.Column(scale=3, min_width=420):

@@ -29,7 +29,7 @@ import plotly.graph_objects as go
 
 from app.auth import refuse_server_paths, user_store, with_request
 from app.controls import Slider
-from app.generate_tab import MODEL_QUEUE, gold_for, gold_markdown, new_pick_state, pick_random_problem
+from app.generate_tab import MODEL_QUEUE, gold_for, gold_markdown, limit_hint, new_pick_state, pick_random_problem
 from app.mcts_tab import Recording, RunControl, checked_seed, stop_search
 from engine import events as E
 from engine.demo_model.problems import Problem, load_problems
@@ -315,6 +315,7 @@ def build_se_tab(backend, store, *, problems_path: str | Path | None = None,
             with gr.Row():
                 c["run"] = gr.Button("Run", variant="primary", elem_id="ts-se-run")
                 c["stop"] = gr.Button("Stop", variant="stop", elem_id="ts-se-stop")
+            c["limit_hint"] = limit_hint(run_limit_s, "se")
             c["status"] = gr.Markdown("", elem_id="ts-se-status")
         with gr.Column(scale=3, min_width=420):
             c["mode"] = gr.Radio([("strict (entail both ways — Nature paper default)", "strict"),

@@ -503,6 +503,9 @@ def test_classroom_mode_limits_each_run_by_default_and_the_flag_is_checked(tiny_
     demo = build_app(tiny_backend, multi_user=True, run_limit_s=7.5)
     for tab in ("search", "leco", "se"):                   # each browser session gets a copy with the limit
         assert demo.thoughtscope_tabs[tab]["control"].value.limit_s == 7.5
+        assert "stops each run after 7.5 s" in demo.thoughtscope_tabs[tab]["limit_hint"].value   # said up front
+    plain = build_app(tiny_backend)
+    assert all(plain.thoughtscope_tabs[tab]["limit_hint"] is None for tab in ("search", "leco", "se"))
 
 
 def test_a_run_control_tells_the_limit_from_stop_and_from_a_run_that_ended_by_itself():
