@@ -23,8 +23,8 @@ from typing import Any, Sequence
 
 import gradio as gr
 
-from engine.events import USER_STOP
 from engine.demo_model.problems import TIERS, Problem, load_problems
+from engine.events import USER_STOP
 from engine.evaluate import HELDOUT, SOLUTION_STOP   # SOLUTION_STOP: a solution never starts a new question
 from engine.inputs import MAX_SEED, whole
 from engine.models.base import MAX_NEW_TOKENS_LIMIT, Stopped
@@ -238,7 +238,7 @@ def build_generate_tab(backend, *, problems_path: str | Path | None = None) -> d
         with gr.Column(scale=2, min_width=300):
             with gr.Accordion("Sampling", open=True):
                 c["temperature"] = Slider(0, 2, value=0.0, step=0.05, label="Temperature",
-                                             info="0 = greedy (always the most likely token)")
+                                          info="0 = greedy (always the most likely token)")
                 with gr.Row():
                     c["top_k"] = Slider(0, 100, value=0, step=1, label="Top-k", info="0 = off")
                     c["top_p"] = Slider(0.01, 1, value=1.0, step=0.01, label="Top-p", info="1 = off")

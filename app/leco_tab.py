@@ -301,13 +301,13 @@ def build_leco_tab(backend, store, *, problems_path: str | Path | None = None,
                 with gr.Row():
                     c["max_rounds"] = Slider(1, 10, value=defaults.max_rounds, step=1, label="Max rethink rounds")
                     c["lowest"] = Slider(1, 8, value=defaults.lowest, step=1,
-                                            label="Cut at the earliest of the N least confident steps")
+                                         label="Cut at the earliest of the N least confident steps")
                 c["token_probs"] = gr.Radio(list(PROB_MODES), value=defaults.token_probs,
                                             label="Token probabilities: top5 (official: softmax over the 5 "
                                                   "largest logits) or full vocabulary")
                 with gr.Row():
                     c["temperature"] = Slider(0, 2, value=defaults.temperature, step=0.05,
-                                                 label="Rethink temperature (round 0 is greedy)")
+                                              label="Rethink temperature (round 0 is greedy)")
                     c["seed"] = gr.Number(0, precision=0, minimum=0, label="Seed")
             with gr.Row():
                 c["run"] = gr.Button("Run LECO", variant="primary", elem_id="ts-leco-run")

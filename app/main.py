@@ -236,8 +236,8 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 7860, db: str | None 
     ``auth`` is a users file (classroom mode, docs/classroom.md): a login page, and each user
     sees only their own runs. ``run_limit_s`` caps one search's wall time (0: no cap; default
     CLASSROOM_RUN_LIMIT_S with ``auth``, none without). Raises `AuthFileError` for an unusable
-    users file, `engine.models.base.ModelLoadError` when the model cannot be loaded, `StoreError` for an
-    unusable database and `ServeError` when the port cannot be bound."""
+    users file, `engine.models.base.ModelLoadError` when the model cannot be loaded,
+    `StoreError` for an unusable database and `ServeError` when the port cannot be bound."""
     import sys
     from engine.models.registry import load_backend
     from engine.sample_runs import import_samples

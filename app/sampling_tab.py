@@ -256,7 +256,7 @@ def build_sampling_tab(backend, *, problems_path: str | Path | None = None, pool
             c["gold"] = gr.Markdown("")
             c["draw"] = gr.Dropdown([(DRAW_LABELS[d], d) for d in DRAWS], value="min_p", label="Draw the generation with")
             c["temperature"] = Slider(0.05, 3, value=1.0, step=0.05, label="Temperature",
-                                         info="for drawing and for every view")
+                                      info="for drawing and for every view")
             with gr.Row():
                 c["min_p"] = Slider(0.01, 1, value=0.1, step=0.01, label="Min-p p_base")
                 c["top_p"] = Slider(0.01, 1, value=0.9, step=0.01, label="Top-p")

@@ -293,9 +293,10 @@ def run_eval(backend, method: str, tier: str, n: int, seed: int, cfg: EvalConfig
     t0 = time.perf_counter()
     results = EVAL_METHODS[method](backend, problems, cfg, seed, progress)
     wall = time.perf_counter() - t0
+    source = "held-out" if fresh is None else f"fresh:{fresh}" + (f":events {events[0]}-{events[1]}" if events else "")
     summary = {
         "method": method, "model": backend.info.name, "tier": tier, "n": n, "seed": seed,
-        "problems": "held-out" if fresh is None else f"fresh:{fresh}" + (f":events {events[0]}-{events[1]}" if events else ""),
+        "problems": source,
         "accuracy": round(sum(r.correct for r in results) / n, 4),
         "generated_tokens": sum(r.generated_tokens for r in results),
         "wall_s": round(wall, 2),
