@@ -2,7 +2,8 @@
 
 Every method is a generator of these small, typed, JSON-serialisable events. The UI folds them
 into the tree it draws, the store appends them to SQLite as they happen, replay folds the
-first k of them. Same model, config and seed give the same events, byte for byte
+first k of them. Same model, config and seed give the same events, byte for byte on the same
+machine and library versions (across CPUs, floats within 1e-4: engine/golden.py)
 (`Event.to_json` is canonical: sorted keys, floats rounded).
 
 Node content (text, tokens, logprobs) is written once, in `NodeProposed`; statistics change
