@@ -80,8 +80,10 @@ def pairs_html(tree: Tree, cfg: PairConfig = PairConfig()) -> str:
     rows = "".join(f"<tr><td>{p.parent}</td><td>{p.chosen_node}: <code>{html.escape(p.chosen.strip())}</code></td>"
                    f"<td>{p.q_chosen:.3f}</td><td>{p.rejected_node}: <code>{html.escape(p.rejected.strip())}</code></td>"
                    f"<td>{p.q_rejected:.3f}</td></tr>" for p in pairs)
+    rule = ("that reach a wrong one, the chosen step's best continuation averaging a higher Q"
+            if cfg.selection == "official" else "that reach only wrong ones")
     return (f"<p>{len(pairs)} preference pairs (rStar-Math: among siblings, the top-{cfg.top} Q steps that reach a "
-            f"right answer against the bottom-{cfg.top} that reach only wrong ones; Q margin ≥ {cfg.margin:g}). "
+            f"right answer against the bottom-{cfg.top} {rule}; Q margin ≥ {cfg.margin:g}). "
             "Export them with <code>thoughtscope export-pairs --session ID</code>.</p>"
             "<table><tr><th>after node</th><th>chosen</th><th>Q</th><th>rejected</th><th>Q</th></tr>"
             f"{rows}</table>")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import sys
 
-from engine.pairs import PairConfig, pairs_from_eval, pairs_from_tree, write_jsonl
+from engine.pairs import SELECTIONS, PairConfig, pairs_from_eval, pairs_from_tree, write_jsonl
 
 
 def add_pairs_parser(subparsers, add_model_flags, add_config_flags, number) -> None:
@@ -32,6 +32,10 @@ def add_pairs_parser(subparsers, add_model_flags, add_config_flags, number) -> N
     p.add_argument("--seed", type=number(int, 0, 2**63 - 1, "--seed"), default=0)
     p.add_argument("--margin", type=number(float, 0, 10, "--margin"), default=PairConfig.margin,
                    help=f"keep pairs with q_chosen - q_rejected >= this (default {PairConfig.margin})")
+    p.add_argument("--selection", choices=SELECTIONS, default=PairConfig.selection,
+                   help="official: rStar-Math's rule; strict: negatives reach only wrong answers, endings "
+                        "without an answer count as wrong, no continuation check (docs/code_mcts.md; "
+                        f"default {PairConfig.selection})")
     p.add_argument("--out", "-o", default=None, help="JSONL file (default: stdout)")
     p.add_argument("--json", action="store_true", help="with --out: print the summary as JSON")
     add_model_flags(p)
@@ -41,7 +45,7 @@ def add_pairs_parser(subparsers, add_model_flags, add_config_flags, number) -> N
 def cmd_export_pairs(args, load_backend, config_from_args) -> int:
     from engine.search import METHODS
     from engine.store import Store, default_db_path
-    pair_cfg = PairConfig(margin=args.margin)
+    pair_cfg = PairConfig(margin=args.margin, selection=args.selection)
     if args.session:
         given = [k for k, v in vars(args).items() if k.startswith("cfg_") and v is not None]
         if given:
