@@ -83,6 +83,13 @@ def test_word_cuts_keep_20_to_50_percent_of_the_words():
     assert D.word_cuts(text, 1, 0.3, 0.5)[0][:2] == (0.3, 3)         # one cut: at the low end
 
 
+def test_word_cuts_round_the_product_before_the_ceiling():
+    # 6 ratios from 0.1 to 0.2 of 50 words; 50 * 0.14 is 7.000000000000001 in floats, the rule says 7
+    text = " ".join(["w"] * 50)
+    assert [k for _, k, _, _ in D.word_cuts(text, 6, 0.1, 0.2)] == [5, 6, 7, 8, 9, 10]
+    assert D.word_cuts(text, 1, 0.14, 0.14)[0][1] == 7
+
+
 def test_word_cut_prefix_is_the_start_of_the_trajectory_lines_included():
     text = "Step 1: 6 * 16 = 96\nStep 2: 96 / 2 = 48\nThe answer is 48.\n"
     for _, keep, n, prefix in D.word_cuts(text, 4, 0.2, 0.5):
@@ -148,6 +155,17 @@ def test_scores_are_confidence_plus_survival_as_the_official_code():
     assert [r["winner"] for r in rows] == [False, True, False, False]
 
 
+def test_candidates_without_an_answer_count_in_the_generators_confidence():
+    # 9 trajectories answering 5 and one with no answer line: the official confidence is 0.9, not 1.0,
+    # so the default confident_skip (0.999) does not skip the discriminator
+    rows = [(i + 1, [0, i + 1], f"path {i}", "5", 1.0) for i in range(9)] + [(10, [0, 10], "no answer", None, 0.0)]
+    cands = D.collect_candidates(rows)
+    assert D.answer_confidence(cands, "freq") == pytest.approx({"5": 0.9})
+    assert D.answer_confidence(cands, "reward") == pytest.approx({"5": 0.9})
+    assert max(D.answer_confidence(cands).values()) < R.RStarConfig().confident_skip
+    assert D.answer_confidence([c for c in cands if c.answer is None]) == {}
+
+
 def test_by_frequency_the_same_candidates_choose_the_other_answer():
     # score_by freq: confidence 5 -> 2/3, 7 -> 1/3; scores 5 -> 4/3, 7 -> 4/3: a tie goes to the first seen
     rows, winner, _ = D.choose_winner(_cands(), {0: True, 1: True, 2: False}, score_by="freq")
@@ -155,8 +173,8 @@ def test_by_frequency_the_same_candidates_choose_the_other_answer():
 
 
 def test_no_consistent_candidate_falls_back_to_the_generators_best():
-    # generator confidence over answered (freq 4): 5 -> (1.5 + 0.4)/4 = 0.475, 7 -> 0.225
-    assert D.answer_confidence(_cands()) == pytest.approx({"5": 0.475, "7": 0.225})
+    # generator confidence over every candidate (freq 5, D has no answer): 5 -> (1.5 + 0.4)/5, 7 -> 0.9/5
+    assert D.answer_confidence(_cands()) == pytest.approx({"5": 0.38, "7": 0.18})
     rows, winner, reason = D.choose_winner(_cands(), {0: False, 1: False, 2: False})
     assert winner == 0 and "generator" in reason
     assert D.choose_winner(_cands(), {0: True})[1:] == (0, "the only mutually consistent candidate")

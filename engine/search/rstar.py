@@ -287,7 +287,7 @@ def _discriminate(question, cands, backend, disc_backend, config: RStarConfig, r
                   emit) -> Iterator[E.Event]:
     """The discriminator's events: candidates, cuts, completions, verdicts, the table."""
     answered = [c for c in cands if c.answer is not None]
-    conf = D.answer_confidence(answered, config.score_by)
+    conf = D.answer_confidence(cands, config.score_by)     # no-answer candidates count in the total
     gen_answer = D.best_answer(conf)
     skipped = ""
     if not config.discriminate:

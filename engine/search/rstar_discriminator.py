@@ -29,7 +29,9 @@ from engine.steps import answers_equal, extract_answer
 CUT_MODES = ("words", "steps")
 CONSISTENCY_RULES = ("mid", "loose", "strict", "maj")   # the official rc_mode values
 SCORE_BY = ("reward", "freq")                           # the official rc_criteria values
-RATIO_DIGITS = 9            # 0.2 + 1 * 0.1 is 0.30000000000000004 in floats; ceil would keep a word too many
+# 50 * 0.14 is 7.000000000000001 in floats: ceil of the raw product keeps a word more than the
+# rule's ceil(50 * 14 %) = 7. Ratios and products are rounded to this many decimals first.
+RATIO_DIGITS = 9
 
 
 @dataclass
@@ -54,13 +56,14 @@ def word_cuts(text: str, cuts: int, low: float, high: float) -> list[tuple[float
 
     Words are the text split at single spaces, as the official code splits them, so the prefix
     joined back is exactly the start of the text. ``word_cuts("a b c d e f g h i j", 4, .2, .5)``
-    keeps 2, 3, 4 and 5 words."""
+    keeps 2, 3, 4 and 5 words. Words kept = ⌈words · ratio⌉, the product rounded to
+    ``RATIO_DIGITS`` decimals before the ceiling so float noise never adds a word."""
     words = text.split(" ")
     step = 0.0 if cuts == 1 else (high - low) / (cuts - 1)
     out = []
     for i in range(cuts):
         ratio = round(low + i * step, RATIO_DIGITS)
-        keep = math.ceil(len(words) * ratio)
+        keep = math.ceil(round(len(words) * ratio, RATIO_DIGITS))
         out.append((ratio, keep, len(words), " ".join(words[:keep])))
     return out
 
@@ -136,10 +139,14 @@ def answer_groups(cands: Sequence[Candidate]) -> dict[str, list[Candidate]]:
 
 
 def answer_confidence(cands: Sequence[Candidate], score_by: str = "reward") -> dict[str, float]:
-    """answer -> (summed reward, or frequency, of its candidates) / (total frequency)."""
+    """answer -> (summed reward, or frequency, of its candidates) / (total frequency of ``cands``).
+
+    Candidates with no answer have no entry but count in the total, as the official
+    ``group_candidates_by_answer`` divides by every candidate's frequency: 9 candidates saying 5
+    and 1 saying nothing give 5 a frequency confidence of 0.9, not 1.0."""
     groups = answer_groups(cands)
-    total = sum(c.freq for g in groups.values() for c in g)
-    if not total:
+    total = sum(c.freq for c in cands)
+    if not groups or not total:
         return {}
     return {a: sum(c.reward if score_by == "reward" else c.freq for c in g) / total for a, g in groups.items()}
 
@@ -164,7 +171,7 @@ def choose_winner(cands: Sequence[Candidate], consistent: dict[int, bool] | None
     with several consistent candidates none of which is right, fall back to the generator's
     best — what the official script does when it knows the gold answer."""
     answered = [c for c in cands if c.answer is not None]
-    gen_conf = answer_confidence(answered, score_by)
+    gen_conf = answer_confidence(cands, score_by)
     gen_best = first_with(answered, best_answer(gen_conf))
     rows = [{"candidate": c.candidate, "node": c.node, "answer": c.answer, "freq": c.freq, "reward": c.reward,
              "consistent": None if consistent is None or c.answer is None else consistent.get(c.candidate, False),
