@@ -143,7 +143,10 @@ def heatmap_figure(events: list[E.Event]) -> go.Figure | None:
     height = 150 + 36 * max(len(r["scores"].steps) for r in rs)
     fig.update_layout(height=height, margin=dict(l=10, r=10, t=80, b=10),
                       title=dict(text=f"Step confidence = avg + trans − div &nbsp; ({rs[0]['scores'].mode} "
-                                      f"probabilities; {CUT_MARK} = cut, · = may not be cut)", font=dict(size=13)))
+                                      f"probabilities of the written token; {CUT_MARK} = cut, · = may not be cut)"
+                                      "<br><sup>official LECO scores the top-1 token's share instead: the same under "
+                                      "greedy decoding, not in sampled rethinks (docs/leco.md)</sup>",
+                                 font=dict(size=13)))
     return fig
 
 

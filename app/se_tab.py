@@ -180,7 +180,9 @@ def numbers_markdown(view: dict, route_on: str) -> str:
             for e in ESTIMATORS]
     k = len(c.clusters)
     out = [f"**{n} samples, {k} cluster{'s' if k != 1 else ''} ({c.mode})** — entropies in nats (max for {n} "
-           f"clusters: ln {n} = {math.log(n):.3f}); per-answer log-likelihood: {ent.loglik} token logprob.",
+           f"clusters: ln {n} = {math.log(n):.3f}); per-answer log-likelihood: {ent.loglik} token logprob under "
+           "the model's own distribution (the reference code: under the sampling distribution, after temperature "
+           "and top-k 50; docs/semantic_entropy.md).",
            "", "| estimator | value |", "| --- | --- |", *rows]
     if c.judge_note:
         out += ["", f"Judge: {c.judge_note}."]

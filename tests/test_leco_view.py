@@ -41,6 +41,7 @@ def test_a_run_draws_every_round_marks_the_cut_and_is_stored(default_backend, st
     assert "round 0 → round 1" in diff
     assert "Answer" in summary and "gold 47" in summary or "✓ correct" in summary
     assert "sampled" in summary                                   # the deviation is said in the UI
+    assert "written token" in fig.layout.title.text and "top-1 token" in fig.layout.title.text   # whose probability
     again = L.open_leco(store, view["session_id"][:8])
     assert again[0].to_json() == fig.to_json() and again[1] == steps and again[2] == diff
 

@@ -44,6 +44,7 @@ def test_a_run_shows_clusters_numbers_routing_and_is_stored(default_backend, sto
     for e in ("discrete", "likelihood-weighted", "Monte-Carlo", "naive"):
         assert e in numbers
     assert "Judge:" in numbers and "math-verify" in numbers
+    assert "model's own distribution" in numbers and "top-k 50" in numbers    # the reference's differs: said
     routed = next(e for e in events if isinstance(e, E.RetrievalRouted))
     assert T.DECISION_WORDS[routed.decision] in bar.layout.title.text
     assert "Answer without retrieval" in retrieval and "Answer with retrieval" in retrieval
