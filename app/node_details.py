@@ -2,8 +2,9 @@
 
 Code-verified MCTS: the step's code, its output or error, pass/fail, the claim check and the
 cumulative program that ran. SRA-MCTS: the reflection written at the node, its 0–10
-self-evaluation (and whether the model's output held a score at all), and the last simulation
-from it. Pure functions from a folded tree to HTML; no Gradio here.
+self-evaluation (and whether the model's output held a score at all), the last simulation
+from it, and what a summary node is (the greedy completion written after an early stop).
+Pure functions from a folded tree to HTML; no Gradio here.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import html
 
 from engine.pairs import PairConfig, pairs_from_tree
+from engine.search.sra_mcts import SUMMARY_ACTION
 from engine.tree import Tree
 
 EMBEDDED_SRA_NOTE = ("The embedded model was never trained to reflect or to score steps: its reflections and "
@@ -60,6 +62,11 @@ def sra_html(tree: Tree, nid: int) -> str:
         parts.append(f"<p><b>Simulation</b>: V {r['value_before']:g} → {r['value_after']:g} "
                      f"= (1 − {r['alpha']:g})·{r['value_before']:g} + {r['alpha']:g}·{r['best']:g}</p>"
                      + (f"<ul>{steps}</ul>" if steps else ""))
+    if n.action == SUMMARY_ACTION and tree.run is not None and tree.run.method == "sra-mcts":
+        parts.append(f"<p><b>Summary</b>: the search stopped at node {n.parent} (V ≥ end_gate) before an answer "
+                     "was stated; this is one greedy completion of the solution from there, and the run's "
+                     "answer is read from it (SRA's summary step, written as a continuation rather than with "
+                     "SRA's prompt).</p>")
     if parts and tree.run is not None and tree.run.method == "sra-mcts" and tree.run.model == "arith-llama-3m":
         parts.append(f"<p><small>{EMBEDDED_SRA_NOTE}</small></p>")
     return "".join(parts)

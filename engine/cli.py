@@ -92,9 +92,9 @@ def _add_config_flags(p: argparse.ArgumentParser, config_classes) -> None:
                     bool: _boolean(f"--{f.name.replace('_', '-')}")}.get(kind, str)
             from engine.search.common import ANSWER_RULES, REWARD_SOURCES
             from engine.search.code_mcts import CHECKS
-            from engine.search.sra_mcts import REFLECTIONS, SELF_EVALS
+            from engine.search.sra_mcts import EARLY_STOPS, REFLECTIONS, SELF_EVALS
             choices = {"reward": REWARD_SOURCES, "final_rule": ANSWER_RULES, "check": CHECKS,
-                       "self_eval": SELF_EVALS, "reflection": REFLECTIONS}.get(f.name)
+                       "self_eval": SELF_EVALS, "reflection": REFLECTIONS, "early_stop": EARLY_STOPS}.get(f.name)
             p.add_argument(f"--{f.name.replace('_', '-')}", dest=f"cfg_{f.name}", type=conv, default=None,
                            choices=choices, metavar=None if choices else f.name.upper(),
                            help=f"default {f.default}")

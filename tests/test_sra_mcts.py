@@ -1,6 +1,7 @@
 """SRA-MCTS: self-evaluation and reflection parsing (malformed outputs fall back clearly), the
 UCB variant, value blending, the visit-weighted backup, reflection-guided proposals, the early
-stop, and replay.
+stop (at any node, with a summary, or only at an answer), merged duplicate proposals, and
+replay.
 
 Search-logic tests use `SRAScriptBackend`, a stand-in that answers the three prompt kinds
 (reflection, step, score) from a script (allowed for search logic only).
@@ -23,19 +24,22 @@ QUESTION = "Mia has 23 apples. She buys 14 more. How many apples does she have?"
 
 
 class SRAScriptBackend(ScriptBackend):
-    def __init__(self, score=lambda step: " 8", reflection=" add the apples"):
+    def __init__(self, score=lambda step: " 8", reflection=" add the apples", first=None):
         super().__init__()
-        self.score, self.reflection = score, reflection
+        self.score, self.reflection, self.first = score, reflection, first
+        self.temperatures: list[tuple[str, float]] = []
 
     def reply(self, i, prompt, prompts, sampling, stop, seed):
         rng = random.Random(f"{seed}:{i}")
+        self.temperatures.append((prompt, sampling.temperature))
         if prompt.endswith("Analysis:"):
             text = self.reflection
         elif prompt.endswith("Score:"):
             text = self.score(prompt.rsplit("\n", 2)[-2])
         else:
             depth = len(re.findall(r"^Step \d+:.*\n", prompt, flags=re.M))
-            text = (f" v{rng.randint(1, 3)}\n" if depth < 1 else f" The answer is {rng.choice(['37', '36'])}.\n")
+            first = self.first() if self.first else f" v{rng.randint(1, 3)}\n"
+            text = first if depth < 1 else f" The answer is {rng.choice(['37', '36'])}.\n"
         return word_generation(text, prompt, lambda j: -0.1 * (j + 1))
 
 
@@ -44,7 +48,9 @@ class SRAScriptBackend(ScriptBackend):
     ("The step is fine. score：9", (9.0, True)),
     (" 7", (7.0, True)),                     # the model continued after our "Score:"
     ("7/10", (7.0, True)),
-    ("6.5.", (6.5, True)),
+    ("6.5.", (6.0, True)),                   # the integer digits, as the official code reads them
+    ("Score: 7.9", (7.0, True)),
+    ("score: 9.99 out of 10", (9.0, True)),
     ("Score: 42", (10.0, True)),             # clamped to [0, 10]
     ("", (5.0, False)),                      # the official code's fallback, marked unparsed
     (None, (5.0, False)),
@@ -127,6 +133,51 @@ def test_a_good_enough_answer_ends_the_search_early():
     tree = Tree.fold(events)
     assert len(iterations) < 30 and tree.final.answer in ("36", "37")
     assert tree[tree.final.path[-1]].terminal and tree.final.rule == "highest_value"
+
+
+def test_any_node_reaching_end_gate_ends_the_search_and_a_greedy_summary_writes_the_answer():
+    backend = SRAScriptBackend(score=lambda step: " 10")
+    events = list(run(QUESTION, backend, config=SRAConfig(rollouts=30, children=1), seed=0, gold="37"))
+    tree = Tree.fold(events)
+    # iteration 1 expands the root (its one child scores 10); iteration 2 selects that child,
+    # a step without an answer, and stops there, as the official isTerminal does (V >= 8.8)
+    assert sum(isinstance(ev, E.IterationStarted) for ev in events) == 2
+    summary = tree[tree.final.path[-1]]
+    stopped = tree[summary.parent]
+    assert summary.action == "summary" and summary.terminal and summary.visits == 0
+    assert not stopped.terminal and stopped.answer is None and stopped.parent == 0
+    assert tree.final.answer == summary.answer in ("36", "37")
+    assert summary.correct == (summary.answer == "37") and tree.final.correct == summary.correct
+    # the summary is one greedy completion of the solution from the stopped node
+    prompt, temperature = backend.temperatures[-1]
+    assert prompt == tree[0].text + tree.path_text(stopped.id) and temperature == 0.0
+    assert [E.loads(ev.dumps()) for ev in events] == events
+
+
+def test_early_stop_answered_keeps_the_earlier_rule():
+    backend = SRAScriptBackend(score=lambda step: " 10")
+    events = list(run(QUESTION, backend, config=SRAConfig(rollouts=30, children=1, early_stop="answered"), seed=0,
+                      gold="37"))
+    tree = Tree.fold(events)
+    assert sum(isinstance(ev, E.IterationStarted) for ev in events) > 2
+    assert not any(n.action == "summary" for n in tree.nodes)
+    last = tree[tree.final.path[-1]]
+    assert last.action == "step" and last.terminal and last.answer == tree.final.answer
+    with pytest.raises(ValueError, match=r"early_stop must be one of \('any', 'answered'\), got 'never'"):
+        SRAConfig(early_stop="never")
+
+
+def test_a_repeated_proposal_is_merged_into_its_earlier_sibling():
+    # every first step the model proposes reads "Step 1: v1" (once with a trailing space)
+    texts = iter([" v1\n", " v1 \n", " v1\n"] * 20)
+    backend = SRAScriptBackend(first=lambda: next(texts))
+    events = list(run(QUESTION, backend, config=SRAConfig(rollouts=1, children=3), seed=0, gold="37"))
+    tree = Tree.fold(events)
+    expanded = next(ev for ev in events if isinstance(ev, E.Expanded) and ev.node == 0)
+    assert len(expanded.children) == 1 and tree[0].children == expanded.children
+    # the merged proposals are not scored either
+    assert sum(isinstance(ev, E.SelfEvaluated) for ev in events) == 1
+    assert sum(bool(re.search(r"Step 1:[^\n]*\nScore:$", p)) for p in backend.prompts) == 1
 
 
 def test_confidence_self_evaluation_is_ten_times_the_mean_token_probability():

@@ -6,11 +6,18 @@ One iteration, following the official code (github.com/yuanye1010/SRA-MCTS, MCTS
 
 1. select — from the root, while the node is expanded, take the child with the highest
    ``V + c · √(2 · ln N_parent / N)`` (unvisited: ``V + inf_bonus``; ties at random, seeded);
-   stop early when the node reached is an answer with ``V ≥ end_gate``;
+   the search ends when the node reached has ``V ≥ end_gate`` (the official ``isTerminal``),
+   whether or not it states an answer. If it states none, one greedy completion of the
+   solution from that node (the official summary step) is added as a terminal child with
+   action ``summary``, and the final answer is read from it. ``early_stop="answered"`` is this
+   module's earlier rule: only a terminal that states an answer ends the search, no summary;
 2. reflect — the model writes a short analysis of the path (``<end>`` when it is solved; a
    path that states the answer ends without asking, as in the official code);
-3. expand — ``children`` next steps, each prompted with the reflection; each gets the
-   model's 0–10 self-evaluation as its value V;
+3. expand — ``children`` next steps, each prompted with the reflection; a proposal whose
+   text (stripped) equals an earlier sibling's is merged into it, as the official code keys
+   children by their text: no node is made for it and it is not scored, so a node may get
+   fewer than ``children`` children; each child gets the model's 0–10 self-evaluation as its
+   value V;
 4. simulate — from the best child, reflect again and sample ``roll_branch`` next steps, score
    them, and blend: ``V ← (1 − α) · V + α · max(scores)``; the rollout steps are not kept as
    nodes (as in the official code), but shown in the event;
@@ -19,17 +26,22 @@ One iteration, following the official code (github.com/yuanye1010/SRA-MCTS, MCTS
 
 Constants (defaults) from the official code's ``MCTS_Task``: c = 0.5 (exploration_constant),
 inf_bonus = 8 (inf), α = 0.5 (alpha), end_gate = 8.8, children = 3 (branch), roll_branch = 2,
-one roll-forward step, scores clamped to [0, 10], an unparsable score counts as 5.
+one roll-forward step; a score is the integer digits after ``Score:`` (7.9 reads as 7), clamped
+to [0, 10], and an unparsable score counts as 5.
 
 Deliberate differences (docs/code_mcts.md): prompts are continuations of the solution
 (``Analysis:`` / ``Score:`` after the path), not SRA's instruction prompts, so a small
 non-chat model can follow them; ``self_eval="confidence"`` replaces the model's written score
 with 10 × the step's mean token probability for models that cannot score themselves; the
-final answer is the answered node with the highest V (SRA returns the highest-V node even
-when it has no answer). ``reflection="simple"`` is the official code's other mode: reflections
-only end a path and do not guide the children. **The embedded model was never trained to reflect or to score steps:
-its reflections and scores are whatever it writes after ``Analysis:`` / ``Score:``, shown as
-is, not a working self-evaluation.**
+final answer, when no node reached end_gate, is the answered node with the highest V (SRA
+returns the highest-V node even when it has no answer); the summary step is a greedy
+continuation of the solution in the same format, not a summary prompt (SRA's own code returns
+the solution text as its summary and has an LLM judge it; ReST-MCTS*, which it builds on,
+writes the summary with one more model call, as here). ``reflection="simple"`` is the
+official code's other mode: reflections only end a path and do not guide the children.
+**The embedded model was never trained to reflect or to score steps: its reflections and
+scores are whatever it writes after ``Analysis:`` / ``Score:``, shown as is, not a working
+self-evaluation.**
 
 Tree statistics: a node's V (0–10) is shown as Q = V / 10 (value = Q · visits), so the tree's
 colours share the other methods' scale; the events keep V on SRA's scale.
@@ -50,11 +62,14 @@ from engine.models.base import StopSpec, Stopped, stop_if
 from engine.search.common import (SampledConfig, MAX_STEP_TOKENS, Step, StepProposer, TokenCounter, check_field as _check,
                                   is_whole as _int, majority_answer, node_event, normalize_gold, split_generation)
 from engine.demo_model.formats import STEP_DELIMITER
+from engine.sampling import GREEDY
 from engine.steps import answers_equal, extract_answer
 from engine.tree import Tree
 
 SELF_EVALS = ("prompt", "confidence")
 REFLECTIONS = ("common", "simple")   # the official code's use_reflection modes
+EARLY_STOPS = ("any", "answered")    # official: any node with V >= end_gate; earlier: only an answer
+SUMMARY_ACTION = "summary"           # the greedy completion that writes the answer after an early stop
 CONTINUE = "<continue>"
 SCORE_LOW, SCORE_HIGH = 0.0, 10.0
 SCORE_FALLBACK = 5.0            # the official code's value when no score can be read
@@ -63,8 +78,9 @@ ANALYSIS_LABEL = "Analysis:"
 SCORE_LABEL = "Score:"
 REFLECTION_TOKENS = 48
 SCORE_TOKENS = 8
-_SCORE = re.compile(r"[Ss]core\s*[:：]\s*(\d+(?:\.\d+)?)")
-_BARE_SCORE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:/\s*10)?\s*\.?\s*$")   # " 7", "7/10", "7."
+# group 1 is the integer digits only: the official reads "Score: 7.9" as 7
+_SCORE = re.compile(r"[Ss]core\s*[:：]\s*(\d+)(?:\.\d+)?")
+_BARE_SCORE = re.compile(r"^\s*(\d+)(?:\.\d+)?\s*(?:/\s*10)?\s*\.?\s*$")   # " 7", "7/10", "7.", "6.5"
 
 
 @dataclass(frozen=True)
@@ -74,7 +90,8 @@ class SRAConfig(SampledConfig):
     c: float = 0.5                  # exploration_constant
     inf_bonus: float = 8.0          # inf: an unvisited child's bonus
     alpha: float = 0.5              # value blending with the rollout's best score
-    end_gate: float = 8.8           # an answer with V at least this ends the search
+    end_gate: float = 8.8           # a selected node with V at least this ends the search
+    early_stop: str = "any"         # "any" node reaching end_gate (official) or only an "answered" terminal
     roll_branch: int = 2            # rollout proposals scored per simulation
     max_depth: int = 8
     temperature: float = 0.7        # the official code samples at 0.7
@@ -95,6 +112,7 @@ class SRAConfig(SampledConfig):
                    f"a number from 0 to {hi}")
         _check("self_eval", self.self_eval, self.self_eval in SELF_EVALS, f"one of {SELF_EVALS}")
         _check("reflection", self.reflection, self.reflection in REFLECTIONS, f"one of {REFLECTIONS}")
+        _check("early_stop", self.early_stop, self.early_stop in EARLY_STOPS, f"one of {EARLY_STOPS}")
         _check("max_step_tokens", self.max_step_tokens, _int(self.max_step_tokens) and 1 <= self.max_step_tokens <= 1024,
                "from 1 to 1024")
         self.sampling  # validates temperature, top_p, min_p
@@ -104,10 +122,12 @@ class SRAConfig(SampledConfig):
 def parse_score(text: str | None) -> tuple[float, bool]:
     """A 0–10 self-evaluation read from model output: (score, parsed).
 
-    ``"Score: 7"`` anywhere -> (7.0, True); an output that is only a number (the model
-    continued after our ``Score:``: ``" 7"``, ``"7/10"``) counts too; out of range is clamped
-    (``"Score: 42"`` -> 10.0); anything else (empty, words, arithmetic like ``" 961 - 87"``, a
-    negative sign) -> (5.0, False), the official code's fallback, marked as not parsed."""
+    ``"Score: 7"`` anywhere -> (7.0, True); only the integer digits are read, as the official
+    code reads them (``"Score: 7.9"`` -> 7.0); an output that is only a number (the model
+    continued after our ``Score:``: ``" 7"``, ``"7/10"``, ``"6.5"`` -> 6.0) counts too; out of
+    range is clamped (``"Score: 42"`` -> 10.0); anything else (empty, words, arithmetic like
+    ``" 961 - 87"``, a negative sign) -> (5.0, False), the official code's fallback, marked as
+    not parsed."""
     if not isinstance(text, str) or not text.strip():
         return SCORE_FALLBACK, False
     m = _SCORE.search(text) or _BARE_SCORE.match(text)
@@ -229,8 +249,12 @@ def run(question: str, backend, *, config: SRAConfig = SRAConfig(), seed: int = 
                 node_id = chosen
                 path.append(node_id)
             leaf = tree[node_id]
-            if leaf.terminal and leaf.answer is not None and V[node_id] >= config.end_gate:
-                early = node_id         # SRA's isTerminal: a good enough answer ends the search
+            answered = leaf.terminal and leaf.answer is not None
+            if V[node_id] >= config.end_gate and (config.early_stop == "any" or answered):
+                # SRA's isTerminal: a good enough node ends the search; the answer is written after it
+                early = node_id
+                if not answered:
+                    early = yield from _summarize(proposer, tree, node_id, gold, rng.randrange(2**31), emit)
                 break
             roll_child = None
             if not leaf.terminal:
@@ -244,6 +268,7 @@ def run(question: str, backend, *, config: SRAConfig = SRAConfig(), seed: int = 
                     guide = tree[node_id].reflection if config.reflection == "common" else ""
                     steps = proposer.propose(tree.path_text(node_id), guide, config.children, depth,
                                              seed=rng.randrange(2**31))
+                    steps = _merge_equal(steps)
                     scores = proposer.score([tree.path_text(node_id)] * len(steps), steps, config.self_eval,
                                             seed=rng.randrange(2**31))
                     kids = []
@@ -286,9 +311,33 @@ def run(question: str, backend, *, config: SRAConfig = SRAConfig(), seed: int = 
     yield emit(counter.finished(status, message))
 
 
+def _merge_equal(steps: list[Step]) -> list[Step]:
+    """The proposals without those whose stripped text an earlier one already has (the official
+    code keys a node's children by their text, so a repeated proposal adds no child)."""
+    seen: set[str] = set()
+    out = []
+    for s in steps:
+        if s.text.strip() not in seen:
+            seen.add(s.text.strip())
+            out.append(s)
+    return out
+
+
+def _summarize(proposer: SRAProposer, tree: Tree, node_id: int, gold: str | None, seed: int, emit) -> Iterator[E.Event]:
+    """The official summary step after an early stop at a node without an answer: the solution
+    so far, completed greedily (through the proposer's ``complete``), becomes one terminal
+    child with action ``summary``; returns its id, whose answer is the run's answer."""
+    steps = proposer.complete([tree.path_text(node_id)], seed=seed, sampling=GREEDY)[0]
+    whole = Step("".join(s.text for s in steps), [t for s in steps for t in s.tokens], True, steps[-1].answer)
+    ev = node_event(len(tree), node_id, tree[node_id].depth + 1, SUMMARY_ACTION, whole, gold, force_terminal=True)
+    yield emit(ev)
+    return ev.node
+
+
 def _final(tree: Tree, V: dict, early: int | None) -> tuple[str | None, list[int], dict]:
-    """(answer, path, every rule's answer): the search's early stop, else the answered node with
-    the highest V (ties: the older), beside the majority of answers."""
+    """(answer, path, every rule's answer): the search's early stop (the node that reached
+    end_gate, or the summary written after it), else the answered node with the highest V
+    (ties: the older), beside the majority of answers."""
     answered = [n for n in tree.terminals() if n.answer is not None]
     majority = majority_answer([n.answer for n in answered])
     best = early if early is not None else (
