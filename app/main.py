@@ -228,9 +228,11 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 7860, db: str | None 
           device: str = "auto", dtype: str = "auto", threads: int | None = None,
           prefix_cache_mb: float | None = None, auth: str | None = None, queue_size: int = QUEUE_SIZE,
           ssl_certfile: str | None = None, ssl_keyfile: str | None = None,
-          run_limit_s: float | None = None) -> None:
+          run_limit_s: float | None = None, format_options: dict | None = None) -> None:
     """Load ``model``, print the URL and serve the app until interrupted.
 
+    ``format_options`` (format, instruction, exemplars, max_solution_tokens: engine/formats.py)
+    set the prompt format, for this model and any the app loads later.
     ``db`` is the SQLite file for runs (default: $THOUGHTSCOPE_DB or the user data folder); a
     database with no sessions gets the recorded sample runs, so a first start shows trees.
     ``auth`` is a users file (classroom mode, docs/classroom.md): a login page, and each user
@@ -253,7 +255,8 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 7860, db: str | None 
     imported = import_samples(store)
     if imported:
         print(f"Imported {len(imported)} sample runs into {store.path}", flush=True)
-    load_kwargs = dict(device=device, dtype=dtype, threads=threads, prefix_cache_mb=prefix_cache_mb)
+    load_kwargs = dict(device=device, dtype=dtype, threads=threads, prefix_cache_mb=prefix_cache_mb,
+                       **(format_options or {}))
     backend = ModelSlot(load_backend(model, **load_kwargs), **load_kwargs)
     demo = build_app(backend, store, multi_user=users is not None, run_limit_s=run_limit_s or None)
     db_files = [store.path, *(store.path.with_name(store.path.name + x) for x in ("-wal", "-shm"))]

@@ -64,6 +64,16 @@ def _add_model_flags(p: argparse.ArgumentParser) -> None:
     from engine.models.prefix_cache import PREFIX_CACHE_MB
     p.add_argument("--prefix-cache-mb", type=_number(float, 0, 10**6, "--prefix-cache-mb"), default=PREFIX_CACHE_MB,
                    help=f"MB of key/value states kept for shared prompt prefixes (default {PREFIX_CACHE_MB}; 0 = off)")
+    from engine.formats import CHOICES
+    p.add_argument("--format", choices=CHOICES, default="auto",
+                   help="prompt format: embedded (ThoughtScope's model), chat (chat template, \\boxed{} answers), "
+                        "base (few-shot); auto picks from the model (docs/models.md). --format base on a chat "
+                        "model runs it without its chat template")
+    p.add_argument("--instruction", default=None, help="chat format: the instruction before the question")
+    p.add_argument("--exemplars", default=None, metavar="FILE",
+                   help="base format: your few-shot exemplars (JSON/JSONL of question, steps, answer)")
+    p.add_argument("--max-solution-tokens", type=_number(int, 1, 32768, "--max-solution-tokens"), default=None,
+                   help="tokens a whole solution may take (default: the format's: embedded 256, chat 1024, base 512)")
 
 
 def _add_sampling_flags(p: argparse.ArgumentParser, temperature: float) -> None:
@@ -203,10 +213,16 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _format_kwargs(args) -> dict:
+    """The prompt-format flags, as load_backend takes them."""
+    return dict(format=args.format, instruction=args.instruction, exemplars=args.exemplars,
+                max_solution_tokens=args.max_solution_tokens)
+
+
 def _load(args):
     from engine.models.registry import load_backend
     return load_backend(args.model, device=args.device, dtype=args.dtype, threads=args.threads,
-                        prefix_cache_mb=args.prefix_cache_mb)
+                        prefix_cache_mb=args.prefix_cache_mb, **_format_kwargs(args))
 
 
 def cmd_models(args) -> int:
@@ -336,6 +352,7 @@ def cmd_serve(args) -> int:
     from app.main import serve
     serve(model=args.model, host=args.host, port=args.port, db=args.db, device=args.device,
           dtype=args.dtype, threads=args.threads, prefix_cache_mb=args.prefix_cache_mb, auth=args.auth,
+          format_options=_format_kwargs(args),
           queue_size=args.queue_size, ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile,
           run_limit_s=args.run_limit)
     return 0

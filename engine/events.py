@@ -61,6 +61,7 @@ class RunStarted(Event):
     config: dict
     seed: int
     model: str
+    format: str = "embedded"    # the prompt format that ran (engine/formats.py); runs before formats: embedded
 
 
 @dataclass(frozen=True)

@@ -3,14 +3,18 @@
 Works on text only, never on token ids, so it is the same for every tokenizer. The step
 delimiter and the answer phrase come from the format module (one place for every literal).
 
+This is the embedded model's reader: its answers are ``The answer is N.`` only. Real models'
+answers (``\\boxed{}``, ``#### N``, "Answer: N") are read by engine/answers.py, which also
+owns answer equality (re-exported here); engine/formats.py picks the reader per model.
+
 Not here: writing the formats (engine/demo_model/formats.py) or scoring steps.
 """
 
 from __future__ import annotations
 
 import re
-from fractions import Fraction
 
+from engine.answers import answers_equal  # noqa: F401 (re-exported: answers compare by value)
 from engine.demo_model.formats import STEP_DELIMITER
 
 # "The answer is 28." / "the answer is -3.5" / "The answer is 1,065"
@@ -38,19 +42,9 @@ def extract_answer(text: str) -> str | None:
 
 
 def normalize_answer(answer: str) -> str:
-    a = answer.strip().rstrip(".").replace(",", "")
-    try:
-        value = Fraction(a)
-    except (ValueError, ZeroDivisionError):
-        return a
-    return str(value.numerator) if value.denominator == 1 else f"{value.numerator}/{value.denominator}"
-
-
-def answers_equal(a: str | None, b: str | int | None) -> bool:
-    """Numeric equality after normalisation; None never equals anything."""
-    if a is None or b is None:
-        return False
-    return normalize_answer(str(a)) == normalize_answer(str(b))
+    """The number as the model wrote it, without thousands commas or a final full stop:
+    ``"1,065"`` -> ``"1065"``, ``"-3.5"`` stays ``"-3.5"`` (compared by value, never rewritten)."""
+    return answer.strip().rstrip(".").replace(",", "")
 
 
 def step_claims(step: str) -> list[tuple[int, str, int, int]]:

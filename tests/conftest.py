@@ -33,19 +33,31 @@ def _tokenizer():
     return build_tokenizer(texts, vocab_size=400)
 
 
-def save_tiny(path, arch: str = "llama", seed: int = 0):
-    """Save a random-initialised model of a real architecture and our tokenizer to ``path``."""
+# a minimal chat template in the shape real ones have (role markers, a generation prompt)
+CHAT_TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}\n{% endfor %}"
+                 "{% if add_generation_prompt %}<|assistant|>\n{% endif %}")
+ARCHITECTURES = ("llama", "qwen2", "mistral", "gemma2", "phi3")
+
+
+def save_tiny(path, arch: str = "llama", seed: int = 0, chat_template: bool = False):
+    """Save a random-initialised model of a real architecture and our tokenizer to ``path``
+    (with ``chat_template``, the tokenizer carries one, as a chat model's does)."""
     import torch
-    from transformers import AutoModelForCausalLM, LlamaConfig, Qwen2Config
+    import transformers as T
 
     tok = _tokenizer()
+    if chat_template:
+        tok.chat_template = CHAT_TEMPLATE
     common = dict(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
                   eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
                   bos_token_id=tok.eos_token_id)
-    config = {"llama": LlamaConfig, "qwen2": Qwen2Config}[arch](**common)
+    extra = {"gemma2": dict(head_dim=8, sliding_window=64, query_pre_attn_scalar=8),
+             "mistral": dict(sliding_window=None)}.get(arch, {})
+    config = {"llama": T.LlamaConfig, "qwen2": T.Qwen2Config, "mistral": T.MistralConfig,
+              "gemma2": T.Gemma2Config, "phi3": T.Phi3Config}[arch](**common, **extra)
     torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(config)
+    model = T.AutoModelForCausalLM.from_config(config)
     model.save_pretrained(path)
     tok.save_pretrained(path)
     return path

@@ -14,7 +14,8 @@ def test_the_last_stated_answer_is_the_answer():
 def test_answers_compare_as_numbers():
     assert answers_equal("28", 28) and answers_equal("1,065", "1065") and answers_equal("4/2", "2")
     assert not answers_equal(None, "28") and not answers_equal("28", None)
-    assert normalize_answer("3.50") == "7/2"
+    assert answers_equal("3.50", "7/2") and answers_equal("-3.5", "-7/2")
+    assert normalize_answer("3.50") == "3.50" and extract_answer("The answer is -3.5.") == "-3.5"   # as written
 
 
 def test_steps_and_claims():

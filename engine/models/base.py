@@ -56,10 +56,13 @@ class ModelInfo:
 
 @dataclass(frozen=True)
 class StopSpec:
-    """When generation stops: any of ``strings`` appears in the new text, or EOS."""
+    """When generation stops: any of ``strings`` appears in the new text, or EOS. With
+    ``after_text``, a stop string counts only after the first non-blank character, so a chat
+    model's reply that opens with a blank line is not a blank step."""
 
     strings: tuple[str, ...] = ()
     eos: bool = True
+    after_text: bool = False
 
     def __post_init__(self) -> None:
         if any(not isinstance(s, str) or s == "" for s in self.strings):

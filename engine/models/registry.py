@@ -81,9 +81,20 @@ def resolve(model: str) -> tuple[str, str, str | None]:
     return Path(model).name or model, model, None
 
 
-def load_backend(model: str = DEFAULT_MODEL, **kwargs):
-    """Load a model by name into a `TransformersBackend` (kwargs: device, dtype, threads)."""
+def load_backend(model: str = DEFAULT_MODEL, *, format: str = "auto", instruction: str | None = None,
+                 exemplars: str | None = None, max_solution_tokens: int | None = None, **kwargs):
+    """Load a model by name into a `TransformersBackend` (kwargs: device, dtype, threads) and
+    set its prompt format (engine/formats.py; ``auto`` picks from the model). A bad format
+    option is refused before the model loads."""
+    from engine import formats
     from engine.models.transformers_backend import TransformersBackend
 
+    if format not in formats.CHOICES:
+        raise ValueError(f"format must be one of {', '.join(formats.CHOICES)}, got {format!r}")
+    if exemplars is not None:
+        formats.load_exemplars(exemplars)
     name, source, gguf = resolve(model)
-    return TransformersBackend.load(source, name=name, gguf_file=gguf, **kwargs)
+    backend = TransformersBackend.load(source, name=name, gguf_file=gguf, **kwargs)
+    backend.prompt_format = formats.make(format, backend, instruction=instruction, exemplars=exemplars,
+                                         max_solution_tokens=max_solution_tokens)
+    return backend

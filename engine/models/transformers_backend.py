@@ -29,7 +29,6 @@ from typing import Callable, Sequence
 import torch
 from safetensors import SafetensorError
 
-from engine.demo_model.formats import question_prompt, step_prefix
 from engine.models.base import (MAX_NEW_TOKENS_LIMIT, Generation, InputError, ModelInfo, ModelLoadError,
                                 StopSpec, TokenDistribution, TokenLogprob, stop_if)
 from engine.models.prefix_cache import PREFIX_CACHE_MB, PrefixCache  # noqa: F401 (re-exported)
@@ -140,20 +139,22 @@ class TransformersBackend:
     # ---- prompts and tokens --------------------------------------------------------------
 
     def render_prompt(self, question: str) -> str:
-        """The text a solution continues from: the chat template for chat models, otherwise the
-        embedded models' ``Question: ...`` line."""
-        from engine.inputs import check_text
-        check_text(question)            # empty, too long, NUL, not UTF-8: before any tokenizer work
-        if self.use_chat_template:
-            messages = [{"role": "user", "content": question.strip()}]
-            return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        return question_prompt(question)
+        """The text a solution continues from, as the model's prompt format writes it
+        (engine/formats.py: the embedded ``Question: ...`` line, a chat template with an
+        instruction, or a few-shot prompt)."""
+        from engine.formats import format_of
+        return format_of(self).root_prompt(self, question)
+
+    def apply_chat_template(self, messages: list[dict]) -> str:
+        """The chat template's text for ``messages``, ready for the assistant's reply."""
+        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
     def solution_prefix(self) -> str:
         """What a plain step-by-step solution is seeded with: ``"Step 1:"`` in the embedded
         models' format (it shares its ``Question:`` prompt with the rStar formats, so sampling
-        alone may start a sub-question trace); nothing for chat models."""
-        return "" if self.use_chat_template else step_prefix(1)
+        alone may start a sub-question trace); nothing in the chat and base formats."""
+        from engine.formats import format_of
+        return format_of(self).solution_prefix
 
     def encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=not self.use_chat_template)["input_ids"]
@@ -241,7 +242,8 @@ class TransformersBackend:
                     continue
                 if stop.strings:
                     text = self.tokenizer.decode(new_ids[i])
-                    hits = [(text.find(s), s) for s in stop.strings if s in text]
+                    start = len(text) - len(text.lstrip()) if stop.after_text else 0
+                    hits = [(text.find(s, start), s) for s in stop.strings if s in text[start:]]
                     if hits:
                         at, s = min(hits)
                         done[i] = ("stop", s, text[:at + len(s)])

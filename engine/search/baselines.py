@@ -60,7 +60,8 @@ class _Run:
         self.tree = Tree()
         self.config = config
         self.start = [E.RunStarted(method=method, question=question, prompt=self.proposer.prompt, gold=self.gold,
-                                   config=config.to_json(), seed=seed, model=backend.info.name),
+                                   config=config.to_json(), seed=seed, model=backend.info.name,
+                                   format=self.proposer.format.name),
                       E.NodeProposed(node=E.ROOT, parent=E.NO_PARENT, depth=0, action="root",
                                      text=self.proposer.prompt)]
 

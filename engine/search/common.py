@@ -2,7 +2,9 @@
 
 `StepProposer` is the seam between a search and the model (llm-reasoners' WorldModel /
 SearchConfig split): it turns a path into a prompt, asks the backend for continuations in
-one batched call, and says whether a step ends the solution. Searches never build prompts.
+one batched call, and says whether a step ends the solution. Searches never build prompts:
+the model's prompt format (engine/formats.py) writes the root prompt, delimits steps, sets the
+budgets and reads answers.
 
 Not here: any search's control flow (mcts.py, baselines.py).
 """
@@ -16,8 +18,10 @@ from typing import Callable, Sequence
 
 from engine import events as E
 from engine.demo_model.formats import STEP_DELIMITER
+from engine.formats import PromptFormat, format_of
 from engine.models.base import Generation, StopSpec, stop_if
 from engine.sampling import SamplingConfig
+from engine.answers import answer_key
 from engine.steps import answers_equal, extract_answer
 
 REWARD_SOURCES = ("self_consistency", "gold")
@@ -88,15 +92,21 @@ class Step:
 CONTEXT_FULL = Step("[context full]", [], True, None)   # the model's context has no room for another step
 
 
-def split_generation(gen: Generation, delimiter: str = STEP_DELIMITER, prefix: str = "") -> list[Step]:
+def split_generation(gen: Generation, delimiter: str = STEP_DELIMITER, prefix: str = "",
+                     fmt: PromptFormat | None = None) -> list[Step]:
     """Cut a multi-step generation into steps at the delimiter, keeping each token with the
     step its text starts in (a token like ``".\\n"`` ends its step). ``prefix`` is text the
-    search wrote before the generation (a forced ``Step 1:``): it opens the first step."""
+    search wrote before the generation (a forced ``Step 1:``): it opens the first step.
+    ``fmt`` reads the answers (default: the embedded format); where it says
+    ``skip_leading_blank``, a delimiter before a step has any text does not end it, so blank
+    lines never become steps of their own."""
+    read = (fmt.read_answer if fmt is not None else extract_answer)
+    merge_blank = fmt is not None and fmt.skip_leading_blank
     steps, text, toks = [], prefix, []
     for t in gen.tokens:
         text += t.token
         toks.append(t.to_json())
-        if delimiter in t.token:
+        if delimiter in t.token and not (merge_blank and not text.strip()):
             steps.append((text, toks))
             text, toks = "", []
     if toks:
@@ -106,7 +116,7 @@ def split_generation(gen: Generation, delimiter: str = STEP_DELIMITER, prefix: s
         steps = [(prefix + gen.text, steps[0][1])]
     out = []
     for i, (text, toks) in enumerate(steps):
-        answer = extract_answer(text)
+        answer = read(text)
         last = i == len(steps) - 1
         out.append(Step(text, toks, answer is not None or (last and gen.stop_reason == "eos"), answer))
         if answer is not None:
@@ -117,19 +127,20 @@ def split_generation(gen: Generation, delimiter: str = STEP_DELIMITER, prefix: s
 class StepProposer:
     """Proposes steps for a path with a backend. ``prompt`` is the root text."""
 
-    def __init__(self, backend, question: str, *, sampling: SamplingConfig, delimiter: str = STEP_DELIMITER,
+    def __init__(self, backend, question: str, *, sampling: SamplingConfig, delimiter: str | None = None,
                  max_step_tokens: int = MAX_STEP_TOKENS, counter: TokenCounter | None = None,
                  should_stop: Callable[[], bool] | None = None):
         self.backend = backend
-        self.prompt = backend.render_prompt(question)
+        self.format = format_of(backend)
+        self.prompt = self.format.root_prompt(backend, question)
         self.sampling = sampling
-        self.delimiter = delimiter
+        self.delimiter = self.format.delimiter if delimiter is None else delimiter
         self.max_step_tokens = max_step_tokens
         self.counter = counter or TokenCounter()
         self.should_stop = should_stop or (lambda: False)
-        # the first step of a solution is seeded with the format's prefix (see
-        # TransformersBackend.solution_prefix), as rStar forces an action by writing its prefix
-        self.first_prefix = getattr(backend, "solution_prefix", lambda: "")()
+        # the first step of a solution is seeded with the format's prefix, as rStar forces an
+        # action by writing its prefix
+        self.first_prefix = self.format.solution_prefix
         # a run starts from an empty prefix cache (engine/models/prefix_cache.py), so its events
         # depend only on model, config and seed, never on what ran before on the same backend
         getattr(backend, "reset_prefix_cache", lambda: None)()
@@ -143,7 +154,7 @@ class StepProposer:
         """New tokens the longest prompt still has before the model's context is full."""
         encode = getattr(self.backend, "encode", None)
         if encode is None:
-            return MAX_SOLUTION_TOKENS
+            return self.format.max_solution_tokens
         return self.backend.info.context_length - max(len(encode(p)) for p in prompts)
 
     def _generate(self, prompts: list[str], sampling: SamplingConfig, stop: StopSpec, max_new: int,
@@ -162,23 +173,33 @@ class StepProposer:
     def next_steps(self, path_texts: Sequence[str], *, seed: int, sampling: SamplingConfig | None = None) -> list[Step]:
         """One next step for each path (batched); a path is the text after the root prompt."""
         prompts, prefixes = self._prompts(path_texts)
-        gens = self._generate(prompts, sampling or self.sampling, StopSpec((self.delimiter,)),
-                              self.max_step_tokens, seed)
+        gens = self._generate(prompts, sampling or self.sampling, self.step_stop(), self.max_step_tokens, seed)
         if gens is None:
             return [CONTEXT_FULL for _ in path_texts]
         out = []
         for g, f in zip(gens, prefixes):
-            steps = split_generation(g, self.delimiter, f)
+            steps = split_generation(g, self.delimiter, f, self.format)
             out.append(steps[0] if steps else Step(f + g.text, [t.to_json() for t in g.tokens], True, None))
         return out
 
     def complete(self, path_texts: Sequence[str], *, seed: int, sampling: SamplingConfig | None = None) -> list[list[Step]]:
         """The rest of the solution for each path (batched), split into steps."""
         prompts, prefixes = self._prompts(path_texts)
-        gens = self._generate(prompts, sampling or self.sampling, StopSpec(("\nQuestion:",)), MAX_SOLUTION_TOKENS, seed)
+        gens = self._generate(prompts, sampling or self.sampling, StopSpec(self.format.solution_stop,
+                                                                           after_text=self.format.skip_leading_blank),
+                              self.format.max_solution_tokens, seed)
         if gens is None:
             return [[CONTEXT_FULL] for _ in path_texts]
-        return [split_generation(g, self.delimiter, f) or [Step("", [], True, None)] for g, f in zip(gens, prefixes)]
+        return [split_generation(g, self.delimiter, f, self.format) or [Step("", [], True, None)]
+                for g, f in zip(gens, prefixes)]
+
+    def step_stop(self) -> StopSpec:
+        """Where one step ends: the delimiter, after the step has text where the format says so."""
+        return StopSpec((self.delimiter,), after_text=self.format.skip_leading_blank)
+
+    def read_answer(self, text: str | None) -> str | None:
+        """The answer ``text`` states, read the way the model's format writes answers."""
+        return self.format.read_answer(text)
 
 
 def node_event(node_id: int, parent: int, depth: int, action: str, step: Step, gold: str | None,
@@ -200,7 +221,7 @@ def reward_for(answer: str | None, source: str, gold: str | None, terminal_answe
     found = [a for a in terminal_answers if a is not None]
     if answer is None or not found:
         return 0.0, {"share": 0, "of": len(found)}
-    same = sum(1 for a in found if a == answer)
+    same = sum(1 for a in found if answer_key(a) == answer_key(answer))
     return same / len(found), {"share": same, "of": len(found)}
 
 
@@ -217,11 +238,11 @@ def backprop_event(tree, path: list[int], reward: float) -> E.Backprop:
 
 def majority_answer(answers: Sequence[str | None]) -> str | None:
     """Most common non-empty answer; ties go to the one found first."""
-    counts = Counter(a for a in answers if a is not None)
+    counts = Counter(answer_key(a) for a in answers if a is not None)     # "18" and "18.00" vote together
     if not counts:
         return None
     best = max(counts.values())
-    return next(a for a in answers if a is not None and counts[a] == best)
+    return next(a for a in answers if a is not None and counts[answer_key(a)] == best)
 
 
 def uct_terms(q: float, visits: int, parent_visits: int, c: float) -> tuple[float | None, float | None]:

@@ -120,7 +120,8 @@ def run(question, backend, *, config: LECOConfig = LECOConfig(), seed: int = 0, 
             parent = ev.node
 
     yield emit(E.RunStarted(method="leco", question=question, prompt=proposer.prompt, gold=gold,
-                            config=config.to_json(), seed=seed, model=backend.info.name))
+                            config=config.to_json(), seed=seed, model=backend.info.name,
+                            format=proposer.format.name))
     yield emit(E.NodeProposed(node=E.ROOT, parent=E.NO_PARENT, depth=0, action="root", text=proposer.prompt))
     answers: list[str | None] = []
     paths: list[list[int]] = []

@@ -143,7 +143,8 @@ def search(question: str, backend, *, config: MCTSConfig, seed: int, gold, shoul
         return ev
 
     yield emit(E.RunStarted(method=method, question=question, prompt=proposer.prompt, gold=gold,
-                            config=config.to_json(), seed=seed, model=backend.info.name))
+                            config=config.to_json(), seed=seed, model=backend.info.name,
+                            format=proposer.format.name))
     yield emit(E.NodeProposed(node=E.ROOT, parent=E.NO_PARENT, depth=0, action="root", text=proposer.prompt))
     status, message = "done", ""
     try:

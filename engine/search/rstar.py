@@ -227,7 +227,8 @@ def run(question: str, backend, *, config: RStarConfig = RStarConfig(), seed: in
         yield emit(E.Expanded(node=node_id, children=kids, phase=phase))
 
     yield emit(E.RunStarted(method="rstar", question=question, prompt=gen.prompt, gold=gold,
-                            config=config.to_json(), seed=seed, model=backend.info.name))
+                            config=config.to_json(), seed=seed, model=backend.info.name,
+                            format=gen.format.name))
     yield emit(E.NodeProposed(node=E.ROOT, parent=E.NO_PARENT, depth=0, action="root", text=gen.prompt))
     status, message, leaves = "done", "", []
     winner_path, final_answer, rule = [E.ROOT], None, "discriminator" if config.discriminate else "generator"

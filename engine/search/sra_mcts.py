@@ -228,7 +228,8 @@ def run(question: str, backend, *, config: SRAConfig = SRAConfig(), seed: int = 
         return [visits, round(V[nid] / SCORE_HIGH * visits, 6)]
 
     yield emit(E.RunStarted(method="sra-mcts", question=question, prompt=proposer.prompt, gold=gold,
-                            config=config.to_json(), seed=seed, model=backend.info.name))
+                            config=config.to_json(), seed=seed, model=backend.info.name,
+                            format=proposer.format.name))
     yield emit(E.NodeProposed(node=E.ROOT, parent=E.NO_PARENT, depth=0, action="root", text=proposer.prompt))
     status, message, early = "done", "", None
     try:

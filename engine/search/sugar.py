@@ -34,6 +34,7 @@ from typing import Callable, Iterator
 
 from engine import events as E
 from engine.models.base import StopSpec, Stopped, stop_if
+from engine.formats import format_of
 from engine.retrieval import build_index, qa_correct
 from engine.sampling import GREEDY, SamplingConfig
 from engine.scoring import semantic_entropy as S
@@ -216,7 +217,7 @@ def _run(method: str, question: str, backend, config: SEConfig, seed: int, gold,
     asker = _Asker(backend, question, task, config, counter, should_stop or (lambda: False))
     root_prompt = asker.prompt()
     yield E.RunStarted(method=method, question=question, prompt=root_prompt, gold=gold, config=config.to_json(),
-                       seed=seed, model=backend.info.name)
+                       seed=seed, model=backend.info.name, format=format_of(backend).name)
     yield E.NodeProposed(node=E.ROOT, parent=E.NO_PARENT, depth=0, action="root", text=root_prompt)
     size = 1
     status, message = "done", ""

@@ -1,0 +1,107 @@
+"""Prompt formats (engine/formats.py): chosen from the model, overridable, stored with the run,
+and every method runs through one on tiny random models of five real architectures."""
+
+import dataclasses
+import json
+
+import pytest
+
+from conftest import ARCHITECTURES, save_tiny
+from engine import events as E
+from engine import formats as F
+from engine.models.base import Generation, TokenLogprob
+from engine.search import METHODS
+from engine.search.common import split_generation
+from engine.tree import Tree
+
+QUESTION = "Tom has 3 pens. He buys 2 more. How many pens does Tom have now?"
+# every size-like field a method has, made small: a random model never stops on its own
+SMALL = dict(rollouts=2, samples=2, children=2, beam_width=2, max_depth=2, max_step_tokens=12, max_rounds=1,
+             final_votes=2, votes=2, subquestions=1, one_step_thoughts=1, roll_branch=1, cuts=1,
+             completions_per_cut=1, max_answer_tokens=12)
+
+
+@pytest.fixture(scope="module", params=ARCHITECTURES)
+def chat_backend(request, tmp_path_factory):
+    from engine.models.transformers_backend import TransformersBackend
+    path = save_tiny(tmp_path_factory.mktemp(f"chat-{request.param}"), request.param, chat_template=True)
+    backend = TransformersBackend.load(path, name=f"tiny-{request.param}-chat")
+    backend.prompt_format = F.make("chat", backend, max_solution_tokens=24)
+    return backend
+
+
+def _small(method: str):
+    cls = METHODS[method].config
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in SMALL.items() if k in names})
+
+
+def test_the_format_is_chosen_from_the_model(default_backend, tiny_backend, chat_backend):
+    assert F.auto_name(default_backend) == "embedded"        # ThoughtScope's own tokenizer, no chat template
+    assert F.auto_name(tiny_backend) == "embedded"
+    assert F.auto_name(chat_backend) == "chat"               # a chat template
+
+    class Info:                                              # a real vocabulary and no chat template
+        chat_template, vocab_size = False, 32000
+
+    class Base:
+        info = Info()
+    assert F.auto_name(Base()) == "base"
+
+
+def test_the_embedded_format_is_todays_prompt(default_backend):
+    fmt = F.format_of(default_backend)
+    assert fmt.name == "embedded" and fmt.delimiter == "\n" and fmt.solution_prefix == "Step 1:"
+    assert default_backend.render_prompt(QUESTION) == f"Question: {QUESTION}\n"
+    assert fmt.read_answer("The answer is 5.") == "5" and fmt.read_answer("\\boxed{5}") is None
+
+
+def test_chat_prompt_carries_the_instruction_through_the_template(chat_backend):
+    prompt = chat_backend.render_prompt(QUESTION)
+    assert prompt.startswith("<|user|>\n" + F.CHAT_INSTRUCTION) and QUESTION in prompt
+    assert prompt.endswith("<|assistant|>\n")
+    own = F.make("chat", chat_backend, instruction="Answer in one line.")
+    assert own.root_prompt(chat_backend, QUESTION) == f"<|user|>\nAnswer in one line.\n\n{QUESTION}\n<|assistant|>\n"
+
+
+def test_base_prompt_is_few_shot_and_reads_the_users_exemplars(tmp_path, tiny_backend):
+    fmt = F.make("base")
+    prompt = fmt.root_prompt(tiny_backend, QUESTION)
+    assert prompt.count("Question: ") == len(F.BASE_EXEMPLARS) + 1 and prompt.endswith(f"Question: {QUESTION}\nAnswer:\n")
+    assert "The answer is 68.\n" in prompt
+    path = tmp_path / "shots.jsonl"
+    path.write_text(json.dumps({"question": "What is 1 + 1?", "steps": ["1 + 1 = 2."], "answer": 2}) + "\n")
+    own = F.make("base", exemplars=path).root_prompt(tiny_backend, QUESTION)
+    assert own == "Question: What is 1 + 1?\nAnswer:\n1 + 1 = 2.\nThe answer is 2.\n\n" + f"Question: {QUESTION}\nAnswer:\n"
+    path.write_text('{"question": "no steps"}\n')
+    with pytest.raises(ValueError, match="exemplar 0 .* needs 'question'"):
+        F.make("base", exemplars=path)
+    with pytest.raises(ValueError, match="format must be one of"):
+        F.make("alpaca")
+
+
+def _gen(pieces, stop="eos"):
+    toks = [TokenLogprob(i, t, -0.1) for i, t in enumerate(pieces)]
+    return Generation(text="".join(pieces), tokens=toks, stop_reason=stop)
+
+
+def test_chat_steps_split_at_blank_lines_and_blank_lines_are_no_steps():
+    gen = _gen(["\n\n", "Tom", " has 3.", "\n\n", "3 + 2 = 5.", "\n\n", "\\boxed{5}"])
+    steps = split_generation(gen, F.CHAT.delimiter, "", F.CHAT)
+    assert [s.text for s in steps] == ["\n\nTom has 3.\n\n", "3 + 2 = 5.\n\n", "\\boxed{5}"]
+    assert [s.answer for s in steps] == [None, None, "5"] and steps[-1].terminal
+
+
+def test_every_method_runs_on_a_chat_model_and_stores_its_format(chat_backend, method=None):
+    for method in METHODS:
+        events = list(METHODS[method].run(QUESTION, chat_backend, config=_small(method), seed=0, gold="5"))
+        tree = Tree.fold(events)
+        assert tree.run.format == "chat", method
+        assert tree.finished is not None and tree.finished.status == "done", (method, tree.finished)
+        assert E.from_json(json.loads(events[0].dumps())).format == "chat"
+
+
+def test_a_recording_from_before_formats_replays_as_embedded():
+    ev = {"type": "run_started", "method": "greedy", "question": "q", "prompt": "Question: q\n", "gold": None,
+          "config": {}, "seed": 0, "model": "arith-llama-3m"}
+    assert E.from_json(ev).format == "embedded"
