@@ -44,13 +44,17 @@ def code_html(info: dict) -> str:
 
 
 def sra_html(tree: Tree, nid: int) -> str:
+    from engine.search.sra_mcts import read_score
     n = tree[nid]
     parts = []
     if n.self_eval is not None:
         se = n.self_eval
         how = "model's written score" if se["source"] == "prompt" else "10 × mean token probability"
-        parsed = "" if se["parsed"] else " — <b>no score in the output; fallback 5</b>"
+        parsed = "" if se["parsed"] else " — <b>no 0–10 score could be read from the output; fallback 5</b>"
         raw = f" (wrote <code>{html.escape(se['raw'].strip()[:80])}</code>)" if se["source"] == "prompt" else ""
+        stated = read_score(se["raw"]) if se["source"] == "prompt" and se["parsed"] else None
+        if stated is not None and not 0 <= stated <= 10:
+            parsed = f" — <b>read {stated:g}, off the 0–10 scale: clamped to {se['score']:g}</b>, as the official code does"
         parts.append(f"<p><b>Self-evaluation</b>: {se['score']:g} / 10 ({how}){raw}{parsed}</p>")
     if n.reflection is not None:
         text = "&lt;end&gt;: the path is finished" if n.reflection_ends else html.escape(n.reflection or "(empty)")

@@ -183,6 +183,15 @@ def test_the_loop_stops_when_the_answer_repeats():
     assert b.prompts[1] == b.prompts[0] == "Question: " + QUESTION + "\nStep 1:"
 
 
+def test_two_rounds_without_an_answer_are_not_an_unchanged_answer():
+    # None == None once ended LECO after one rethink; a round with no answer line gets another rethink
+    b = ScriptedBackend([" 23 + 14 = 36\n", " 23 + 14 = 35\n", " 23 + 14 = 37\nThe answer is 37.\n",
+                         " 23 + 14 = 37\nThe answer is 37.\n"])
+    answers = [e for e in _events(b, max_rounds=3) if isinstance(e, E.RoundAnswer)]
+    assert [a.answer for a in answers] == [None, None, "37", "37"]
+    assert [a.stop for a in answers] == [False, False, False, True] and answers[-1].reason == "answer unchanged"
+
+
 def test_the_loop_stops_after_max_rounds():
     b = ScriptedBackend([f" 23 + 14 = {v}\nThe answer is {v}.\n" for v in (30, 31, 32, 33, 34, 35)])
     evs = _events(b, max_rounds=3)

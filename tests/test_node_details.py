@@ -56,7 +56,10 @@ def test_the_inspector_shows_reflection_and_self_evaluation(store):
     html = M.inspect_node(view, 0, len(view["events"]))
     assert "Reflection</b> before expanding: add the apples" in html
     html = M.inspect_node(view, tree[0].children[0], len(view["events"]))
-    assert "Self-evaluation</b>: 5 / 10" in html and "no score in the output; fallback 5" in html
+    assert "Self-evaluation</b>: 5 / 10" in html and "no 0–10 score could be read from the output; fallback 5" in html
+    view2 = run(SRAScriptBackend(score=lambda step: " Score: 226"), store, "sra-mcts", rollouts=1)
+    html = M.inspect_node(view2, Tree.fold(view2["events"])[0].children[0], len(view2["events"]))
+    assert "read 226, off the 0–10 scale: clamped to 10" in html             # clamped, never silently
     texts = [M.replay_to(view, i + 1)[-1] for i, e in enumerate(view["events"])
              if isinstance(e, (E.Reflected, E.SelfEvaluated, E.SraRollout, E.Selected))]
     assert any("Reflect" in t for t in texts) and any("Self-evaluate" in t for t in texts)

@@ -51,7 +51,11 @@ class SRAScriptBackend(ScriptBackend):
     ("6.5.", (6.0, True)),                   # the integer digits, as the official code reads them
     ("Score: 7.9", (7.0, True)),
     ("score: 9.99 out of 10", (9.0, True)),
-    ("Score: 42", (10.0, True)),             # clamped to [0, 10]
+    ("Score: 42", (10.0, True)),             # clamped to [0, 10] as the official code (the inspector says so)
+    ("226", (10.0, True)),
+    ("Score: 85%", (8.0, True)),             # a percentage, read on the 0-10 scale (it was a fallback 5)
+    (" 100%", (10.0, True)),
+    ("Score: 85/100", (8.0, True)),
     ("", (5.0, False)),                      # the official code's fallback, marked unparsed
     (None, (5.0, False)),
     ("ten out of ten", (5.0, False)),

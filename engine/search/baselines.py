@@ -71,9 +71,16 @@ class _Run:
 
     def add_chain(self, steps: list[Step], action: str) -> Iterator[E.Event]:
         """Nodes for a sampled solution, reusing existing nodes with the same text; then a
-        backprop of one visit along it (reward 0: baselines have no value estimates)."""
+        backprop of one visit along it (reward 0: baselines have no value estimates). A solution
+        longer than ``max_depth`` steps keeps its rest in the last node, so the answer it states
+        is in the tree, where the vote reads it. ``self.last_path`` is the chain's path."""
+        depth_max = self.config.max_depth
+        if len(steps) > depth_max:
+            rest = steps[depth_max - 1:]
+            steps = steps[:depth_max - 1] + [Step("".join(s.text for s in rest), [t for s in rest for t in s.tokens],
+                                                  rest[-1].terminal, rest[-1].answer)]
         node_id, path = E.ROOT, [E.ROOT]
-        for depth, s in enumerate(steps[:self.config.max_depth], start=1):
+        for depth, s in enumerate(steps, start=1):
             same = next((c for c in self.tree[node_id].children if self.tree[c].text == s.text), None)
             if same is None:
                 ev = node_event(len(self.tree), node_id, depth, action, s, self.gold,
@@ -82,6 +89,7 @@ class _Run:
                 same = ev.node
             node_id = same
             path.append(node_id)
+        self.last_path = path
         yield self.emit(backprop_event(self.tree, path, 0.0))
 
     def finish(self, answer, rule, path, alternatives, status, message="") -> Iterator[E.Event]:
@@ -105,25 +113,23 @@ def _sampled(method: str, question: str, backend, *, config: BaselineConfig, see
     r = _Run(method, question, backend, config, seed, gold, should_stop)
     yield from (r.emit(ev) for ev in r.start)
     n = 1 if greedy else config.samples
-    status, message, solutions = "done", "", []
+    status, message, chains = "done", "", []
     try:
         yield r.emit(E.IterationStarted(iteration=1, of=1))
         sampling = GREEDY if greedy else config.sampling
         solutions = r.proposer.complete([""] * n, seed=seed, sampling=sampling)
         for steps in solutions:
             yield from r.add_chain(steps, "step")
+            chains.append(r.last_path)
     except Stopped as e:
         status, message = "stopped", str(e) or E.USER_STOP
     tree = r.tree
     leaves = _leaf_paths(tree)
     answers = [tree[p[-1]].answer if tree[p[-1]].terminal else None for p in leaves]
-    # one vote per sample, not per distinct leaf
-    votes = []
-    for steps in solutions:
-        last = steps[-1] if steps else None
-        votes.append(last.answer if last is not None and last.terminal else None)
+    # one vote per sample, not per distinct leaf, read from the node that ends its chain in the tree
+    votes = [tree[p[-1]].answer if len(p) > 1 and tree[p[-1]].terminal else None for p in chains]
     maj = majority_answer(votes)
-    maj_path = next((p for p, a in zip(leaves, answers) if a == maj), [E.ROOT])
+    maj_path = next((p for p, a in zip(leaves, answers) if a is not None and answers_equal(a, maj)), [E.ROOT])
     best_path = max(leaves, key=lambda p: _mean_logprob(tree, p), default=[E.ROOT])
     best = tree[best_path[-1]].answer
     alternatives = {"majority": maj, "best_of_n": best}

@@ -155,7 +155,9 @@ def run(question, backend, *, config: LECOConfig = LECOConfig(), seed: int = 0, 
             answers.append(answer)
             paths.append(path)
             stop, reason = False, ""
-            if rnd > 0 and answer == previous:
+            # the same stated answer twice ends the rethinks; two rounds with no answer are not "the
+            # same answer" (None == None): the next round still gets its chance
+            if rnd > 0 and answer is not None and answers_equal(answer, previous):
                 stop, reason = True, "answer unchanged"
             elif rnd == config.max_rounds:
                 stop, reason = True, "max rounds"
@@ -167,7 +169,8 @@ def run(question, backend, *, config: LECOConfig = LECOConfig(), seed: int = 0, 
     except Stopped as e:
         status, message = "stopped", str(e) or E.USER_STOP
     final = S.leco_vote(answers)
-    final_path = next((p for p, a in zip(reversed(paths), reversed(answers)) if a == final), [E.ROOT])
+    final_path = next((p for p, a in zip(reversed(paths), reversed(answers)) if a is not None and a == final),
+                      [E.ROOT])
     yield emit(E.FinalAnswer(answer=final, rule="leco_vote", path=final_path,
                              correct=None if gold is None else answers_equal(final, gold),
                              alternatives={"leco_vote": final, "last_round": answers[-1] if answers else None,

@@ -79,8 +79,10 @@ SCORE_LABEL = "Score:"
 REFLECTION_TOKENS = 48
 SCORE_TOKENS = 8
 # group 1 is the integer digits only: the official reads "Score: 7.9" as 7
-_SCORE = re.compile(r"[Ss]core\s*[:：]\s*(\d+)(?:\.\d+)?")
-_BARE_SCORE = re.compile(r"^\s*(\d+)(?:\.\d+)?\s*(?:/\s*10)?\s*\.?\s*$")   # " 7", "7/10", "7.", "6.5"
+# a score and its scale: "7", "7.9", "7/10", "85%", "85/100"
+_VALUE = r"(\d+(?:\.\d+)?)\s*(%|/\s*100\b|/\s*10\b)?"
+_SCORE = re.compile(r"[Ss]core\s*[:：]\s*" + _VALUE)
+_BARE_SCORE = re.compile(r"^\s*" + _VALUE + r"\s*\.?\s*$")   # " 7", "7/10", "7.", "6.5", "85%"
 
 
 @dataclass(frozen=True)
@@ -124,22 +126,29 @@ def parse_score(text: str | None) -> tuple[float, bool]:
 
     ``"Score: 7"`` anywhere -> (7.0, True); only the integer digits are read, as the official
     code reads them (``"Score: 7.9"`` -> 7.0); an output that is only a number (the model
-    continued after our ``Score:``: ``" 7"``, ``"7/10"``, ``"6.5"`` -> 6.0) counts too; out of
-    range is clamped (``"Score: 42"`` -> 10.0); anything else (empty, words, arithmetic like
-    ``" 961 - 87"``, a negative sign) -> (5.0, False), the official code's fallback, marked as
-    not parsed."""
-    if not isinstance(text, str) or not text.strip():
+    continued after our ``Score:``: ``" 7"``, ``"7/10"``, ``"6.5"`` -> 6.0) counts too. A real
+    model's other scales are read on the 0–10 scale: ``"85%"`` and ``"85/100"`` -> 8.0. Out of
+    range is clamped, as the official code does (``"Score: 42"`` -> 10.0); the node inspector
+    says so (`read_score`). Anything else (empty, words, arithmetic like ``" 961 - 87"``, a
+    negative sign) -> (5.0, False), the official code's fallback, marked as not parsed."""
+    value = read_score(text)
+    if value is None:
         return SCORE_FALLBACK, False
+    return float(math.floor(min(max(SCORE_LOW, value), SCORE_HIGH))), True
+
+
+def read_score(text: str | None) -> float | None:
+    """The score a self-evaluation states, on the 0–10 scale but not clamped (``"85%"`` -> 8.5,
+    ``"Score: 226"`` -> 226.0); None when it states none."""
+    if not isinstance(text, str) or not text.strip():
+        return None
     m = _SCORE.search(text) or _BARE_SCORE.match(text)
     if not m:
-        return SCORE_FALLBACK, False
-    try:
-        value = float(m.group(1))
-    except ValueError:
-        return SCORE_FALLBACK, False
-    if not math.isfinite(value):
-        return SCORE_FALLBACK, False
-    return min(max(SCORE_LOW, value), SCORE_HIGH), True
+        return None
+    value = float(m.group(1))
+    if (m.group(2) or "").replace(" ", "") in ("%", "/100"):
+        value /= 10
+    return value if math.isfinite(value) else None
 
 
 def parse_reflection(text: str | None) -> tuple[str, bool]:
