@@ -358,7 +358,7 @@ def build_mcts_tab(backend, store, *, problems_path: str | Path | None = None,
             c["progress"] = gr.Markdown("", elem_id="ts-search-progress")
             c["final"] = gr.Markdown("", elem_id="ts-search-final")
         with gr.Column(scale=3, min_width=420):
-            c["plot"] = gr.Plot(label="Search tree: colour = Q (rStar: action), size = visits; ★ right, ✗ wrong, ◆ unjudged",
+            c["plot"] = gr.Plot(label="Search tree: colour = Q (rStar: action), size = visits; ★ right, ✗ wrong, □ no answer stated, ◆ unjudged",
                                 elem_id="ts-search-plot")
             c["timeline"] = Slider(0, 1, value=0, step=1, label="Timeline (events folded)", elem_id="ts-timeline")
             with gr.Row():

@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 
 from engine import events as E
+from engine.answers import NO_ANSWER
 from engine.tree import Tree
 
 PHASE_EVENTS = (E.IterationStarted, E.Selected, E.Reflected, E.Expanded, E.SraRollout, E.TerminalReward,
@@ -124,10 +125,14 @@ def final_markdown(tree: Tree) -> str:
     if f is None:
         return "No answer yet."
     gold = tree.run.gold if tree.run else None
-    verdict = "" if f.correct is None else (" — ✓ correct" if f.correct else f" — ✗ wrong (gold {gold})")
-    alts = ", ".join(f"{rule}: **{a}**" for rule, a in f.alternatives.items() if rule != f.rule)
+    if f.answer is None:        # not a silent wrong: nothing the reader could take as an answer
+        verdict = "" if gold is None else f" — counts as wrong (gold {gold})"
+    else:
+        verdict = "" if f.correct is None else (" — ✓ correct" if f.correct else f" — ✗ wrong (gold {gold})")
+    alts = ", ".join(f"{rule}: **{a if a is not None else NO_ANSWER}**" for rule, a in f.alternatives.items()
+                     if rule != f.rule)
     status = tree.finished.status if tree.finished else "running"
-    lines = [f"### Answer: {f.answer}{verdict}", f"Chosen by **{f.rule}**" + (f"; the other rules would say {alts}" if alts else "") + "."]
+    lines = [f"### Answer: {f.answer if f.answer is not None else NO_ANSWER}{verdict}", f"Chosen by **{f.rule}**" + (f"; the other rules would say {alts}" if alts else "") + "."]
     if tree.finished:
         lines.append(f"{len(tree)} nodes · {tree.finished.generated_tokens} generated tokens · status {status}"
                      + (f" ({tree.finished.message})" if tree.finished.message else ""))

@@ -23,6 +23,7 @@ import math
 import plotly.graph_objects as go
 
 from engine import events as E
+from engine.answers import NO_ANSWER
 from engine.tree import Tree
 
 HOVER_TEXT_CHARS = 160
@@ -104,6 +105,16 @@ def visible_nodes(tree: Tree, must: list[int] = (), limit: int = MAX_DRAWN_NODES
     return keep, hidden
 
 
+def node_symbol(n) -> str:
+    """A node's marker: ★ right, ✗ wrong, □ no answer stated (never drawn as a wrong answer),
+    ◆ an answer with no key to judge it, ● not terminal."""
+    if not n.terminal:
+        return "circle"
+    if n.answer is None:
+        return "square-open"
+    return "star" if n.correct else "x" if n.correct is False else "diamond"
+
+
 def _hover(tree: Tree, nid: int) -> str:
     n = tree[nid]
     text = n.text.strip() or "(empty step)"
@@ -116,8 +127,11 @@ def _hover(tree: Tree, nid: int) -> str:
     if n.reward is not None:
         lines.append(f"reward = {n.reward:.3f}")
     if n.terminal:
-        verdict = "" if n.correct is None else (" ✓ correct" if n.correct else " ✗ wrong")
-        lines.append(f"terminal · answer {n.answer}{verdict}")
+        if n.answer is None:
+            lines.append(f"terminal · {NO_ANSWER}")
+        else:
+            verdict = "" if n.correct is None else (" ✓ correct" if n.correct else " ✗ wrong")
+            lines.append(f"terminal · answer {n.answer}{verdict}")
     if n.code is not None:
         lines.append(f"code {'passed' if n.code['passed'] else 'failed'} ({n.code['status']})"
                      + (" · branch ended" if n.code.get("ends_branch") else ""))
@@ -164,10 +178,7 @@ def tree_figure(tree: Tree, *, highlight: list[int] | None = None, height: int =
         visited.append(v)
         colours.append(n.q if v else q_range[0])
         sizes.append(min(34.0, 8.0 + 4.0 * math.sqrt(n.visits)))
-        if n.terminal:
-            symbols.append("star" if n.correct else "x" if n.correct is False else "diamond")
-        else:
-            symbols.append("circle")
+        symbols.append(node_symbol(n))
         lines.append(2.5 if n.terminal else 0.8)
     traces = [
         dict(type="scatter", x=ex, y=ey, mode="lines", line=dict(color="#b0b0b0", width=1),
@@ -271,8 +282,7 @@ def _action_figure(tree: Tree, *, highlight: list[int] | None, height: int,
             name="question" if a == "root" else f"{a} {ACTION_NAMES[a]}", legendgroup=a,
             hovertext=[_hover(tree, i) for i in ids], hoverinfo="text",
             marker=dict(size=[min(34.0, 8.0 + 4.0 * math.sqrt(n.visits)) for n in nodes],
-                        symbol=[("star" if n.correct else "x" if n.correct is False else "diamond") if n.terminal
-                                else "circle" for n in nodes],
+                        symbol=[node_symbol(n) for n in nodes],
                         color=ACTION_COLOURS[a], line=dict(width=[2.5 if n.terminal else 0.8 for n in nodes],
                                                            color="#222222"),
                         opacity=[1.0 if n.visits else 0.45 for n in nodes])))

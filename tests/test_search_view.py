@@ -8,9 +8,10 @@ import pytest
 
 from app import mcts_tab as M
 from app import sessions_tab as S
-from app.replay import phase_points
-from app.tree_figure import layout, tree_figure
+from app.replay import final_markdown, phase_points
+from app.tree_figure import layout, node_symbol, tree_figure
 from engine import events as E
+from engine.answers import NO_ANSWER
 from engine.store import Store
 from engine.tree import Tree
 
@@ -169,3 +170,17 @@ def test_served_app_runs_a_search_through_the_client(tiny_backend, tmp_path):
         client.close()
         demo.close(verbose=False)
         store.close()
+
+
+def test_no_answer_stated_is_said_and_drawn_apart_from_a_wrong_answer():
+    evs = [E.RunStarted(method="greedy", question="Q", prompt="Q\n", gold="5", config={}, seed=0, model="m"),
+           E.NodeProposed(node=0, parent=-1, depth=0, action="root", text="Q\n"),
+           E.NodeProposed(node=1, parent=0, depth=1, action="step", text="Tom has 5.", terminal=True, answer=None,
+                          correct=False),
+           E.NodeProposed(node=2, parent=0, depth=1, action="step", text="The answer is 4.", terminal=True,
+                          answer="4", correct=False),
+           E.FinalAnswer(answer=None, rule="greedy", path=[0, 1], correct=False, alternatives={"greedy": None})]
+    tree = Tree.fold(evs)
+    assert node_symbol(tree[1]) == "square-open" and node_symbol(tree[2]) == "x"
+    md = final_markdown(tree)
+    assert f"Answer: {NO_ANSWER}" in md and "None" not in md
