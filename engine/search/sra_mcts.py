@@ -63,7 +63,7 @@ from engine.search.common import (SampledConfig, MAX_STEP_TOKENS, Step, StepProp
                                   is_whole as _int, majority_answer, node_event, normalize_gold, split_generation)
 from engine.demo_model.formats import STEP_DELIMITER
 from engine.sampling import GREEDY
-from engine.steps import answers_equal, extract_answer
+from engine.steps import answers_equal
 from engine.tree import Tree
 
 SELF_EVALS = ("prompt", "confidence")
@@ -174,7 +174,7 @@ class SRAProposer(StepProposer):
         ``mode="simple"`` (the official code's simple reflection): the first step is never asked
         about, and a reflection only says whether the path ends (``<continue>`` otherwise)."""
         out: list[tuple[str, bool, str] | None] = [
-            (END, True, "") if extract_answer(p) else (CONTINUE, False, "") if mode == "simple" and p == "" else None
+            (END, True, "") if self.read_answer(p) else (CONTINUE, False, "") if mode == "simple" and p == "" else None
             for p in path_texts]
         ask = [i for i, o in enumerate(out) if o is None]
         if ask:

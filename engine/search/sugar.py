@@ -35,12 +35,12 @@ from typing import Callable, Iterator
 from engine import events as E
 from engine.models.base import StopSpec, Stopped, stop_if
 from engine.formats import format_of
-from engine.retrieval import build_index, qa_correct
+from engine.retrieval import build_index, qa_strict
 from engine.sampling import GREEDY, SamplingConfig
 from engine.scoring import semantic_entropy as S
 from engine.search.common import (SampledConfig, MAX_SOLUTION_TOKENS, TokenCounter, check_field as _check,
                                   is_whole as _int, majority_answer, normalize_gold)
-from engine.steps import answers_equal, extract_answer
+from engine.steps import answers_equal
 
 TASKS = ("auto", "math", "open")
 JUDGES = ("auto", "math", "lm", "nli")
@@ -170,7 +170,7 @@ class _Asker:
 
     def answer_of(self, text: str) -> str | None:
         if self.task == "math":
-            return extract_answer(text)
+            return format_of(self.backend).read_answer(text)
         line = text.strip().split("\n")[0].strip()
         return line or None
 
@@ -179,10 +179,11 @@ class _Asker:
 
 
 def is_correct(task: str, answer: str | None, gold: str | None) -> bool | None:
-    """Math: the same number; open: the gold answer's words appear in the answer (None: no gold)."""
+    """Math: the same number; open: the answer the reply states is the gold (engine.retrieval.qa_strict;
+    the lenient "contains" check is reported beside it by the eval). None: no gold."""
     if gold is None:
         return None
-    return answers_equal(answer, gold) if task == "math" else qa_correct(answer, gold)
+    return answers_equal(answer, gold) if task == "math" else qa_strict(answer, gold)
 
 
 def _node(tree_size: int, parent: int, depth: int, action: str, gen, asker: _Asker, gold) -> E.NodeProposed:
