@@ -6,8 +6,10 @@ blank-line-separated paragraph) and ``.jsonl`` files (one passage per line: ``{"
 optional ``"title"`` and ``"id"``). Ranking is Okapi BM25 from the ``bm25s`` library with its
 English stop words and no stemmer (so nothing is downloaded and nothing extra is needed).
 
-Also here: the question set with gold answers for the shipped corpus, and the answer check
-used for open answers (`qa_correct`).
+Also here: the question set with gold answers for the shipped corpus, and the two checks of an
+open answer against its gold: `qa_strict` reads the answer the reply states and compares it (what
+se and sugar count as right), `qa_contains` is the lenient "contains" metric of open-QA papers
+(the gold's words anywhere in the reply: ``"Not 18 but 20."`` passes for 18), reported beside it.
 
 Not here: deciding when to retrieve (engine/search/sugar.py).
 """
@@ -21,6 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from engine.answers import answer_key, clean_answer, read_answer
 from engine.models.base import InputError
 from engine.retrieval_corpus import CORPUS_FILE, QUESTIONS_FILE
 
@@ -143,11 +146,67 @@ def normalize_text(text: str) -> str:
     return " ".join(_ARTICLES.sub(" ", text.lower().translate(_PUNCT)).split())
 
 
-def qa_correct(answer: str | None, gold: str | Iterable[str]) -> bool:
-    """Right when a gold answer, normalised, appears as whole words in the normalised answer;
-    ``"7|seven"`` lists alternatives."""
+def _golds(gold: str | Iterable[str]) -> list[str]:
+    return gold.split("|") if isinstance(gold, str) else list(gold)
+
+
+def qa_contains(answer: str | None, gold: str | Iterable[str]) -> bool:
+    """The lenient "contains" check: right when a gold answer, normalised, appears as whole words
+    anywhere in the normalised answer (so "Not 18 but 20." is right for 18); ``"7|seven"`` lists
+    alternatives."""
     if not answer:
         return False
-    golds = gold.split("|") if isinstance(gold, str) else list(gold)
     have = f" {normalize_text(answer)} "
-    return any(normalize_text(g) and f" {normalize_text(g)} " in have for g in golds)
+    return any(normalize_text(g) and f" {normalize_text(g)} " in have for g in _golds(gold))
+
+
+def stated_answer(text: str | None) -> str | None:
+    """What an open reply states as its answer: the last answer statement's (engine.answers:
+    ``"The answer is Paris."``, ``"Answer: Paris"``, ``\\boxed{Paris}``), else its first line up to
+    the end of its first sentence, or the number it starts with (``"18 apples."`` -> ``"18"``)."""
+    if not text or not text.strip():
+        return None
+    stated = read_answer(text)
+    return stated if stated is not None else clean_answer(text.strip().split("\n")[0])
+
+
+_NUMBER = re.compile(r"-?\d+(?:,\d{3})*(?:\.\d+)?(?:/\d+)?")
+# the reference semantic-entropy code (Farquhar et al. 2024) counts an open answer right at a
+# SQuAD token F1 of at least 50 % with a gold answer
+STRICT_F1 = 0.5
+
+
+def _number_key(text: str) -> str | None:
+    """``answer_key`` of ``text`` when it is one number as written (``"1,065"``, ``"-3.5"``), else None."""
+    t = text.strip().rstrip(".")
+    return answer_key(t.replace(",", "")) if _NUMBER.fullmatch(t) else None
+
+
+def token_f1(answer: str, gold: str) -> float:
+    """SQuAD's token F1 of two texts after `normalize_text`: ``token_f1("Maud Tinsley did", "Maud
+    Tinsley")`` is 2 * (2/3 * 1) / (2/3 + 1) = 0.8."""
+    a, g = normalize_text(answer).split(), normalize_text(gold).split()
+    common = sum(min(a.count(w), g.count(w)) for w in set(a) & set(g))
+    if not common:
+        return 0.0
+    precision, recall = common / len(a), common / len(g)
+    return 2 * precision * recall / (precision + recall)
+
+
+def qa_strict(answer: str | None, gold: str | Iterable[str]) -> bool:
+    """The strict check: the answer the reply states (`stated_answer`) is a gold answer. For a
+    number gold, every number the stated answer names is that number by value (``"It is 18."``
+    right; ``"Not 18 but 20."``, ``"17210"`` wrong); for a text gold, token F1 at least
+    `STRICT_F1` (``"Maud Tinsley did."`` right, ``"Not Paris but Lyon."`` wrong)."""
+    stated = stated_answer(answer)
+    if not stated:
+        return False
+    for g in _golds(gold):
+        key = _number_key(g)
+        if key is not None:
+            named = [answer_key(m.replace(",", "")) for m in _NUMBER.findall(stated)]
+            if named and all(k == key for k in named):
+                return True
+        elif normalize_text(g) and token_f1(stated, g) >= STRICT_F1:
+            return True
+    return False
