@@ -124,7 +124,7 @@ def config_from_args(cls, args, method: str):
 
 def build_parser() -> argparse.ArgumentParser:
     from engine.demo_model.problems import TIERS
-    from engine.evaluate import EVAL_METHODS, EvalConfig
+    from engine.evaluate import EVAL_METHODS, EVAL_N, EvalConfig
     from engine.search import METHODS
 
     ap = _Parser(prog="thoughtscope", description="Watch language models reason: a local web app and its engine.")
@@ -177,11 +177,13 @@ def build_parser() -> argparse.ArgumentParser:
     from engine.cli_sessions import add_sessions_parser
     add_sessions_parser(sub, "SQLite file for runs (default: $THOUGHTSCOPE_DB or the user data folder)")
 
-    e = sub.add_parser("eval", help="accuracy on the held-out problems")
+    e = sub.add_parser("eval", help="accuracy on the held-out problems, or on your own data set")
     _add_model_flags(e)
     e.add_argument("--method", choices=sorted(EVAL_METHODS), default="greedy")
-    e.add_argument("--tier", choices=TIERS, default="hard")
-    e.add_argument("--n", type=_number(int, 1, 10**6, "--n"), default=100)
+    # None: not given (hard), so --dataset can refuse a tier it would ignore
+    e.add_argument("--tier", choices=TIERS, default=None, help="held-out tier (default hard)")
+    e.add_argument("--n", type=_number(int, 1, 10**6, "--n"), default=None,
+                   help=f"problems to evaluate (default {EVAL_N}, or every usable row of a smaller --dataset)")
     e.add_argument("--seed", type=_number(int, 0, 2**63 - 1, "--seed"), default=0)
     e.add_argument("--fresh", type=_number(int, 0, 2**63 - 1, "--fresh"), default=None, metavar="GEN_SEED",
                    help="evaluate on --n problems generated now with this generator seed (none from the "
@@ -189,6 +191,19 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--events", type=int, nargs=2, metavar=("LO", "HI"), default=None,
                    help="with --fresh: LO to HI events a problem instead of the tier's own count "
                         "(numbers as the tier), to test past what the model was trained on")
+    e.add_argument("--dataset", default=None, metavar="PATH_OR_HUB_ID",
+                   help="evaluate on your own problems instead of the held-out set: a .jsonl, .json, .csv or "
+                        ".parquet file, or a hub data set id (ID or ID:CONFIG; needs the datasets library and "
+                        "network). Gold answers are read as GSM8K (#### 18) and MATH (\\boxed{}) write them; "
+                        "rows whose gold cannot be read are skipped and counted")
+    e.add_argument("--split", default=None, help="with --dataset: the hub split (default test), or which list "
+                                                 "of a JSON file holding several")
+    e.add_argument("--question-field", default=None, metavar="FIELD",
+                   help="with --dataset: the question's field (default the first of question, problem, prompt, "
+                        "input, query)")
+    e.add_argument("--answer-field", default=None, metavar="FIELD",
+                   help="with --dataset: the gold answer's field (default the first of answer, final_answer, "
+                        "solution, target, output, gold)")
     e.add_argument("--json", action="store_true", help="print the summary as JSON")
     e.add_argument("--details", action="store_true", help="include per-problem results in the JSON")
     _add_config_flags(e, [EvalConfig] + [m.config for m in METHODS.values()])
@@ -263,19 +278,45 @@ def cmd_generate(args) -> int:
     return 0
 
 
+def _eval_source_flags(args) -> None:
+    """--dataset brings its own problems: the flags that pick held-out or fresh ones make no sense
+    beside it, and its own flags none without it."""
+    if args.dataset is not None:
+        for flag, value in (("--fresh", args.fresh), ("--events", args.events), ("--tier", args.tier)):
+            if value is not None:
+                raise CliError(f"thoughtscope: {flag} picks built-in problems; --dataset brings its own: "
+                               f"give one or the other")
+        return
+    for flag, value in (("--split", args.split), ("--question-field", args.question_field),
+                        ("--answer-field", args.answer_field)):
+        if value is not None:
+            raise CliError(f"thoughtscope: {flag} needs --dataset")
+
+
 def cmd_eval(args) -> int:
-    from engine.evaluate import BATCHED, EvalConfig, eval_problems, run_eval
+    from engine.evaluate import BATCHED, EVAL_N, EvalConfig, dataset_problems, eval_problems, run_eval
     from engine.search import METHODS
     cls = EvalConfig if args.method in BATCHED else METHODS[args.method].config
     cfg = config_from_args(cls, args, args.method)
+    _eval_source_flags(args)
     events = tuple(args.events) if args.events else None
-    problems = eval_problems(args.method, args.tier, args.n, fresh=args.fresh, events=events)   # before the model loads
+    tier, dataset = args.tier or "hard", None
+    # the problems are picked (and a bad request refused) before the model loads
+    if args.dataset is not None:
+        dataset = dataset_problems(args.method, args.dataset, split=args.split, question_field=args.question_field,
+                                   answer_field=args.answer_field, n=args.n)
+        problems, tier = list(dataset.problems), "dataset"
+        if dataset.skipped_line():
+            print(f"thoughtscope: {dataset.skipped_line()}", file=sys.stderr)
+    else:
+        problems = eval_problems(args.method, tier, args.n or EVAL_N, fresh=args.fresh, events=events)
     backend = _load(args)
     from engine.progress import progress
     from engine.evaluate import QA_METHODS
-    with progress(args.n, f"{args.method} {'velmora' if args.method in QA_METHODS else args.tier}") as bar:
-        summary = run_eval(backend, args.method, args.tier, args.n, args.seed, cfg, progress=bar.update,
-                           fresh=args.fresh, events=events, problems=problems)
+    label = "velmora" if args.method in QA_METHODS and dataset is None else tier
+    with progress(len(problems), f"{args.method} {label}") as bar:
+        summary = run_eval(backend, args.method, tier, len(problems), args.seed, cfg, progress=bar.update,
+                           fresh=args.fresh, events=events, problems=problems, dataset=dataset)
     if not args.details:
         summary.pop("results")
     if args.json:
@@ -284,7 +325,10 @@ def cmd_eval(args) -> int:
         extra = f", {summary['samples']} samples at T={summary['temperature']}" if "samples" in summary else ""
         where = "" if summary["problems"] == "held-out" else f", {summary['problems']}"
         print(f"{summary['method']} on {summary['tier']} (n={summary['n']}{where}{extra}): accuracy "
-              f"{summary['accuracy']:.1%}, {summary['generated_tokens']} generated tokens, {summary['wall_s']} s")
+              f"{summary['accuracy']:.1%} ({summary['answered']:.1%} answered), {summary['generated_tokens']} "
+              f"generated tokens, {summary['wall_s']} s")
+        if "accuracy_contains" in summary:
+            print(f"  accuracy under the lenient contains check: {summary['accuracy_contains']:.1%}")
         for rule, acc in summary.get("accuracy_by_rule", {}).items():
             print(f"  answer rule {rule}: {acc:.1%}")
         if "discriminator_agreement" in summary:

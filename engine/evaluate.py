@@ -1,15 +1,21 @@
-"""Accuracy of a method on the held-out problem set: what ``thoughtscope eval`` runs.
+"""Accuracy of a method on the held-out problem set, fresh problems or a user's data set: what
+``thoughtscope eval`` runs.
 
 Methods live in ``EVAL_METHODS``, a dict of callables that share one signature, so the CLI's
 ``--method`` choices come from the same dict. Each solves a list of problems in batches and
 returns one `ProblemResult` per problem. Generated tokens count every token the model
 sampled (all samples of self-consistency), the cost figure accuracy is weighed against.
+Every summary also says how many problems got an answer at all (``answered``), so a format
+whose answers cannot be read is told apart from a model that answers wrong. Greedy and
+self-consistency read answers, stop and budget a solution as the model's prompt format does
+(engine/formats.py), as the searches do.
 
-Not here: the tree searches themselves (engine/search/).
+Not here: the tree searches themselves (engine/search/); reading data files (engine/datasets.py).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass
@@ -17,20 +23,22 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from engine.demo_model.problems import TIERS, Problem, load_problems
+from engine.formats import format_of
 from engine.models.base import StopSpec
 from engine.sampling import GREEDY, SamplingConfig
-from engine.search.common import MAX_SOLUTION_TOKENS, majority_answer
-from engine.steps import answers_equal, extract_answer
+from engine.search.common import majority_answer
+from engine.steps import answers_equal
 
 HELDOUT = Path(__file__).resolve().parents[1] / "assets" / "problems" / "heldout.jsonl"
 SOLUTION_STOP = StopSpec(strings=("\nQuestion:",))   # a finished solution never starts another
+EVAL_N = 100                   # problems evaluated when --n is not given
 
 
 @dataclass
 class ProblemResult:
     problem_id: str
     answer: str | None
-    gold: int
+    gold: str                                     # text: a data set's gold may be "\\frac{1}{2}" or "Paris"
     correct: bool
     generated_tokens: int
     votes: dict[str, int] | None = None
@@ -39,6 +47,11 @@ class ProblemResult:
     discriminator: dict | None = None             # rstar: candidates judged/confirmed, generator tokens
     entropies: dict[str, float] | None = None     # se, sugar: the four semantic-entropy estimators
     retrieval: str | None = None                  # sugar: "none", "single" or "multi"
+    correct_contains: bool | None = None          # se, sugar on open questions: the lenient "contains" check
+
+    def __post_init__(self) -> None:
+        # the arithmetic problems' gold is an int: held as text too, so every eval JSON spells it alike
+        self.gold = str(self.gold)
 
 
 @dataclass(frozen=True)
@@ -71,15 +84,19 @@ def _solve_batches(backend, problems: list[Problem], copies: int, sampling: Samp
     """Generate ``copies`` solutions per problem and vote (one copy: no vote)."""
     per_batch = max(1, cfg.batch_size // copies)
     seed_text = getattr(backend, "solution_prefix", lambda: "")()     # "Step 1:" (see the backend)
+    # the embedded format's stop, budget and reader are exactly SOLUTION_STOP, 256 tokens and
+    # "The answer is N."; a chat model's solution ends at EOS and states \boxed{N}
+    fmt = format_of(backend)
+    stop = StopSpec(fmt.solution_stop, after_text=fmt.skip_leading_blank)
     results = []
     for start in range(0, len(problems), per_batch):
         chunk = problems[start:start + per_batch]
         prompts = [backend.render_prompt(p.question) + seed_text for p in chunk for _ in range(copies)]
-        gens = backend.generate(prompts, sampling=sampling, stop=SOLUTION_STOP,
-                                max_new_tokens=MAX_SOLUTION_TOKENS, seed=seed + start)
+        gens = backend.generate(prompts, sampling=sampling, stop=stop,
+                                max_new_tokens=fmt.max_solution_tokens, seed=seed + start)
         for j, p in enumerate(chunk):
             mine = gens[j * copies:(j + 1) * copies]
-            answer, votes = majority([extract_answer(g.text) for g in mine])
+            answer, votes = majority([fmt.read_answer(g.text) for g in mine])
             results.append(ProblemResult(p.id, answer, p.answer, answers_equal(answer, p.answer),
                                          sum(len(g.tokens) for g in mine), votes if copies > 1 else None))
         progress(len(chunk))
@@ -153,6 +170,7 @@ def eval_semantic(method: str) -> Callable:
     def evaluate(backend, problems, cfg, seed: int, progress) -> list[ProblemResult]:
         from engine import events as E
         from engine.search import METHODS
+        from engine.retrieval import qa_contains
         from engine.search.sugar import is_correct, task_of
         task = task_of(backend, cfg)
         results = []
@@ -160,7 +178,9 @@ def eval_semantic(method: str) -> Callable:
             events = list(METHODS[method].run(p.question, backend, config=cfg, seed=seed + i, gold=str(p.answer)))
             r = search_result(p, events)
             final = next(e for e in events if isinstance(e, E.FinalAnswer))
-            r.correct = bool(final.correct)
+            r.correct = bool(final.correct)          # open questions: the strict check (engine/retrieval.py)
+            if task == "open":
+                r.correct_contains = qa_contains(final.answer, str(p.answer))
             r.by_rule = {rule: bool(is_correct(task, a, str(p.answer))) for rule, a in final.alternatives.items()}
             measured = next((e for e in events if isinstance(e, E.EntropyMeasured) and e.mode == cfg.mode), None)
             if measured is not None:
@@ -190,6 +210,9 @@ EVAL_METHODS: dict[str, Callable] = {
 }
 BATCHED = {"greedy", "sc"}
 QA_METHODS = {"sugar"}        # evaluated on the fictional-corpus questions (assets/retrieval/), not the tiers
+# Methods whose eval needs what only the problem generator knows (each step's true value): they
+# refuse a data set, which has a question and a gold answer only.
+NEEDS_STEPS = {"leco": "its eval checks each cut step against the generator's true intermediate values"}
 
 
 def rstar_summary(results: list[ProblemResult]) -> dict:
@@ -269,6 +292,24 @@ def eval_problems(method: str, tier: str, n: int, problems_path: Path = HELDOUT,
     return problems[:n]
 
 
+def dataset_problems(method: str, source: str, *, split: str | None = None, question_field: str | None = None,
+                     answer_field: str | None = None, n: int | None = None):
+    """The problems of a user's data set (engine/datasets.py) for ``method``: the first ``n``
+    usable rows, or the first `EVAL_N` (all of a smaller set) when ``n`` is None. Returns the
+    `engine.datasets.Dataset`; checks the request before any model loads."""
+    from engine import datasets
+    if method not in EVAL_METHODS:
+        raise ValueError(f"method must be one of {sorted(EVAL_METHODS)}, got {method!r}")
+    if method in NEEDS_STEPS:
+        raise ValueError(f"--dataset does not work with method {method!r}: {NEEDS_STEPS[method]}, which a data "
+                         f"set has not (run it on one question with `thoughtscope run {method}`)")
+    loaded = datasets.load_problems(source, split=split, question_field=question_field, answer_field=answer_field,
+                                    n=n)
+    if n is None and len(loaded.problems) > EVAL_N:
+        loaded = dataclasses.replace(loaded, problems=loaded.problems[:EVAL_N])
+    return loaded
+
+
 def semantic_entropy_summary(method: str, results: list[ProblemResult]) -> dict:
     """AUROC of each entropy estimator for predicting a wrong answer without retrieval (sugar) or
     a wrong top-cluster answer (se); None when every answer is right or every one wrong."""
@@ -285,19 +326,30 @@ def semantic_entropy_summary(method: str, results: list[ProblemResult]) -> dict:
 def run_eval(backend, method: str, tier: str, n: int, seed: int, cfg: EvalConfig,
              progress: Callable[[int], None] = lambda k: None, problems_path: Path = HELDOUT,
              fresh: int | None = None, events: tuple[int, int] | None = None,
-             problems: list[Problem] | None = None) -> dict:
+             problems: list[Problem] | None = None, dataset=None) -> dict:
     """Run ``method`` over the problems `eval_problems` picks (or ``problems``, already picked
-    by it) and summarise: the JSON keys of `thoughtscope eval`."""
-    if problems is None:
+    by it; or ``dataset``'s, an `engine.datasets.Dataset` from `dataset_problems`) and
+    summarise: the JSON keys of `thoughtscope eval`."""
+    if dataset is not None:
+        problems, tier = list(dataset.problems), "dataset"
+    elif problems is None:
         problems = eval_problems(method, tier, n, problems_path, fresh, events)
+    n = len(problems)
     t0 = time.perf_counter()
     results = EVAL_METHODS[method](backend, problems, cfg, seed, progress)
     wall = time.perf_counter() - t0
-    source = "held-out" if fresh is None else f"fresh:{fresh}" + (f":events {events[0]}-{events[1]}" if events else "")
+    if dataset is not None:
+        source = f"dataset:{dataset.source}" + (f":{dataset.split}" if dataset.split else "")
+    elif fresh is None:
+        source = "held-out"
+    else:
+        source = f"fresh:{fresh}" + (f":events {events[0]}-{events[1]}" if events else "")
     summary = {
         "method": method, "model": backend.info.name, "tier": tier, "n": n, "seed": seed,
         "problems": source,
         "accuracy": round(sum(r.correct for r in results) / n, 4),
+        # the share with a final answer that could be read at all, right or wrong
+        "answered": round(sum(r.answer is not None for r in results) / n, 4),
         "generated_tokens": sum(r.generated_tokens for r in results),
         "wall_s": round(wall, 2),
     }
@@ -309,11 +361,16 @@ def run_eval(backend, method: str, tier: str, n: int, seed: int, cfg: EvalConfig
         rules = results[0].by_rule or {}
         summary["accuracy_by_rule"] = {rule: round(sum(r.by_rule.get(rule, False) for r in results) / n, 4)
                                        for rule in rules}
+    if any(r.correct_contains is not None for r in results):
+        summary["accuracy_contains"] = round(sum(bool(r.correct_contains) for r in results) / n, 4)
+    if dataset is not None:
+        summary["dataset"] = dataset.describe()
     extra = EVAL_SUMMARIES.get(method)
     if extra is not None:
         summary.update(extra(results))
     if method in QA_METHODS:
-        summary["tier"] = "velmora"
+        if dataset is None:
+            summary["tier"] = "velmora"
         summary["retrieval_rate"] = round(sum(r.retrieval not in (None, "none") for r in results) / n, 4)
         summary["retrieval"] = {d: sum(r.retrieval == d for r in results) for d in ("none", "single", "multi")}
     if any(r.entropies for r in results):

@@ -174,6 +174,17 @@ def test_threshold_sweep_scores_every_threshold():
         threshold_sweep([0.1], [True], [])
 
 
+def test_open_eval_counts_the_stated_answer_and_reports_contains_beside_it():
+    from engine.demo_model.problems import Problem
+    from engine.evaluate import run_eval
+    # the reply names the gold but states another answer: right only under the lenient check
+    backend = ScriptedBackend(["unused"], greedy="Not 18 but 20.")
+    problems = [Problem("q0", "velmora", "How many bridges does Velmora have?", "18", ())]
+    summary = run_eval(backend, "sugar", "hard", 1, 0, SugarConfig(policy="never"), problems=problems)
+    assert summary["accuracy"] == 0.0 and summary["accuracy_contains"] == 1.0 and summary["answered"] == 1.0
+    assert summary["accuracy_by_rule"] == {"without_retrieval": 0.0}
+
+
 def test_events_round_trip_through_json(same_judge):
     events = _sugar(ScriptedBackend(["It was Crane", "It was Hale", "It was Crane", "It was Hale"]), samples=4)
     assert [E.loads(e.dumps()).dumps() for e in events] == [e.dumps() for e in events]
