@@ -105,6 +105,10 @@ def clean_answer(body: str) -> str | None:
     number = _leading_number(s)
     if number is not None:
         return number
+    if "=" in s:                # "2 * 4 = 8 apples", "x = 5": the result after the last "="
+        number = _leading_number(s.rsplit("=", 1)[1].strip())
+        if number is not None:
+            return number
     s = re.split(r"(?<=[^\d\s])\.\s|\.\s*$|\s+(?:I hope|which is|so |because)\b", s, maxsplit=1)[0]
     s = _strip_wrapping(s.strip().rstrip(".;,:!").strip())
     return s or None

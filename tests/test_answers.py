@@ -40,6 +40,8 @@ ENDINGS = [
     ("The answer is $\\frac{3}{4}$.", "\\frac{3}{4}"),
     ("The answer is 5. Wait, I forgot the tax. The answer is 7.", "7"),                # several: the last
     ("The answer is Paris.", "Paris"),
+    ("The answer is 2 * 2 * 2 = 8 apples.", "8"),                                      # an equation: its result
+    ("\\boxed{x = 5}", "5"),
     ("The answer is 1,000,000.", "1000000"),
     ("The answer is −12.", "-12"),                                                       # a Unicode minus
     # labels
@@ -93,6 +95,6 @@ def test_votes_group_equal_numbers():
     assert answer_key("\\frac{1}{2}") == "\\frac{1}{2}"
 
 
-def test_clean_answer_keeps_expressions_whole():
-    assert clean_answer(" 3 + 4 = 7") == "3 + 4 = 7"
-    assert clean_answer("18\\sqrt{2}") == "18\\sqrt{2}"
+def test_clean_answer_keeps_expressions_whole_and_reads_an_equation_by_its_result():
+    assert clean_answer(" 3 + 4 = 7") == "7"
+    assert clean_answer("18\\sqrt{2}") == "18\\sqrt{2}" and clean_answer("x^2 + 1") == "x^2 + 1"
