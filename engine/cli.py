@@ -87,10 +87,13 @@ def _add_sampling_flags(p: argparse.ArgumentParser, temperature: float) -> None:
                    help="order of the sampler stages, as that engine applies them")
 
 
-def _add_config_flags(p: argparse.ArgumentParser, config_classes) -> None:
+def _add_config_flags(p: argparse.ArgumentParser, config_classes, hidden: bool = False,
+                      skip: set[str] = frozenset()) -> None:
     """One flag per field of the given config dataclasses (``--max-depth`` for ``max_depth``),
-    default None: a flag not given leaves the config's own default. The config validates."""
-    seen = {}
+    default None: a flag not given leaves the config's own default. The config validates.
+    ``hidden`` flags are accepted but left out of ``--help`` (`config_from_args` then says which
+    method they belong to); fields in ``skip`` are not added."""
+    seen = dict.fromkeys(skip)
     for cls in config_classes:
         for f in dataclasses.fields(cls):
             if f.name in seen:
@@ -107,7 +110,7 @@ def _add_config_flags(p: argparse.ArgumentParser, config_classes) -> None:
                        "self_eval": SELF_EVALS, "reflection": REFLECTIONS, "early_stop": EARLY_STOPS}.get(f.name)
             p.add_argument(f"--{f.name.replace('_', '-')}", dest=f"cfg_{f.name}", type=conv, default=None,
                            choices=choices, metavar=None if choices else f.name.upper(),
-                           help=f"default {f.default}")
+                           help=argparse.SUPPRESS if hidden else f"default {f.default}")
 
 
 def config_from_args(cls, args, method: str):
@@ -164,15 +167,25 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=_number(int, 0, 2**63 - 1, "--seed"), default=0)
     g.add_argument("--json", action="store_true")
 
-    r = sub.add_parser("run", help="run one search headless and store it as a session")
-    r.add_argument("method", choices=sorted(METHODS))
-    _add_model_flags(r)
-    r.add_argument("--question", required=True)
-    r.add_argument("--answer", default=None, help="the gold answer, to mark the result right or wrong")
-    r.add_argument("--seed", type=_number(int, 0, 2**63 - 1, "--seed"), default=0)
-    r.add_argument("--db", default=None, help="SQLite file (default: the user data folder)")
-    r.add_argument("--json", action="store_true")
-    _add_config_flags(r, [m.config for m in METHODS.values()])
+    r = sub.add_parser("run", help="run one search headless and store it as a session",
+                       description="run one search headless and store it as a session; "
+                                   "`thoughtscope run METHOD --help` lists that method's own settings")
+    methods = r.add_subparsers(dest="method", required=True, metavar="METHOD")
+    for name in sorted(METHODS):
+        m = METHODS[name]
+        mp = methods.add_parser(name, help=m.label, description=f"{m.label}: one search, stored as a session. "
+                                "The settings below are this method's own; docs/ explains each method.")
+        mp.add_argument("--question", required=True)
+        mp.add_argument("--answer", default=None, help="the gold answer, to mark the result right or wrong")
+        mp.add_argument("--seed", type=_number(int, 0, 2**63 - 1, "--seed"), default=0)
+        mp.add_argument("--db", default=None, help="SQLite file (default: the user data folder)")
+        mp.add_argument("--json", action="store_true")
+        _add_model_flags(mp)
+        _add_config_flags(mp, [m.config])
+        # other methods' settings are accepted, unlisted, and refused by config_from_args with a line
+        # that names the method's own
+        _add_config_flags(mp, [o.config for o in METHODS.values()], hidden=True,
+                          skip={f.name for f in dataclasses.fields(m.config)})
 
     from engine.cli_sessions import add_sessions_parser
     add_sessions_parser(sub, "SQLite file for runs (default: $THOUGHTSCOPE_DB or the user data folder)")

@@ -125,3 +125,16 @@ def test_progress_in_a_log_is_a_line_at_most_every_interval(monkeypatch):
         bar.update()                   # at 32 s: the last one always prints
     assert out.getvalue().splitlines() == ["rstar hard: 2/3 problems, 31 s, about 16 s left",
                                            "rstar hard: 3/3 problems, 32 s"]
+
+
+def test_run_method_help_lists_that_methods_own_settings(capsys):
+    from engine.cli import main
+    with pytest.raises(SystemExit):
+        main(["run", "sra-mcts", "--help"])
+    out = capsys.readouterr().out
+    assert "--end-gate" in out and "--reflection" in out and "--question" in out and "--format" in out
+    assert "--beam-width" not in out and "--cut-mode" not in out          # other methods' settings: not listed
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    out = capsys.readouterr().out
+    assert "sra-mcts" in out and "SRA-MCTS (reflection + self-evaluation)" in out
