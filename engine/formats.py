@@ -22,9 +22,10 @@ tokenizer (a vocabulary under 1,024 tokens, built by engine/demo_model/tokenizer
 LM's is that small) → embedded; else base. A user overrides it (``--format``), and the session
 stores the format's name in its ``run_started`` event, so a replay says which format ran.
 
-Not yet here (docs/models.md says so): the method-specific prompts of rStar's actions, LECO's
-rethink, code-verified steps, SRA-MCTS's reflection and self-evaluation, the discriminator and
-semantic entropy's short answer are still the embedded format's for every model.
+SRA-MCTS's reflection and self-evaluation and semantic entropy's short answer and LM-judge
+question are written per format at the end of this module ("method prompts"). Not yet here
+(docs/models.md says so): the method-specific prompts of rStar's actions, LECO's rethink,
+code-verified steps and the discriminator are still the embedded format's for every model.
 """
 
 from __future__ import annotations
@@ -174,3 +175,126 @@ def format_of(backend) -> PromptFormat:
     """The format a backend runs with: the one set on it (``backend.prompt_format``), else auto."""
     fmt = getattr(backend, "prompt_format", None)
     return fmt if isinstance(fmt, PromptFormat) else FORMATS[auto_name(backend)]
+
+
+# ---- method prompts: SRA-MCTS, semantic entropy ------------------------------------------------
+# Requests a single method makes besides proposing steps, written per format. Each builder takes
+# the format and returns the text the model is given; reading the reply stays with the method
+# (engine/search/sra_mcts.py: parse_reflection, parse_score; engine/search/sugar.py). The
+# embedded branch of every builder is byte for byte the text the method sent before formats had
+# these prompts. chat: a fresh user message in the chat template per request (never a
+# continuation of the assistant's solution), answered until EOS within a token budget; base: a
+# short continuation of the few-shot solution after a line that says what is wanted.
+
+SRA_ANALYSIS_LABEL = "Analysis:"
+SRA_SCORE_LABEL = "Score:"
+SRA_END = "<end>"
+SRA_NO_STEPS = "(no steps yet)"
+# (stop strings, new-token budget) per format for SRA's two requests; chat stops at EOS only
+SRA_LIMITS: dict[str, dict[str, tuple[tuple[str, ...], int]]] = {
+    "embedded": {"reflection": ((demo.STEP_DELIMITER,), 48), "score": ((demo.STEP_DELIMITER,), 8)},
+    "chat": {"reflection": ((), 128), "score": ((), 128)},
+    "base": {"reflection": (("\n",), 64), "score": (("\n",), 8)},
+}
+SRA_CHAT_REFLECTION = ("Above is a math problem and the first steps of a solution to it. Look over these "
+                       "steps: are they right, and what should the next step work out? Answer in one or "
+                       "two sentences on a single line, without writing the next step itself. If the steps "
+                       "already reach the final answer, reply with " + SRA_END + " and nothing else.")
+SRA_CHAT_SCORE = ("Above is a math problem, the steps of a solution so far and its newest step. Rate the "
+                  "newest step from 0 to 10: 0 when it is wrong or does not help, 10 when it is correct "
+                  "and clearly moves towards the answer. Give at most one sentence of reasons, then end "
+                  "with a line of the form \"" + SRA_SCORE_LABEL + " N\".")
+SRA_BASE_REFLECTION = ("(A note on the steps so far: what the next step should work out, or " + SRA_END
+                       + " if the answer is given.)")
+SRA_BASE_SCORE = "(How good is the last step, from 0 to 10?)"
+
+
+def _chat(backend, content: str) -> str:
+    return backend.apply_chat_template([{"role": "user", "content": content}])
+
+
+def _steps_block(path_text: str) -> str:
+    return path_text.strip() or SRA_NO_STEPS
+
+
+def _line_end(text: str) -> str:
+    """``text`` ending with a newline when it has text (a step cut by its budget has none)."""
+    return text if not text or text.endswith("\n") else text + "\n"
+
+
+def sra_reflection_prompt(fmt: PromptFormat, backend, question: str, path_text: str) -> str:
+    """What SRA-MCTS's reflection on a path asks: embedded, the solution continued with
+    ``Analysis:``; chat, the question, the steps so far and `SRA_CHAT_REFLECTION` as one user
+    message; base, the solution continued with `SRA_BASE_REFLECTION` and ``Analysis:``."""
+    if fmt.name == "chat":
+        return _chat(backend, f"Problem:\n{question.strip()}\n\nSteps so far:\n{_steps_block(path_text)}\n\n"
+                              f"{SRA_CHAT_REFLECTION}")
+    root = fmt.root_prompt(backend, question)
+    if fmt.name == "embedded":
+        return root + path_text + SRA_ANALYSIS_LABEL
+    return f"{root}{_line_end(path_text)}{SRA_BASE_REFLECTION}\n{SRA_ANALYSIS_LABEL}"
+
+
+def sra_score_prompt(fmt: PromptFormat, backend, question: str, path_text: str, step_text: str) -> str:
+    """What SRA-MCTS's 0–10 self-evaluation of ``step_text`` (after ``path_text``) asks:
+    embedded, the solution through the step continued with ``Score:``; chat, the question, the
+    steps before, the newest step and `SRA_CHAT_SCORE` as one user message; base, the solution
+    through the step continued with `SRA_BASE_SCORE` and ``Score:``."""
+    if fmt.name == "chat":
+        return _chat(backend, f"Problem:\n{question.strip()}\n\nSteps so far:\n{_steps_block(path_text)}\n\n"
+                              f"Newest step:\n{step_text.strip()}\n\n{SRA_CHAT_SCORE}")
+    root = fmt.root_prompt(backend, question)
+    if fmt.name == "embedded":
+        return root + path_text + step_text + SRA_SCORE_LABEL
+    return f"{root}{_line_end(path_text + step_text)}{SRA_BASE_SCORE}\n{SRA_SCORE_LABEL}"
+
+
+def sra_guide(fmt: PromptFormat, reflection: str) -> str:
+    """The reflection as the line written before a proposed step (``"Analysis: ...\\n"``; in
+    the chat format a paragraph of the reply, ended by the format's blank line)."""
+    return f"{SRA_ANALYSIS_LABEL} {reflection}{fmt.delimiter}" if reflection else ""
+
+
+def sra_limits(fmt: PromptFormat, request: str) -> tuple[tuple[str, ...], int]:
+    """(stop strings, new-token budget) of SRA's ``"reflection"`` or ``"score"`` request."""
+    return SRA_LIMITS[fmt.name][request]
+
+
+# semantic entropy's short answers to open (non-math) questions
+SE_OPEN_EMBEDDED = "Answer the following question in one short sentence.\n{question}"
+SE_NOTES_EMBEDDED = "Notes:\n{notes}\n\nUsing the notes, answer the question in one short sentence.\n{question}"
+SE_OPEN_INSTRUCTION = "Answer the question in a few words. Do not explain."
+SE_NOTES_INSTRUCTION = "Using the notes, answer the question in a few words. Do not explain."
+SE_BASE_LEAD = "Answer each question in a few words."
+
+
+def se_open_prompt(fmt: PromptFormat, backend, question: str, notes: str = "") -> str:
+    """Semantic entropy's (and SUGAR's) prompt for a short answer to an open question, with the
+    retrieved ``notes`` (``"[1] ...\\n[2] ..."``) when there are some. embedded: the question
+    with its one-sentence request through ``backend.render_prompt``, as before; chat: one user
+    message (notes, `SE_NOTES_INSTRUCTION` or `SE_OPEN_INSTRUCTION`, the question) in the chat
+    template, without the format's math instruction; base: a plain ``Question:`` / ``Answer:``
+    prompt after `SE_BASE_LEAD`, without the math exemplars."""
+    if fmt.name == "embedded":      # the question as given: render_prompt strips the whole text
+        text = (SE_NOTES_EMBEDDED.format(notes=notes, question=question) if notes
+                else SE_OPEN_EMBEDDED.format(question=question))
+        return backend.render_prompt(text)
+    q = question.strip()
+    if fmt.name == "chat":
+        if notes:
+            return _chat(backend, f"Notes:\n{notes}\n\n{SE_NOTES_INSTRUCTION}\n\n{q}")
+        return _chat(backend, f"{SE_OPEN_INSTRUCTION}\n\n{q}")
+    lead = f"Notes:\n{notes}\n\n{SE_BASE_LEAD} Use the notes.\n\n" if notes else f"{SE_BASE_LEAD}\n\n"
+    return f"{lead}Question: {q}\nAnswer:"
+
+
+def se_judge_prompt(fmt: PromptFormat, backend, text: str) -> str:
+    """The LM judge's entailment question (engine/scoring/semantic_entropy.py `LM_JUDGE_PROMPT`,
+    filled in) as the model is asked it: embedded, through ``backend.render_prompt`` as before;
+    chat, one user message without the format's math instruction; base, the question followed
+    by ``Answer:``, without the math exemplars."""
+    if fmt.name == "embedded":
+        return backend.render_prompt(text)
+    if fmt.name == "chat":
+        return _chat(backend, text)
+    return f"{text}\nAnswer:"

@@ -60,6 +60,9 @@ class ScriptedBackend:
     def render_prompt(self, question: str) -> str:
         return f"<user>{question}</user>"
 
+    def apply_chat_template(self, messages: list[dict]) -> str:      # open questions ask through it
+        return "".join(f"<{m['role']}>{m['content']}</{m['role']}>" for m in messages)
+
     def generate(self, prompts, *, sampling, stop, max_new_tokens, seed, should_stop=None):
         self.prompts.append(list(prompts))
         if sampling.temperature == 0:

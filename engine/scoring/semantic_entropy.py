@@ -25,8 +25,9 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Protocol, Sequence
+from typing import Callable, Protocol, Sequence
 
+from engine.formats import format_of, se_judge_prompt
 from engine.models.base import ModelLoadError
 from engine.steps import extract_answer
 
@@ -135,19 +136,22 @@ def cluster(answers: Sequence[str], verdict, mode: str = "strict") -> Clustering
 # ---- judges ----------------------------------------------------------------------------------
 
 class MathJudge:
-    """Mathematical equivalence of the final answers (``The answer is N.``) with math-verify.
+    """Mathematical equivalence of the final answers with math-verify. ``read_answer`` reads a
+    final answer from a text: the model's format's reader (`engine.formats.PromptFormat.read_answer`:
+    ``\\boxed{18}``, "The answer is 18.", ...); default, the embedded model's ``The answer is N.``.
 
     Same value: entailment; different values: contradiction; an answer missing: neutral."""
 
     name = "math"
     note = "math-verify on the extracted final answers (exact for numbers)"
 
-    def __init__(self) -> None:
+    def __init__(self, read_answer: Callable[[str], str | None] | None = None) -> None:
         from math_verify import parse, verify      # imported here: it loads sympy (about a second)
         self._parse, self._verify = parse, verify
+        self._read = read_answer or extract_answer
 
     def answer_of(self, text: str) -> str | None:
-        return extract_answer(text)
+        return self._read(text)
 
     def check(self, premise: str, hypothesis: str, question: str = "") -> str:
         a, b = self.answer_of(premise), self.answer_of(hypothesis)
@@ -239,8 +243,10 @@ class LMJudge:
         self._vocab = 0
 
     def prompt(self, premise: str, hypothesis: str, question: str) -> str:
-        return self.backend.render_prompt(LM_JUDGE_PROMPT.format(question=question, a=premise.strip(),
-                                                                 b=hypothesis.strip()))
+        """The judge's question as the model's format asks it (engine/formats.py
+        `se_judge_prompt`: a chat model gets it without the format's math instruction)."""
+        return se_judge_prompt(format_of(self.backend), self.backend,
+                               LM_JUDGE_PROMPT.format(question=question, a=premise.strip(), b=hypothesis.strip()))
 
     @staticmethod
     def verdict_of(token_text: str) -> str | None:

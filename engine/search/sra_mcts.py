@@ -29,12 +29,19 @@ inf_bonus = 8 (inf), α = 0.5 (alpha), end_gate = 8.8, children = 3 (branch), ro
 one roll-forward step; a score is the integer digits after ``Score:`` (7.9 reads as 7), clamped
 to [0, 10], and an unparsable score counts as 5.
 
-Deliberate differences (docs/code_mcts.md): prompts are continuations of the solution
-(``Analysis:`` / ``Score:`` after the path), not SRA's instruction prompts, so a small
-non-chat model can follow them; ``self_eval="confidence"`` replaces the model's written score
-with 10 × the step's mean token probability for models that cannot score themselves; the
-final answer, when no node reached end_gate, is the answered node with the highest V (SRA
-returns the highest-V node even when it has no answer); the summary step is a greedy
+Prompts (engine/formats.py, "method prompts"): for the embedded and base formats the
+reflection and the score are continuations of the solution (``Analysis:`` / ``Score:`` after
+the path), so a small non-chat model can follow them; for the chat format each is a fresh user
+message in the chat template (the question, the steps so far and an instruction in this
+project's words, following SRA's structure: analyse the path and say what the next step should
+do, or ``<end>``; rate the newest step 0–10 and end with ``Score: N``), read until EOS.
+
+Deliberate differences (docs/code_mcts.md): the continuation prompts above (embedded, base)
+instead of SRA's instruction prompts, and the chat format's in this project's words;
+``self_eval="confidence"`` replaces the model's written score with 10 × the step's mean token
+probability for models that cannot score themselves; the final answer, when no node reached
+end_gate, is the answered node with the highest V (SRA returns the highest-V node even when it
+has no answer); the summary step is a greedy
 continuation of the solution in the same format, not a summary prompt (SRA's own code returns
 the solution text as its summary and has an LLM judge it; ReST-MCTS*, which it builds on,
 writes the summary with one more model call, as here). ``reflection="simple"`` is the
@@ -58,10 +65,10 @@ from dataclasses import dataclass
 from typing import Callable, Iterator
 
 from engine import events as E
+from engine import formats as F
 from engine.models.base import StopSpec, Stopped, stop_if
 from engine.search.common import (SampledConfig, MAX_STEP_TOKENS, Step, StepProposer, TokenCounter, check_field as _check,
                                   is_whole as _int, majority_answer, node_event, normalize_gold, split_generation)
-from engine.demo_model.formats import STEP_DELIMITER
 from engine.sampling import GREEDY
 from engine.steps import answers_equal
 from engine.tree import Tree
@@ -73,11 +80,12 @@ SUMMARY_ACTION = "summary"           # the greedy completion that writes the ans
 CONTINUE = "<continue>"
 SCORE_LOW, SCORE_HIGH = 0.0, 10.0
 SCORE_FALLBACK = 5.0            # the official code's value when no score can be read
-END = "<end>"
-ANALYSIS_LABEL = "Analysis:"
-SCORE_LABEL = "Score:"
-REFLECTION_TOKENS = 48
-SCORE_TOKENS = 8
+END = F.SRA_END
+ANALYSIS_LABEL = F.SRA_ANALYSIS_LABEL
+SCORE_LABEL = F.SRA_SCORE_LABEL
+# the embedded format's budgets; every format's are in engine/formats.py (SRA_LIMITS)
+REFLECTION_TOKENS = F.SRA_LIMITS["embedded"]["reflection"][1]
+SCORE_TOKENS = F.SRA_LIMITS["embedded"]["score"][1]
 # group 1 is the integer digits only: the official reads "Score: 7.9" as 7
 # a score and its scale: "7", "7.9", "7/10", "85%", "85/100"
 _VALUE = r"(\d+(?:\.\d+)?)\s*(%|/\s*100\b|/\s*10\b)?"
@@ -164,10 +172,23 @@ def parse_reflection(text: str | None) -> tuple[str, bool]:
 
 
 class SRAProposer(StepProposer):
-    """Prompts of SRA-MCTS, as continuations of the solution (see the module docstring)."""
+    """SRA-MCTS's requests, each written by the model's format (engine/formats.py, "method
+    prompts"): the reflection and the self-evaluation (continuations of the solution in the
+    embedded and base formats, a fresh chat message in the chat format), and the proposal
+    guided by the reflection."""
+
+    def __init__(self, backend, question: str, **kw):
+        super().__init__(backend, question, **kw)
+        self.question = question
 
     def _path_prompt(self, path_text: str) -> str:
         return self.prompt + path_text
+
+    def _stop(self, request: str) -> tuple[StopSpec, int]:
+        """The stop and token budget of a ``"reflection"`` or ``"score"`` request; a stop string
+        counts only after the reply has text where the format says so (embedded: at once)."""
+        strings, budget = F.sra_limits(self.format, request)
+        return StopSpec(strings, after_text=self.format.skip_leading_blank), budget
 
     def reflect(self, path_texts: list[str], *, seed: int, mode: str = "common") -> list[tuple[str, bool, str]]:
         """(reflection, ends, raw output) per path; a path that states the answer ends unasked.
@@ -178,8 +199,8 @@ class SRAProposer(StepProposer):
             for p in path_texts]
         ask = [i for i, o in enumerate(out) if o is None]
         if ask:
-            prompts = [self._path_prompt(path_texts[i]) + ANALYSIS_LABEL for i in ask]
-            gens = self._generate(prompts, self.sampling, StopSpec((STEP_DELIMITER,)), REFLECTION_TOKENS, seed)
+            prompts = [F.sra_reflection_prompt(self.format, self.backend, self.question, path_texts[i]) for i in ask]
+            gens = self._generate(prompts, self.sampling, *self._stop("reflection"), seed)
             for i, g in zip(ask, gens or [None] * len(ask)):
                 raw = g.text if g is not None else ""
                 text, ends = parse_reflection(raw)
@@ -188,14 +209,15 @@ class SRAProposer(StepProposer):
 
     def propose(self, path_text: str, reflection: str, k: int, depth: int, *, seed: int) -> list[Step]:
         """``k`` next steps after ``path_text``, the reflection written as an ``Analysis:`` line
-        just before the step (the model proposes the step in the light of it)."""
-        guide = f"{ANALYSIS_LABEL} {reflection}{STEP_DELIMITER}" if reflection else ""
+        just before the step (the model proposes the step in the light of it); steps end and
+        answers are read as the format says."""
+        guide = F.sra_guide(self.format, reflection)
         prefix = self.first_prefix if path_text == "" else ""      # as StepProposer: only the first step is seeded
         prompts = [self._path_prompt(path_text) + guide + prefix] * k
-        gens = self._generate(prompts, self.sampling, StopSpec((self.delimiter,)), self.max_step_tokens, seed)
+        gens = self._generate(prompts, self.sampling, self.step_stop(), self.max_step_tokens, seed)
         if gens is None:
             return [Step("[context full]", [], True, None)] * k
-        return [(split_generation(g, self.delimiter, prefix) or [Step(prefix + g.text, [], True, None)])[0]
+        return [(split_generation(g, self.delimiter, prefix, self.format) or [Step(prefix + g.text, [], True, None)])[0]
                 for g in gens]
 
     def score(self, path_texts: list[str], steps: list[Step], mode: str, *, seed: int) -> list[tuple[float, bool, str]]:
@@ -203,8 +225,9 @@ class SRAProposer(StepProposer):
         if mode == "confidence":
             return [(round(10 * math.exp(s.mean_logprob), 3) if s.mean_logprob is not None else SCORE_FALLBACK,
                      s.mean_logprob is not None, "") for s in steps]
-        prompts = [self._path_prompt(p + s.text) + SCORE_LABEL for p, s in zip(path_texts, steps)]
-        gens = self._generate(prompts, self.sampling, StopSpec((STEP_DELIMITER,)), SCORE_TOKENS, seed)
+        prompts = [F.sra_score_prompt(self.format, self.backend, self.question, p, s.text)
+                   for p, s in zip(path_texts, steps)]
+        gens = self._generate(prompts, self.sampling, *self._stop("score"), seed)
         raws = [g.text for g in gens] if gens is not None else [""] * len(steps)
         return [(*parse_score(r), r) for r in raws]
 

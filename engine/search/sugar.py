@@ -33,8 +33,9 @@ from dataclasses import dataclass
 from typing import Callable, Iterator
 
 from engine import events as E
-from engine.models.base import StopSpec, Stopped, stop_if
+from engine import formats as F
 from engine.formats import format_of
+from engine.models.base import StopSpec, Stopped, stop_if
 from engine.retrieval import build_index, qa_strict
 from engine.sampling import GREEDY, SamplingConfig
 from engine.scoring import semantic_entropy as S
@@ -48,8 +49,9 @@ POLICIES = ("adaptive", "always", "never", "sweep")
 DECISIONS = ("none", "single", "multi")
 OPEN_STOP = StopSpec(("\n",))
 MATH_STOP = StopSpec(("\nQuestion:",))
-OPEN_PROMPT = "Answer the following question in one short sentence.\n{question}"
-NOTES_PROMPT = "Notes:\n{notes}\n\nUsing the notes, answer the question in one short sentence.\n{question}"
+# the embedded format's open-question prompts; every format's are in engine/formats.py (se_open_prompt)
+OPEN_PROMPT = F.SE_OPEN_EMBEDDED
+NOTES_PROMPT = F.SE_NOTES_EMBEDDED
 
 
 @dataclass(frozen=True)
@@ -120,7 +122,7 @@ def make_judge(config: SEConfig, backend, task: str):
     if kind == "auto":
         kind = "math" if task == "math" else "nli" if config.nli_model else "lm"
     if kind == "math":
-        return S.MathJudge()
+        return S.MathJudge(read_answer=format_of(backend).read_answer)     # answers as the format writes them
     if kind == "nli":
         return _nli_judge(config.nli_model)
     return S.LMJudge(backend)
@@ -137,7 +139,9 @@ def _index(folder: str):
 
 
 class _Asker:
-    """Prompts, generation and answer reading for one question (math or open)."""
+    """Prompts, generation and answer reading for one question (math or open). A math question
+    is asked with the format's root prompt; an open one with the format's short-answer prompt
+    (engine/formats.py `se_open_prompt`)."""
 
     def __init__(self, backend, question: str, task: str, config: SEConfig, counter: TokenCounter,
                  should_stop: Callable[[], bool]):
@@ -145,14 +149,11 @@ class _Asker:
         self.counter, self.should_stop = counter, should_stop
 
     def prompt(self, notes: list[dict] | None = None) -> str:
-        q = self.question
-        if notes:
-            text = "\n".join(f"[{i}] {p['text']}" for i, p in enumerate(notes, start=1))
-            q = NOTES_PROMPT.format(notes=text, question=q) if self.task == "open" else f"{text}\n{q}"
-        elif self.task == "open":
-            q = OPEN_PROMPT.format(question=q)
-        prefix = getattr(self.backend, "solution_prefix", lambda: "")() if self.task == "math" else ""
-        return self.backend.render_prompt(q) + prefix
+        text = "\n".join(f"[{i}] {p['text']}" for i, p in enumerate(notes, start=1)) if notes else ""
+        if self.task == "open":
+            return F.se_open_prompt(format_of(self.backend), self.backend, self.question, text)
+        q = f"{text}\n{self.question}" if text else self.question
+        return self.backend.render_prompt(q) + getattr(self.backend, "solution_prefix", lambda: "")()
 
     def generate(self, prompt: str, n: int, sampling: SamplingConfig, seed: int):
         stop_if(self.should_stop)
@@ -163,7 +164,10 @@ class _Asker:
             max_new = min(max_new, self.backend.info.context_length - len(encode(prompt)))
             if max_new < 1:
                 raise Stopped("the prompt fills the model's context")
-        gens = self.backend.generate([prompt] * n, sampling=sampling, stop=MATH_STOP if math_task else OPEN_STOP,
+        # an open answer is its first line; a chat or base reply opening with a blank line goes on
+        stop = MATH_STOP if math_task else StopSpec(OPEN_STOP.strings,
+                                                    after_text=format_of(self.backend).skip_leading_blank)
+        gens = self.backend.generate([prompt] * n, sampling=sampling, stop=stop,
                                      max_new_tokens=max_new, seed=seed, should_stop=self.should_stop)
         self.counter.add(gens)
         return gens
