@@ -298,3 +298,56 @@ def se_judge_prompt(fmt: PromptFormat, backend, text: str) -> str:
     if fmt.name == "chat":
         return _chat(backend, text)
     return f"{text}\nAnswer:"
+
+
+# ---- method prompts: rStar ---------------------------------------------------------------------
+# rStar forces each action by writing its prefix (``Step k:``, ``Sub-question k:`` / ``Answer k:``,
+# ``Rephrased:``) and letting the model continue, after a few-shot prompt of that action's own
+# kind (the official code has one per action). These demonstrations are this project's own.
+# The embedded model was trained on these prefixes and needs no demonstration: its root is the
+# format's own, byte for byte.
+
+RSTAR_FAMILIES = ("steps", "subquestions", "rephrase")     # A1 + A2, A3 + A4, A5
+RSTAR_DEMOS = {
+    "steps": ("Question: Mia has 12 apples. She gives 5 to her brother and buys 8 more. How many apples does "
+              "she have now?\n"
+              "Step 1: She gives away 5 apples, so 12 - 5 = 7.\n"
+              "Step 2: She buys 8 more, so 7 + 8 = 15.\n"
+              "The answer is 15."),
+    "subquestions": ("Question: A box holds 6 rows of 4 pencils. Tom uses 9 pencils. How many pencils are left in "
+                     "the box?\n"
+                     "Sub-question 1: How many pencils does the box hold?\n"
+                     "Answer 1: 6 * 4 = 24. The answer is 24.\n"
+                     "Sub-question 2: Now we can answer the question: how many pencils are left in the box?\n"
+                     "Answer 2: 24 - 9 = 15. The answer is 15."),
+    "rephrase": ("Question: A train ticket costs $18 and a bus ticket costs $7. How much do 3 train tickets and "
+                 "2 bus tickets cost?\n"
+                 "Rephrased: Condition 1: A train ticket costs $18. Condition 2: A bus ticket costs $7. "
+                 "Question: How much do 3 train tickets and 2 bus tickets cost?"),
+}
+RSTAR_INSTRUCTIONS = {
+    "steps": "Solve the problem in numbered steps, one per line ('Step 1:', 'Step 2:', ...), as in the example. "
+             "End with a line: The answer is N.",
+    "subquestions": "Solve the problem by asking and answering sub-questions, one per line, as in the example: "
+                    "'Sub-question k:' then 'Answer k:' ending with 'The answer is N.'. Start the last "
+                    "sub-question with 'Now we can answer the question:'.",
+    "rephrase": "Rephrase the problem as a numbered list of its conditions followed by its question, on one line "
+                "starting with 'Rephrased:', as in the example.",
+}
+
+
+def rstar_prompt(fmt: PromptFormat, backend, question: str, family: str = "steps") -> str:
+    """The root an rStar action of ``family`` continues (its trace and forced prefix follow).
+    embedded: the format's own root; chat: one user message (the family's instruction, its
+    demonstration, the question) in the chat template, the trace written as the reply; base: the
+    demonstration, then ``Question: ...`` on its own line."""
+    if family not in RSTAR_FAMILIES:
+        raise ValueError(f"family must be one of {RSTAR_FAMILIES}, got {family!r}")
+    if fmt.name == "embedded":
+        return fmt.root_prompt(backend, question)
+    from engine.inputs import check_text
+    check_text(question)
+    q = question.strip()
+    if fmt.name == "chat":
+        return _chat(backend, f"{RSTAR_INSTRUCTIONS[family]}\n\nExample:\n{RSTAR_DEMOS[family]}\n\nQuestion: {q}")
+    return f"{RSTAR_DEMOS[family]}\n\nQuestion: {q}\n"

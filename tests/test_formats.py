@@ -105,3 +105,27 @@ def test_a_recording_from_before_formats_replays_as_embedded():
     ev = {"type": "run_started", "method": "greedy", "question": "q", "prompt": "Question: q\n", "gold": None,
           "config": {}, "seed": 0, "model": "arith-llama-3m"}
     assert E.from_json(ev).format == "embedded"
+
+
+def test_rstar_actions_continue_their_own_kind_of_demonstration(tmp_path, tiny_backend):
+    from engine.models.transformers_backend import TransformersBackend
+    backend = TransformersBackend.load(save_tiny(tmp_path / "m", "llama", chat_template=True), name="tiny-chat")
+    backend.prompt_format = F.make("chat", backend, max_solution_tokens=16)
+    seen = []
+    real = backend.generate
+
+    def recording(prompts, **kw):
+        seen.extend(prompts)
+        return real(prompts, **kw)
+    backend.generate = recording
+    list(METHODS["rstar"].run(QUESTION, backend, config=_small("rstar"), seed=0, gold="5"))
+    assert seen and all(p.startswith("<|user|>\n") for p in seen)
+    a3 = [p for p in seen if p.rstrip().endswith("Sub-question 1:")]
+    a5 = [p for p in seen if p.endswith("Rephrased:")]
+    a1 = [p for p in seen if p.endswith("Step 1:")]
+    assert a3 and all(F.RSTAR_DEMOS["subquestions"] in p for p in a3)
+    assert a5 and all(F.RSTAR_DEMOS["rephrase"] in p for p in a5)
+    assert a1 and all(F.RSTAR_DEMOS["steps"] in p for p in a1)
+    # the embedded model needs no demonstration: every kind is its own root, as before
+    for family in F.RSTAR_FAMILIES:
+        assert F.rstar_prompt(F.EMBEDDED, tiny_backend, QUESTION, family) == f"Question: {QUESTION}\n"

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterator
 
 from engine import events as E
+from engine.formats import rstar_prompt
 from engine.sampling import SamplingConfig
 from engine.search import rstar_discriminator as D
 # the actions' rules, re-exported: rstar.ACTIONS, rstar.legal_actions, rstar.trace_text, ...
@@ -47,7 +48,7 @@ from engine.search.rstar_actions import (ACTION_NAMES, ACTIONS, CONTEXT_FULL_TEX
                                          ActionProposer, Child, is_final_subquestion, legal_actions,
                                          next_number, question_part, subquestion_line, trace_text, vote)
 from engine.models.base import Stopped, stop_if
-from engine.search.common import (SampledConfig, MAX_SOLUTION_TOKENS, MAX_STEP_TOKENS, StepProposer, TokenCounter,
+from engine.search.common import (SampledConfig, MAX_STEP_TOKENS, StepProposer, TokenCounter,
                                   backprop_event, check_field as _check, is_number, is_whole as _int, majority_answer,
                                   normalize_gold)
 from engine.search.mcts import select_child
@@ -168,13 +169,14 @@ def solution_nodes(tree: Tree, question: str) -> list[int]:
         n.action == "A2" or is_final(tree, n.id, question) or (n.action == "A1" and "answer is" in n.text.lower()))]
 
 
-def candidate_row(tree: Tree, node_id: int, question: str) -> tuple[int, list, str, str | None, float]:
+def candidate_row(tree: Tree, node_id: int, question: str,
+                  read: Callable[[str], str | None] = extract_answer) -> tuple[int, list, str, str | None, float]:
     """(node, path, text, answer, reward) of the trajectory ending at ``node_id``. A trajectory
     cut off by the depth limit keeps its last stated answer (a sub-answer) and that node's
     confidence, as the official concat_solution_trace does; a one-step thought earns 0."""
     n = tree[node_id]
     text = trace_text(tree, node_id)
-    answer = extract_answer(n.text) if n.text != CONTEXT_FULL_TEXT else None
+    answer = read(n.text) if n.text != CONTEXT_FULL_TEXT else None
     reward = n.votes.confidence if n.votes is not None and n.action in ("A2", "A3", "A4") else 0.0
     return node_id, tree.path_to(node_id), text, answer, reward
 
@@ -251,7 +253,7 @@ def run(question: str, backend, *, config: RStarConfig = RStarConfig(), seed: in
             yield emit(E.TerminalReward(node=node_id, reward=reward, source="votes", answer=tree[node_id].answer,
                                         detail=detail))
             yield emit(backprop_event(tree, path, reward))
-        found = [candidate_row(tree, n, question) for n in solution_nodes(tree, question) + leaves]
+        found = [candidate_row(tree, n, question, gen.read_answer) for n in solution_nodes(tree, question) + leaves]
         cands = D.collect_candidates(found)
         yield from _discriminate(question, cands, backend, discriminator_backend, config, rng, counter,
                                  should_stop, gold, emit)
@@ -271,7 +273,7 @@ def run(question: str, backend, *, config: RStarConfig = RStarConfig(), seed: in
         if not config.discriminate:
             alternatives.pop("discriminator")
     else:       # stopped during the search: the generator's most confident answer so far
-        found = [candidate_row(tree, n, question) for n in solution_nodes(tree, question) + leaves]
+        found = [candidate_row(tree, n, question, gen.read_answer) for n in solution_nodes(tree, question) + leaves]
         cands = D.collect_candidates(found)
         rows, win, _ = D.choose_winner(cands, None, config.score_by)
         rule = "generator"
@@ -312,6 +314,7 @@ def _discriminate(question, cands, backend, disc_backend, config: RStarConfig, r
         return
     judge = StepProposer(disc_backend, question, sampling=config.disc_sampling, counter=counter,
                          should_stop=should_stop)
+    judge.prompt = rstar_prompt(judge.format, disc_backend, question, "steps")   # the trajectories' own kind
     consistent: dict[int, bool] = {}
     for c in answered:
         if config.cut_mode == "words":
@@ -322,14 +325,14 @@ def _discriminate(question, cands, backend, disc_backend, config: RStarConfig, r
             yield emit(E.DiscriminatorCut(candidate=c.candidate, cut=i, mode=config.cut_mode, keep=keep, of=of,
                                           prefix=prefix, ratio=ratio))
         prompts = [judge.prompt + prefix for _, _, _, prefix in cuts for _ in range(config.completions_per_cut)]
-        gens = judge._generate(prompts, config.disc_sampling, SOLUTION_STOP, MAX_SOLUTION_TOKENS,
+        gens = judge._generate(prompts, config.disc_sampling, SOLUTION_STOP, judge.format.max_solution_tokens,
                                rng.randrange(2**31))
         answers = []
         for j, p in enumerate(prompts):
             i = j // config.completions_per_cut
             prefix = cuts[i][3]
             text = gens[j].text if gens is not None else CONTEXT_FULL_TEXT
-            a = D.completion_answer(prefix, text) if gens is not None else None
+            a = D.completion_answer(prefix, text, judge.read_answer) if gens is not None else None
             answers.append(a)
             yield emit(E.DiscriminatorCompletion(candidate=c.candidate, cut=i, text=text, answer=a,
                                                  agrees=answers_equal(a, c.answer)))

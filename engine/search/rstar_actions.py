@@ -12,10 +12,13 @@ Not here: the MCTS loop, rewards or the discriminator.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
+from engine.answers import answer_key
 from engine.demo_model import formats as F
+from engine.formats import RSTAR_FAMILIES, rstar_prompt
 from engine.models.base import StopSpec
-from engine.search.common import MAX_SOLUTION_TOKENS, StepProposer, TokenCounter, majority_answer
+from engine.search.common import StepProposer, TokenCounter, majority_answer
 from engine.steps import extract_answer
 from engine.tree import Tree
 
@@ -87,13 +90,15 @@ def next_number(tree: Tree, node_id: int) -> int:
     return 1 + sum(1 for n in tree.path_to(node_id) if tree[n].action in ("A1", "A3"))
 
 
-def vote(texts: list[str]) -> tuple[list, str | None, float, int]:
-    """(answers, majority, its share, index of the first completion with it)."""
-    answers = [extract_answer(t) for t in texts]
+def vote(texts: list[str], read: Callable[[str], str | None] = extract_answer) -> tuple[list, str | None, float, int]:
+    """(answers, majority, its share, index of the first completion with it); ``read`` reads
+    an answer the way the model's format writes it (default: the embedded model's)."""
+    answers = [read(t) for t in texts]
     maj = majority_answer(answers)
     if maj is None:
         return answers, None, 0.0, 0
-    return answers, maj, sum(1 for a in answers if a == maj) / len(answers), answers.index(maj)
+    same = [a is not None and answer_key(a) == answer_key(maj) for a in answers]
+    return answers, maj, sum(same) / len(answers), same.index(True)
 
 
 def _line(text: str) -> str:
@@ -122,13 +127,17 @@ class ActionProposer(StepProposer):
                          counter=counter, should_stop=should_stop)
         self.question = question
         self.config = config
+        # each action continues a root of its own kind (rStar's per-action few-shot prompts); for
+        # the embedded model all three are the format's own root
+        self.roots = {f: rstar_prompt(self.format, backend, question, f) for f in RSTAR_FAMILIES}
+        self.prompt = self.roots["steps"]
 
     def _sample(self, prompts: list[str], stop: StopSpec, max_new: int, seed: int):
         return self._generate(prompts, self.sampling, stop, max_new, seed)
 
     def one_step(self, trace: str, k: int, seed: int) -> list[Child]:
         prefix = F.step_prefix(k)
-        gens = self._sample([self.prompt + trace + prefix] * self.config.one_step_thoughts, LINE_STOP,
+        gens = self._sample([self.roots["steps"] + trace + prefix] * self.config.one_step_thoughts, LINE_STOP,
                             self.max_step_tokens, seed)
         if gens is None:
             return [Child("A1", CONTEXT_FULL_TEXT, [], terminal=True)]
@@ -136,18 +145,18 @@ class ActionProposer(StepProposer):
 
     def remaining(self, trace: str, first: bool, seed: int) -> list[Child]:
         prefix = self.first_prefix if first else ""
-        gens = self._sample([self.prompt + trace + prefix] * self.config.final_votes, SOLUTION_STOP,
-                            MAX_SOLUTION_TOKENS, seed)
+        gens = self._sample([self.roots["steps"] + trace + prefix] * self.config.final_votes, SOLUTION_STOP,
+                            self.format.max_solution_tokens, seed)
         if gens is None:
             return [Child("A2", CONTEXT_FULL_TEXT, [], terminal=True)]
         texts = [prefix + g.text for g in gens]
-        answers, maj, conf, i = vote(texts)
+        answers, maj, conf, i = vote(texts, self.read_answer)
         return [Child("A2", _line(texts[i]), [t.to_json() for t in gens[i].tokens], maj, True,
                       votes=(answers, maj, conf, texts))]
 
     def subquestions(self, trace: str, k: int, seed: int, seed2: int) -> list[Child]:
         prefix = F.subquestion_prefix(k)
-        gens = self._sample([self.prompt + trace + prefix] * self.config.subquestions, LINE_STOP,
+        gens = self._sample([self.roots["subquestions"] + trace + prefix] * self.config.subquestions, LINE_STOP,
                             self.max_step_tokens, seed)
         if gens is None:
             return [Child("A3", CONTEXT_FULL_TEXT, [], terminal=True)]
@@ -155,7 +164,8 @@ class ActionProposer(StepProposer):
         finals = [is_final_subquestion(sq[len(prefix):], self.question) for sq in sqs]
         counts = [self.config.final_votes if f else self.config.votes for f in finals]
         answer_prefix = F.subanswer_prefix(k)
-        prompts = [self.prompt + trace + sq + answer_prefix for sq, n in zip(sqs, counts) for _ in range(n)]
+        prompts = [self.roots["subquestions"] + trace + sq + answer_prefix for sq, n in zip(sqs, counts)
+                   for _ in range(n)]
         answers_gens = self._sample(prompts, LINE_STOP, self.max_step_tokens, seed2)
         if answers_gens is None:
             return [Child("A3", CONTEXT_FULL_TEXT, [], terminal=True)]
@@ -164,7 +174,7 @@ class ActionProposer(StepProposer):
             group = answers_gens[at:at + n]
             at += n
             texts = [answer_prefix + a.text for a in group]
-            answers, maj, conf, i = vote(texts)
+            answers, maj, conf, i = vote(texts, self.read_answer)
             out.append(Child("A3", sq + _line(texts[i]),
                              [t.to_json() for t in g.tokens] + [t.to_json() for t in group[i].tokens],
                              maj, final, final, votes=(answers, maj, conf, texts)))
@@ -172,18 +182,18 @@ class ActionProposer(StepProposer):
 
     def reanswer(self, trace_without_answer: str, k: int, seed: int) -> list[Child]:
         prefix = F.subanswer_prefix(k)
-        gens = self._sample([self.prompt + trace_without_answer + prefix] * self.config.votes, LINE_STOP,
+        gens = self._sample([self.roots["subquestions"] + trace_without_answer + prefix] * self.config.votes, LINE_STOP,
                             self.max_step_tokens, seed)
         if gens is None:
             return [Child("A4", CONTEXT_FULL_TEXT, [], terminal=True)]
         texts = [prefix + g.text for g in gens]
-        answers, maj, conf, i = vote(texts)
+        answers, maj, conf, i = vote(texts, self.read_answer)
         return [Child("A4", _line(texts[i]), [t.to_json() for t in gens[i].tokens], maj,
                       votes=(answers, maj, conf, texts))]
 
     def rephrase(self, seed: int) -> list[Child]:
         prefix = F.REPHRASE_PREFIX.rstrip()
-        gens = self._sample([self.prompt + prefix], LINE_STOP, MAX_SOLUTION_TOKENS, seed)
+        gens = self._sample([self.roots["rephrase"] + prefix], LINE_STOP, self.format.max_solution_tokens, seed)
         if gens is None:
             return [Child("A5", CONTEXT_FULL_TEXT, [], terminal=True)]
         return [Child("A5", _line(prefix + gens[0].text), [t.to_json() for t in gens[0].tokens])]

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 from engine.demo_model.formats import STEP_DELIMITER
 from engine.steps import answers_equal, extract_answer
@@ -103,12 +103,12 @@ def verdict(rule: str, candidate_answer: str | None, answers: Sequence[str | Non
     return agree, need, len(answers) > 0 and agree >= need
 
 
-def completion_answer(prefix: str, completion: str) -> str | None:
+def completion_answer(prefix: str, completion: str, read: Callable[[str], str | None] = extract_answer) -> str | None:
     """The answer a discriminator completion reaches: the last one stated in the completion,
     read together with the unfinished line of the prefix (so a cut inside ``The answer is``
-    followed by `` 47.`` still reads 47)."""
+    followed by `` 47.`` still reads 47); ``read`` is the model's format's reader."""
     tail = prefix.rsplit(STEP_DELIMITER, 1)[-1]
-    return extract_answer(tail + completion)
+    return read(tail + completion)
 
 
 # ---- candidates and the winner ---------------------------------------------------------------
