@@ -351,3 +351,27 @@ def rstar_prompt(fmt: PromptFormat, backend, question: str, family: str = "steps
     if fmt.name == "chat":
         return _chat(backend, f"{RSTAR_INSTRUCTIONS[family]}\n\nExample:\n{RSTAR_DEMOS[family]}\n\nQuestion: {q}")
     return f"{RSTAR_DEMOS[family]}\n\nQuestion: {q}\n"
+
+
+# ---- method prompts: LECO ----------------------------------------------------------------------
+# The official LECO rethink prompt moves the steps it trusts before an instruction to go on, so a
+# rethink is a new request, not the old reply continued. The embedded model has one prompt and
+# continues its own solution (engine/search/leco.py says why its rethinks are sampled).
+
+LECO_CHAT_RETHINK = ("The first steps of a solution to this problem are below; they are correct. Continue the "
+                     "solution from where they stop, one step per paragraph with a blank line between steps, "
+                     "and end with the final answer written as \\boxed{ANSWER}.")
+LECO_BASE_RETHINK = "The steps below are correct. Continue the solution from them."
+
+
+def leco_rethink_prompt(fmt: PromptFormat, backend, question: str, kept: str) -> str | None:
+    """The root a LECO rethink continues: None for the embedded format (it continues the kept
+    steps in its own solution); chat: one user message (the problem, the kept steps, the
+    instruction), the reply being only the new steps; base: the few-shot prompt with the kept
+    steps written after a line that says they are correct."""
+    if fmt.name == "embedded":
+        return None
+    steps = kept.strip() or "(none: start from the beginning)"
+    if fmt.name == "chat":
+        return _chat(backend, f"Problem:\n{question.strip()}\n\nCorrect first steps:\n{steps}\n\n{LECO_CHAT_RETHINK}")
+    return f"{fmt.root_prompt(backend, question)}{LECO_BASE_RETHINK}\n{_line_end(kept) if kept.strip() else ''}"

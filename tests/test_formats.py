@@ -129,3 +129,47 @@ def test_rstar_actions_continue_their_own_kind_of_demonstration(tmp_path, tiny_b
     # the embedded model needs no demonstration: every kind is its own root, as before
     for family in F.RSTAR_FAMILIES:
         assert F.rstar_prompt(F.EMBEDDED, tiny_backend, QUESTION, family) == f"Question: {QUESTION}\n"
+
+
+class _ChatScript:
+    """A scripted chat model (pure search logic): replies from a list, one token per word, the
+    blank line between paragraphs a token of its own; the third word after '=' is unsure."""
+
+    from engine.models.base import ModelInfo
+    info = ModelInfo("scripted-chat", "-", 0, "cpu", "float32", 5000, 4096, True, "none")
+
+    def __init__(self, replies):
+        self.replies, self.prompts = list(replies), []
+
+    def apply_chat_template(self, messages):
+        return "".join(f"<|{m['role']}|>\n{m['content']}\n" for m in messages) + "<|assistant|>\n"
+
+    def generate(self, prompts, *, sampling, stop, max_new_tokens, seed, should_stop=None):
+        import math
+        self.prompts += prompts
+        text, toks, unsure = self.replies.pop(0), [], False
+        for piece in text.replace("\n\n", " \n\n ").split(" "):
+            if not piece:
+                continue
+            tok = piece if piece == "\n\n" else " " + piece
+            p = 0.3 if unsure else 0.99
+            unsure = piece == "="
+            toks.append(TokenLogprob(0, tok, math.log(p), ((tok, math.log(p)), ("x", math.log(0.01)))))
+        return [Generation("".join(t.token for t in toks), tuple(toks), "eos", prompt_tokens=5)]
+
+
+def test_leco_on_a_chat_model_scores_paragraphs_and_rethinks_from_a_fresh_message():
+    b = _ChatScript(["Tom has 3 pens.\n\nHe buys 2, so 3 + 2 = 6.\n\n\\boxed{6}",
+                     "He buys 2, so 3 + 2 = 5.\n\n\\boxed{5}", "3 + 2 = 5.\n\n\\boxed{5}"])
+    events = list(METHODS["leco"].run(QUESTION, b, config=METHODS["leco"].config(max_rounds=2, lowest=1), seed=0,
+                                      gold="5"))
+    scores = [e for e in events if isinstance(e, E.StepScores)]
+    assert [len(s.steps) for s in scores][0] == 3                          # three paragraphs, three steps
+    assert scores[0].steps[2]["reason"] == "states the answer"             # \boxed{} read by the chat reader
+    cut = next(e for e in events if isinstance(e, E.StepCut))
+    assert cut.index == 1 and len(cut.kept) == 1                            # the unsure '= 6' paragraph
+    rethink = b.prompts[1]
+    assert rethink.startswith("<|user|>\nProblem:\n" + QUESTION) and "Correct first steps:\nTom has 3 pens." in rethink
+    assert rethink.endswith("<|assistant|>\n") and F.LECO_CHAT_RETHINK in rethink
+    answers = [e.answer for e in events if isinstance(e, E.RoundAnswer)]
+    assert answers == ["6", "5", "5"] and Tree.fold(events).final.answer == "5"

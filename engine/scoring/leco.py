@@ -181,10 +181,11 @@ def _span(body: str, start: int, end: int, members: list, token_texts: Sequence[
 
 # ---- which steps may be cut -----------------------------------------------------------------
 
-def not_candidate_reason(step_text: str) -> str | None:
+def not_candidate_reason(step_text: str, read=extract_answer) -> str | None:
     """Why a step may not be chosen as the cut (None: it may). As in the official code, a line
-    that states an answer ("The answer is N.") or only restates the task is never cut."""
-    if extract_answer(step_text) is not None:
+    that states an answer ("The answer is N."; ``read`` is the model's format's reader) or only
+    restates the task is never cut."""
+    if read(step_text) is not None:
         return "states the answer"
     stripped = step_text.strip()
     if any(stripped.startswith(m) or m in stripped for m in _RESTATE_MARKS if m):

@@ -182,9 +182,13 @@ class StepProposer:
             out.append(steps[0] if steps else Step(f + g.text, [t.to_json() for t in g.tokens], True, None))
         return out
 
-    def complete(self, path_texts: Sequence[str], *, seed: int, sampling: SamplingConfig | None = None) -> list[list[Step]]:
-        """The rest of the solution for each path (batched), split into steps."""
+    def complete(self, path_texts: Sequence[str], *, seed: int, sampling: SamplingConfig | None = None,
+                 root: str | None = None) -> list[list[Step]]:
+        """The rest of the solution for each path (batched), split into steps. ``root`` replaces
+        the root prompt (a method's own prompt for this request, written by the format)."""
         prompts, prefixes = self._prompts(path_texts)
+        if root is not None:
+            prompts = [root + p[len(self.prompt):] for p in prompts]
         gens = self._generate(prompts, sampling or self.sampling, StopSpec(self.format.solution_stop,
                                                                            after_text=self.format.skip_leading_blank),
                               self.format.max_solution_tokens, seed)

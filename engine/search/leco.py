@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterator
 
 from engine import events as E
+from engine.formats import EMBEDDED, PromptFormat, leco_rethink_prompt
 from engine.models.base import Stopped
 from engine.sampling import GREEDY
 from engine.scoring import leco as S
@@ -62,25 +63,27 @@ class LECOConfig(SampledConfig):
 
 
 
-def step_probs(node_text: str, tokens: list, mode: str) -> list[float] | None:
+def step_probs(node_text: str, tokens: list, mode: str, delimiter: str = EMBEDDED.delimiter) -> list[float] | None:
     """The probabilities that enter a step's scores, from its node text and token rows
-    (``[id, text, logprob, top]``); None when the step has no scorable token."""
+    (``[id, text, logprob, top]``); None when the step has no scorable token. ``delimiter``:
+    the model's format's step delimiter (a chat step is a paragraph)."""
     texts = [t[1] for t in tokens]
     joined = "".join(texts)
     prefix = node_text[:len(node_text) - len(joined)] if joined and node_text.endswith(joined) else ""
-    spans = S.segment_steps(texts, prefix)
+    spans = S.segment_steps(texts, prefix, delimiter)
     if not spans or not spans[0].scored:
         return None
     return [S.token_prob(tokens[i][2], [tuple(a) for a in tokens[i][3]] if len(tokens[i]) > 3 else (), mode)
             for i in spans[0].scored]
 
 
-def scores_event(tree: Tree, rnd: int, path: list[int], new: set[int], cfg: LECOConfig) -> E.StepScores:
+def scores_event(tree: Tree, rnd: int, path: list[int], new: set[int], cfg: LECOConfig,
+                 fmt: PromptFormat = EMBEDDED) -> E.StepScores:
     rows, probs = [], []
     for index, nid in enumerate(path[1:]):
         node = tree[nid]
-        p = step_probs(node.text, node.tokens, cfg.token_probs)
-        reason = S.not_candidate_reason(node.text) or (None if p else "no scored tokens")
+        p = step_probs(node.text, node.tokens, cfg.token_probs, fmt.delimiter)
+        reason = S.not_candidate_reason(node.text, fmt.read_answer) or (None if p else "no scored tokens")
         row = {"node": nid, "index": index, "new": nid in new, "candidate": reason is None and nid in new,
                "reason": reason, "average": None, "divergence": None, "transition": None, "confidence": None}
         if p:
@@ -138,7 +141,11 @@ def run(question, backend, *, config: LECOConfig = LECOConfig(), seed: int = 0, 
             call_seed = rng.randrange(2**31)
             sampling = GREEDY if rnd == 0 else config.sampling
             prefix_text = tree.path_text(parent) if parent != E.ROOT else ""
-            steps = proposer.complete([prefix_text], seed=call_seed, sampling=sampling)[0]
+            # a chat or base model rethinks from its own prompt, the kept steps moved before the
+            # instruction (the official structure); the embedded model continues its solution
+            root = leco_rethink_prompt(proposer.format, backend, question, prefix_text) if rnd > 0 else None
+            steps = proposer.complete([prefix_text if root is None else ""], seed=call_seed, sampling=sampling,
+                                      root=root)[0]
             first = len(tree)
             yield from add(steps, parent)
             new = list(range(first, len(tree)))
@@ -147,7 +154,7 @@ def run(question, backend, *, config: LECOConfig = LECOConfig(), seed: int = 0, 
             if rnd > 0:
                 yield emit(E.Continuation(round=rnd, parent=parent, nodes=new,
                                           text="".join(tree[n].text for n in new), seed=call_seed))
-            scores = emit(scores_event(tree, rnd, path, set(new), config))
+            scores = emit(scores_event(tree, rnd, path, set(new), config, proposer.format))
             yield scores
             last = tree[path[-1]] if len(path) > 1 else None
             answer = last.answer if last is not None and last.terminal else None
