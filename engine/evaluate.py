@@ -181,7 +181,8 @@ def eval_semantic(method: str) -> Callable:
             r.correct = bool(final.correct)          # open questions: the strict check (engine/retrieval.py)
             if task == "open":
                 r.correct_contains = qa_contains(final.answer, str(p.answer))
-            r.by_rule = {rule: bool(is_correct(task, a, str(p.answer))) for rule, a in final.alternatives.items()}
+            r.by_rule = {rule: bool(is_correct(task, a, str(p.answer), p.question))
+                         for rule, a in final.alternatives.items()}
             measured = next((e for e in events if isinstance(e, E.EntropyMeasured) and e.mode == cfg.mode), None)
             if measured is not None:
                 r.entropies = {k: getattr(measured, k) for k in ("discrete", "rao", "mc2023", "naive")}

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from engine.answers import answer_key, clean_answer, read_answer
+from engine.answers import answer_key, read_answer
 from engine.models.base import InputError
 from engine.retrieval_corpus import CORPUS_FILE, QUESTIONS_FILE
 
@@ -160,14 +160,19 @@ def qa_contains(answer: str | None, gold: str | Iterable[str]) -> bool:
     return any(normalize_text(g) and f" {normalize_text(g)} " in have for g in _golds(gold))
 
 
+_SENTENCE_END = re.compile(r"(?<=[^\d\s])[.!?](?=\s|$)")      # not the point in "3.5"
+
+
 def stated_answer(text: str | None) -> str | None:
     """What an open reply states as its answer: the last answer statement's (engine.answers:
-    ``"The answer is Paris."``, ``"Answer: Paris"``, ``\\boxed{Paris}``), else its first line up to
-    the end of its first sentence, or the number it starts with (``"18 apples."`` -> ``"18"``)."""
+    ``"The answer is Paris."``, ``"Answer: Paris"``, ``\\boxed{Paris}``), else its first sentence
+    (``"Paris, I think. Or Lyon."`` -> ``"Paris, I think"``)."""
     if not text or not text.strip():
         return None
     stated = read_answer(text)
-    return stated if stated is not None else clean_answer(text.strip().split("\n")[0])
+    if stated is not None:
+        return stated
+    return _SENTENCE_END.split(text.strip().split("\n")[0], maxsplit=1)[0].strip() or None
 
 
 _NUMBER = re.compile(r"-?\d+(?:,\d{3})*(?:\.\d+)?(?:/\d+)?")
@@ -193,20 +198,32 @@ def token_f1(answer: str, gold: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def qa_strict(answer: str | None, gold: str | Iterable[str]) -> bool:
-    """The strict check: the answer the reply states (`stated_answer`) is a gold answer. For a
-    number gold, every number the stated answer names is that number by value (``"It is 18."``
-    right; ``"Not 18 but 20."``, ``"17210"`` wrong); for a text gold, token F1 at least
-    `STRICT_F1` (``"Maud Tinsley did."`` right, ``"Not Paris but Lyon."`` wrong)."""
+def qa_strict(answer: str | None, gold: str | Iterable[str], question: str = "") -> bool:
+    """The strict check: the answer the reply states (`stated_answer`), less what ``question``
+    already says, is a gold answer. Words and numbers of the question are context, not answer,
+    so "The capital of Japan is Tokyo." states "Tokyo" for "What is the capital of Japan?" —
+    unless the question names the gold itself (a choice: "Is it 18 or 20?"), where nothing is left
+    out. Then, for a number gold, every number left is that number by value ("It is 18." right;
+    "Not 18 but 20.", "17210" wrong); for a text gold, token F1 with it at least `STRICT_F1`
+    ("Maud Tinsley did." right, "Not Paris but Lyon." wrong)."""
     stated = stated_answer(answer)
     if not stated:
         return False
+    asked = f" {normalize_text(question)} "
+    asked_numbers = {answer_key(m.replace(",", "")) for m in _NUMBER.findall(question)}
     for g in _golds(gold):
         key = _number_key(g)
         if key is not None:
-            named = [answer_key(m.replace(",", "")) for m in _NUMBER.findall(stated)]
+            context = set() if key in asked_numbers else asked_numbers
+            named = [k for k in (answer_key(m.replace(",", "")) for m in _NUMBER.findall(stated)) if k not in context]
             if named and all(k == key for k in named):
                 return True
-        elif normalize_text(g) and token_f1(stated, g) >= STRICT_F1:
+            continue
+        g_norm = normalize_text(g)
+        if not g_norm:
+            continue
+        context = set() if f" {g_norm} " in asked else set(asked.split())
+        left = [w for w in normalize_text(stated).split() if w not in context]
+        if token_f1(" ".join(left), g) >= STRICT_F1:
             return True
     return False

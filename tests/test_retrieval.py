@@ -103,7 +103,7 @@ def test_the_contains_check_finds_the_gold_as_normalised_whole_words_anywhere():
 @pytest.mark.parametrize("reply, gold, right", [
     ("Not 18 but 20.", "18", False),                      # names 18, states 20: contains passes it, strict not
     ("It is 18.", "18", True),
-    ("18 apples.", "18", True),                           # the number it starts with
+    ("18 apples.", "18", True),
     ("It was 17210.", "1721", False),
     ("The freezing point is 0 degrees.", "0", True),      # every number it names is the gold
     ("Between 18 and 20.", "18", False),
@@ -111,12 +111,28 @@ def test_the_contains_check_finds_the_gold_as_normalised_whole_words_anywhere():
     ("The answer is 7, not 8.", "8", False),
     ("Maud Tinsley did.", "Maud Tinsley", True),          # token F1 0.8 >= 0.5
     ("Not Paris but Lyon.", "Paris", False),              # token F1 0.4
-    ("The capital of France is Paris.", "Paris", False),  # token F1 0.33: strict asks for a short answer
+    ("Paris, I think. Or Lyon.", "Paris", True),          # the first sentence only: F1 0.5
+    ("It was founded by Maud Tinsley in 1721 with help.", "Maud Tinsley", False),   # too much else: F1 0.4
     ("Seven.", "7|seven", True),                          # alternatives
     ("", "18", False), (None, "18", False),
 ])
 def test_the_strict_check_compares_the_stated_answer(reply, gold, right):
     assert R.qa_strict(reply, gold) is right
+
+
+@pytest.mark.parametrize("reply, gold, question, right", [
+    # what the question already says is no part of the answer
+    ("The capital of Japan is Tokyo.", "Tokyo", "What is the capital of Japan?", True),
+    ("The capital of Japan is Tokyo.", "Tokyo", "", False),                      # F1 0.33 without the question
+    ("2 weeks have 14 days.", "14", "How many days are in 2 weeks?", True),
+    ("2 weeks have 15 days.", "14", "How many days are in 2 weeks?", False),
+    # ... unless the question names the gold: a choice, whose words are the answers
+    ("Maud Tinsley.", "Maud Tinsley", "Who founded it, Maud Tinsley or Ada Crane?", True),
+    ("Ada Crane founded it.", "Maud Tinsley", "Who founded it, Maud Tinsley or Ada Crane?", False),
+    ("Not 18 but 20.", "18", "Is it 18 or 20?", False),
+])
+def test_the_strict_check_leaves_out_what_the_question_says(reply, gold, question, right):
+    assert R.qa_strict(reply, gold, question) is right
 
 
 def test_token_f1_as_squad_computes_it():

@@ -179,15 +179,16 @@ class _Asker:
         return line or None
 
     def correct(self, answer: str | None, gold: str | None) -> bool | None:
-        return is_correct(self.task, answer, gold)
+        return is_correct(self.task, answer, gold, self.question)
 
 
-def is_correct(task: str, answer: str | None, gold: str | None) -> bool | None:
-    """Math: the same number; open: the answer the reply states is the gold (engine.retrieval.qa_strict;
-    the lenient "contains" check is reported beside it by the eval). None: no gold."""
+def is_correct(task: str, answer: str | None, gold: str | None, question: str = "") -> bool | None:
+    """Math: the same number; open: the answer the reply states, less what ``question`` says, is
+    the gold (engine.retrieval.qa_strict; the eval reports the lenient "contains" check beside
+    it). None: no gold."""
     if gold is None:
         return None
-    return answers_equal(answer, gold) if task == "math" else qa_strict(answer, gold)
+    return answers_equal(answer, gold) if task == "math" else qa_strict(answer, gold, question)
 
 
 def _node(tree_size: int, parent: int, depth: int, action: str, gen, asker: _Asker, gold) -> E.NodeProposed:
