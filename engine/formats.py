@@ -375,3 +375,44 @@ def leco_rethink_prompt(fmt: PromptFormat, backend, question: str, kept: str) ->
     if fmt.name == "chat":
         return _chat(backend, f"Problem:\n{question.strip()}\n\nCorrect first steps:\n{steps}\n\n{LECO_CHAT_RETHINK}")
     return f"{fmt.root_prompt(backend, question)}{LECO_BASE_RETHINK}\n{_line_end(kept) if kept.strip() else ''}"
+
+
+# ---- method prompts: code-verified MCTS ----------------------------------------------------------
+# rStar-Math's step format: each step is Python with its reasoning in comments, and the program
+# of a path (every passing step so far) is run cumulatively; the last step prints the answer.
+# The embedded model was trained on its own one-line form (``Step k: x2 = x1 - 9  # 37 - 9 = 28``
+# after a ``Code:`` line) and keeps it.
+
+CODE_DEMO_QUESTION = "A box holds 6 rows of 4 pencils. Tom uses 9 pencils. How many pencils are left in the box?"
+CODE_DEMO = ("# Step 1: the box holds 6 rows of 4 pencils\n"
+             "total = 6 * 4\n\n"
+             "# Step 2: Tom uses 9 of them\n"
+             "left = total - 9\n\n"
+             "# Step 3: print the answer\n"
+             "print(left)")
+CODE_CHAT_INSTRUCTION = ("Solve the problem by writing Python, one step at a time: each step is a comment "
+                         "'# Step k: ...' saying what it works out, then the code for it, with a blank line between "
+                         "steps. Use plain Python without imports. The last step prints the answer with print(...). "
+                         "Write only the code, as in the example.")
+CODE_STEP_DELIMITER = "\n\n"     # a step is a comment and its code lines: steps are split at blank lines
+
+
+def code_prompt(fmt: PromptFormat, backend, question: str) -> str:
+    """The root of code-verified MCTS. embedded: the format's root and a ``Code:`` line, as
+    before; chat: one user message (instruction, a worked example, the problem), the code
+    written as the reply; base: the example as a ``Question:`` / ``Code:`` exemplar, then the
+    problem's ``Question:`` / ``Code:``."""
+    if fmt.name == "embedded":
+        return fmt.root_prompt(backend, question) + demo.CODE_HEADER + demo.STEP_DELIMITER
+    from engine.inputs import check_text
+    check_text(question)
+    q = question.strip()
+    if fmt.name == "chat":
+        return _chat(backend, f"{CODE_CHAT_INSTRUCTION}\n\nExample problem: {CODE_DEMO_QUESTION}\n{CODE_DEMO}\n\n"
+                              f"Problem: {q}")
+    return f"Question: {CODE_DEMO_QUESTION}\nCode:\n{CODE_DEMO}\n\nQuestion: {q}\nCode:\n"
+
+
+def code_delimiter(fmt: PromptFormat) -> str:
+    """Where one code step ends: a line for the embedded model, a blank line otherwise."""
+    return demo.STEP_DELIMITER if fmt.name == "embedded" else CODE_STEP_DELIMITER

@@ -2,6 +2,7 @@
 and every method runs through one on tiny random models of five real architectures."""
 
 import dataclasses
+import re
 import json
 
 import pytest
@@ -173,3 +174,37 @@ def test_leco_on_a_chat_model_scores_paragraphs_and_rethinks_from_a_fresh_messag
     assert rethink.endswith("<|assistant|>\n") and F.LECO_CHAT_RETHINK in rethink
     answers = [e.answer for e in events if isinstance(e, E.RoundAnswer)]
     assert answers == ["6", "5", "5"] and Tree.fold(events).final.answer == "5"
+
+
+class _ChatCoder(_ChatScript):
+    """Writes rStar-Math-style code steps: the k-th step of the demo problem, by how many steps
+    the reply already holds."""
+
+    STEPS = ["# Step 1: 6 rows of 4\ntotal = 6 * 4\n\n", "# Step 2: 24 - 9 = 15 left\nleft = total - 9\n\n",
+             "# Step 3: the answer\nprint(left)"]
+
+    def generate(self, prompts, *, sampling, stop, max_new_tokens, seed, should_stop=None):
+        self.prompts += prompts
+        out = []
+        for p in prompts:
+            text = self.STEPS[min(p.split("<|assistant|>\n", 1)[1].count("# Step"), 2)]
+            toks = tuple(TokenLogprob(0, t, -0.1) for t in re.split(r"(?<=\n\n)", text) if t)
+            out.append(Generation(text, toks, "stop" if text.endswith("\n\n") else "eos", prompt_tokens=5))
+        return out
+
+
+def test_code_mcts_on_a_chat_model_asks_rstar_math_steps_and_the_printed_value_answers():
+    from engine.search.code_mcts import parse_code_block
+    assert parse_code_block("```python\n# Step 2: 24 - 9 = 15 left\nleft = total - 9\n```") == \
+        parse_code_block("# Step 2: 24 - 9 = 15 left\nleft = total - 9\n")
+    b = _ChatCoder([])
+    cfg = METHODS["mcts-code"].config(rollouts=2, children=1, max_depth=4)
+    events = list(METHODS["mcts-code"].run("A box holds 6 rows of 4 pencils. Tom uses 9. How many are left?", b,
+                                           config=cfg, seed=0, gold="15"))
+    assert b.prompts[0].startswith("<|user|>\n" + F.CODE_CHAT_INSTRUCTION) and F.CODE_DEMO in b.prompts[0]
+    code = [e for e in events if isinstance(e, E.CodeExecuted)]
+    assert [c.passed for c in code] == [True, True, True]
+    assert code[1].claim == "15" and code[1].claim_ok and code[1].program == "total = 6 * 4\nleft = total - 9\nprint(left)\n"
+    tree = Tree.fold(events)
+    last = tree[code[2].node]
+    assert last.terminal and last.answer == "15" and last.correct and tree.final.answer == "15"

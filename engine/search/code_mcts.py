@@ -2,8 +2,11 @@
 
 The search is the step-level MCTS of mcts.py, with two changes:
 
-1. the prompt is the code-augmented format (``formats.code_prompt``: the question, then
-   ``Code:``), so each step reads ``Step k: xk = x(k-1) op n  # a op b = c``;
+1. the prompt is the model's code format (engine/formats.py `code_prompt`): for the embedded
+   model the question, then ``Code:``, so each step reads ``Step k: xk = x(k-1) op n  # a op b
+   = c``; for chat and base models rStar-Math's own step format — a ``# Step k: ...`` comment
+   (the reasoning) and its Python, steps split at blank lines, the last step ``print``-ing the
+   answer, whose output becomes the step's answer (`parse_code_block`);
 2. each proposed step's code is executed in the sandbox (engine/sandbox.py) **cumulatively**,
    as rStar-Math does: the program is the code of every earlier passing step on the path, then
    this step's code, then ``print(xk)`` of the variable it assigns. The result is a
@@ -17,8 +20,8 @@ Failing steps' code is left out of later programs, so a later step is judged on 
 
 Deliberate differences from rStar-Math (docs/code_mcts.md): rStar-Math drops failing steps
 from the tree; here they stay, visible, as terminal nodes with reward −1 (``max_failures = 1``
-is the paper's filter). rStar-Math's code is free-form Python with comments; the embedded
-model writes one assignment per step. There is no process preference model: the reward is
+is the paper's filter). The embedded model writes one assignment per step (its own format);
+chat and base models write rStar-Math's commented Python. There is no process preference model: the reward is
 MCTS's (self-consistency or the answer key); preference pairs for training one come from
 engine/pairs.py.
 
@@ -34,7 +37,8 @@ from typing import Callable, Iterator
 
 from engine import events as E
 from engine import sandbox
-from engine.demo_model.formats import CODE_HEADER, STEP_DELIMITER
+from engine.answers import read_answer
+from engine.formats import EMBEDDED, PromptFormat, code_delimiter, code_prompt, format_of
 from engine.search.common import StepProposer, check_field as _check, is_whole as _int
 from engine.search.mcts import MCTSConfig, search
 from engine.steps import step_claims
@@ -62,11 +66,13 @@ class CodeMCTSConfig(MCTSConfig):
 
 
 class CodeStepProposer(StepProposer):
-    """The StepProposer with the code-augmented prompt (a ``Code:`` line after the question)."""
+    """The StepProposer with the code prompt of the model's format (engine/formats.py
+    `code_prompt`: the embedded model's ``Code:`` line, or rStar-Math's commented Python)."""
 
     def __init__(self, backend, question: str, **kw):
         super().__init__(backend, question, **kw)
-        self.prompt = self.prompt + CODE_HEADER + STEP_DELIMITER
+        self.prompt = code_prompt(self.format, backend, question)
+        self.delimiter = code_delimiter(self.format)
 
 
 @dataclass(frozen=True)
@@ -86,6 +92,30 @@ def parse_code_step(text: str) -> ParsedStep:
     target = _TARGET.match(code)
     claims = step_claims(m.group("comment") or "")
     return ParsedStep(code, target.group(1) if target else None, str(claims[-1][3]) if claims else None)
+
+
+_FENCE = re.compile(r"^\s*```")
+_PRINT = re.compile(r"^\s*print\s*\(")
+
+
+def parse_code_block(text: str) -> ParsedStep:
+    """A step in rStar-Math's format: comment lines (the reasoning) and code lines. The target is
+    the last variable assigned; the claim is the result a comment's ``a op b = c`` states.
+    ``parse_code_block("# Step 2: 24 - 9 = 15 left\nleft = total - 9\n")`` ->
+    ParsedStep(code="left = total - 9", target="left", claim="15")."""
+    lines = [ln for ln in text.splitlines() if ln.strip() and not _FENCE.match(ln)]
+    comments = [ln.strip().lstrip("#").strip() for ln in lines if ln.strip().startswith("#")]
+    code = [ln.rstrip() for ln in lines if not ln.strip().startswith("#")]
+    if not code:
+        return ParsedStep(None, None, None)
+    targets = [m.group(1) for m in (_TARGET.match(ln) for ln in code) if m]
+    claims = [c for comment in comments for c in step_claims(comment)]
+    return ParsedStep("\n".join(code), targets[-1] if targets else None, str(claims[-1][3]) if claims else None)
+
+
+def prints(code: str) -> bool:
+    """Whether a step's code prints (rStar-Math's last step: its output is the answer)."""
+    return any(_PRINT.match(ln) for ln in code.splitlines())
 
 
 def cumulative_program(earlier: list[str], code: str, target: str | None) -> str:
@@ -109,10 +139,15 @@ def failures_at(tree: Tree, node_id: int) -> int:
 
 
 class CodeVerifier:
-    """Runs each proposed step's cumulative program in the sandbox (mcts.StepVerifier)."""
+    """Runs each proposed step's cumulative program in the sandbox (mcts.StepVerifier). With a
+    chat or base format (rStar-Math's step format) a step that prints ends the solution: its
+    output is the step's answer."""
 
-    def __init__(self, config: CodeMCTSConfig, run_code: Callable[[str], sandbox.Result] | None = None):
+    def __init__(self, config: CodeMCTSConfig, run_code: Callable[[str], sandbox.Result] | None = None,
+                 fmt: PromptFormat = EMBEDDED):
         self.config = config
+        self.format = fmt
+        self.parse = parse_code_step if fmt.name == "embedded" else parse_code_block
         self.run_code = run_code or sandbox.run_code
         self.cache: dict[str, sandbox.Result] = {}     # same program, same outcome: run once per search
 
@@ -127,9 +162,11 @@ class CodeVerifier:
     def check(self, tree: Tree, parent: int, first_id: int, steps: list) -> list[tuple[bool, list[E.Event]]]:
         earlier = passing_code_on_path(tree, parent)
         before = failures_at(tree, parent)
-        parsed = [parse_code_step(s.text) if s.answer is None and s.text.strip() else None
-                  for s in steps]
-        programs = [cumulative_program(earlier, p.code, p.target) for p in parsed if p and p.code]
+        parsed = [self.parse(s.text) if s.answer is None and s.text.strip() else None for s in steps]
+        final = [p is not None and p.code is not None and self.format.name != "embedded" and prints(p.code)
+                 for p in parsed]
+        programs = [cumulative_program(earlier, p.code, None if f else p.target)
+                    for p, f in zip(parsed, final) if p and p.code]
         results = iter(self._execute(programs))
         out = []
         for i, (s, p) in enumerate(zip(steps, parsed)):
@@ -141,8 +178,11 @@ class CodeVerifier:
             else:
                 r = next(results)
                 status, output, iso = r.status, r.output, r.isolation
-                program = cumulative_program(earlier, p.code, p.target)
-                value = output.strip().splitlines()[-1] if status == "ok" and p.target and output.strip() else None
+                program = cumulative_program(earlier, p.code, None if final[i] else p.target)
+                value = output.strip().splitlines()[-1] if status == "ok" and (p.target or final[i]) \
+                    and output.strip() else None
+                if final[i] and value is not None:      # the printed answer ends the solution
+                    s.answer, s.terminal = read_answer(value) or value.strip(), True
             claim_ok = None if value is None or p.claim is None else value == p.claim
             passed = status == "ok" and (self.config.check == "runs" or claim_ok is True)
             failures = 0 if passed else before + 1
@@ -164,4 +204,5 @@ def run(question: str, backend, *, config: CodeMCTSConfig = CodeMCTSConfig(), se
         should_stop: Callable[[], bool] | None = None) -> Iterator[E.Event]:
     """Yield the events of one code-verified MCTS run."""
     yield from search(question, backend, config=config, seed=seed, gold=gold, should_stop=should_stop,
-                      method="mcts-code", proposer_cls=CodeStepProposer, verifier=CodeVerifier(config))
+                      method="mcts-code", proposer_cls=CodeStepProposer,
+                      verifier=CodeVerifier(config, fmt=format_of(backend)))
