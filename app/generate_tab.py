@@ -26,8 +26,8 @@ import gradio as gr
 from engine.demo_model.problems import TIERS, Problem, load_problems
 from engine.events import USER_STOP
 from engine.evaluate import HELDOUT, SOLUTION_STOP   # SOLUTION_STOP: a solution never starts a new question
-from engine.inputs import MAX_SEED, whole
-from engine.models.base import MAX_NEW_TOKENS_LIMIT, Stopped
+from engine.inputs import MAX_SEED, check_text, whole
+from engine.models.base import MAX_NEW_TOKENS_LIMIT, InputError, Stopped
 from engine.sampling import MAX_TOP_K, ORDERS, SamplingConfig
 from engine.search.common import MAX_SOLUTION_TOKENS
 from engine.steps import answers_equal, extract_answer
@@ -38,6 +38,7 @@ from app.figures import TOKENS_CSS, TOOLTIP_JS, generation_html
 DEFAULT_MAX_NEW_TOKENS = MAX_SOLUTION_TOKENS   # room for a fully worked hard solution
 MODEL_QUEUE = "model"      # concurrency id shared by every event that runs the model
 STOP_REASONS = {"stop": "stop string", "eos": "end of sequence", "length": "max new tokens reached"}
+GOLD_MAX_CHARS = 1000      # a gold answer typed by hand, as the CLI's --answer
 
 
 def new_pick_state() -> dict:
@@ -54,6 +55,19 @@ def gold_for(question: str | None, picked: dict | None) -> int | None:
     if not picked or picked.get("answer") is None:
         return None
     return picked["answer"] if _same_question(question, picked.get("question")) else None
+
+
+def run_gold(question: str, gold_answer, picked: dict | None) -> str | int | None:
+    """The gold answer a run is marked against: the gold box's text (blank: none) when the form
+    sends one, else (a caller without the box) the picked problem's while the question is still
+    its own. A gold answer that is no usable text is a gr.Error."""
+    if gold_answer is None:
+        return gold_for(question, picked)
+    try:
+        check_text(gold_answer, "the gold answer", required=False, max_chars=GOLD_MAX_CHARS)
+    except InputError as e:
+        raise gr.Error(str(e), print_exception=False) from None
+    return gold_answer.strip() or None
 
 
 # ---- callbacks ----------------------------------------------------------------------------
@@ -79,22 +93,49 @@ def gold_markdown(question: str | None, picked: dict | None) -> str:
     return f"Gold answer: **{picked['answer']}** &nbsp;<small>({picked['id']})</small>"
 
 
-def question_picker(c: dict, problems: dict[str, Sequence[Problem]], *, elem_prefix: str) -> None:
+def pick_random_with_gold(problems: Sequence[Problem], picked: dict | None,
+                          tier: str = "") -> tuple[str, str, dict, str]:
+    """`pick_random_problem`, and its gold answer as text for the editable gold box."""
+    question, line, state = pick_random_problem(problems, picked, tier)
+    return question, line, state, str(state["answer"])
+
+
+def question_edited(question: str | None, gold_text: str | None, picked: dict | None) -> tuple[str, Any]:
+    """(gold line, gold box) once the question changes: a picked problem's gold answer leaves the
+    box when the question is no longer that problem's; a gold answer typed by hand stays (the
+    box is left as it is: ``gr.update()``)."""
+    line = gold_markdown(question, picked)
+    stale = (bool(picked) and picked.get("answer") is not None and gold_for(question, picked) is None
+             and (gold_text or "").strip() == str(picked["answer"]))
+    return line, "" if stale else gr.update()
+
+
+def question_picker(c: dict, problems: dict[str, Sequence[Problem]], *, elem_prefix: str,
+                    gold_box: bool = False) -> None:
     """The question box, a "Random <tier>" button per tier and the gold line under it, built in
     the current layout and wired to the per-user pick state ``c["picked"]``; stored in ``c``.
-    The Search and LECO tabs share it."""
+    The Search and LECO tabs share it. With ``gold_box`` an editable "Gold answer" box
+    (``c["gold_answer"]``) follows: a pick fills it, and a question typed by hand can be given
+    its gold answer there."""
     c["question"] = gr.Textbox(label="Question", lines=3, max_lines=10, elem_id=f"{elem_prefix}-question",
                                placeholder="Type a problem or pick a random one.")
     with gr.Row():
         for tier in problems:
             c[f"random_{tier}"] = gr.Button(f"Random {tier}", size="sm", elem_id=f"{elem_prefix}-random-{tier}")
     c["gold"] = gr.Markdown("")
+    picked_out = [c["question"], c["gold"], c["picked"]]
+    pick, edited, edited_out = pick_random_problem, gold_markdown, [c["gold"]]
+    if gold_box:
+        c["gold_answer"] = gr.Textbox(label="Gold answer (optional: marks the answer right or wrong)", max_lines=1,
+                                      placeholder="e.g. 18", elem_id=f"{elem_prefix}-gold-answer")
+        picked_out = [*picked_out, c["gold_answer"]]
+        pick, edited, edited_out = pick_random_with_gold, question_edited, [c["gold"], c["gold_answer"]]
     for tier, tier_problems in problems.items():
-        c[f"random_{tier}"].click(functools.partial(pick_random_problem, tier_problems, tier=tier),
-                                  inputs=[c["picked"]], outputs=[c["question"], c["gold"], c["picked"]],
-                                  api_visibility="private")
-    c["question"].change(gold_markdown, inputs=[c["question"], c["picked"]], outputs=[c["gold"]],
-                         api_visibility="private", show_progress="hidden", trigger_mode="always_last")
+        c[f"random_{tier}"].click(functools.partial(pick, tier_problems, tier=tier),
+                                  inputs=[c["picked"]], outputs=picked_out, api_visibility="private")
+    c["question"].change(edited, inputs=[c["question"], *([c["gold_answer"]] if gold_box else []), c["picked"]],
+                         outputs=edited_out, api_visibility="private", show_progress="hidden",
+                         trigger_mode="always_last")
 
 
 def _number(value: Any, name: str) -> float:

@@ -24,7 +24,8 @@ from app.auth import user_store, with_request
 from app.controls import Slider
 from app.figures import TOKENS_CSS, legend_html, token_span
 from app.node_details import node_details_html, pairs_html
-from app.generate_tab import MODEL_QUEUE, RunControl, gold_for, limit_hint, new_pick_state, question_picker
+from app.problem_set import problem_set_panel
+from app.generate_tab import MODEL_QUEUE, RunControl, limit_hint, new_pick_state, question_picker, run_gold
 from app.replay import explain, final_markdown, phase_points, progress_markdown, step_to
 from app.rstar_view import discriminator_markdown, discriminator_progress, is_rstar
 from app.rstar_view import node_details_html as rstar_details_html
@@ -162,13 +163,15 @@ def run_search(backend, store, question: str, picked: dict | None, method: str, 
                max_depth, temperature, min_p, reward, final_rule, samples, beam_width, seed, control: RunControl,
                one_step_thoughts=3, subquestions=3, votes=10, final_votes=10, discriminate=True, cut_mode="words",
                cuts=4, consistency="mid", gold_fallback=False, discriminator_model="",
-               check="runs", self_eval="prompt", reflection="common", request: gr.Request = None):
+               check="runs", self_eval="prompt", reflection="common", gold_answer=None,
+               request: gr.Request = None):
     """Generator callback: yields (plot, progress, final, explanation, view, slider) as the run grows.
     The arguments after ``control`` are rStar's, then code-verified MCTS's and SRA-MCTS's (other
-    methods ignore them). The run is stored as the logged-in user's (app/auth.py)."""
+    methods ignore them), then the gold box's text (`run_gold`). The run is stored as the
+    logged-in user's (app/auth.py)."""
     store = user_store(store, request)
     seed = checked_seed(backend, question, seed)
-    gold = gold_for(question, picked)
+    gold = run_gold(question, gold_answer, picked)
     cfg = make_config(method, dict(rollouts=rollouts, children=children, c=c, max_depth=max_depth,
                                    temperature=temperature, min_p=min_p, reward=reward, final_rule=final_rule,
                                    samples=samples, beam_width=beam_width, one_step_thoughts=one_step_thoughts,
@@ -177,8 +180,8 @@ def run_search(backend, store, question: str, picked: dict | None, method: str, 
                                    gold_fallback=gold_fallback, discriminator_model=discriminator_model or "",
                                    check=check, self_eval=self_eval, reflection=reflection))
     if getattr(cfg, "reward", None) == "gold" and gold is None:
-        raise gr.Error("The answer-key reward needs a gold answer: pick a random problem, or use "
-                       "self-consistency.", print_exception=False)
+        raise gr.Error("The answer-key reward needs a gold answer: pick a problem, type one in the Gold answer "
+                       "box, or use self-consistency.", print_exception=False)
     control.reset()
     rec = Recording(store, backend, method, question, gold, cfg, seed)
     tree = Tree()
@@ -296,14 +299,16 @@ def method_defaults(method: str):
 def build_mcts_tab(backend, store, *, problems_path: str | Path | None = None,
                    run_limit_s: float | None = None) -> dict:
     """Build the tab inside an open ``gr.Tab``; ``run_limit_s`` ends each run that long after it
-    starts (classroom mode, `RunControl`)."""
+    starts (classroom mode, `RunControl`). In classroom mode (``store`` an `app.auth.Access`
+    with ``multi_user``) a problem set is uploaded, never read from a path on the server."""
     path = Path(problems_path) if problems_path is not None else HELDOUT
     problems = {tier: load_problems(path, tier) for tier in TIERS}
     c: dict[str, Any] = {"picked": gr.State(new_pick_state()), "control": gr.State(RunControl(run_limit_s)),
                          "view": gr.State(None)}
     with gr.Row(equal_height=False):
         with gr.Column(scale=2, min_width=340):
-            question_picker(c, problems, elem_prefix="ts-search")
+            question_picker(c, problems, elem_prefix="ts-search", gold_box=True)
+            problem_set_panel(c, allow_paths=not getattr(store, "multi_user", False))
             c["method"] = gr.Dropdown([(m.label, m.name) for m in METHODS.values()], value="mcts", label="Method")
             c["method_note"] = gr.Markdown(method_note(backend), elem_id="ts-method-note")
             with gr.Accordion("Settings", open=False):
@@ -380,7 +385,7 @@ def build_mcts_tab(backend, store, *, problems_path: str | Path | None = None,
                 c["temperature"], c["min_p"], c["reward"], c["final_rule"], c["samples"], c["beam_width"],
                 c["seed"], c["control"], c["one_step_thoughts"], c["subquestions"], c["votes"], c["final_votes"],
                 c["discriminate"], c["cut_mode"], c["cuts"], c["consistency"], c["gold_fallback"],
-                c["discriminator_model"], c["check"], c["self_eval"], c["reflection"]],
+                c["discriminator_model"], c["check"], c["self_eval"], c["reflection"], c["gold_answer"]],
         outputs=[*view_out, c["view"], c["timeline"]], api_name="run_search",
         concurrency_limit=1, concurrency_id=MODEL_QUEUE)
     panel = dict(fn=rstar_panel, inputs=[c["view"], c["timeline"]], outputs=[c["rstar_panel"]],
