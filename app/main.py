@@ -5,7 +5,9 @@ builds the page and serves it on loopback (never a public share link). Each tab 
 its own ``build_*_tab(backend, ...) -> dict`` function in its own module, so later views
 (MCTS, rStar, ...) add a module and one line here. The tabs get the backend inside a
 `app.model_slot.ModelSlot`, so the header's "Load another model" can replace it for all of
-them at once, and a failed load leaves the previous model serving.
+them at once, and a failed load leaves the previous model serving. Beside it the prompt format
+(engine/formats.py: auto, embedded, chat with its editable instruction, base) is chosen for
+the next load, or set on the loaded model at once; the header names the format in use.
 
 All custom CSS lives in the components' own ``css_template``, so the page looks the same
 whether `serve` or a test launches it.
@@ -32,7 +34,8 @@ from app.model_slot import ModelSlot  # noqa: E402
 from app.sampling_tab import build_sampling_tab  # noqa: E402
 from app.se_tab import build_se_tab  # noqa: E402
 from app.sessions_tab import build_sessions_tab, open_session, refresh, session_rows  # noqa: E402
-from engine.inputs import number  # noqa: E402
+from engine import formats  # noqa: E402
+from engine.inputs import check_text, number  # noqa: E402
 
 TITLE = "ThoughtScope"
 HEADER_CSS = """
@@ -51,6 +54,9 @@ CLASSROOM_RUN_LIMIT_S = 120.0   # classroom mode's default limit on one search's
 RUN_LIMIT_MAX_S = 86_400.0
 DEFAULT_CONCURRENCY = 4         # non-model events of one kind at once; model events: 1 (MODEL_QUEUE)
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+FORMAT_LABELS = {"auto": "auto: chosen from the model", "embedded": "embedded: ThoughtScope's arithmetic model",
+                 "chat": "chat: the model's chat template", "base": "base: a few-shot prompt"}
+INSTRUCTED = ("auto", "chat")   # the formats the instruction box applies to (auto may pick chat)
 
 
 class ServeError(ValueError):
@@ -63,21 +69,80 @@ def header_html(backend) -> str:
     info = backend.info
     return (f'<div class="ts-header"><h1>{TITLE}</h1>'
             f'<span class="ts-model">Model: <b>{html.escape(info.describe())}</b>'
-            f' &middot; context {info.context_length:,} tokens</span></div>')
+            f' &middot; context {info.context_length:,} tokens'
+            f' &middot; format <b>{html.escape(formats.format_of(backend).name)}</b></span></div>')
 
 
-def load_model(slot: ModelSlot, model: str):
-    """The Model box's Load: (header, status) for the new model, or a gr.Error that says the
-    previous model is still loaded."""
+def format_options(name, instruction) -> dict:
+    """The format choice and instruction box as load_backend's options; a gr.Error for a format
+    that does not exist or an instruction that is no usable text. The instruction goes with
+    ``chat`` and ``auto`` only (the other formats have none)."""
+    if name not in formats.CHOICES:
+        raise gr.Error(f"format must be one of {', '.join(formats.CHOICES)}, got {name!r}", print_exception=False)
+    if name not in INSTRUCTED or instruction is None:
+        return {"format": name}
+    try:
+        check_text(instruction, "the instruction", required=False)
+    except ValueError as e:
+        raise gr.Error(str(e), print_exception=False) from None
+    return {"format": name, "instruction": instruction}
+
+
+def load_model(slot: ModelSlot, model: str, format: str = "auto", instruction: str | None = None):
+    """The Model box's Load, with the chosen prompt format: (header, status) for the new model,
+    or a gr.Error that says the previous model is still loaded."""
     from engine.models.base import ModelLoadError
     if not (model or "").strip():
         raise gr.Error("type a model to load: an embedded name, a local folder, a .gguf file or a hub id",
                        print_exception=False)
+    options = format_options(format, instruction)
     try:
-        described = slot.swap(model)
+        described = slot.swap(model, **options)
     except ModelLoadError as e:
         raise gr.Error(str(e), print_exception=False) from None
-    return header_html(slot), f"Loaded **{html.escape(described)}**."
+    return (header_html(slot), f"Loaded **{html.escape(described)}** with the "
+                               f"**{formats.format_of(slot).name}** format.")
+
+
+def switch_format(slot: ModelSlot, format: str, instruction: str | None = None):
+    """"Use this format now": the loaded model runs the chosen format from its next run on,
+    without a reload: (header, status), or a gr.Error with the model left as it was."""
+    options = format_options(format, instruction)
+    try:
+        fmt = slot.set_format(options["format"], instruction=options.get("instruction"))
+    except ValueError as e:
+        raise gr.Error(str(e), print_exception=False) from None
+    chosen = " (chosen by auto)" if format == "auto" else ""
+    return (header_html(slot), f"**{html.escape(slot.info.name)}** now runs the **{fmt.name}** format{chosen}; "
+                               "runs from now on use it.")
+
+
+def instruction_box(format: str):
+    """The instruction box shows for the formats it applies to."""
+    return gr.Textbox(visible=format in INSTRUCTED)
+
+
+def model_switcher(slot: ModelSlot) -> dict:
+    """The "Load another model" accordion under the header: a model box, the prompt format (and
+    the chat instruction) for it, and a button that sets the format on the loaded model now.
+    Built in the current layout; returns its components by name (wired by `build_app`)."""
+    c: dict = {}
+    chosen = slot.format_option("format", "auto")
+    with gr.Accordion("Load another model", open=False, elem_id="ts-model"):
+        with gr.Row():
+            c["model"] = gr.Textbox(label="An embedded model name, a local folder, a .gguf file or a hub id "
+                                          "(hub ids need network)", scale=4, elem_id="ts-model-name")
+            c["load"] = gr.Button("Load", scale=0, elem_id="ts-model-load")
+        with gr.Row():
+            c["format"] = gr.Dropdown([(FORMAT_LABELS[f], f) for f in formats.CHOICES], value=chosen,
+                                      label="Prompt format (applies to the next Load, or now)", scale=4,
+                                      elem_id="ts-model-format")
+            c["apply_format"] = gr.Button("Use this format now", scale=0, elem_id="ts-format-apply")
+        c["instruction"] = gr.Textbox(slot.format_option("instruction") or formats.CHAT_INSTRUCTION, lines=2,
+                                      label="Instruction before the question (chat format)",
+                                      visible=chosen in INSTRUCTED, elem_id="ts-model-instruction")
+        c["status"] = gr.Markdown("", elem_id="ts-model-status")
+    return c
 
 
 def build_app(backend, store=None, *, problems_path: str | Path | None = None,
@@ -106,15 +171,16 @@ def build_app(backend, store=None, *, problems_path: str | Path | None = None,
     with gr.Blocks(title=f"{TITLE} — {backend.info.name}", analytics_enabled=False) as demo:
         header = gr.HTML(header_html(backend), css_template=HEADER_CSS, js_on_load=None, elem_id="ts-header")
         if model_switch:
-            with gr.Accordion("Load another model", open=False, elem_id="ts-model"):
-                with gr.Row():
-                    model_box = gr.Textbox(label="An embedded model name, a local folder, a .gguf file or a hub id "
-                                                 "(hub ids need network)", scale=4, elem_id="ts-model-name")
-                    load = gr.Button("Load", scale=0, elem_id="ts-model-load")
-                model_status = gr.Markdown("", elem_id="ts-model-status")
-            # in the model queue: it waits for a running search instead of swapping under it
-            load.click(functools.partial(load_model, backend), inputs=[model_box], outputs=[header, model_status],
-                       api_name="load_model", concurrency_limit=1, concurrency_id=MODEL_QUEUE)
+            m = model_switcher(backend)
+            # in the model queue: each waits for a running search instead of changing the model under it
+            m["load"].click(functools.partial(load_model, backend), inputs=[m["model"], m["format"], m["instruction"]],
+                            outputs=[header, m["status"]], api_name="load_model", concurrency_limit=1,
+                            concurrency_id=MODEL_QUEUE)
+            m["apply_format"].click(functools.partial(switch_format, backend), inputs=[m["format"], m["instruction"]],
+                                    outputs=[header, m["status"]], api_name="set_format", concurrency_limit=1,
+                                    concurrency_id=MODEL_QUEUE)
+            m["format"].change(instruction_box, inputs=[m["format"]], outputs=[m["instruction"]],
+                               api_visibility="private")
         with gr.Tabs(elem_id="ts-tabs") as tabs:
             with gr.Tab("Generate", id="generate", elem_id="ts-tab-generate"):
                 generate = build_generate_tab(backend, problems_path=problems_path)

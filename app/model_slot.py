@@ -4,9 +4,10 @@ Every tab is built around one backend object; the app hands them a `ModelSlot`, 
 every attribute (``generate``, ``info``, ``render_prompt``, ...) from the model it holds now.
 ``swap(model)`` loads the new model *first* and only then replaces the old one, so a load that
 fails — missing files, a folder of the wrong architecture, a hub id with no network, out of
-memory — raises `ModelLoadError` with one line and leaves the previous model serving. The swap
-runs in the same one-at-a-time queue as every model run (app/main.py), so it never happens
-under a running search.
+memory, the chat format asked of a model without a chat template — raises `ModelLoadError`
+with one line and leaves the previous model serving. `set_format` changes the prompt format
+(engine/formats.py) of the model it holds without reloading it. Both run in the same
+one-at-a-time queue as every model run (app/main.py), so neither happens under a running search.
 
 Not here: loading itself (engine/models/registry.py, TransformersBackend.load).
 """
@@ -20,8 +21,9 @@ from engine.models.base import ModelLoadError
 
 
 class ModelSlot:
-    """A backend that can be replaced; ``load_kwargs`` (device, dtype, threads, prefix cache)
-    apply to every model loaded into it."""
+    """A backend that can be replaced; ``load_kwargs`` (device, dtype, threads, prefix cache, and
+    the format options of `engine.models.registry.load_backend`) apply to every model loaded into
+    it, unless a `swap` gives its own format options."""
 
     def __init__(self, backend, **load_kwargs) -> None:
         object.__setattr__(self, "_backend", backend)
@@ -39,16 +41,25 @@ class ModelSlot:
     def __setattr__(self, name: str, value) -> None:
         setattr(self._backend, name, value)
 
-    def swap(self, model: str, loader=None) -> str:
+    def format_option(self, name: str, default=None):
+        """A format option the slot loads models with (``format``, ``instruction``, ...)."""
+        return self._load_kwargs.get(name, default)
+
+    def swap(self, model: str, loader=None, **format_options) -> str:
         """Load ``model`` (an embedded name, folder, .gguf file or hub id) and serve it from now
-        on; returns its description. On any failure the previous model stays and this raises
+        on; returns its description. ``format_options`` (format, instruction) replace the slot's
+        own for this load. On any failure the previous model stays and this raises
         `ModelLoadError` saying what went wrong and that the previous model is still loaded."""
         from engine.models.registry import load_backend
         model = (model or "").strip()
         previous = self._backend.info.describe()
         with self._lock:
             try:
-                new = (loader or load_backend)(model, **self._load_kwargs)
+                new = (loader or load_backend)(model, **{**self._load_kwargs, **format_options})
+                try:
+                    check_format_runs(new)
+                except ValueError as e:
+                    raise ModelLoadError(str(e)) from None
             except ModelLoadError as e:
                 raise ModelLoadError(f"{e} — still using {previous}") from None
             except MemoryError:
@@ -65,6 +76,33 @@ class ModelSlot:
         del old
         _free_memory()
         return new.info.describe()
+
+    def set_format(self, name: str, *, instruction: str | None = None):
+        """Run the loaded model with prompt format ``name`` (``auto``: chosen from the model) from
+        now on, without reloading it; ``instruction`` replaces the chat instruction (None: the
+        one the slot loads with, else the format's own). The exemplars file and solution budget
+        the slot loads with still apply. Returns the new `PromptFormat`; a ValueError (the model
+        is left as it was) for a bad name or a format the model cannot run."""
+        from engine import formats
+        if instruction is None:
+            instruction = self._load_kwargs.get("instruction")
+        with self._lock:
+            fmt = formats.make(name, self._backend, instruction=instruction,
+                               exemplars=self._load_kwargs.get("exemplars"),
+                               max_solution_tokens=self._load_kwargs.get("max_solution_tokens"))
+            check_format_runs(self._backend, fmt)
+            self._backend.prompt_format = fmt
+        return fmt
+
+
+def check_format_runs(backend, fmt=None) -> None:
+    """A ValueError when ``backend`` cannot run ``fmt`` (default: the format set on it): the chat
+    format needs the model's chat template."""
+    from engine.formats import format_of
+    fmt = fmt or format_of(backend)
+    if fmt.name == "chat" and not getattr(backend.info, "chat_template", False):
+        raise ValueError(f"{backend.info.name} has no chat template, so it cannot run the chat format: "
+                         "choose base (a few-shot prompt) or auto")
 
 
 def _free_memory() -> None:

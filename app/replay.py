@@ -134,7 +134,8 @@ def final_markdown(tree: Tree) -> str:
     status = tree.finished.status if tree.finished else "running"
     lines = [f"### Answer: {f.answer if f.answer is not None else NO_ANSWER}{verdict}", f"Chosen by **{f.rule}**" + (f"; the other rules would say {alts}" if alts else "") + "."]
     if tree.finished:
-        lines.append(f"{len(tree)} nodes · {tree.finished.generated_tokens} generated tokens · status {status}"
+        fmt = f" · {tree.run.format} format" if tree.run else ""       # which prompt format ran (engine/formats.py)
+        lines.append(f"{len(tree)} nodes · {tree.finished.generated_tokens} generated tokens{fmt} · status {status}"
                      + (f" ({tree.finished.message})" if tree.finished.message else ""))
     return "\n\n".join(lines)
 

@@ -143,3 +143,68 @@ def test_the_served_page_loads_another_model_and_survives_a_bad_one(tiny_backend
         client.close()
         demo.close(verbose=False)
         store.close()
+
+
+# ---- the prompt format --------------------------------------------------------------------
+
+def _greedy_run(slot, store):
+    from app import mcts_tab as M
+    *_, (_, _, final, _, view, _) = M.run_search(slot, store, QUESTION, None, "greedy", 2, 2, 2.0, 3, 0.8, 0.0,
+                                                 "self_consistency", "majority", 2, 2, 0, M.RunControl())
+    return view["events"][0], final
+
+
+def test_switching_to_base_changes_the_next_runs_format_without_a_reload(slot, tmp_path):
+    import gradio as gr
+    from app.main import header_html, switch_format
+    from engine.store import Store
+    model = slot.current
+    with Store(tmp_path / "runs.db") as store:
+        started, final = _greedy_run(slot, store)
+        assert started.format == "embedded" and "format <b>embedded</b>" in header_html(slot)
+        header, status = switch_format(slot, "base", "ignored: base has no instruction")
+        assert "format <b>base</b>" in header and "now runs the **base** format" in status
+        assert slot.current is model and slot.prompt_format.instruction == ""      # the same model, not reloaded
+        started, final = _greedy_run(slot, store)
+        assert started.format == "base" and started.prompt.startswith("Question: Mia has 12 apples.")
+        assert "base format" in final                                   # the run's summary says so, replays too
+        assert store.events(store.list_sessions()[0]["session_id"])[0].format == "base"
+        with pytest.raises(gr.Error, match="tiny-llama has no chat template, so it cannot run the chat format"):
+            switch_format(slot, "chat", "Solve it.")
+        with pytest.raises(gr.Error, match="format must be one of auto, embedded, chat, base"):
+            switch_format(slot, "fancy", None)
+        assert slot.prompt_format.name == "base"                        # a refused switch changes nothing
+        header, status = switch_format(slot, "auto", None)
+        assert "format <b>embedded</b>" in header and "(chosen by auto)" in status
+
+
+def test_loading_applies_the_chosen_format_and_instruction(slot, tiny_llama_dir, tmp_path):
+    import gradio as gr
+    from tests.conftest import save_tiny
+    chat_dir = save_tiny(tmp_path / "tiny-chat", chat_template=True)
+    header, status = load_model(slot, str(chat_dir), "chat", "Answer with one number.")
+    assert "format <b>chat</b>" in header and "with the **chat** format" in status
+    assert slot.prompt_format.instruction == "Answer with one number."
+    assert "Answer with one number.\n\nTom has 3 pens." in slot.render_prompt("Tom has 3 pens.")
+    header, status = load_model(slot, str(tiny_llama_dir), "base", "not used")
+    assert "format <b>base</b>" in header and slot.prompt_format.name == "base"
+    with pytest.raises(gr.Error, match="no chat template.* — still using tiny-llama"):
+        load_model(slot, str(tiny_llama_dir), "chat", "Solve it.")
+    assert slot.prompt_format.name == "base"                            # the refused load kept the model
+
+
+def test_serve_format_options_stay_the_defaults_of_loads_and_switches(tiny_llama_dir, tmp_path):
+    from app.main import instruction_box, model_switcher
+    from tests.conftest import save_tiny
+    chat_dir = save_tiny(tmp_path / "tiny-chat", chat_template=True)
+    slot = ModelSlot(TransformersBackend.load(chat_dir, name="tiny-chat"), device="cpu", format="chat",
+                     instruction="From serve --instruction.")
+    assert slot.set_format("chat").instruction == "From serve --instruction."
+    assert slot.set_format("chat", instruction="Typed in the page.").instruction == "Typed in the page."
+    slot.swap(str(chat_dir))
+    assert slot.prompt_format.name == "chat" and slot.prompt_format.instruction == "From serve --instruction."
+    import gradio as gr
+    with gr.Blocks():
+        m = model_switcher(slot)
+    assert m["format"].value == "chat" and m["instruction"].value == "From serve --instruction."
+    assert instruction_box("base").visible is False and instruction_box("chat").visible is True
