@@ -162,6 +162,10 @@ def make(name: str = "auto", backend=None, *, instruction: str | None = None, ex
     if name not in CHOICES:
         raise ValueError(f"format must be one of {', '.join(CHOICES)}, got {name!r}")
     fmt = FORMATS[auto_name(backend) if name == "auto" else name]
+    info = getattr(backend, "info", None)
+    if fmt.name == "chat" and info is not None and not getattr(info, "chat_template", False):
+        raise ValueError(f"{getattr(info, 'name', 'this model')} has no chat template, so it cannot run the chat "
+                         "format: use --format base (few-shot) or --format auto")
     if instruction is not None:
         fmt = replace(fmt, instruction=instruction.strip())
     if exemplars is not None:

@@ -79,6 +79,8 @@ def test_base_prompt_is_few_shot_and_reads_the_users_exemplars(tmp_path, tiny_ba
         F.make("base", exemplars=path)
     with pytest.raises(ValueError, match="format must be one of"):
         F.make("alpaca")
+    with pytest.raises(ValueError, match="has no chat template, so it cannot run the chat format.*--format base"):
+        F.make("chat", tiny_backend)
 
 
 def _gen(pieces, stop="eos"):
