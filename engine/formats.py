@@ -41,8 +41,10 @@ FORMAT_NAMES = ("embedded", "chat", "base")
 CHOICES = ("auto",) + FORMAT_NAMES
 EMBEDDED_VOCAB_MAX = 1024       # ThoughtScope's arithmetic tokenizer has 768 tokens (tests: 400)
 
-CHAT_INSTRUCTION = ("Solve the problem step by step. Write each step as a short paragraph, with a blank line "
-                    "between steps. End with the final answer written as \\boxed{ANSWER}.")
+# measured on SmolLM2-135M-Instruct, greedy, 20 word problems: this wording got an answer stated in
+# 20 of 20 replies; asking for a blank line between steps as well, 15; "...written as \boxed{ANSWER}",
+# 9; "End your reply with: The answer is <number>." (no box), 17 (docs/models.md)
+CHAT_INSTRUCTION = "Solve the problem step by step. End your reply with: The answer is \\boxed{<number>}."
 
 # the base format's own few-shot exemplars (written for this project): question, steps, answer
 BASE_EXEMPLARS: tuple[tuple[str, tuple[str, ...], str], ...] = (
