@@ -167,3 +167,11 @@ def test_the_math_judge_reads_answers_with_the_models_format():
     # the default (and the embedded format's) reader is unchanged: only "The answer is N."
     assert S.MathJudge().check("\\boxed{18}", "The answer is 18.") == S.NEUTRAL
     assert S.MathJudge(read_answer=F.EMBEDDED.read_answer).answer_of("\\boxed{18}") is None
+
+
+def test_se_math_solutions_take_the_formats_budget_and_stop(chat_backend):
+    backend = Recording(chat_backend)
+    events = list(METHODS["se"].run("What is 2 + 3?", backend, config=SEConfig(samples=2, task="math"), seed=0))
+    assert Tree.fold(events).finished.status == "done"
+    assert {n for _, _, n in backend.calls} == {24}                 # the format's max_solution_tokens, not 256
+    assert {s.strings for _, s, _ in backend.calls} == {F.CHAT.solution_stop}

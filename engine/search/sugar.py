@@ -39,7 +39,7 @@ from engine.models.base import StopSpec, Stopped, stop_if
 from engine.retrieval import build_index, qa_strict
 from engine.sampling import GREEDY, SamplingConfig
 from engine.scoring import semantic_entropy as S
-from engine.search.common import (SampledConfig, MAX_SOLUTION_TOKENS, TokenCounter, check_field as _check,
+from engine.search.common import (SampledConfig, TokenCounter, check_field as _check,
                                   is_whole as _int, majority_answer, normalize_gold)
 from engine.steps import answers_equal
 
@@ -48,7 +48,6 @@ JUDGES = ("auto", "math", "lm", "nli")
 POLICIES = ("adaptive", "always", "never", "sweep")
 DECISIONS = ("none", "single", "multi")
 OPEN_STOP = StopSpec(("\n",))
-MATH_STOP = StopSpec(("\nQuestion:",))
 # the embedded format's open-question prompts; every format's are in engine/formats.py (se_open_prompt)
 OPEN_PROMPT = F.SE_OPEN_EMBEDDED
 NOTES_PROMPT = F.SE_NOTES_EMBEDDED
@@ -158,15 +157,17 @@ class _Asker:
     def generate(self, prompt: str, n: int, sampling: SamplingConfig, seed: int):
         stop_if(self.should_stop)
         math_task = self.task == "math"
-        max_new = MAX_SOLUTION_TOKENS if math_task else self.config.max_answer_tokens
+        fmt = format_of(self.backend)
+        # a math answer is a whole solution: the format's budget and stop (embedded: 256, "\nQuestion:")
+        max_new = fmt.max_solution_tokens if math_task else self.config.max_answer_tokens
         encode = getattr(self.backend, "encode", None)
         if encode is not None:
             max_new = min(max_new, self.backend.info.context_length - len(encode(prompt)))
             if max_new < 1:
                 raise Stopped("the prompt fills the model's context")
         # an open answer is its first line; a chat or base reply opening with a blank line goes on
-        stop = MATH_STOP if math_task else StopSpec(OPEN_STOP.strings,
-                                                    after_text=format_of(self.backend).skip_leading_blank)
+        stop = (StopSpec(fmt.solution_stop, after_text=fmt.skip_leading_blank) if math_task
+                else StopSpec(OPEN_STOP.strings, after_text=fmt.skip_leading_blank))
         gens = self.backend.generate([prompt] * n, sampling=sampling, stop=stop,
                                      max_new_tokens=max_new, seed=seed, should_stop=self.should_stop)
         self.counter.add(gens)
