@@ -17,11 +17,11 @@ from dataclasses import asdict, dataclass
 from typing import Callable, Sequence
 
 from engine import events as E
+from engine.answers import answer_key
 from engine.demo_model.formats import STEP_DELIMITER
 from engine.formats import PromptFormat, format_of
 from engine.models.base import Generation, StopSpec, stop_if
 from engine.sampling import SamplingConfig
-from engine.answers import answer_key
 from engine.steps import answers_equal, extract_answer
 
 REWARD_SOURCES = ("self_consistency", "gold")
