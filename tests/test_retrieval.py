@@ -112,7 +112,7 @@ def test_the_contains_check_finds_the_gold_as_normalised_whole_words_anywhere():
     ("Maud Tinsley did.", "Maud Tinsley", True),          # token F1 0.8 >= 0.5
     ("Not Paris but Lyon.", "Paris", False),              # token F1 0.4
     ("Paris, I think. Or Lyon.", "Paris", True),          # the first sentence only: F1 0.5
-    ("It was founded by Maud Tinsley in 1721 with help.", "Maud Tinsley", False),   # too much else: F1 0.4
+    ("It was founded by Maud Tinsley in 1721 with help.", "Maud Tinsley", False),   # too much else: F1 0.33
     ("Seven.", "7|seven", True),                          # alternatives
     ("", "18", False), (None, "18", False),
 ])
