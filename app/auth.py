@@ -18,7 +18,7 @@
 - `with_request` binds leading arguments like `functools.partial` while keeping the bound
   function's ``request: gr.Request`` parameter visible to Gradio (a partial hides it).
 
-Not here: the launch options and the queue (app/main.py ``serve``), the CLI flags (engine/cli.py).
+Not here: the launch options and the queue (app/main.py ``serve``), the CLI flags (engine/cli/__init__.py).
 """
 
 from __future__ import annotations

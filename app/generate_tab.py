@@ -25,7 +25,7 @@ import gradio as gr
 
 from engine.demo_model.problems import TIERS, Problem, load_problems
 from engine.events import USER_STOP
-from engine.evaluate import HELDOUT, SOLUTION_STOP   # SOLUTION_STOP: a solution never starts a new question
+from engine.evaluation.evaluate import HELDOUT, SOLUTION_STOP   # SOLUTION_STOP: a solution never starts a new question
 from engine.inputs import MAX_SEED, check_text, whole
 from engine.models.base import MAX_NEW_TOKENS_LIMIT, InputError, Stopped
 from engine.sampling import MAX_TOP_K, ORDERS, SamplingConfig

@@ -30,7 +30,7 @@ from app.mcts_tab import Recording, RunControl, checked_seed
 from app.replay import final_markdown
 from engine import events as E
 from engine.demo_model.problems import TIERS, load_problems
-from engine.evaluate import HELDOUT
+from engine.evaluation.evaluate import HELDOUT
 from engine.inputs import number, whole
 from engine.models.base import TokenLogprob
 from engine.scoring.leco import PROB_MODES

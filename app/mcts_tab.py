@@ -32,7 +32,7 @@ from app.rstar_view import node_details_html as rstar_details_html
 from app.tree_figure import tree_figure
 from engine import events as E
 from engine.demo_model.problems import TIERS, load_problems
-from engine.evaluate import HELDOUT
+from engine.evaluation.evaluate import HELDOUT
 from engine.inputs import MAX_SEED, whole
 from engine.models.base import InputError, ModelLoadError, TokenLogprob
 from engine.search import METHODS

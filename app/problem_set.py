@@ -1,7 +1,7 @@
 """Problem sets in the Search view: the user's own file of problems, one of them put on the form.
 
 The user uploads a file (or, on a one-person server, types its path or a hub id);
-`load_uploaded_set` / `load_set_from_path` read it with engine.datasets.load_problems and say
+`load_uploaded_set` / `load_set_from_path` read it with engine.evaluation.datasets.load_problems and say
 how many problems it holds and how many rows were skipped (a gold answer that cannot be read,
 no usable question). `pick_from_set` puts one problem, by index or at random, into the question
 box and its gold answer into the gold box, where the run takes it from. The set lives in the
@@ -10,7 +10,7 @@ of one line: the set loaded before, the question and the gold answer on screen a
 
 In classroom mode there is no path box: a student must not read the server's own files.
 
-Not here: reading files (engine/datasets.py); the question and gold boxes
+Not here: reading files (engine/evaluation/datasets.py); the question and gold boxes
 (app/generate_tab.py `question_picker`); running (app/mcts_tab.py).
 """
 
@@ -24,11 +24,11 @@ from typing import Any
 import gradio as gr
 
 from app.generate_tab import gold_markdown, new_pick_state
-from engine.datasets import SUFFIXES, load_problems
+from engine.evaluation.datasets import SUFFIXES, load_problems
 from engine.inputs import whole
 
 NO_SET = "No problem set loaded."
-# the CLI flags engine/datasets.py names in its messages, and the boxes that set them here
+# the CLI flags engine/evaluation/datasets.py names in its messages, and the boxes that set them here
 FLAG_BOXES = {"--question-field": "the Question field box", "--answer-field": "the Answer field box",
               "--split": "the Split box"}
 ROWS_SHOWN = 5          # skipped row numbers listed per reason

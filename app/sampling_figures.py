@@ -1,7 +1,7 @@
 """Plotly figures of the Sampling lab: one position's pools, the whole generation, the engine
 orders side by side, and the temperature sweep.
 
-Pure functions from engine records (engine/sampling_lab.py, engine/sweep.py) to figures, so
+Pure functions from engine records (engine/sampling_lab.py, engine/evaluation/sweep.py) to figures, so
 they are tested without a browser. Token texts are shown with whitespace made visible
 (``␣`` for a space, ``↵`` for a newline) and placed at numbered x positions, so two tokens
 that print alike never merge into one bar.
@@ -154,7 +154,7 @@ def orders_figure(results: Sequence[OrderResult], logits_top: Sequence[tuple[int
 
 
 def sweep_figure(data: dict | None) -> go.Figure:
-    """Accuracy against temperature, one line per sampler (engine/sweep.py's JSON)."""
+    """Accuracy against temperature, one line per sampler (engine/evaluation/sweep.py's JSON)."""
     if not data:
         return empty_figure("No sweep loaded: run `thoughtscope sweep --out FILE`, then load FILE here.")
     temps = data["config"]["temperatures"]

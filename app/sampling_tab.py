@@ -30,14 +30,14 @@ from app.generate_tab import MODEL_QUEUE, gold_for, gold_markdown, new_pick_stat
 from app.sampling_figures import (empty_figure, generation_figure, orders_figure, pool_figure, sweep_figure,
                                   top_tokens)
 from engine.demo_model.problems import load_problems
-from engine.evaluate import HELDOUT, SOLUTION_STOP
+from engine.evaluation.evaluate import HELDOUT, SOLUTION_STOP
 from engine.inputs import MAX_SEED, whole
 from engine.models.base import MAX_NEW_TOKENS_LIMIT, ModelLoadError
 from engine.sampling import MAX_TOP_K, STAGES, TRANSFORMERS_ORDER
 from engine.sampling_lab import (DRAW_LABELS, DRAWS, VIEW_LABELS, VIEWS, LabConfig, branch, engine_orders,
                                  run_lab, views)
 from engine.steps import answers_equal, extract_answer
-from engine.sweep import load_sweep, sweep_table
+from engine.evaluation.sweep import load_sweep, sweep_table
 
 SWEEP_FILE = Path(__file__).resolve().parents[1] / "assets" / "sweeps" / "temperature_sweep.json"
 TOP_N = 20                  # tokens shown per position

@@ -33,7 +33,7 @@ from app.generate_tab import MODEL_QUEUE, gold_for, gold_markdown, limit_hint, n
 from app.mcts_tab import Recording, RunControl, checked_seed, stop_search
 from engine import events as E
 from engine.demo_model.problems import Problem, load_problems
-from engine.evaluate import HELDOUT
+from engine.evaluation.evaluate import HELDOUT
 from engine.inputs import number, whole
 from engine.models.base import InputError, ModelLoadError
 from engine.scoring.semantic_entropy import ESTIMATORS

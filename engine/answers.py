@@ -14,7 +14,7 @@ prose after a number) — never converted (``-3.5`` stays ``-3.5``, not ``-7/2``
 
 Not here: which statements a format accepts (engine/formats.py chooses a reader: the embedded
 model's format reads only its own ``The answer is N.``, engine/steps.py), or gold answers in
-data files (engine/datasets.py reads ``#### 18`` and ``\\boxed{}`` there with `read_answer`).
+data files (engine/evaluation/datasets.py reads ``#### 18`` and ``\\boxed{}`` there with `read_answer`).
 """
 
 from __future__ import annotations

@@ -175,7 +175,7 @@ def pairs_from_eval(backend, method: str, tier: str, n: int, seed: int, config, 
                     progress: Callable[[int], None] = lambda k: None) -> tuple[list[Pair], dict]:
     """Run ``method`` on the first ``n`` held-out problems of ``tier`` (with their answer keys, as
     ``thoughtscope eval`` does) and collect every tree's pairs. Also returns a small summary."""
-    from engine.evaluate import eval_problems
+    from engine.evaluation.evaluate import eval_problems
     from engine.search import METHODS
     from engine.steps import answers_equal
     problems = eval_problems(method, tier, n)

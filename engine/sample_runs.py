@@ -51,7 +51,7 @@ def leco_kind(store: Store, sid: str, problem) -> str | None:
     """Which LECO sample a recorded LECO session is: its first solution wrong and its final
     answer right ("leco-fixes-error"), or its first cut on a step that was right
     ("leco-cuts-correct-step": before the first wrong step, or in a solution with none)."""
-    from engine.leco_eval import leco_result
+    from engine.evaluation.leco import leco_result
     r = leco_result(problem, store.events(sid))
     if not r.original_correct and r.correct:
         return "leco-fixes-error"
@@ -81,7 +81,7 @@ def record_leco_samples(store: Store, backend, problems, seed: int, out: Path) -
 
 
 def main(argv=None) -> int:
-    from engine.evaluate import HELDOUT
+    from engine.evaluation.evaluate import HELDOUT
     from engine.demo_model.problems import load_problems
     from engine.models.registry import DEFAULT_MODEL, load_backend
 

@@ -12,7 +12,7 @@ Every pool is computed by the stage functions of engine/sampling.py, so the lab 
 what the backend samples from. Probabilities named ``p`` are the model's own (softmax of the
 raw logits, temperature 1); ``p_t`` are after temperature.
 
-Not here: drawing tokens (the backend), the temperature sweep (engine/sweep.py), figures (app/).
+Not here: drawing tokens (the backend), the temperature sweep (engine/evaluation/sweep.py), figures (app/).
 """
 
 from __future__ import annotations

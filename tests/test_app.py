@@ -19,7 +19,7 @@ from app.generate_tab import (SOLUTION_STOP, gold_for, gold_markdown, make_sampl
                               pick_random_problem, run_generation, summary_markdown)
 from app.main import LAUNCH_KWARGS, ServeError, build_app, header_html, serve
 from engine.demo_model.problems import load_problems
-from engine.evaluate import HELDOUT
+from engine.evaluation.evaluate import HELDOUT
 from engine.models.base import Generation, ModelLoadError, TokenLogprob
 
 GREEDY_ARGS = dict(temperature=0.0, top_k=0, top_p=1.0, min_p=0.0, order="transformers",

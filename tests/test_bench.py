@@ -4,7 +4,7 @@ import json
 
 from app.tree_figure import tree_figure, visible_nodes
 from engine import cli
-from engine.bench import synthetic_tree
+from engine.evaluation.bench import synthetic_tree
 
 KEYS = {"computed_per_unique", "computed_per_unique_naive", "batched_speedup", "redraw_ms", "rollout_s",
         "peak_rss_mb"}
@@ -23,7 +23,7 @@ def test_bench_quick_json_has_the_issue_keys_and_counts_each_tree_token_once(cap
 
 
 def test_bench_text_report_names_each_target(capsys):
-    from engine.bench import TARGETS, format_report
+    from engine.evaluation.bench import TARGETS, format_report
     r = {"model": "m", "workload": {"rollouts": 2, "children": 3}, "same_tree": True,
          "computed_per_unique": 1.0, "computed_per_unique_naive": 6.0,
          "tokens": {"nodes": 7, "unique": 100, "computed": 100, "reused": 500},

@@ -78,7 +78,7 @@ def test_eval_json_keys(method):
 
 def test_eval_on_fresh_problems_names_them_and_skips_the_held_out_ones():
     from engine.demo_model import problems as P
-    from engine.evaluate import HELDOUT, eval_problems
+    from engine.evaluation.evaluate import HELDOUT, eval_problems
     fresh = eval_problems("greedy", "hard", 50, fresh=777)
     held = {p.question for p in P.load_problems(HELDOUT)}
     assert len(fresh) == 50 and not {p.question for p in fresh} & held
@@ -98,7 +98,7 @@ def test_eval_on_fresh_problems_names_them_and_skips_the_held_out_ones():
 
 
 def test_fresh_problems_can_have_more_events_than_their_tier():
-    from engine.evaluate import eval_problems
+    from engine.evaluation.evaluate import eval_problems
     longer = eval_problems("greedy", "hard", 40, fresh=888, events=(6, 7))
     assert {len(p.steps) for p in longer} == {6, 7}
     assert all(p.tier == "hard" and p.id.startswith("fresh888-hard-events6-7-") for p in longer)
@@ -115,7 +115,7 @@ def test_fresh_problems_can_have_more_events_than_their_tier():
 
 def test_progress_in_a_log_is_a_line_at_most_every_interval(monkeypatch):
     import io
-    from engine import progress as P
+    from engine.cli import progress as P
     clock = iter([0.0, 1.0, 31.0, 32.0])
     monkeypatch.setattr(P.time, "monotonic", lambda: next(clock))
     out = io.StringIO()

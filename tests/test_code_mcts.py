@@ -124,7 +124,7 @@ def test_cumulative_program_prints_the_assigned_variable():
 
 def test_the_embedded_model_writes_code_that_runs(default_backend):
     from engine.demo_model.problems import load_problems
-    from engine.evaluate import HELDOUT
+    from engine.evaluation.evaluate import HELDOUT
     p = load_problems(HELDOUT, "hard")[0]
     cfg = CodeMCTSConfig(rollouts=2, children=2)
     events = list(run(p.question, default_backend, config=cfg, seed=0, gold=str(p.answer)))

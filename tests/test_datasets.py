@@ -1,4 +1,4 @@
-"""Problems from a user's data (engine/datasets.py) and `thoughtscope eval --dataset`: every file
+"""Problems from a user's data (engine/evaluation/datasets.py) and `thoughtscope eval --dataset`: every file
 format on small files the tests write themselves (GSM8K- and MATH-style gold answers, no real
 data set shipped), field detection, unreadable gold answers counted, hub ids without the
 library or the network, one-line errors before the model loads, an eval end to end."""
@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from engine import datasets as D
+from engine.evaluation import datasets as D
 from engine.cli import main
 
 # GSM8K's shape: the worked solution, then "#### N"
@@ -218,7 +218,7 @@ def test_a_hub_data_set_takes_its_test_split_or_the_one_named(monkeypatch, onlin
 
 def test_eval_on_a_dataset_scores_as_on_the_same_held_out_problems(tmp_path, capsys):
     from engine.demo_model.problems import load_problems
-    from engine.evaluate import HELDOUT
+    from engine.evaluation.evaluate import HELDOUT
     held = load_problems(HELDOUT, "easy")[:3]
     # the same three questions, with GSM8K-style gold answers, after a row whose gold is unreadable
     rows = [{"question": "What is 3 + 4?", "answer": "Add them.\nThat makes seven."}]

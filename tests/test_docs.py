@@ -5,7 +5,7 @@ import re
 from pathlib import Path
 
 from engine.cli import COMMANDS, build_parser
-from engine.evaluate import EVAL_METHODS, EvalConfig
+from engine.evaluation.evaluate import EVAL_METHODS, EvalConfig
 from engine.sampling import ORDERS, SamplingConfig
 
 ROOT = Path(__file__).resolve().parents[1]

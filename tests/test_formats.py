@@ -10,6 +10,7 @@ import pytest
 from conftest import ARCHITECTURES, save_tiny
 from engine import events as E
 from engine import formats as F
+from engine import method_prompts as MP
 from engine.models.base import Generation, TokenLogprob
 from engine.search import METHODS
 from engine.search.common import split_generation
@@ -126,12 +127,12 @@ def test_rstar_actions_continue_their_own_kind_of_demonstration(tmp_path, tiny_b
     a3 = [p for p in seen if p.rstrip().endswith("Sub-question 1:")]
     a5 = [p for p in seen if p.endswith("Rephrased:")]
     a1 = [p for p in seen if p.endswith("Step 1:")]
-    assert a3 and all(F.RSTAR_DEMOS["subquestions"] in p for p in a3)
-    assert a5 and all(F.RSTAR_DEMOS["rephrase"] in p for p in a5)
-    assert a1 and all(F.RSTAR_DEMOS["steps"] in p for p in a1)
+    assert a3 and all(MP.RSTAR_DEMOS["subquestions"] in p for p in a3)
+    assert a5 and all(MP.RSTAR_DEMOS["rephrase"] in p for p in a5)
+    assert a1 and all(MP.RSTAR_DEMOS["steps"] in p for p in a1)
     # the embedded model needs no demonstration: every kind is its own root, as before
-    for family in F.RSTAR_FAMILIES:
-        assert F.rstar_prompt(F.EMBEDDED, tiny_backend, QUESTION, family) == f"Question: {QUESTION}\n"
+    for family in MP.RSTAR_FAMILIES:
+        assert MP.rstar_prompt(F.EMBEDDED, tiny_backend, QUESTION, family) == f"Question: {QUESTION}\n"
 
 
 class _ChatScript:
@@ -173,7 +174,7 @@ def test_leco_on_a_chat_model_scores_paragraphs_and_rethinks_from_a_fresh_messag
     assert cut.index == 1 and len(cut.kept) == 1                            # the unsure '= 6' paragraph
     rethink = b.prompts[1]
     assert rethink.startswith("<|user|>\nProblem:\n" + QUESTION) and "Correct first steps:\nTom has 3 pens." in rethink
-    assert rethink.endswith("<|assistant|>\n") and F.LECO_CHAT_RETHINK in rethink
+    assert rethink.endswith("<|assistant|>\n") and MP.LECO_CHAT_RETHINK in rethink
     answers = [e.answer for e in events if isinstance(e, E.RoundAnswer)]
     assert answers == ["6", "5", "5"] and Tree.fold(events).final.answer == "5"
 
@@ -203,7 +204,7 @@ def test_code_mcts_on_a_chat_model_asks_rstar_math_steps_and_the_printed_value_a
     cfg = METHODS["mcts-code"].config(rollouts=2, children=1, max_depth=4)
     events = list(METHODS["mcts-code"].run("A box holds 6 rows of 4 pencils. Tom uses 9. How many are left?", b,
                                            config=cfg, seed=0, gold="15"))
-    assert b.prompts[0].startswith("<|user|>\n" + F.CODE_CHAT_INSTRUCTION) and F.CODE_DEMO in b.prompts[0]
+    assert b.prompts[0].startswith("<|user|>\n" + MP.CODE_CHAT_INSTRUCTION) and MP.CODE_DEMO in b.prompts[0]
     code = [e for e in events if isinstance(e, E.CodeExecuted)]
     assert [c.passed for c in code] == [True, True, True]
     assert code[1].claim == "15" and code[1].claim_ok and code[1].program == "total = 6 * 4\nleft = total - 9\nprint(left)\n"

@@ -11,7 +11,7 @@ import pytest
 
 from engine import events as E
 from engine.demo_model.problems import Problem, Step as TrueStep
-from engine.leco_eval import first_wrong_step, leco_result, summarise
+from engine.evaluation.leco import first_wrong_step, leco_result, summarise
 from engine.models.base import Generation, ModelInfo, TokenLogprob
 from engine.scoring import leco as S
 from engine.search import METHODS
@@ -273,7 +273,7 @@ def test_same_seed_same_events_and_they_survive_json(default_backend):
 
 def test_a_real_leco_run_on_a_hard_problem(default_backend):
     from engine.demo_model.problems import load_problems
-    from engine.evaluate import HELDOUT
+    from engine.evaluation.evaluate import HELDOUT
     problem = load_problems(HELDOUT, "hard")[0]
     evs = list(METHODS["leco"].run(problem.question, default_backend, config=LECOConfig(), seed=0,
                                    gold=str(problem.answer)))
@@ -334,7 +334,7 @@ def test_first_wrong_step_accepts_events_in_another_valid_order():
 
 def test_eval_keys_count_cuts_and_broken_solutions(default_backend):
     from engine.demo_model.problems import load_problems
-    from engine.evaluate import HELDOUT
+    from engine.evaluation.evaluate import HELDOUT
     problems = load_problems(HELDOUT, "hard")[:2]
     results = [leco_result(p, list(run(p.question, default_backend, config=LECOConfig(max_rounds=1), seed=i,
                                        gold=str(p.answer)))) for i, p in enumerate(problems)]

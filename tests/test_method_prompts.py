@@ -10,6 +10,7 @@ import pytest
 from conftest import save_tiny
 from engine import events as E
 from engine import formats as F
+from engine import method_prompts as MP
 from engine.scoring import semantic_entropy as S
 from engine.search import METHODS
 from engine.search.sra_mcts import SRAConfig
@@ -64,18 +65,18 @@ def test_sra_on_a_chat_model_asks_reflection_and_score_as_fresh_chat_messages(ch
     cfg = SRAConfig(rollouts=2, children=2, roll_branch=1, max_depth=2, max_step_tokens=12)
     events = list(METHODS["sra-mcts"].run(QUESTION, backend, config=cfg, seed=0, gold="5"))
     assert Tree.fold(events).finished.status == "done"
-    reflections = [c for c in backend.calls if F.SRA_CHAT_REFLECTION in c[0]]
-    scores = [c for c in backend.calls if F.SRA_CHAT_SCORE in c[0]]
+    reflections = [c for c in backend.calls if MP.SRA_CHAT_REFLECTION in c[0]]
+    scores = [c for c in backend.calls if MP.SRA_CHAT_SCORE in c[0]]
     assert reflections and scores
     for prompt, stop, budget in reflections + scores:
         assert _is_fresh_chat_message(prompt), prompt
         assert prompt.startswith(f"<|user|>\nProblem:\n{QUESTION}\n\nSteps so far:\n")
         assert stop.strings == () and stop.eos and budget == 128        # a chat reply ends at EOS
     # the root is reflected on before any step exists; every score names the step it rates
-    assert any(f"Steps so far:\n{F.SRA_NO_STEPS}\n\n{F.SRA_CHAT_REFLECTION}" in p for p, _, _ in reflections)
+    assert any(f"Steps so far:\n{MP.SRA_NO_STEPS}\n\n{MP.SRA_CHAT_REFLECTION}" in p for p, _, _ in reflections)
     assert all("\n\nNewest step:\n" in p for p, _, _ in scores)
     # nothing is asked as a continuation with the embedded model's labels
-    assert not any(p.endswith((F.SRA_ANALYSIS_LABEL, F.SRA_SCORE_LABEL)) for p, _, _ in backend.calls)
+    assert not any(p.endswith((MP.SRA_ANALYSIS_LABEL, MP.SRA_SCORE_LABEL)) for p, _, _ in backend.calls)
     # proposals still continue the solution's own root prompt, with the chat format's step stop,
     # the reflection written before the step as a paragraph of the reply
     root = events[0].prompt
@@ -91,23 +92,23 @@ def test_sra_embedded_prompts_are_todays_continuations(tiny_backend):
     fmt = F.EMBEDDED
     path = "Step 1: 3 + 2 = 5\n"
     # byte for byte what SRA-MCTS sent before formats had these prompts
-    assert F.sra_reflection_prompt(fmt, tiny_backend, QUESTION, path) == f"Question: {QUESTION}\n{path}Analysis:"
-    assert F.sra_reflection_prompt(fmt, tiny_backend, QUESTION, "") == f"Question: {QUESTION}\nAnalysis:"
-    assert F.sra_score_prompt(fmt, tiny_backend, QUESTION, path, "The answer is 5.\n") == \
+    assert MP.sra_reflection_prompt(fmt, tiny_backend, QUESTION, path) == f"Question: {QUESTION}\n{path}Analysis:"
+    assert MP.sra_reflection_prompt(fmt, tiny_backend, QUESTION, "") == f"Question: {QUESTION}\nAnalysis:"
+    assert MP.sra_score_prompt(fmt, tiny_backend, QUESTION, path, "The answer is 5.\n") == \
         f"Question: {QUESTION}\n{path}The answer is 5.\nScore:"
-    assert F.sra_guide(fmt, "add 2 to 3") == "Analysis: add 2 to 3\n" and F.sra_guide(fmt, "") == ""
-    assert F.sra_limits(fmt, "reflection") == (("\n",), 48) and F.sra_limits(fmt, "score") == (("\n",), 8)
+    assert MP.sra_guide(fmt, "add 2 to 3") == "Analysis: add 2 to 3\n" and MP.sra_guide(fmt, "") == ""
+    assert MP.sra_limits(fmt, "reflection") == (("\n",), 48) and MP.sra_limits(fmt, "score") == (("\n",), 8)
 
 
 def test_sra_base_prompts_continue_the_few_shot_solution_after_a_line_saying_what_is_wanted(tiny_backend):
     fmt = F.BASE
     root = fmt.root_prompt(tiny_backend, QUESTION)
     # a step cut by its budget has no newline: the request still starts on its own line
-    assert F.sra_reflection_prompt(fmt, tiny_backend, QUESTION, "Tom has 3 pens.") == \
-        f"{root}Tom has 3 pens.\n{F.SRA_BASE_REFLECTION}\nAnalysis:"
-    assert F.sra_score_prompt(fmt, tiny_backend, QUESTION, "Tom has 3 pens.\n", "3 + 2 = 5.\n") == \
-        f"{root}Tom has 3 pens.\n3 + 2 = 5.\n{F.SRA_BASE_SCORE}\nScore:"
-    assert F.sra_limits(fmt, "score") == (("\n",), 8)
+    assert MP.sra_reflection_prompt(fmt, tiny_backend, QUESTION, "Tom has 3 pens.") == \
+        f"{root}Tom has 3 pens.\n{MP.SRA_BASE_REFLECTION}\nAnalysis:"
+    assert MP.sra_score_prompt(fmt, tiny_backend, QUESTION, "Tom has 3 pens.\n", "3 + 2 = 5.\n") == \
+        f"{root}Tom has 3 pens.\n3 + 2 = 5.\n{MP.SRA_BASE_SCORE}\nScore:"
+    assert MP.sra_limits(fmt, "score") == (("\n",), 8)
 
 
 # ---- semantic entropy and SUGAR ------------------------------------------------------------------
@@ -118,7 +119,7 @@ def test_se_open_answers_on_a_chat_model_are_asked_in_a_few_words(chat_backend):
     events = list(METHODS["se"].run(OPEN_QUESTION, backend, config=cfg, seed=0))
     assert Tree.fold(events).finished.status == "done"
     expected = chat_backend.apply_chat_template([{"role": "user",
-                                                  "content": f"{F.SE_OPEN_INSTRUCTION}\n\n{OPEN_QUESTION}"}])
+                                                  "content": f"{MP.SE_OPEN_INSTRUCTION}\n\n{OPEN_QUESTION}"}])
     assert events[0].prompt == expected and _is_fresh_chat_message(expected)
     assert [p for p, _, _ in backend.calls] == [expected, expected]
     stop = backend.calls[0][1]
@@ -136,22 +137,22 @@ def test_sugar_notes_on_a_chat_model_go_in_the_chat_message(chat_backend):
     assert Tree.fold(events).finished.status == "done"
     with_notes = backend.calls[-1][0]
     assert _is_fresh_chat_message(with_notes)
-    assert "<|user|>\nNotes:\n[1] " in with_notes and f"{F.SE_NOTES_INSTRUCTION}\n\n{OPEN_QUESTION}" in with_notes
+    assert "<|user|>\nNotes:\n[1] " in with_notes and f"{MP.SE_NOTES_INSTRUCTION}\n\n{OPEN_QUESTION}" in with_notes
 
 
 def test_se_embedded_and_base_open_prompts(tiny_backend):
     # embedded: byte for byte what semantic entropy sent before (through render_prompt)
-    assert F.se_open_prompt(F.EMBEDDED, tiny_backend, OPEN_QUESTION) == \
+    assert MP.se_open_prompt(F.EMBEDDED, tiny_backend, OPEN_QUESTION) == \
         f"Question: Answer the following question in one short sentence.\n{OPEN_QUESTION}\n"
-    assert F.se_open_prompt(F.EMBEDDED, tiny_backend, OPEN_QUESTION, "[1] A note.") == \
+    assert MP.se_open_prompt(F.EMBEDDED, tiny_backend, OPEN_QUESTION, "[1] A note.") == \
         ("Question: Notes:\n[1] A note.\n\nUsing the notes, answer the question in one short sentence.\n"
          f"{OPEN_QUESTION}\n")
     text = 'We are evaluating answers to the question "q".'
-    assert F.se_judge_prompt(F.EMBEDDED, tiny_backend, text) == tiny_backend.render_prompt(text)
+    assert MP.se_judge_prompt(F.EMBEDDED, tiny_backend, text) == tiny_backend.render_prompt(text)
     # base: a plain question and answer, without the math exemplars
-    assert F.se_open_prompt(F.BASE, tiny_backend, OPEN_QUESTION) == \
-        f"{F.SE_BASE_LEAD}\n\nQuestion: {OPEN_QUESTION}\nAnswer:"
-    assert F.se_judge_prompt(F.BASE, tiny_backend, text) == f"{text}\nAnswer:"
+    assert MP.se_open_prompt(F.BASE, tiny_backend, OPEN_QUESTION) == \
+        f"{MP.SE_BASE_LEAD}\n\nQuestion: {OPEN_QUESTION}\nAnswer:"
+    assert MP.se_judge_prompt(F.BASE, tiny_backend, text) == f"{text}\nAnswer:"
 
 
 def test_the_math_judge_reads_answers_with_the_models_format():

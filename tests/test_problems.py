@@ -8,7 +8,7 @@ import pytest
 from engine.demo_model import formats
 from engine.demo_model import problems as P
 from engine.demo_model.train import build_corpus
-from engine.evaluate import HELDOUT
+from engine.evaluation.evaluate import HELDOUT
 from engine.steps import extract_answer, merged_claim, split_steps, step_claims
 
 APPLY = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b, "/": lambda a, b: a / b}

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from engine import retrieval as R
-from engine import retrieval_corpus as RC
+from engine.retrieval import corpus as RC
 from engine.models.base import InputError
 
 DOCS = [R.Passage("d0", "Bakery", "The bakery on Cinder Street sells seaweed bread every morning.", "t"),

@@ -375,7 +375,7 @@ def test_stop_keeps_a_stopped_run_with_an_answer_rule(default_backend):
 
 def test_rstar_is_a_method_with_cli_run_and_eval(default_backend, tmp_path, capsys):
     from engine.cli import main
-    from engine.evaluate import EVAL_METHODS, run_eval
+    from engine.evaluation.evaluate import EVAL_METHODS, run_eval
     assert "rstar" in METHODS and "rstar" in EVAL_METHODS
     db = tmp_path / "cli.db"
     rc = main(["run", "rstar", "--question", EASY_Q, "--answer", "37", "--db", str(db), "--rollouts", "1",

@@ -13,8 +13,8 @@ import torch
 
 from engine import sampling as S
 from engine import sampling_lab as L
-from engine.evaluate import SOLUTION_STOP
-from engine.sweep import SweepConfig, load_sweep, parse_temperatures, run_sweep, sweep_table
+from engine.evaluation.evaluate import SOLUTION_STOP
+from engine.evaluation.sweep import SweepConfig, load_sweep, parse_temperatures, run_sweep, sweep_table
 
 QUESTION = ("Mia has 245 beads. She loses 214 beads. Then her pile grows to 6 times its size. "
             "How many beads does Mia have now?")

@@ -18,7 +18,7 @@ import networkx as nx
 import pytest
 
 from engine import events as E
-from engine.cli_sessions import add_sessions_parser, cmd_sessions
+from engine.cli.sessions import add_sessions_parser, cmd_sessions
 from engine.store import SCHEMA_VERSION, SessionNotFound, Store, StoreError, default_db_path, record
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -179,7 +179,7 @@ def test_threshold_sweep_scores_every_threshold():
 
 def test_open_eval_counts_the_stated_answer_and_reports_contains_beside_it():
     from engine.demo_model.problems import Problem
-    from engine.evaluate import run_eval
+    from engine.evaluation.evaluate import run_eval
     # the reply names the gold but states another answer: right only under the lenient check
     backend = ScriptedBackend(["unused"], greedy="Not 18 but 20.")
     problems = [Problem("q0", "velmora", "How many bridges does Velmora have?", "18", ())]
@@ -198,7 +198,7 @@ def test_events_round_trip_through_json(same_judge):
 @pytest.fixture(scope="module")
 def problem():
     from engine.demo_model.problems import load_problems
-    from engine.evaluate import HELDOUT
+    from engine.evaluation.evaluate import HELDOUT
     return load_problems(HELDOUT, "medium")[0]
 
 

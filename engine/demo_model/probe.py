@@ -14,7 +14,7 @@ what self-consistency needs the model itself to sample (docs/demo_model.md). Thi
 of the embedded model, not a method: the variants are written by the generator, which knows
 the events.
 
-Not here: the evaluations of methods (engine/evaluate.py).
+Not here: the evaluations of methods (engine/evaluation/evaluate.py).
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def variants(problem: P.Problem, kind: str, k: int, rng: random.Random) -> list[
 
 
 def probe(backend, problems: list[P.Problem], kind: str, k: int, seed: int, batch: int = 64) -> dict:
-    from engine.evaluate import SOLUTION_STOP, majority
+    from engine.evaluation.evaluate import SOLUTION_STOP, majority
     from engine.sampling import GREEDY
     from engine.search.common import MAX_SOLUTION_TOKENS
     from engine.steps import answers_equal, extract_answer
@@ -103,7 +103,7 @@ def probe(backend, problems: list[P.Problem], kind: str, k: int, seed: int, batc
 
 
 def main(argv=None) -> int:
-    from engine.evaluate import fresh_problems
+    from engine.evaluation.evaluate import fresh_problems
     from engine.models.registry import DEFAULT_MODEL, load_backend
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

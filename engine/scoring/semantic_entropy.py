@@ -27,7 +27,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Protocol, Sequence
 
-from engine.formats import format_of, se_judge_prompt
+from engine.formats import format_of
+from engine.method_prompts import se_judge_prompt
 from engine.models.base import ModelLoadError
 from engine.steps import extract_answer
 

@@ -38,7 +38,8 @@ from typing import Callable, Iterator
 from engine import events as E
 from engine import sandbox
 from engine.answers import read_answer
-from engine.formats import EMBEDDED, PromptFormat, code_delimiter, code_prompt, format_of
+from engine.formats import EMBEDDED, PromptFormat, format_of
+from engine.method_prompts import code_delimiter, code_prompt
 from engine.search.common import StepProposer, check_field as _check, is_whole as _int
 from engine.search.mcts import MCTSConfig, search
 from engine.steps import step_claims

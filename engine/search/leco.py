@@ -33,7 +33,8 @@ from dataclasses import dataclass
 from typing import Callable, Iterator
 
 from engine import events as E
-from engine.formats import EMBEDDED, PromptFormat, leco_rethink_prompt
+from engine.formats import EMBEDDED, PromptFormat
+from engine.method_prompts import leco_rethink_prompt
 from engine.models.base import Stopped
 from engine.sampling import GREEDY
 from engine.scoring import leco as S

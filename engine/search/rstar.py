@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterator
 
 from engine import events as E
-from engine.formats import rstar_prompt
+from engine.method_prompts import rstar_prompt
 from engine.sampling import SamplingConfig
 from engine.search import rstar_discriminator as D
 # the actions' rules, re-exported: rstar.ACTIONS, rstar.legal_actions, rstar.trace_text, ...

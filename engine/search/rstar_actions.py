@@ -16,7 +16,7 @@ from typing import Callable
 
 from engine.answers import answer_key
 from engine.demo_model import formats as F
-from engine.formats import RSTAR_FAMILIES, rstar_prompt
+from engine.method_prompts import RSTAR_FAMILIES, rstar_prompt
 from engine.models.base import StopSpec
 from engine.search.common import StepProposer, TokenCounter, majority_answer
 from engine.steps import extract_answer

@@ -65,7 +65,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterator
 
 from engine import events as E
-from engine import formats as F
+from engine import method_prompts as F
 from engine.models.base import StopSpec, Stopped, stop_if
 from engine.search.common import (SampledConfig, MAX_STEP_TOKENS, Step, StepProposer, TokenCounter, check_field as _check,
                                   is_whole as _int, majority_answer, node_event, normalize_gold, split_generation)

@@ -23,7 +23,7 @@ tab, the store and replay show it); clusters, entropies, the routing decision an
 are their own events (engine/events.py).
 
 Not here: the clustering and the estimators (engine/scoring/semantic_entropy.py), BM25
-(engine/retrieval.py).
+(engine/retrieval/__init__.py).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterator
 
 from engine import events as E
-from engine import formats as F
+from engine import method_prompts as F
 from engine.formats import format_of
 from engine.models.base import StopSpec, Stopped, stop_if
 from engine.retrieval import build_index, qa_strict

@@ -10,7 +10,7 @@ whose answers cannot be read is told apart from a model that answers wrong. Gree
 self-consistency read answers, stop and budget a solution as the model's prompt format does
 (engine/formats.py), as the searches do.
 
-Not here: the tree searches themselves (engine/search/); reading data files (engine/datasets.py).
+Not here: the tree searches themselves (engine/search/); reading data files (engine/evaluation/datasets.py).
 """
 
 from __future__ import annotations
@@ -23,35 +23,16 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from engine.demo_model.problems import TIERS, Problem, load_problems
+from engine.evaluation.results import ProblemResult  # noqa: F401 (re-exported: evaluate.ProblemResult)
 from engine.formats import format_of
 from engine.models.base import StopSpec
 from engine.sampling import GREEDY, SamplingConfig
 from engine.search.common import majority_answer
 from engine.steps import answers_equal
 
-HELDOUT = Path(__file__).resolve().parents[1] / "assets" / "problems" / "heldout.jsonl"
+HELDOUT = Path(__file__).resolve().parents[2] / "assets" / "problems" / "heldout.jsonl"
 SOLUTION_STOP = StopSpec(strings=("\nQuestion:",))   # a finished solution never starts another
 EVAL_N = 100                   # problems evaluated when --n is not given
-
-
-@dataclass
-class ProblemResult:
-    problem_id: str
-    answer: str | None
-    gold: str                                     # text: a data set's gold may be "\\frac{1}{2}" or "Paris"
-    correct: bool
-    generated_tokens: int
-    votes: dict[str, int] | None = None
-    nodes: int | None = None
-    by_rule: dict[str, bool] | None = None        # search methods: would each answer rule be right
-    discriminator: dict | None = None             # rstar: candidates judged/confirmed, generator tokens
-    entropies: dict[str, float] | None = None     # se, sugar: the four semantic-entropy estimators
-    retrieval: str | None = None                  # sugar: "none", "single" or "multi"
-    correct_contains: bool | None = None          # se, sugar on open questions: the lenient "contains" check
-
-    def __post_init__(self) -> None:
-        # the arithmetic problems' gold is an int: held as text too, so every eval JSON spells it alike
-        self.gold = str(self.gold)
 
 
 @dataclass(frozen=True)
@@ -153,14 +134,14 @@ def eval_search(method: str) -> Callable:
 
 
 def eval_leco(backend, problems, cfg, seed: int, progress) -> list[ProblemResult]:
-    """LECO, one problem at a time, with the generator's step checks (engine/leco_eval.py)."""
-    from engine.leco_eval import eval_leco as run_leco
+    """LECO, one problem at a time, with the generator's step checks (engine/evaluation/leco.py)."""
+    from engine.evaluation.leco import eval_leco as run_leco
     return run_leco(backend, problems, cfg, seed, progress)
 
 
 def leco_summary(results: list[ProblemResult]) -> dict:
-    """rounds_mean and the cut checks against the true intermediate values (engine/leco_eval.py)."""
-    from engine.leco_eval import summarise
+    """rounds_mean and the cut checks against the true intermediate values (engine/evaluation/leco.py)."""
+    from engine.evaluation.leco import summarise
     return summarise(results)
 
 
@@ -178,7 +159,7 @@ def eval_semantic(method: str) -> Callable:
             events = list(METHODS[method].run(p.question, backend, config=cfg, seed=seed + i, gold=str(p.answer)))
             r = search_result(p, events)
             final = next(e for e in events if isinstance(e, E.FinalAnswer))
-            r.correct = bool(final.correct)          # open questions: the strict check (engine/retrieval.py)
+            r.correct = bool(final.correct)          # open questions: the strict check (engine/retrieval/__init__.py)
             if task == "open":
                 r.correct_contains = qa_contains(final.answer, str(p.answer))
             r.by_rule = {rule: bool(is_correct(task, a, str(p.answer), p.question))
@@ -295,10 +276,10 @@ def eval_problems(method: str, tier: str, n: int, problems_path: Path = HELDOUT,
 
 def dataset_problems(method: str, source: str, *, split: str | None = None, question_field: str | None = None,
                      answer_field: str | None = None, n: int | None = None):
-    """The problems of a user's data set (engine/datasets.py) for ``method``: the first ``n``
+    """The problems of a user's data set (engine/evaluation/datasets.py) for ``method``: the first ``n``
     usable rows, or the first `EVAL_N` (all of a smaller set) when ``n`` is None. Returns the
-    `engine.datasets.Dataset`; checks the request before any model loads."""
-    from engine import datasets
+    `engine.evaluation.datasets.Dataset`; checks the request before any model loads."""
+    from engine.evaluation import datasets
     if method not in EVAL_METHODS:
         raise ValueError(f"method must be one of {sorted(EVAL_METHODS)}, got {method!r}")
     if method in NEEDS_STEPS:
@@ -329,7 +310,7 @@ def run_eval(backend, method: str, tier: str, n: int, seed: int, cfg: EvalConfig
              fresh: int | None = None, events: tuple[int, int] | None = None,
              problems: list[Problem] | None = None, dataset=None) -> dict:
     """Run ``method`` over the problems `eval_problems` picks (or ``problems``, already picked
-    by it; or ``dataset``'s, an `engine.datasets.Dataset` from `dataset_problems`) and
+    by it; or ``dataset``'s, an `engine.evaluation.datasets.Dataset` from `dataset_problems`) and
     summarise: the JSON keys of `thoughtscope eval`."""
     if dataset is not None:
         problems, tier = list(dataset.problems), "dataset"

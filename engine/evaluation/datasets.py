@@ -12,7 +12,7 @@ A row whose gold answer cannot be read (a worked solution that states no answer,
 or whose question is unusable is left out and counted in `Dataset.skipped`, never evaluated
 against a wrong key.
 
-Not here: running or scoring a method (engine/evaluate.py); comparing answers
+Not here: running or scoring a method (engine/evaluation/evaluate.py); comparing answers
 (engine/answers.py); the built-in arithmetic problems (engine/demo_model/problems.py). The
 ``datasets`` library is not a dependency: without it a hub id is one clear error.
 """

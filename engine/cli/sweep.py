@@ -1,11 +1,11 @@
-"""``thoughtscope sweep``: accuracy per sampler and temperature (engine/sweep.py), from a shell.
+"""``thoughtscope sweep``: accuracy per sampler and temperature (engine/evaluation/sweep.py), from a shell.
 
-engine/cli.py adds the parser with `add_sweep_parser` and dispatches to `cmd_sweep`. Bad
+engine/cli/__init__.py adds the parser with `add_sweep_parser` and dispatches to `cmd_sweep`. Bad
 flags (a temperature out of range, an unknown sampler, n larger than the tier) fail before
 the model loads. Progress goes to stderr; ``--json`` prints the sweep alone on stdout and
 ``--out`` writes it to a file that the app's Sampling lab tab plots.
 
-Not here: the sweep itself (engine/sweep.py).
+Not here: the sweep itself (engine/evaluation/sweep.py).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 def add_sweep_parser(subparsers, add_model_flags, number) -> argparse.ArgumentParser:
     """Add ``sweep`` to ``subparsers``; ``add_model_flags`` and ``number`` are cli.py's helpers."""
     from engine.demo_model.problems import TIERS
-    from engine.sweep import SAMPLERS, TEMPERATURES
+    from engine.evaluation.sweep import SAMPLERS, TEMPERATURES
 
     p = subparsers.add_parser("sweep", help="accuracy per sampler (min-p, top-p, plain) and temperature")
     add_model_flags(p)
@@ -37,8 +37,8 @@ def add_sweep_parser(subparsers, add_model_flags, number) -> argparse.ArgumentPa
 
 
 def cmd_sweep(args, load) -> int:
-    from engine.evaluate import eval_problems
-    from engine.sweep import SweepConfig, parse_temperatures, run_sweep, sweep_table
+    from engine.evaluation.evaluate import eval_problems
+    from engine.evaluation.sweep import SweepConfig, parse_temperatures, run_sweep, sweep_table
 
     cfg = SweepConfig(temperatures=parse_temperatures(args.temperatures),
                       samplers=tuple(s.strip() for s in args.samplers.split(",") if s.strip()),
@@ -48,7 +48,7 @@ def cmd_sweep(args, load) -> int:
         raise ValueError(f"--out {args.out}: its folder does not exist")
     backend = load(args)
     total = cfg.n * len(cfg.samplers) * len(cfg.temperatures)
-    from engine.progress import progress
+    from engine.cli.progress import progress
     with progress(total, f"sweep {cfg.tier}") as bar:
         data = run_sweep(backend, cfg, progress=bar.update)
     if args.out:

@@ -1,7 +1,7 @@
 """BM25 retrieval over a local corpus, for SUGAR's adaptive retrieval.
 
 The corpus is the shipped fictional gazetteer (assets/retrieval/velmora.jsonl, written by
-engine/retrieval_corpus.py) plus, optionally, a user's folder of ``.txt`` files (one passage per
+engine/retrieval/corpus.py) plus, optionally, a user's folder of ``.txt`` files (one passage per
 blank-line-separated paragraph) and ``.jsonl`` files (one passage per line: ``{"text": ...}``,
 optional ``"title"`` and ``"id"``). Ranking is Okapi BM25 from the ``bm25s`` library with its
 English stop words and no stemmer (so nothing is downloaded and nothing extra is needed).
@@ -25,7 +25,7 @@ from typing import Iterable, Sequence
 
 from engine.answers import answer_key, read_answer
 from engine.models.base import InputError
-from engine.retrieval_corpus import CORPUS_FILE, QUESTIONS_FILE
+from engine.retrieval.corpus import CORPUS_FILE, QUESTIONS_FILE
 
 STOPWORDS = "en"
 USER_SUFFIXES = (".txt", ".jsonl")

@@ -1,6 +1,6 @@
 """The shipped retrieval corpus: a FICTIONAL town, Velmora, and questions about it.
 
-``python -m engine.retrieval_corpus`` writes ``assets/retrieval/velmora.jsonl`` (one short
+``python -m engine.retrieval.corpus`` writes ``assets/retrieval/velmora.jsonl`` (one short
 encyclopedia passage per line) and ``assets/retrieval/questions.jsonl`` (questions with gold
 answers: single-hop and two-hop about Velmora, and a few general-knowledge ones, ``hops`` 0,
 that a model may know and the corpus does not cover). Everything is made up — people, places, years — so no
@@ -8,7 +8,7 @@ pretrained model knows it, which is the point: a model can only answer from the 
 The facts come from seeded tables, so every passage and every gold answer agree (a test checks
 the shipped files against this generator).
 
-Not here: indexing or searching (engine/retrieval.py).
+Not here: indexing or searching (engine/retrieval/__init__.py).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import json
 import random
 from pathlib import Path
 
-ASSETS = Path(__file__).resolve().parents[1] / "assets" / "retrieval"
+ASSETS = Path(__file__).resolve().parents[2] / "assets" / "retrieval"
 CORPUS_FILE = ASSETS / "velmora.jsonl"
 QUESTIONS_FILE = ASSETS / "questions.jsonl"
 SOURCE = "Velmora gazetteer (fictional)"

@@ -10,7 +10,7 @@ many), or, when every step line is right, an answer line with the wrong answer. 
 commute may be taken in any order (engine.demo_model.problems.reorder): the model trained with
 ``--reorder-share`` writes such solutions, and they are not wrong.
 
-Not here: the method (engine/search/leco.py); the generic eval loop (engine/evaluate.py).
+Not here: the method (engine/search/leco.py); the generic eval loop (engine/evaluation/evaluate.py).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Sequence
 
 from engine import events as E
 from engine.demo_model.problems import Problem, apply_op
-from engine.evaluate import ProblemResult
+from engine.evaluation.results import ProblemResult
 from engine.steps import answers_equal, extract_answer, merged_claim, step_claims
 from engine.tree import Tree
 

@@ -1,7 +1,7 @@
 """``thoughtscope export-pairs``: rStar-Math preference pairs as JSONL, from stored sessions or
 from an eval run (the searches are run with the held-out answer keys, as ``eval`` runs them).
 
-engine/cli.py adds the parser with `add_pairs_parser` and dispatches to `cmd_export_pairs`.
+engine/cli/__init__.py adds the parser with `add_pairs_parser` and dispatches to `cmd_export_pairs`.
 The JSONL goes to ``--out`` or stdout; a one-line summary goes to stderr (``--json``: to stdout
 as JSON when ``--out`` is given).
 
@@ -18,7 +18,7 @@ from engine.pairs import SELECTIONS, PairConfig, pairs_from_eval, pairs_from_tre
 
 def add_pairs_parser(subparsers, add_model_flags, add_config_flags, number) -> None:
     from engine.demo_model.problems import TIERS
-    from engine.evaluate import EVAL_METHODS
+    from engine.evaluation.evaluate import EVAL_METHODS
     from engine.search import METHODS
     p = subparsers.add_parser("export-pairs", help="step-level preference pairs (rStar-Math PPM data) as JSONL")
     src = p.add_mutually_exclusive_group(required=True)
@@ -59,9 +59,9 @@ def cmd_export_pairs(args, load_backend, config_from_args) -> int:
                 notes[sid] = note
         summary = {"sessions": notes, "pairs": len(pairs)}
     else:
-        from engine.progress import progress
+        from engine.cli.progress import progress
         cfg = config_from_args(METHODS[args.eval_method].config, args, args.eval_method)
-        from engine.evaluate import eval_problems
+        from engine.evaluation.evaluate import eval_problems
         eval_problems(args.eval_method, args.tier, args.n)      # fail fast, before the model loads
         backend = load_backend(args)
         with progress(args.n, f"{args.eval_method} {args.tier}") as bar:

@@ -5,7 +5,7 @@ LLM Outputs", 2024) plots GSM8K accuracy against temperature for min-p, top-p an
 sampling: as temperature rises, min-p degrades more slowly. This runs the same comparison on
 our model and problems: every (sampler, temperature) cell solves the same first ``n`` problems
 of a tier once each (one sample, no vote; the same seed in every cell, so cells differ only by
-the sampler), through `engine.evaluate.eval_self_consistency` with one sample.
+the sampler), through `engine.evaluation.evaluate.eval_self_consistency` with one sample.
 
 The result is a JSON-serialisable dict (``SWEEP_FORMAT`` v1) that ``thoughtscope sweep --out``
 writes and the Sampling lab tab plots.
@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Callable
 
 from engine.demo_model.problems import TIERS
-from engine.evaluate import HELDOUT, EvalConfig, eval_problems, eval_self_consistency
+from engine.evaluation.evaluate import HELDOUT, EvalConfig, eval_problems, eval_self_consistency
 
 SWEEP_FORMAT = "thoughtscope-sweep v1"
 # name -> the sampler's settings besides temperature (the min-p paper's comparison)

@@ -1,6 +1,6 @@
 """``thoughtscope sessions list|show|export|import|delete``: the recorded runs, from a shell.
 
-engine/cli.py adds the parser with `add_sessions_parser` and dispatches to `cmd_sessions`.
+engine/cli/__init__.py adds the parser with `add_sessions_parser` and dispatches to `cmd_sessions`.
 Errors (unknown id, corrupt or newer database, malformed import file) are raised as
 `StoreError` / `SessionNotFound`; cli.py prints them as one line with exit code 2. A session
 may be named by a unique prefix of its id, as git names commits. ``--json`` output goes to

@@ -1,5 +1,5 @@
 """``thoughtscope``: serve the app, list models, generate once, evaluate on held-out problems,
-sweep samplers over temperatures, benchmark (engine/bench.py).
+sweep samplers over temperatures, benchmark (engine/evaluation/bench.py).
 
 Bad input (a flag out of range, a missing model, an empty question) ends with one line on
 stderr and exit code 2, never a traceback; a bug that escapes is one "internal error" line and
@@ -127,7 +127,7 @@ def config_from_args(cls, args, method: str):
 
 def build_parser() -> argparse.ArgumentParser:
     from engine.demo_model.problems import TIERS
-    from engine.evaluate import EVAL_METHODS, EVAL_N, EvalConfig
+    from engine.evaluation.evaluate import EVAL_METHODS, EVAL_N, EvalConfig
     from engine.search import METHODS
 
     ap = _Parser(prog="thoughtscope", description="Watch language models reason: a local web app and its engine.")
@@ -187,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_config_flags(mp, [o.config for o in METHODS.values()], hidden=True,
                           skip={f.name for f in dataclasses.fields(m.config)})
 
-    from engine.cli_sessions import add_sessions_parser
+    from engine.cli.sessions import add_sessions_parser
     add_sessions_parser(sub, "SQLite file for runs (default: $THOUGHTSCOPE_DB or the user data folder)")
 
     e = sub.add_parser("eval", help="accuracy on the held-out problems, or on your own data set")
@@ -221,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--details", action="store_true", help="include per-problem results in the JSON")
     _add_config_flags(e, [EvalConfig] + [m.config for m in METHODS.values()])
 
-    from engine.cli_sweep import add_sweep_parser
+    from engine.cli.sweep import add_sweep_parser
     add_sweep_parser(sub, _add_model_flags, _number)
 
     b = sub.add_parser("bench", help="tokens computed per tree token, batching, redraw time, memory")
@@ -229,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--quick", action="store_true", help="a tiny workload (seconds; for tests)")
     b.add_argument("--json", action="store_true")
 
-    from engine.cli_pairs import add_pairs_parser
+    from engine.cli.pairs import add_pairs_parser
     add_pairs_parser(sub, _add_model_flags, _add_config_flags, _number)
 
     from engine.sandbox import ISOLATIONS
@@ -276,7 +276,7 @@ def cmd_generate(args) -> int:
                               min_p=args.min_p, order=ORDERS[args.order])
     backend = _load(args)
     prompt = args.prompt if args.raw else backend.render_prompt(args.prompt)
-    from engine.evaluate import SOLUTION_STOP
+    from engine.evaluation.evaluate import SOLUTION_STOP
     gen = backend.generate([prompt], sampling=sampling, stop=SOLUTION_STOP, max_new_tokens=args.max_new_tokens,
                            seed=args.seed)[0]
     if args.json:
@@ -307,7 +307,7 @@ def _eval_source_flags(args) -> None:
 
 
 def cmd_eval(args) -> int:
-    from engine.evaluate import BATCHED, EVAL_N, EvalConfig, dataset_problems, eval_problems, run_eval
+    from engine.evaluation.evaluate import BATCHED, EVAL_N, EvalConfig, dataset_problems, eval_problems, run_eval
     from engine.search import METHODS
     cls = EvalConfig if args.method in BATCHED else METHODS[args.method].config
     cfg = config_from_args(cls, args, args.method)
@@ -324,8 +324,8 @@ def cmd_eval(args) -> int:
     else:
         problems = eval_problems(args.method, tier, args.n or EVAL_N, fresh=args.fresh, events=events)
     backend = _load(args)
-    from engine.progress import progress
-    from engine.evaluate import QA_METHODS
+    from engine.cli.progress import progress
+    from engine.evaluation.evaluate import QA_METHODS
     label = "velmora" if args.method in QA_METHODS and dataset is None else tier
     with progress(len(problems), f"{args.method} {label}") as bar:
         summary = run_eval(backend, args.method, tier, len(problems), args.seed, cfg, progress=bar.update,
@@ -401,7 +401,7 @@ def cmd_sandbox(args) -> int:
 
 
 def cmd_export_pairs(args) -> int:
-    from engine.cli_pairs import cmd_export_pairs as export
+    from engine.cli.pairs import cmd_export_pairs as export
     return export(args, _load, config_from_args)
 
 
@@ -432,17 +432,17 @@ def cmd_hash_password(args) -> int:
 
 
 def cmd_sessions(args) -> int:
-    from engine.cli_sessions import cmd_sessions as run_sessions
+    from engine.cli.sessions import cmd_sessions as run_sessions
     return run_sessions(args)
 
 
 def cmd_sweep(args) -> int:
-    from engine.cli_sweep import cmd_sweep as run_sweep
+    from engine.cli.sweep import cmd_sweep as run_sweep
     return run_sweep(args, _load)
 
 
 def cmd_bench(args) -> int:
-    from engine.bench import cmd_bench as run_bench
+    from engine.evaluation.bench import cmd_bench as run_bench
     return run_bench(args, _load)
 
 
