@@ -26,10 +26,11 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")   # before gradio is 
 
 import gradio as gr  # noqa: E402
 
+from app import restore  # noqa: E402
 from app.auth import Access, Users, load_users, with_request  # noqa: E402
 from app.generate_tab import MODEL_QUEUE, build_generate_tab  # noqa: E402
 from app.leco_tab import build_leco_tab  # noqa: E402
-from app.mcts_tab import build_mcts_tab, rstar_panel, view_outputs  # noqa: E402
+from app.mcts_tab import build_mcts_tab, rstar_panel  # noqa: E402
 from app.model_slot import ModelSlot  # noqa: E402
 from app.sampling_tab import build_sampling_tab  # noqa: E402
 from app.se_tab import build_se_tab  # noqa: E402
@@ -199,19 +200,30 @@ def build_app(backend, store=None, *, problems_path: str | Path | None = None,
         demo.thoughtscope_store = store
         demo.thoughtscope_model = backend
         demo.thoughtscope_access = access
-        # Opening a stored session shows it in the Search tab, at its last event.
-        sessions["open"].click(
+        # Opening a stored session shows it in its method's tab (app/restore.py), at its last event,
+        # with the question, gold answer, method and settings it ran with.
+        opened = gr.State(None)
+        search_form = [search[k] for k in ("question", "gold", "picked", "gold_answer", "method", "seed",
+                                           *restore.SEARCH_SETTINGS)]
+        leco_form = [leco[k] for k in ("question", "gold", "picked", "seed", *restore.LECO_SETTINGS)]
+        se_form = [se[k] for k in ("question", "gold", "picked", "model", "method", "seed", *restore.SE_SETTINGS)]
+        shown = sessions["open"].click(
             with_request(open_session, access), inputs=[sessions["session_id"]],
-            outputs=[search["view"], sessions["status"]], api_name="open_session",
-        ).success(
-            lambda view: (*view_outputs(view["events"]), gr.Slider(maximum=len(view["events"]),
-                                                                   value=len(view["events"])),
-                          gr.Tabs(selected="search")),
-            inputs=[search["view"]],
-            outputs=[search["plot"], search["progress"], search["final"], search["explain"], search["timeline"], tabs],
+            outputs=[opened, sessions["status"]], api_name="open_session")
+        shown.success(
+            restore.show_in_search, inputs=[opened, search["picked"]],
+            outputs=[search["view"], search["plot"], search["progress"], search["final"], search["explain"],
+                     search["timeline"], search["inspector"], search["pairs"], *search_form],
             api_visibility="private",
         ).then(rstar_panel, inputs=[search["view"], search["timeline"]], outputs=[search["rstar_panel"]],
                api_visibility="private")
+        shown.success(restore.show_in_leco, inputs=[opened, leco["picked"]],
+                      outputs=[leco["heatmap"], leco["steps"], leco["diff"], leco["summary"], leco["progress"],
+                               leco["view"], *leco_form], api_visibility="private")
+        shown.success(restore.show_in_se, inputs=[opened, se["picked"]],
+                      outputs=[se["bubbles"], se["numbers"], se["bar"], se["retrieval"], se["table"], se["events"],
+                               se["status"], *se_form], api_visibility="private")
+        shown.success(restore.opened_tab, inputs=[opened], outputs=[tabs], api_visibility="private")
         # A finished run shows up in the Sessions list.
         filters = [sessions["method"], sessions["correct"], sessions["model"]]
         leco["run_event"].then(with_request(session_rows, access), inputs=filters,

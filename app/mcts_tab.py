@@ -398,7 +398,8 @@ def build_mcts_tab(backend, store, *, problems_path: str | Path | None = None,
     for name, direction in (("prev_phase", -1), ("next_phase", 1)):
         c[name].click(functools.partial(step_phase, direction=direction), inputs=[c["view"], c["timeline"]],
                       outputs=[c["timeline"], *view_out], api_visibility="private").then(**panel)
-    c["method"].change(method_defaults, inputs=[c["method"]], outputs=[c["max_depth"], c["c"], c["temperature"]],
+    # only a choice by hand: opening a stored run sets the method and its own settings together
+    c["method"].input(method_defaults, inputs=[c["method"]], outputs=[c["max_depth"], c["c"], c["temperature"]],
                        api_visibility="private")
     c["show_pairs"].click(show_pairs, inputs=[c["view"], c["timeline"]], outputs=[c["pairs"]],
                           api_visibility="private")

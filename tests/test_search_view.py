@@ -184,3 +184,78 @@ def test_no_answer_stated_is_said_and_drawn_apart_from_a_wrong_answer():
     assert node_symbol(tree[1]) == "square-open" and node_symbol(tree[2]) == "x"
     md = final_markdown(tree)
     assert f"Answer: {NO_ANSWER}" in md and "None" not in md
+
+
+# ---- issue 23: the Search view's state -------------------------------------------------------------
+
+def chained(demo, block, event: str = "click"):
+    """The functions an event of ``block`` runs, with everything chained after them (.then/.success)."""
+    fns = list(demo.fns.values())
+    chain = [f for f in fns if any(t[0] == block._id and t[1] == event for t in f.targets)]
+    ids = {f._id for f in chain}
+    for f in fns:                       # chained functions are registered after their parent
+        if f.trigger_after in ids and f._id not in ids:
+            chain.append(f)
+            ids.add(f._id)
+    return chain
+
+
+def written_by(demo, block, event: str = "click") -> set[int]:
+    return {o._id for f in chained(demo, block, event) for o in f.outputs}
+
+
+def stored_run(store, method: str, config: dict, question: str = "What is 2 + 3?", gold="5", seed=7) -> str:
+    """A session holding a run's start, root and end, as a method would store it."""
+    sid = store.create_session(method=method, model="tiny", question=question, gold=gold, config=config, seed=seed)
+    for ev in (E.RunStarted(method=method, question=question, prompt=question, gold=gold, config=config, seed=seed,
+                            model="tiny"),
+               E.NodeProposed(node=E.ROOT, parent=E.NO_PARENT, depth=0, action="root", text=question),
+               E.RunFinished(status="done")):
+        store.append(sid, ev)
+    store.finish(sid, status="done", message="", wall_s=0.1)
+    return sid
+
+
+def test_opening_a_stored_run_restores_its_question_gold_method_and_settings(tiny_backend, store):
+    from app import restore
+    sid = stored_run(store, "rstar", {"rollouts": 5, "c": 1.5, "max_depth": 4, "votes": 3, "cut_mode": "steps"})
+    view, _ = S.open_session(store, sid)
+    shown = restore.show_in_search(view, {"clicks": 4, "id": "easy-0001", "question": QUESTION, "answer": 37})
+    names = ["view", "plot", "progress", "final", "explain", "timeline", "inspector", "pairs", "question", "gold",
+             "picked", "gold_answer", "method", "seed", *restore.SEARCH_SETTINGS]
+    out = dict(zip(names, shown))
+    assert out["question"] == "What is 2 + 3?" and out["gold_answer"] == "5" and out["method"] == "rstar"
+    assert out["seed"] == 7 and out["picked"]["clicks"] == 4 and out["picked"]["answer"] == "5"
+    assert "Gold answer: **5**" in out["gold"]
+    assert out["rollouts"]["value"] == 5 and out["c"]["value"] == 1.5 and out["cut_mode"]["value"] == "steps"
+    assert out["children"] == gr.update()             # rStar has no such setting: the slider stays
+    assert out["inspector"] == "" and out["view"] is view
+    assert restore.tab_of(view) == "search"
+
+
+@pytest.mark.parametrize("method,tab", [("leco", "leco"), ("sugar", "se"), ("se", "se"), ("mcts", "search")])
+def test_leco_and_semantic_entropy_runs_open_in_their_own_tabs(tiny_backend, store, method, tab):
+    from app import restore
+    from engine.search import METHODS
+    sid = stored_run(store, method, METHODS[method].config().to_json())
+    view, _ = S.open_session(store, sid)
+    assert restore.tab_of(view) == tab and restore.opened_tab(view).selected == tab
+    search = restore.show_in_search(view, None)
+    if tab == "search":
+        return
+    assert all(x is gr.skip() or x == gr.skip() for x in search)     # the Search view keeps what it shows
+    shown = restore.show_in_leco(view, None) if tab == "leco" else restore.show_in_se(view, None)
+    assert "What is 2 + 3?" in shown and (view in shown or view["events"] in shown)
+
+
+def test_the_app_wires_open_to_the_form_of_every_tab(tiny_backend, store):
+    from app.main import build_app
+    demo = build_app(tiny_backend, store)
+    t = demo.thoughtscope_tabs
+    written = written_by(demo, t["sessions"]["open"])
+    for tab, name in (("search", "question"), ("search", "method"), ("search", "rollouts"), ("search", "gold_answer"),
+                      ("search", "inspector"), ("leco", "question"), ("leco", "heatmap"), ("se", "question"),
+                      ("se", "bubbles")):
+        assert t[tab][name]._id in written, f"{tab}.{name}"
+    # a method chosen by hand resets depth/c/T; a stored run's method, set with its settings, must not
+    assert not any(t["search"]["max_depth"] in f.outputs for f in chained(demo, t["search"]["method"], "change"))
