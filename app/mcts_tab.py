@@ -215,6 +215,11 @@ def stop_search(control: RunControl) -> str:
     return "Stopping…"
 
 
+def cleared_inspector() -> tuple[str, str, str]:
+    """(inspector, pairs, rStar panel) emptied as a new run starts: they spoke of the last run."""
+    return "", "", ""
+
+
 def replay_to(view: dict | None, k):
     if not view or not view.get("events"):
         return None, "", "", "Run a search or open a session first."
@@ -388,6 +393,8 @@ def build_mcts_tab(backend, store, *, problems_path: str | Path | None = None,
                 c["discriminator_model"], c["check"], c["self_eval"], c["reflection"], c["gold_answer"]],
         outputs=[*view_out, c["view"], c["timeline"]], api_name="run_search",
         concurrency_limit=1, concurrency_id=MODEL_QUEUE)
+    c["run"].click(cleared_inspector, outputs=[c["inspector"], c["pairs"], c["rstar_panel"]],
+                   api_visibility="private", queue=False)
     panel = dict(fn=rstar_panel, inputs=[c["view"], c["timeline"]], outputs=[c["rstar_panel"]],
                  api_visibility="private")
     c["run_event"].then(**panel)

@@ -259,3 +259,12 @@ def test_the_app_wires_open_to_the_form_of_every_tab(tiny_backend, store):
         assert t[tab][name]._id in written, f"{tab}.{name}"
     # a method chosen by hand resets depth/c/T; a stored run's method, set with its settings, must not
     assert not any(t["search"]["max_depth"] in f.outputs for f in chained(demo, t["search"]["method"], "change"))
+
+
+def test_the_node_inspector_clears_when_a_new_run_starts(tiny_backend, store):
+    from app.main import build_app
+    demo = build_app(tiny_backend, store)
+    search = demo.thoughtscope_tabs["search"]
+    written = written_by(demo, search["run"])
+    assert {search["inspector"]._id, search["pairs"]._id} <= written
+    assert M.cleared_inspector() == ("", "", "")
