@@ -189,6 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from engine.cli.sessions import add_sessions_parser
     add_sessions_parser(sub, "SQLite file for runs (default: $THOUGHTSCOPE_DB or the user data folder)")
+    from engine.cli.triage import add_triage_parser
+    add_triage_parser(sub, "SQLite file for runs (default: $THOUGHTSCOPE_DB or the user data folder)")
 
     e = sub.add_parser("eval", help="accuracy on the held-out problems, or on your own data set")
     _add_model_flags(e)
@@ -436,6 +438,11 @@ def cmd_sessions(args) -> int:
     return run_sessions(args)
 
 
+def cmd_triage(args) -> int:
+    from engine.cli.triage import cmd_triage as run_triage
+    return run_triage(args)
+
+
 def cmd_sweep(args) -> int:
     from engine.cli.sweep import cmd_sweep as run_sweep
     return run_sweep(args, _load)
@@ -448,7 +455,8 @@ def cmd_bench(args) -> int:
 
 COMMANDS = {"serve": cmd_serve, "models": cmd_models, "generate": cmd_generate, "eval": cmd_eval,
             "run": cmd_run, "sessions": cmd_sessions, "sweep": cmd_sweep, "bench": cmd_bench,
-            "sandbox": cmd_sandbox, "export-pairs": cmd_export_pairs}
+            "sandbox": cmd_sandbox, "export-pairs": cmd_export_pairs,
+            "triage": cmd_triage}
 COMMANDS["hash-password"] = cmd_hash_password
 
 

@@ -1,0 +1,81 @@
+"""``thoughtscope triage --session ID | --all [--method M]``: why stored runs are wrong.
+
+engine/cli/__init__.py adds the parser with `add_triage_parser` and dispatches to `cmd_triage`.
+Each run is folded from the store and classed by engine/triage.py; the output is the count per
+class and status, then one line per wrong run (``--json``: the summary and every run's full
+report, on stdout alone). Bad input (an unknown id, ``--method`` without ``--all``) is raised as
+ValueError / `StoreError` and printed as one line with exit code 2.
+
+Not here: the classes themselves (engine/triage.py), triage of an eval that was not stored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from engine.store import Store, default_db_path
+from engine.triage import CLASSES, STATUSES, WRONG, Triage, summarize, triage
+
+ANSWER_WIDTH = 12       # characters of an answer shown per run line
+
+
+def add_triage_parser(subparsers, db_flag_help: str) -> argparse.ArgumentParser:
+    """Add ``triage`` to ``subparsers``."""
+    p = subparsers.add_parser("triage", help="class each wrong stored run: gold never reached, reached but "
+                                             "not chosen, or no answer stated (docs/triage.md)")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--session", default=None, metavar="ID", help="one run (its id or a unique prefix)")
+    which.add_argument("--all", action="store_true", help="every run in the database")
+    p.add_argument("--method", default=None, help="with --all: only runs of this method")
+    p.add_argument("--db", default=None, metavar="PATH", help=db_flag_help)
+    p.add_argument("--json", action="store_true", help="the summary and each run's report as JSON")
+    return p
+
+
+def _short(text: str | None, width: int = ANSWER_WIDTH) -> str:
+    text = "-" if text is None else " ".join(str(text).split())
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def _reports(store: Store, args) -> list[tuple[str, Triage]]:
+    if args.session is not None:
+        if args.method is not None:
+            raise ValueError("thoughtscope triage: --method filters --all; with --session leave it out")
+        ids = [store.resolve(args.session)]
+    else:
+        ids = [row["session_id"] for row in store.list_sessions(method=args.method)]
+    out = []
+    for sid in ids:
+        try:
+            tree = store.tree(sid)
+        except (ValueError, IndexError, KeyError, TypeError) as e:
+            raise ValueError(f"session {sid}: its events do not fold into a tree ({e})") from None
+        if tree.run is None:
+            continue        # a session that never started a run (no run_started event): nothing to class
+        out.append((sid, triage(tree)))
+    return out
+
+
+def cmd_triage(args) -> int:
+    with Store(args.db if args.db else default_db_path()) as store:
+        reports = _reports(store, args)
+    summary = summarize(r for _, r in reports)
+    if args.json:
+        runs = [{"session_id": sid, **r.to_json()} for sid, r in reports]
+        print(json.dumps({"summary": summary, "runs": runs}, indent=1))
+        return 0
+    print(f"{summary['runs']} runs: " + ", ".join(f"{s} {summary['status'][s]}" for s in STATUSES))
+    print("wrong runs by class: " + ", ".join(f"{c} {summary['classes'][c]}" for c in CLASSES))
+    for sid, r in reports:
+        if r.status != WRONG:
+            if args.session is not None:
+                print(f"{sid}  {r.method}  {r.reason}")
+            continue
+        step = f"  first wrong step: node {r.first_wrong.node}" if r.first_wrong else ""
+        print(f"{sid}  {r.method:<8} {r.klass:<18} answer {_short(r.answer)} gold {_short(r.gold)}  "
+              f"{r.reason}{step}")
+    if not reports:
+        print(f"no runs to triage in {args.db or default_db_path()}", file=sys.stderr)
+    return 0
