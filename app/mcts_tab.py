@@ -27,6 +27,7 @@ from app.node_details import node_details_html, pairs_html
 from app.problem_set import problem_set_panel
 from app.generate_tab import MODEL_QUEUE, RunControl, limit_hint, new_pick_state, question_picker, run_gold
 from app.replay import explain, final_markdown, phase_points, progress_markdown, step_to
+from app.restore import SEARCH_SETTINGS
 from app.rstar_view import discriminator_markdown, discriminator_progress, is_rstar
 from app.rstar_view import node_details_html as rstar_details_html
 from app.tree_figure import tree_figure
@@ -279,16 +280,28 @@ def show_pairs(view: dict | None, k) -> str:
     return pairs_html(Tree.fold(view["events"][:int(k) if k else None]))
 
 
-def method_note(backend) -> str:
-    """What the code sandbox is and what SRA-MCTS can do on this model, said up front."""
+def method_note(backend, method: str = "mcts") -> str:
+    """What the code sandbox is (code-verified MCTS) and what SRA-MCTS can do on this model, said
+    when that method is chosen ("" for the others)."""
     from engine import sandbox
-    lines = [f"*MCTS, code-verified*: model-written code runs in the sandbox — {sandbox.describe()}."]
-    if backend.info.name == "arith-llama-3m":
+    lines = []
+    if method == "mcts-code":
+        lines.append(f"*MCTS, code-verified*: model-written code runs in the sandbox — {sandbox.describe()}.")
+    if method == "sra-mcts" and backend.info.name == "arith-llama-3m":
         lines.append("*SRA-MCTS*: the embedded model was never trained to reflect or score its steps; its "
                      "reflections and 0–10 scores are shown as written (unparsable scores count as 5), and its "
                      "'reflections' are usually the next step itself, which derails the guided children. "
                      "`--reflection simple --self-eval confidence` (CLI) is the setting this model can use.")
     return "\n\n".join(f"<small>{x}</small>" for x in lines)
+
+
+def method_settings(backend, method: str) -> tuple:
+    """What the page shows for a method: its note, the rStar accordion (rStar only), then one
+    visibility per setting in `app.restore.SEARCH_SETTINGS` — shown when the method's config has
+    that field, so a setting the method ignores is never on screen."""
+    fields = {f.name for f in dataclasses.fields(METHODS[method].config)} if method in METHODS else set()
+    return (method_note(backend, method), gr.update(visible=method == "rstar"),
+            *(gr.update(visible=name in fields) for name in SEARCH_SETTINGS))
 
 
 def method_defaults(method: str):
@@ -342,7 +355,7 @@ def build_mcts_tab(backend, store, *, problems_path: str | Path | None = None,
                                                    ("only ends a path (simple)", "simple")],
                                                   value="common", label="Reflection (SRA-MCTS)")
                 c["seed"] = gr.Number(0, precision=0, minimum=0, label="Seed")
-            with gr.Accordion("rStar settings", open=False):
+            with gr.Accordion("rStar settings", open=False, visible=False) as c["rstar_settings"]:
                 with gr.Row():
                     c["one_step_thoughts"] = Slider(1, 8, value=3, step=1, label="One-step thoughts (A1)")
                     c["subquestions"] = Slider(1, 8, value=3, step=1, label="Sub-questions (A3)")
@@ -383,6 +396,9 @@ def build_mcts_tab(backend, store, *, problems_path: str | Path | None = None,
     c["show_pairs"] = gr.Button("Preference pairs of this tree (rStar-Math)", size="sm")
     c["pairs"] = gr.HTML("", elem_id="ts-pairs")
 
+    _, _, *shown = method_settings(backend, "mcts")          # the page opens on MCTS: only its settings
+    for name, update in zip(SEARCH_SETTINGS, shown):
+        c[name].visible = update["visible"]
     view_out = [c["plot"], c["progress"], c["final"], c["explain"]]
     c["run_event"] = c["run"].click(
         with_request(run_search, backend, store),
@@ -407,6 +423,9 @@ def build_mcts_tab(backend, store, *, problems_path: str | Path | None = None,
                       outputs=[c["timeline"], *view_out], api_visibility="private").then(**panel)
     # only a choice by hand: opening a stored run sets the method and its own settings together
     c["method"].input(method_defaults, inputs=[c["method"]], outputs=[c["max_depth"], c["c"], c["temperature"]],
+                       api_visibility="private")
+    c["method"].change(functools.partial(method_settings, backend), inputs=[c["method"]],
+                       outputs=[c["method_note"], c["rstar_settings"], *(c[k] for k in SEARCH_SETTINGS)],
                        api_visibility="private")
     c["show_pairs"].click(show_pairs, inputs=[c["view"], c["timeline"]], outputs=[c["pairs"]],
                           api_visibility="private")

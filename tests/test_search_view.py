@@ -268,3 +268,30 @@ def test_the_node_inspector_clears_when_a_new_run_starts(tiny_backend, store):
     written = written_by(demo, search["run"])
     assert {search["inspector"]._id, search["pairs"]._id} <= written
     assert M.cleared_inspector() == ("", "", "")
+
+
+@pytest.mark.parametrize("method,shown,hidden", [
+    ("mcts", {"rollouts", "children", "c", "reward", "final_rule"}, {"samples", "beam_width", "votes", "check"}),
+    ("sc", {"samples", "temperature"}, {"rollouts", "reward", "final_rule", "c", "self_eval"}),
+    ("rstar", {"rollouts", "votes", "cut_mode", "discriminate"}, {"children", "reward", "samples", "reflection"}),
+    ("mcts-code", {"check", "reward"}, {"self_eval", "votes"}),
+    ("sra-mcts", {"self_eval", "reflection"}, {"check", "reward", "final_rule"}),
+])
+def test_only_the_chosen_methods_settings_and_notes_are_shown(tiny_backend, method, shown, hidden):
+    from app.restore import SEARCH_SETTINGS
+    note, rstar, *settings = M.method_settings(tiny_backend, method)
+    visible = {name for name, u in zip(SEARCH_SETTINGS, settings) if u["visible"]}
+    assert shown <= visible and not hidden & visible
+    assert rstar["visible"] == (method == "rstar")
+    assert ("sandbox" in note) == (method == "mcts-code")
+
+
+def test_the_page_opens_with_mcts_settings_only_and_redraws_them_per_method(tiny_backend, store):
+    from app.main import build_app
+    demo = build_app(tiny_backend, store)
+    search = demo.thoughtscope_tabs["search"]
+    assert search["rollouts"].visible and search["reward"].visible
+    assert not search["samples"].visible and not search["self_eval"].visible
+    assert "sandbox" not in search["method_note"].value
+    written = written_by(demo, search["method"], "change")
+    assert {search["samples"]._id, search["rstar_settings"]._id, search["method_note"]._id} <= written
