@@ -78,7 +78,10 @@ def explain(tree: Tree, ev: E.Event | None) -> str:
             what = ", ".join(f"{a} ×{n}" for a, n in counts.items())
             return (f"**{verb}** node {ev.node}: {len(ev.children)} children, from every legal action ({what}), "
                     f"one batched call per action.\n\n{kids}")
-        return f"**{verb}** node {ev.node}: {len(ev.children)} distinct next step(s) sampled in one batch.\n\n{kids}"
+        n, distinct = len(ev.children), len({" ".join(tree[c].text.split()) for c in ev.children})
+        same = " (identical samples are kept: each is a vote)" if distinct < n else ""
+        return (f"**{verb}** node {ev.node}: {n} sample{'s' * (n != 1)}, {distinct} distinct next step"
+                f"{'s' * (distinct != 1)}, in one batch{same}.\n\n{kids}")
     if isinstance(ev, E.TerminalReward):
         if ev.source == "gold":
             how = "+1 if it matches the answer key, −1 otherwise (**uses the answer key**)"

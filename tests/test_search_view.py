@@ -295,3 +295,16 @@ def test_the_page_opens_with_mcts_settings_only_and_redraws_them_per_method(tiny
     assert "sandbox" not in search["method_note"].value
     written = written_by(demo, search["method"], "change")
     assert {search["samples"]._id, search["rstar_settings"]._id, search["method_note"]._id} <= written
+
+
+def test_identical_sibling_steps_are_said_as_identical():
+    from app.replay import explain
+    q = "What is 2 + 3?"
+    events = [E.RunStarted(method="mcts", question=q, prompt=q, gold="5", config={}, seed=0, model="tiny"),
+              E.NodeProposed(node=E.ROOT, parent=E.NO_PARENT, depth=0, action="root", text=q)]
+    events += [E.NodeProposed(node=i, parent=E.ROOT, depth=1, action="step", text="Step 1: 2 + 3 = 5.") for i in (1, 2, 3)]
+    events.append(E.Expanded(node=E.ROOT, children=[1, 2, 3]))
+    said = explain(Tree.fold(events), events[-1])
+    assert "3 samples, 1 distinct" in said and "3 distinct" not in said
+    events[3] = E.NodeProposed(node=2, parent=E.ROOT, depth=1, action="step", text="Step 1: 3 + 2 = 5.")
+    assert "3 samples, 2 distinct" in explain(Tree.fold(events), events[-1])
