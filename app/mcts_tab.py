@@ -30,7 +30,7 @@ from app.replay import explain, final_markdown, phase_points, progress_markdown,
 from app.restore import SEARCH_SETTINGS
 from app.rstar_view import discriminator_markdown, discriminator_progress, is_rstar
 from app.rstar_view import node_details_html as rstar_details_html
-from app.tree_figure import tree_figure
+from app.tree_figure import reward_meaning, tree_figure
 from engine import events as E
 from engine.demo_model.problems import TIERS, load_problems
 from engine.evaluation.evaluate import HELDOUT
@@ -262,6 +262,9 @@ def inspect_node(view: dict | None, node_id, k) -> str:
     stats = [f"N = {n.visits}", f"Q = {n.q:.3f}", f"value = {n.value:.3f}"]
     if n.reward is not None:
         stats.append(f"reward = {n.reward:.3f}")
+    meaning = reward_meaning(tree, nid)
+    if meaning:
+        stats.append(html.escape(meaning))
     if n.prior is not None:
         stats.append(f"mean token logprob = {n.prior:.3f}")
     if n.terminal:

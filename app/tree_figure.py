@@ -23,7 +23,7 @@ import math
 import plotly.graph_objects as go
 
 from engine import events as E
-from engine.answers import NO_ANSWER
+from engine.answers import NO_ANSWER, answer_key
 from engine.tree import Tree
 
 HOVER_TEXT_CHARS = 160
@@ -115,6 +115,25 @@ def node_symbol(n) -> str:
     return "star" if n.correct else "x" if n.correct is False else "diamond"
 
 
+def self_consistency(tree: Tree) -> bool:
+    """Whether the run's terminal reward is self-consistency (a share of answers, not correctness)."""
+    return bool(tree.run) and tree.run.config.get("reward") == "self_consistency"
+
+
+def reward_meaning(tree: Tree, nid: int) -> str:
+    """What a self-consistency reward means at this moment of the run ("" for other rewards or
+    nodes without one): the answer's share among the answers found when it was scored, and now.
+    The first terminal's reward is 1.0 (1 of 1) whatever its answer: a bright colour is no verdict."""
+    n = tree[nid]
+    if n.reward is None or not self_consistency(tree):
+        return ""
+    found = [t.answer for t in tree.terminals() if t.answer is not None]
+    same = sum(1 for a in found if n.answer is not None and answer_key(a) == answer_key(n.answer))
+    now = f"{same} of {len(found)} answers so far ({same / len(found):.2f})" if found else "no answers yet"
+    return (f"self-consistency: the reward {n.reward:.3f} was this answer's share of the answers found when it was "
+            f"scored, not its correctness; now {now}")
+
+
 def _hover(tree: Tree, nid: int) -> str:
     n = tree[nid]
     text = n.text.strip() or "(empty step)"
@@ -126,6 +145,9 @@ def _hover(tree: Tree, nid: int) -> str:
              f"N = {n.visits}   Q = {n.q:.3f}   value = {n.value:.3f}"]
     if n.reward is not None:
         lines.append(f"reward = {n.reward:.3f}")
+    meaning = reward_meaning(tree, nid)
+    if meaning:
+        lines.append(html.escape(meaning))
     if n.terminal:
         if n.answer is None:
             lines.append(f"terminal · {NO_ANSWER}")
@@ -190,7 +212,8 @@ def tree_figure(tree: Tree, *, highlight: list[int] | None = None, height: int =
              hovertext=[_hover(tree, n.id) for n in drawn], hoverinfo="text",
              marker=dict(size=sizes, symbol=symbols, color=colours,
                          cmin=q_range[0], cmax=q_range[1], colorscale="Viridis",
-                         colorbar=dict(title=dict(text="Q"), thickness=12),
+                         colorbar=dict(title=dict(text="Q (share of answers)" if self_consistency(tree) else "Q"),
+                                       thickness=12),
                          line=dict(width=lines, color=["#222222" if v else UNVISITED for v in visited]),
                          opacity=[1.0 if v else 0.45 for v in visited])),
     ]

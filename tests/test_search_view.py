@@ -308,3 +308,33 @@ def test_identical_sibling_steps_are_said_as_identical():
     assert "3 samples, 1 distinct" in said and "3 distinct" not in said
     events[3] = E.NodeProposed(node=2, parent=E.ROOT, depth=1, action="step", text="Step 1: 3 + 2 = 5.")
     assert "3 samples, 2 distinct" in explain(Tree.fold(events), events[-1])
+
+
+def sc_events(answers, reward="self_consistency"):
+    """An MCTS run whose terminals state ``answers`` in turn, each rewarded as MCTS would."""
+    q = "What is 2 + 3?"
+    events = [E.RunStarted(method="mcts", question=q, prompt=q, gold="5", config={"rollouts": 4, "reward": reward},
+                           seed=0, model="tiny"),
+              E.NodeProposed(node=E.ROOT, parent=E.NO_PARENT, depth=0, action="root", text=q)]
+    for i, a in enumerate(answers, start=1):
+        events.append(E.NodeProposed(node=i, parent=E.ROOT, depth=1, action="step", text=f"The answer is {a}.",
+                                     terminal=True, answer=a, correct=a == "5"))
+        same = sum(1 for b in answers[:i] if b == a)
+        events.append(E.TerminalReward(node=i, reward=same / i, source=reward, answer=a,
+                                       detail={"share": same, "of": i}))
+    return events
+
+
+def test_a_self_consistency_reward_says_what_it_means_where_q_is_shown(tiny_backend):
+    from app.tree_figure import reward_meaning
+    events = sc_events(["7", "5", "5"])
+    tree = Tree.fold(events)
+    said = reward_meaning(tree, 1)                 # the first answer: reward 1.0, a wrong one
+    assert "not its correctness" in said and "1 of 3 answers so far" in said
+    view = {"session_id": "x", "events": events}
+    assert "1 of 3 answers so far" in M.inspect_node(view, 1, len(events))
+    fig = tree_figure(tree)
+    hover = fig.data[2].hovertext[1]
+    assert "share of the answers" in hover and "1 of 3" in hover
+    assert fig.data[2].marker.colorbar.title.text != "Q"
+    assert reward_meaning(Tree.fold(sc_events(["7", "5"], reward="gold")), 1) == ""
