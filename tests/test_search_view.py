@@ -258,7 +258,8 @@ def test_the_app_wires_open_to_the_form_of_every_tab(tiny_backend, store):
                       ("se", "bubbles")):
         assert t[tab][name]._id in written, f"{tab}.{name}"
     # a method chosen by hand resets depth/c/T; a stored run's method, set with its settings, must not
-    assert not any(t["search"]["max_depth"] in f.outputs for f in chained(demo, t["search"]["method"], "change"))
+    assert not any(f.fn is M.method_defaults for f in chained(demo, t["search"]["method"], "change"))
+    assert any(f.fn is M.method_defaults for f in chained(demo, t["search"]["method"], "input"))
 
 
 def test_the_node_inspector_clears_when_a_new_run_starts(tiny_backend, store):
