@@ -19,6 +19,7 @@ import random
 from pathlib import Path
 import threading
 import time
+import zlib
 from typing import Any, Sequence
 
 import gradio as gr
@@ -38,12 +39,16 @@ from app.figures import TOKENS_CSS, TOOLTIP_JS, generation_html
 DEFAULT_MAX_NEW_TOKENS = MAX_SOLUTION_TOKENS   # room for a fully worked hard solution
 MODEL_QUEUE = "model"      # concurrency id shared by every event that runs the model
 STOP_REASONS = {"stop": "stop string", "eos": "end of sequence", "length": "max new tokens reached"}
+PICK_START_SPREAD = 100_000   # the range of a tab's first click count (new_pick_state)
 GOLD_MAX_CHARS = 1000      # a gold answer typed by hand, as the CLI's --answer
 
 
-def new_pick_state() -> dict:
-    """The per-user state: clicks so far (seeds the next pick) and the problem on screen."""
-    return {"clicks": 0, "id": None, "question": None, "answer": None}
+def new_pick_state(tab: str = "") -> dict:
+    """The per-user state: clicks so far (seeds the next pick) and the problem on screen. Each
+    tab starts its count at its own number (from its name), so "Random hard" does not give the
+    same first problem in every tab; a given tab still starts the same way every time."""
+    return {"clicks": zlib.crc32(tab.encode()) % PICK_START_SPREAD if tab else 0, "id": None, "question": None,
+            "answer": None}
 
 
 def _same_question(a: str | None, b: str | None) -> bool:
@@ -258,7 +263,7 @@ def build_generate_tab(backend, *, problems_path: str | Path | None = None) -> d
     problems = {tier: load_problems(path, tier) for tier in TIERS}
     max_tokens = max(1, min(backend.info.context_length, MAX_NEW_TOKENS_LIMIT))
 
-    c: dict[str, Any] = {"picked": gr.State(new_pick_state()), "control": gr.State(RunControl())}
+    c: dict[str, Any] = {"picked": gr.State(new_pick_state("generate")), "control": gr.State(RunControl())}
     with gr.Row(equal_height=False):
         with gr.Column(scale=3, min_width=360):
             c["question"] = gr.Textbox(label="Question", lines=3, max_lines=12,

@@ -295,7 +295,7 @@ def build_leco_tab(backend, store, *, problems_path: str | Path | None = None,
     path = Path(problems_path) if problems_path is not None else HELDOUT
     problems = {tier: load_problems(path, tier) for tier in TIERS}
     defaults = METHODS["leco"].config()
-    c: dict[str, Any] = {"picked": gr.State(new_pick_state()), "control": gr.State(RunControl(run_limit_s)),
+    c: dict[str, Any] = {"picked": gr.State(new_pick_state("leco")), "control": gr.State(RunControl(run_limit_s)),
                          "view": gr.State(None)}
     with gr.Row(equal_height=False):
         with gr.Column(scale=2, min_width=340):

@@ -324,7 +324,7 @@ def build_mcts_tab(backend, store, *, problems_path: str | Path | None = None,
     with ``multi_user``) a problem set is uploaded, never read from a path on the server."""
     path = Path(problems_path) if problems_path is not None else HELDOUT
     problems = {tier: load_problems(path, tier) for tier in TIERS}
-    c: dict[str, Any] = {"picked": gr.State(new_pick_state()), "control": gr.State(RunControl(run_limit_s)),
+    c: dict[str, Any] = {"picked": gr.State(new_pick_state("search")), "control": gr.State(RunControl(run_limit_s)),
                          "view": gr.State(None)}
     with gr.Row(equal_height=False):
         with gr.Column(scale=2, min_width=340):
@@ -419,8 +419,9 @@ def build_mcts_tab(backend, store, *, problems_path: str | Path | None = None,
     c["run_event"].then(**panel)
     c["stop"].click(stop_search, inputs=[c["control"]], outputs=[c["progress"]], api_name="stop_search",
                     concurrency_limit=None, queue=False)   # Stop works even when the queue is full
-    c["timeline"].release(replay_to, inputs=[c["view"], c["timeline"]], outputs=view_out,
-                          api_visibility="private", trigger_mode="always_last").then(**panel)
+    # input: a drag, and a value typed in the slider's box (Enter sends no release: only a drag or a blur does)
+    c["timeline"].input(replay_to, inputs=[c["view"], c["timeline"]], outputs=view_out,
+                        api_visibility="private", trigger_mode="always_last").then(**panel)
     for name, direction in (("prev_phase", -1), ("next_phase", 1)):
         c[name].click(functools.partial(step_phase, direction=direction), inputs=[c["view"], c["timeline"]],
                       outputs=[c["timeline"], *view_out], api_visibility="private").then(**panel)

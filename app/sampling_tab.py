@@ -243,7 +243,7 @@ def build_sampling_tab(backend, *, problems_path: str | Path | None = None, pool
     """Build the tab's components (inside an open ``gr.Tab``) and wire them; returns them by name."""
     pool = pool or BackendPool(backend)
     hard = load_problems(Path(problems_path) if problems_path is not None else HELDOUT, "hard")
-    c: dict[str, Any] = {"picked": gr.State(new_pick_state()), "lab": gr.State(None), "pool": pool}
+    c: dict[str, Any] = {"picked": gr.State(new_pick_state("sampling")), "lab": gr.State(None), "pool": pool}
     with gr.Row(equal_height=False):
         with gr.Column(scale=2, min_width=320):
             c["model"] = gr.Radio(pool.choices, value=pool.choices[0], label="Model", elem_id="ts-lab-model")

@@ -280,7 +280,7 @@ def build_se_tab(backend, store, *, problems_path: str | Path | None = None,
     path = Path(problems_path) if problems_path is not None else HELDOUT
     math_problems = load_problems(path, "medium")
     open_problems = velmora_problems()
-    c: dict[str, Any] = {"picked": gr.State(new_pick_state()), "events": gr.State([]),
+    c: dict[str, Any] = {"picked": gr.State(new_pick_state("se")), "events": gr.State([]),
                          "control": gr.State(RunControl(run_limit_s))}
     gr.Markdown("Sample several answers, group them by meaning, and measure how spread the meanings are "
                 "(semantic entropy). SUGAR uses that number to decide whether to look facts up. "

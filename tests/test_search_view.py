@@ -339,3 +339,26 @@ def test_a_self_consistency_reward_says_what_it_means_where_q_is_shown(tiny_back
     assert "share of the answers" in hover and "1 of 3" in hover
     assert fig.data[2].marker.colorbar.title.text != "Q"
     assert reward_meaning(Tree.fold(sc_events(["7", "5"], reward="gold")), 1) == ""
+
+
+def test_random_hard_gives_each_tab_its_own_first_problem(tiny_backend, store):
+    from app.generate_tab import pick_random_problem
+    from app.main import build_app
+    from engine.demo_model.problems import load_problems
+    from engine.evaluation.evaluate import HELDOUT
+    hard = load_problems(HELDOUT, "hard")
+    demo = build_app(tiny_backend, store)
+    tabs = demo.thoughtscope_tabs
+    first = {tab: pick_random_problem(hard, tabs[tab]["picked"].value, tier="hard")[0]
+             for tab in ("generate", "search", "leco")}
+    assert len(set(first.values())) == 3, first
+    again = build_app(tiny_backend, store).thoughtscope_tabs["search"]["picked"].value
+    assert pick_random_problem(hard, again, tier="hard")[0] == first["search"]     # still reproducible
+
+
+def test_a_typed_timeline_value_moves_the_tree(tiny_backend, store):
+    from app.main import build_app
+    demo = build_app(tiny_backend, store)
+    search = demo.thoughtscope_tabs["search"]
+    # the slider's box sends "input" as a value is typed; Enter sends no "release"
+    assert any(f.fn is M.replay_to for f in chained(demo, search["timeline"], "input"))
