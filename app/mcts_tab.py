@@ -42,6 +42,7 @@ from engine.search.rstar_discriminator import CONSISTENCY_RULES
 from engine.store import StoreError
 from engine.tree import Tree
 
+FORCED_MATCH_CHARS = 12  # the generated text's opening matched in a step's text to find a forced prefix
 REDRAW_S = 0.3          # live redraws at most ~3 per second
 REWARD_CHOICES = [("self-consistency: share of the answer among answers found (no answer key)", "self_consistency"),
                   ("answer key: +1 right / −1 wrong (uses the gold answer — analysis only)", "gold")]
@@ -236,6 +237,17 @@ def step_phase(view: dict | None, k, direction: int):
     return (k, *view_outputs(events, k))
 
 
+def forced_html(text: str, tokens: list[TokenLogprob]) -> str:
+    """The text the search wrote before the model's tokens (a forced "Step 1:"), as the tree shows
+    it, marked as not sampled ("" when the step is all generated tokens)."""
+    head = "".join(t.token for t in tokens).strip()[:FORCED_MATCH_CHARS]    # how the generated text starts
+    at = text.find(head) if head else -1
+    if at <= 0 or not text[:at].strip():
+        return ""
+    forced = text[:at]
+    return f'<span class="ts-forced" title="written by the search, not sampled">{html.escape(forced)}</span>'
+
+
 def inspect_node(view: dict | None, node_id, k) -> str:
     """The path to a node, its tokens coloured by probability, and its statistics."""
     if not view or not view.get("events"):
@@ -255,9 +267,11 @@ def inspect_node(view: dict | None, node_id, k) -> str:
         if pid == E.ROOT:
             parts.append(f'<div style="opacity:.7">{html.escape(node.text)}</div>')
             continue
-        spans = "".join(token_span(TokenLogprob.from_json(t)) for t in node.tokens)
+        tokens = [TokenLogprob.from_json(t) for t in node.tokens]
+        spans = "".join(token_span(t) for t in tokens)
         style = "" if pid == nid else "opacity:.75"
-        parts.append(f'<div style="{style}"><small>node {pid}</small> {spans or html.escape(node.text)}</div>')
+        parts.append(f'<div style="{style}"><small>node {pid}</small> {forced_html(node.text, tokens)}'
+                     f'{spans or html.escape(node.text)}</div>')
     parts.append("</div>")
     stats = [f"N = {n.visits}", f"Q = {n.q:.3f}", f"value = {n.value:.3f}"]
     if n.reward is not None:

@@ -362,3 +362,13 @@ def test_a_typed_timeline_value_moves_the_tree(tiny_backend, store):
     search = demo.thoughtscope_tabs["search"]
     # the slider's box sends "input" as a value is typed; Enter sends no "release"
     assert any(f.fn is M.replay_to for f in chained(demo, search["timeline"], "input"))
+
+
+def test_the_forced_step_prefix_shows_in_the_node_inspector_as_in_the_tree():
+    q = "What is 2 + 3?"
+    tokens = [[17, " 2", -0.1, []], [18, " + 3 = 5.", -0.2, []]]
+    events = [E.RunStarted(method="mcts", question=q, prompt=q, gold="5", config={}, seed=0, model="tiny"),
+              E.NodeProposed(node=E.ROOT, parent=E.NO_PARENT, depth=0, action="root", text=q),
+              E.NodeProposed(node=1, parent=E.ROOT, depth=1, action="step", text="Step 1: 2 + 3 = 5.", tokens=tokens)]
+    shown = M.inspect_node({"session_id": "x", "events": events}, 1, len(events))
+    assert "Step 1:" in shown and "ts-tok" in shown
