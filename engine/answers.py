@@ -38,8 +38,10 @@ _NUMBER = re.compile(r"(?P<sign>[-−–]?)\s*(?:\\?\$|€|£|¥)?\s*(?P<num>\d{
                      r"(?:\s*/\s*(?P<den>\d+))?(?P<pct>\s*\\?%)?")
 _PLAIN_NUMBER = re.compile(r"^-?(?:\d+(?:\.\d*)?|\.\d+)(?:/\d+)?$")
 _TEXT_WRAP = re.compile(r"\\(?:text|textbf|mathrm|mbox)\s*\{([^{}]*)\}")
-# after a number, what may follow and still leave the number the answer: units, prose, punctuation
-_TAIL_OK = re.compile(r"^(?:[\s.,;:!)*]|[a-zA-Z]|\\[,;! ]|\\text|\\mbox|\\mathrm|\{|\}|\\%|%|\(|'|’|°)")
+# after a number, what may follow and still leave the number the answer: units or prose after a
+# space, punctuation, LaTeX spacing or text; a letter right after the digits ("3x", "2n") makes an
+# expression, not a number
+_TAIL_OK = re.compile(r"^(?:[\s.,;:!)*]|\\[,;! ]|\\text|\\mbox|\\mathrm|\{|\}|\\%|%|\(|'|’|°)")
 
 
 def _balanced(text: str, open_at: int) -> tuple[str, int] | None:

@@ -19,6 +19,8 @@ ENDINGS = [
     ("\\boxed{1,200}", "1200"),
     ("\\boxed{-3.5}", "-3.5"),                                                          # decimals stay as written
     ("\\boxed{x^2 + 1}", "x^2 + 1"),
+    ("\\boxed{3x + 2}", "3x + 2"),                                                      # a letter after the digits
+    ("\\boxed{2\\pi}", "2\\pi"),
     ("\\boxed{(2, 3)}", "(2, 3)"),
     ("First \\boxed{12}, but wait, I double counted. \\boxed{10}", "10"),               # the last counts
     ("\\fbox{7}", "7"),
