@@ -176,3 +176,14 @@ def test_se_math_solutions_take_the_formats_budget_and_stop(chat_backend):
     assert Tree.fold(events).finished.status == "done"
     assert {n for _, _, n in backend.calls} == {24}                 # the format's max_solution_tokens, not 256
     assert {s.strings for _, s, _ in backend.calls} == {F.CHAT.solution_stop}
+
+
+def test_se_eval_on_math_problems_asks_for_math_answers_on_a_chat_model(chat_backend):
+    # task "auto" picks "open" for a chat model; an eval's problems are math, so they are asked as math
+    from engine.evaluation.evaluate import EVAL_METHODS, eval_problems
+    backend = Recording(chat_backend)
+    problems = eval_problems("se", "easy", 1)
+    results = EVAL_METHODS["se"](backend, problems, SEConfig(samples=2), 0, lambda k: None)
+    assert len(results) == 1 and backend.calls
+    assert all(F.CHAT_INSTRUCTION in p for p, _, _ in backend.calls)             # the format's math root
+    assert all(MP.SE_OPEN_INSTRUCTION not in p for p, _, _ in backend.calls)

@@ -104,6 +104,33 @@ def search_result(problem: Problem, events) -> ProblemResult:
                          discriminator=discriminator_summary(tree, problem))
 
 
+@dataclass
+class SearchResult(ProblemResult):
+    """A tree search's result with its failure triage (engine/triage.py)."""
+    triage: str | None = None              # a wrong run's class; else "right", "no_gold" or "unfinished"
+    first_wrong_node: int | None = None    # the chosen path's first false arithmetic claim, where one is
+
+
+def triaged_result(problem: Problem, events) -> SearchResult:
+    """`search_result` with the run's triage class and first wrong step."""
+    from engine.tree import Tree
+    from engine.triage import WRONG, triage
+    events = list(events)
+    t = triage(Tree.fold(events))
+    r = search_result(problem, events)
+    return SearchResult(**{f.name: getattr(r, f.name) for f in dataclasses.fields(r)},
+                        triage=t.klass if t.status == WRONG else t.status,
+                        first_wrong_node=t.first_wrong.node if t.first_wrong else None)
+
+
+def triage_summary(results: Sequence[ProblemResult]) -> dict:
+    """The eval JSON's ``triage``: wrong runs per class, and the wrong ones that never stated a
+    final answer event (``unfinished``); together they are the wrong runs."""
+    from engine.triage import CLASSES, UNFINISHED
+    got = [r.triage for r in results if isinstance(r, SearchResult)]
+    return {"classes": {c: got.count(c) for c in CLASSES}, "unfinished": got.count(UNFINISHED)}
+
+
 def discriminator_summary(tree, problem: Problem) -> dict | None:
     """rStar runs: candidates the discriminator judged and confirmed, the generator's own answer
     and whether the discriminator changed it; None for other methods."""
@@ -126,7 +153,7 @@ def eval_search(method: str) -> Callable:
         results = []
         for i, p in enumerate(problems):
             events = METHODS[method].run(p.question, backend, config=cfg, seed=seed + i, gold=str(p.answer))
-            results.append(search_result(p, events))
+            results.append(triaged_result(p, events))
             progress(1)
         return results
     evaluate.__name__ = f"eval_{method}"
@@ -153,6 +180,9 @@ def eval_semantic(method: str) -> Callable:
         from engine.search import METHODS
         from engine.retrieval import qa_contains
         from engine.search.sugar import is_correct, task_of
+        if method not in QA_METHODS and cfg.task == "auto":
+            # held-out, fresh and data-set problems have math answers, whatever the model's template
+            cfg = dataclasses.replace(cfg, task="math")
         task = task_of(backend, cfg)
         results = []
         for i, p in enumerate(problems):
@@ -347,6 +377,8 @@ def run_eval(backend, method: str, tier: str, n: int, seed: int, cfg: EvalConfig
         summary["accuracy_contains"] = round(sum(bool(r.correct_contains) for r in results) / n, 4)
     if dataset is not None:
         summary["dataset"] = dataset.describe()
+    if any(isinstance(r, SearchResult) for r in results):
+        summary["triage"] = triage_summary(results)
     extra = EVAL_SUMMARIES.get(method)
     if extra is not None:
         summary.update(extra(results))
