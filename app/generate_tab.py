@@ -189,6 +189,7 @@ class RunControl:
         self.limit_s = limit_s or None
         self._deadline: float | None = None
         self._hit_limit = False
+        self.running = False
 
     def __deepcopy__(self, memo) -> "RunControl":
         return RunControl(self.limit_s)
@@ -200,6 +201,7 @@ class RunControl:
         """A new run starts: clear Stop and start the clock."""
         self._stop.clear()
         self._hit_limit = False
+        self.running = True
         self._deadline = time.monotonic() + self.limit_s if self.limit_s else None
 
     def stopped(self) -> str:
@@ -211,6 +213,11 @@ class RunControl:
             self._hit_limit = True
             return self.limit_reason()
         return ""
+
+    def end(self) -> bool:
+        """The run has ended, however it ended: whether Stop was pressed while it ran."""
+        stopped, self.running = self.running and self._stop.is_set(), False
+        return stopped
 
     def timed_out(self) -> bool:
         """Whether this run was told to stop by the limit (a run that ended by itself was not)."""

@@ -26,7 +26,7 @@ from app.auth import user_store, with_request
 from app.controls import Slider
 from app.figures import SCALE, TOKENS_CSS, legend_html, token_span
 from app.generate_tab import MODEL_QUEUE, gold_for, limit_hint, new_pick_state, question_picker
-from app.mcts_tab import Recording, RunControl, checked_seed
+from app.mcts_tab import Recording, RunControl, checked_seed, stop_search, stop_settled
 from app.replay import final_markdown
 from engine import events as E
 from engine.demo_model.problems import TIERS, load_problems
@@ -285,11 +285,6 @@ def open_leco(store, session_id: str, request: gr.Request = None):
             {"session_id": full, "events": events})
 
 
-def stop_leco(control: RunControl) -> str:
-    control.request_stop()
-    return "Stopping…"
-
-
 def build_leco_tab(backend, store, *, problems_path: str | Path | None = None,
                    run_limit_s: float | None = None) -> dict:
     path = Path(problems_path) if problems_path is not None else HELDOUT
@@ -332,7 +327,9 @@ def build_leco_tab(backend, store, *, problems_path: str | Path | None = None,
         inputs=[c["question"], c["picked"], c["max_rounds"], c["lowest"], c["token_probs"], c["temperature"],
                 c["seed"], c["control"]],
         outputs=outputs, api_name="run_leco", concurrency_limit=1, concurrency_id=MODEL_QUEUE)
-    c["stop"].click(stop_leco, inputs=[c["control"]], outputs=[c["progress"]], api_name="stop_leco",
+    c["run_event"].then(stop_settled, inputs=[c["control"], c["progress"]], outputs=[c["progress"]],
+                        api_visibility="private")
+    c["stop"].click(stop_search, inputs=[c["control"]], outputs=[c["progress"]], api_name="stop_leco",
                     concurrency_limit=None, queue=False)   # Stop works even when the queue is full
     c["open"].click(with_request(open_leco, store), inputs=[c["session_id"]], outputs=outputs,
                     api_name="open_leco")

@@ -212,9 +212,29 @@ def discriminator_choices(backend) -> list[tuple[str, str]]:
     return [(f"the generator's model ({backend.info.name})", "")] + others
 
 
+STOPPING = "Stopping…"
+
+
 def stop_search(control: RunControl) -> str:
     control.request_stop()
-    return "Stopping…"
+    return STOPPING if control.running else "No run is going: nothing to stop."
+
+
+def stop_settled(control: RunControl, line: str | None):
+    """After a LECO or semantic-entropy run: a status line still saying "Stopping…" says the
+    run has stopped (no change otherwise)."""
+    return "Stopped." if control.end() and (line or "").strip() == STOPPING else gr.skip()
+
+
+def run_ended(view: dict | None, control: RunControl):
+    """After a run, however it ended: the progress line again where Stop was pressed, so the
+    "Stopping…" that Stop wrote (it may arrive after the run's last update) does not stay."""
+    if not control.end():
+        return gr.skip()
+    if not view or not view.get("events"):
+        return "Stopped."
+    tree = Tree.fold(view["events"])
+    return progress_markdown(tree) + f" · stopped · session `{view['session_id']}`" + control.limit_note()
 
 
 def cleared_inspector() -> tuple[str, str, str]:
@@ -431,6 +451,7 @@ def build_mcts_tab(backend, store, *, problems_path: str | Path | None = None,
     panel = dict(fn=rstar_panel, inputs=[c["view"], c["timeline"]], outputs=[c["rstar_panel"]],
                  api_visibility="private")
     c["run_event"].then(**panel)
+    c["run_event"].then(run_ended, inputs=[c["view"], c["control"]], outputs=[c["progress"]], api_visibility="private")
     c["stop"].click(stop_search, inputs=[c["control"]], outputs=[c["progress"]], api_name="stop_search",
                     concurrency_limit=None, queue=False)   # Stop works even when the queue is full
     # input: a drag, and a value typed in the slider's box (Enter sends no release: only a drag or a blur does)

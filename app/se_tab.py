@@ -30,7 +30,7 @@ import plotly.graph_objects as go
 from app.auth import refuse_server_paths, user_store, with_request
 from app.controls import Slider
 from app.generate_tab import MODEL_QUEUE, gold_for, gold_markdown, limit_hint, new_pick_state, pick_random_problem
-from app.mcts_tab import Recording, RunControl, checked_seed, stop_search
+from app.mcts_tab import Recording, RunControl, checked_seed, stop_search, stop_settled
 from engine import events as E
 from engine.demo_model.problems import Problem, load_problems
 from engine.evaluation.evaluate import HELDOUT
@@ -347,6 +347,8 @@ def build_se_tab(backend, store, *, problems_path: str | Path | None = None,
                 c["corpus"], c["seed"], c["control"]],
         outputs=[*outs, c["events"], c["status"]], api_name="run_se", concurrency_limit=1,
         concurrency_id=MODEL_QUEUE)
+    c["run_event"].then(stop_settled, inputs=[c["control"], c["status"]], outputs=[c["status"]],
+                        api_visibility="private")
     c["stop"].click(stop_search, inputs=[c["control"]], outputs=[c["status"]], api_name="stop_se",
                     concurrency_limit=None, queue=False)   # Stop works even when the queue is full
     c["mode"].change(redraw, inputs=[c["events"], c["mode"], c["low"], c["high"], c["route_on"]], outputs=outs,

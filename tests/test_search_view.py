@@ -372,3 +372,24 @@ def test_the_forced_step_prefix_shows_in_the_node_inspector_as_in_the_tree():
               E.NodeProposed(node=1, parent=E.ROOT, depth=1, action="step", text="Step 1: 2 + 3 = 5.", tokens=tokens)]
     shown = M.inspect_node({"session_id": "x", "events": events}, 1, len(events))
     assert "Step 1:" in shown and "ts-tok" in shown
+
+
+def test_stopping_clears_once_the_stop_has_finished(tiny_backend, store):
+    control = M.RunControl()
+    assert M.stop_search(control) != M.STOPPING                 # nothing running: nothing said to be stopping
+    original, said = control.reset, []
+    control.reset = lambda: (original(), said.append(M.stop_search(control)))    # Stop pressed as the run starts
+    *_, (_, progress, _, _, view, _) = run(tiny_backend, store, control=control, rollouts=50)
+    assert said == [M.STOPPING]
+    line = M.run_ended(view, control)
+    assert line != M.STOPPING and "stopped" in line and view["session_id"] in line
+    assert M.run_ended(view, control) == gr.skip()               # a run without Stop leaves its own line
+    control.reset()
+    control.request_stop()
+    assert M.stop_settled(control, M.STOPPING) == "Stopped."
+    from app.main import build_app
+    demo = build_app(tiny_backend, store)
+    for tab, line_box in (("search", "progress"), ("leco", "progress"), ("se", "status")):
+        c = demo.thoughtscope_tabs[tab]
+        assert c[line_box]._id in {o._id for f in chained(demo, c["run"]) if f.fn is not None
+                                   and getattr(f.fn, "__name__", "") in ("run_ended", "stop_settled") for o in f.outputs}
