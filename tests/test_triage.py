@@ -192,3 +192,21 @@ def test_cli_triages_one_session_and_every_session(tmp_path, capsys):
     assert main(["triage", "--session", wrong, "--method", "mcts", "--db", db]) == 2
     err = [l for l in capsys.readouterr().err.splitlines() if l.strip()]
     assert len(err) == 2 and "--method" in err[1]
+
+
+def test_eval_results_carry_their_class_and_the_summary_adds_up_to_the_wrong_ones():
+    from engine.demo_model.problems import Problem
+    from engine.evaluation.evaluate import triage_summary, triaged_result
+    p = Problem(id="p", tier="easy", question="Q", answer=7, steps=())
+    runs = [
+        run_events("7", "9", {"majority": "9"}, [("The answer is 9.", "9", 1, 0.0, None)]),              # never
+        run_events("7", "9", {"majority": "9"}, [("The answer is 9.", "9", 1, 0.0, None),
+                                                 ("The answer is 7.", "7", 1, 1.0, None)]),              # reached
+        run_events("7", "7", {"majority": "7"}, [("The answer is 7.", "7", 1, 1.0, None)]),              # right
+        run_events("7", "9", {}, [("The answer is 9.", "9", 1, 0.0, None)])[:-1],                       # no final
+    ]
+    results = [triaged_result(p, iter(evs)) for evs in runs]
+    assert [r.triage for r in results] == ["never_reached", "reached_not_chosen", "right", "unfinished"]
+    s = triage_summary(results)
+    assert s == {"classes": {"never_reached": 1, "reached_not_chosen": 1, "no_answer": 0}, "unfinished": 1}
+    assert sum(s["classes"].values()) + s["unfinished"] == sum(not r.correct for r in results)
