@@ -134,8 +134,11 @@ def discriminator_progress(tree: Tree) -> str:
     verdicts = [d["verdict"] for d in tree.discriminator.values() if d["verdict"] is not None]
     if tree.candidates.skipped:
         return f"Discriminator not run: {_md(tree.candidates.skipped)}."
-    line = (f"Discriminator ({_md(tree.candidates.model)}): {len(verdicts)} candidates judged, "
-            f"{sum(v.consistent for v in verdicts)} mutually consistent")
+    cands = tree.candidates.candidates
+    silent = sum(1 for c in cands if c["answer"] is None)
+    line = (f"Discriminator ({_md(tree.candidates.model)}): {len(verdicts)} of {len(cands)} candidates judged"
+            + (f" ({silent} with no answer are not judged)" if silent else "")
+            + f", {sum(v.consistent for v in verdicts)} mutually consistent")
     return line + (" — the table and each candidate's cuts are below the node inspector."
                    if tree.candidate_table is not None else " …")
 
@@ -152,9 +155,13 @@ def discriminator_markdown(tree: Tree) -> str:
         parts.append(f"Not run: {_md(cands.skipped)}.")
     if tree.candidate_table is not None:
         parts.append(candidates_markdown(tree))
-    for c in cands.candidates:
+    for c in cands.candidates:     # folded, one line each: open all, the page ran to ~12,000 px
         if c["candidate"] in tree.discriminator and tree.discriminator[c["candidate"]]["cuts"]:
-            parts.append(candidate_panel(tree, c["candidate"]))
+            v = tree.discriminator[c["candidate"]]["verdict"]
+            said = "judging…" if v is None else ("mutually consistent" if v.consistent else "not consistent")
+            parts.append(f"<details><summary>Candidate {c['candidate']} (node {c['node']}, answer "
+                         f"{_md(str(c['answer']))}): {said}</summary>\n\n{candidate_panel(tree, c['candidate'])}"
+                         "\n\n</details>")
     return "\n\n".join(parts)
 
 

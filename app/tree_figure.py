@@ -309,9 +309,10 @@ def _action_figure(tree: Tree, *, highlight: list[int] | None, height: int,
                         color=ACTION_COLOURS[a], line=dict(width=[2.5 if n.terminal else 0.8 for n in nodes],
                                                            color="#222222"),
                         opacity=[1.0 if n.visits else 0.45 for n in nodes])))
-    fig.update_layout(height=height, margin=dict(l=10, r=10, t=30, b=10), plot_bgcolor="white",
+    # the legend below the tree: above it, six actions wrap onto rows that cover the root
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=30, b=60), plot_bgcolor="white",
                       xaxis=dict(visible=False), yaxis=dict(visible=False),
-                      legend=dict(orientation="h", y=1.02, x=0, title_text="action:"),
+                      legend=dict(orientation="h", y=-0.02, yanchor="top", x=0, title_text="action:"),
                       hoverlabel=dict(align="left"), uirevision="tree")
     if keep is not None:
         fig.update_layout(title=_bounded_title(tree, len(drawn)))

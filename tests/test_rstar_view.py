@@ -122,7 +122,8 @@ def test_phase_stepper_walks_the_discriminator(rstar_view):
     mid = next(i for i, e in enumerate(events) if isinstance(e, E.DiscriminatorCompletion))
     _, _, final, _ = M.replay_to(view, mid + 1)
     panel = M.rstar_panel(view, mid + 1)
-    assert "Discriminator" in final and "0 candidates judged" in final
+    n = len(Tree.fold(events[:mid + 1]).candidates.candidates)
+    assert "Discriminator" in final and f"0 of {n} candidates judged" in final
     assert "Candidate 0" in panel and "Candidates" not in panel                # no table yet
     assert M.rstar_panel(view, 5) == "" and M.rstar_panel(None) == ""
 
@@ -150,3 +151,16 @@ def test_served_app_runs_rstar_through_the_client(default_backend, tmp_path):
         client.close()
         demo.close(verbose=False)
         store.close()
+
+
+def test_an_rstar_runs_counts_agree_and_its_page_stays_readable(rstar_view):
+    (*_, (fig, _, final, _, view, _)), _ = rstar_view
+    tree = Tree.fold(view["events"])
+    rows = len(tree.candidate_table.rows)
+    judged = sum(1 for d in tree.discriminator.values() if d["verdict"] is not None)
+    assert f"{judged} of {rows} candidates judged" in final           # the same count as the table below
+    silent = sum(1 for c in tree.candidates.candidates if c["answer"] is None)
+    assert (f"{silent} with no answer are not judged" in final) == bool(silent)
+    panel = M.rstar_panel(view)
+    assert panel.count("<details>") == sum(1 for d in tree.discriminator.values() if d["cuts"])
+    assert fig.layout.legend.y < 0                                     # below the tree, not over the root
