@@ -41,6 +41,8 @@ from engine.tree import Tree
 REDRAW_S = 0.3
 COLUMNS = ("average", "divergence", "transition", "confidence")
 CUT_MARK = "\u2702"     # ✂
+ROUNDS_PER_ROW = 4      # heatmap panels side by side at most (more wrap onto the next row)
+NARROW_FROM = 4         # with this many panels a row, a round's title takes two lines
 DEVIATIONS = ("Differences from the official LeCo code: rethinks are sampled (temperature, seeded), because "
               "the embedded model has one prompt format and a greedy rethink would repeat the cut step; "
               "step labels (\u201cStep k:\u201d) are left out of all three scores. See docs/leco.md.")
@@ -92,11 +94,19 @@ def _sureness(values: list[float | None], invert: bool) -> list[float | None]:
     return [None if v is None else 1.0 - (hi - v) / spread for v in vals]
 
 
-def _round_title(r: dict, gold: str | None) -> str:
+def _round_title(r: dict, gold: str | None, narrow: bool = False) -> str:
+    """"round 2: answer 47 ✓"; on two lines when the panels are ``narrow`` (many rounds a row)."""
     a = r["answer"]
     answer = "…" if a is None else (a.answer if a.answer is not None else "none")
     mark = "" if a is None or a.correct is None else (" ✓" if a.correct else " ✗")
-    return f"round {r['round']}: answer {answer}{mark}"
+    return f"round {r['round']}{'<br>' if narrow else ': '}answer {answer}{mark}"
+
+
+def panel_grid(n: int) -> tuple[int, int]:
+    """(rows, columns) of the heatmap for n rounds: at most ROUNDS_PER_ROW side by side, so the
+    round titles keep their width (four in one row overlapped)."""
+    cols = min(n, ROUNDS_PER_ROW)
+    return -(-n // cols), cols
 
 
 def heatmap_figure(events: list[E.Event]) -> go.Figure | None:
@@ -107,10 +117,16 @@ def heatmap_figure(events: list[E.Event]) -> go.Figure | None:
         return None
     tree = Tree.fold(events)
     gold = tree.run.gold if tree.run else None
-    fig = make_subplots(rows=1, cols=len(rs), subplot_titles=[_round_title(r, gold) for r in rs],
-                        horizontal_spacing=0.06 if len(rs) > 1 else 0.0)
+    n_rows, n_cols = panel_grid(len(rs))
+    narrow = n_cols >= NARROW_FROM
+    fig = make_subplots(rows=n_rows, cols=n_cols, subplot_titles=[_round_title(r, gold, narrow) for r in rs],
+                        horizontal_spacing=0.06 if n_cols > 1 else 0.0,
+                        vertical_spacing=0.12 if n_rows > 1 else 0.0)
+    fig.update_annotations(font=dict(size=12))        # the round titles (sized for ROUNDS_PER_ROW a row)
     colours = [[p, "#{:02x}{:02x}{:02x}".format(*rgb)] for p, rgb in SCALE]
-    for col, r in enumerate(rs, start=1):
+    for i, r in enumerate(rs):
+        row, col = divmod(i, n_cols)
+        row, col = row + 1, col + 1
         steps = r["scores"].steps
         cut = r["cut"]
         z = list(zip(*[_sureness([s[c] for s in steps], c == "divergence") for c in COLUMNS])) if steps else []
@@ -131,16 +147,16 @@ def heatmap_figure(events: list[E.Event]) -> go.Figure | None:
         fig.add_trace(go.Heatmap(
             z=[list(row) for row in z], x=list(range(len(COLUMNS))), y=list(range(len(steps))), text=text,
             texttemplate="%{text}", customdata=hover, hovertemplate="%{customdata}<extra></extra>",
-            colorscale=colours, zmin=0, zmax=1, showscale=col == len(rs),
+            colorscale=colours, zmin=0, zmax=1, showscale=i == len(rs) - 1,
             colorbar=dict(title="rank in<br>round", tickvals=[0, 1], ticktext=["least sure", "most sure"]),
-            xgap=2, ygap=2), row=1, col=col)
+            xgap=2, ygap=2), row=row, col=col)
         fig.update_xaxes(tickvals=list(range(len(COLUMNS))), ticktext=["avg", "div", "trans", "total"],
-                         row=1, col=col)
-        fig.update_yaxes(tickvals=list(range(len(steps))), ticktext=labels, autorange="reversed", row=1, col=col)
+                         row=row, col=col)
+        fig.update_yaxes(tickvals=list(range(len(steps))), ticktext=labels, autorange="reversed", row=row, col=col)
         if cut is not None and cut.node is not None:
             fig.add_shape(type="rect", x0=-0.5, x1=len(COLUMNS) - 0.5, y0=cut.index - 0.5, y1=cut.index + 0.5,
-                          line=dict(color="#b2182b", width=3), row=1, col=col)
-    height = 150 + 36 * max(len(r["scores"].steps) for r in rs)
+                          line=dict(color="#b2182b", width=3), row=row, col=col)
+    height = 150 + n_rows * (36 * max(len(r["scores"].steps) for r in rs) + (40 if n_rows > 1 else 0))
     fig.update_layout(height=height, margin=dict(l=10, r=10, t=80, b=10),
                       title=dict(text=f"Step confidence = avg + trans − div &nbsp; ({rs[0]['scores'].mode} "
                                       f"probabilities of the written token; {CUT_MARK} = cut, · = may not be cut)"

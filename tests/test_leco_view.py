@@ -95,3 +95,29 @@ def test_served_app_runs_leco_through_the_client(default_backend, tmp_path):
         client.close()
         demo.close(verbose=False)
         store.close()
+
+
+def test_round_titles_do_not_overlap_with_four_or_more_rounds():
+    from types import SimpleNamespace
+    rs = [{"round": i, "answer": SimpleNamespace(answer="1234", correct=False)} for i in range(7)]
+    for n in (1, 3, 4, 5, 7):
+        n_rows, n_cols = L.panel_grid(n)
+        assert n_rows * n_cols >= n and n_cols <= 4
+        panel_px = (1 - 0.06 * (n_cols - 1)) / n_cols * 600     # a 600 px wide plot
+        for r in rs[:n]:
+            longest = max(len(line) for line in L._round_title(r, "7", n_cols >= L.NARROW_FROM).split("<br>"))
+            assert longest * 7 <= panel_px, (n, longest, panel_px)   # ~7 px a character at the titles' size
+
+
+def test_a_heatmap_of_many_rounds_wraps_them_onto_rows(default_backend, store):
+    import dataclasses
+    outs = list(L.run_leco(default_backend, store, QUESTION, PICKED, 2, 2, "top5", 0.8, 0, RunControl()))
+    events = outs[-1][-1]["events"]
+    kinds = (E.StepScores, E.StepCut, E.Continuation, E.RoundAnswer)
+    more = [dataclasses.replace(ev, round=ev.round + 10 * k) for k in (1, 2, 3) for ev in events if isinstance(ev, kinds)]
+    fig = L.heatmap_figure(events + more)
+    n = len(L.rounds(events + more))
+    assert n >= 4 and len(fig.layout.annotations) == n
+    rows = sorted({round(a.y, 3) for a in fig.layout.annotations})
+    assert len(rows) == L.panel_grid(n)[0] and all(a.font.size == 12 for a in fig.layout.annotations)
+    assert all("<br>" in a.text for a in fig.layout.annotations)
