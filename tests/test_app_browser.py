@@ -356,3 +356,62 @@ def test_sampling_lab_screenshot(request, tmp_path):
     finally:
         browser.close()
         demo.close(verbose=False)
+
+
+def _stored(store, method: str, config: dict, question: str, gold: str) -> str:
+    """A stored run's start, root and end, as the method would store them."""
+    from engine import events as E
+    sid = store.create_session(method=method, model="tiny", question=question, gold=gold, config=config, seed=3)
+    for ev in (E.RunStarted(method=method, question=question, prompt=question, gold=gold, config=config, seed=3,
+                            model="tiny"),
+               E.NodeProposed(node=E.ROOT, parent=E.NO_PARENT, depth=0, action="root", text=question),
+               E.RunFinished(status="done")):
+        store.append(sid, ev)
+    store.finish(sid, status="done", message="", wall_s=0.1)
+    return sid
+
+
+def test_opening_stored_runs_restores_the_form_in_their_own_tabs(tiny_backend, tmp_path, browser):
+    """Issue 23: an rStar run opens in the Search view with its question, gold answer, method and
+    settings; a LECO run opens in the LECO tab and leaves the Search view as it was."""
+    from engine.search import METHODS
+    from engine.store import Store
+    store = Store(tmp_path / "runs.db")
+    rstar = _stored(store, "rstar", {**METHODS["rstar"].config().to_json(), "rollouts": 7, "max_depth": 4},
+                    "Ada has 4 pens and buys 3 more. How many pens?", "7")
+    leco = _stored(store, "leco", METHODS["leco"].config().to_json(), "Bo has 9 cups and breaks 2. How many cups?",
+                   "7")
+    demo = build_app(tiny_backend, store)
+    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True,
+                            **LAUNCH_KWARGS)
+    try:
+        browser.goto(url)
+
+        def open_session(sid):
+            open_tab(browser, "Sessions")
+            browser.wait_for("!!document.querySelector('#ts-session-id textarea, #ts-session-id input')")
+            browser.js("""(() => { const t = document.querySelector('#ts-session-id textarea, #ts-session-id input');
+                           t.value = %s; t.dispatchEvent(new Event('input', {bubbles: true})); })()""" % json.dumps(sid))
+            time.sleep(0.5)
+            browser.js("[...document.querySelectorAll('button')].find(b => b.innerText.includes('Open in Search'))"
+                       ".click()")
+
+        open_session(rstar)
+        question = "(document.querySelector('#ts-search-question textarea') || {value: ''}).value"
+        browser.wait_for(f"{question}.startsWith('Ada')", what="the run's question in the Search view")
+        assert browser.js("document.querySelector('#ts-search-gold-answer textarea, #ts-search-gold-answer input')"
+                          ".value") == "7"
+        assert "Ada has 4 pens" in browser.js("document.querySelector('#ts-search-question textarea').value")
+        browser.js("[...document.querySelectorAll('button')].find(b => b.innerText.trim().startsWith('Settings'))"
+                   ".click()")
+        browser.wait_for("[...document.querySelectorAll('input[type=number]')].some(e => e.value === '7')",
+                         what="the run's 7 rollouts")
+        assert "rStar" in browser.js("document.body.innerText")
+        open_session(leco)
+        browser.wait_for("(document.querySelector('#ts-leco-question textarea') || {value: ''}).value.startsWith('Bo')",
+                         what="the LECO run's question in the LECO tab")
+        assert browser.js(question).startswith("Ada")       # the Search view keeps the rStar run
+        assert "Traceback" not in browser.js("document.body.innerText")
+    finally:
+        demo.close(verbose=False)
+        store.close()
