@@ -242,9 +242,14 @@ def limit_hint(run_limit_s: float | None, tab: str) -> gr.Markdown | None:
 
 def run_generation(backend, question: str, temperature: float, top_k: float, top_p: float,
                    min_p: float, order: str, max_new_tokens: float, seed: float,
-                   picked: dict | None = None, control: RunControl | None = None) -> tuple[str, str]:
+                   picked: dict | None = None, control: RunControl | None = None,
+                   store=None) -> tuple[str, str]:
     """Generate one solution: ``(token HTML, summary markdown)``; bad input -> `gr.Error`.
-    Stop (``control``) is polled before every token; a stopped generation shows nothing new."""
+    Stop (``control``) is polled before every token; a stopped generation shows nothing new.
+    With a ``store`` the run is stored as a session (app/generate_record.py) and the summary
+    names it."""
+    from app.generate_record import generation_events, record_generation
+    started = time.perf_counter()
     try:
         prompt = backend.render_prompt(question if isinstance(question, str) else "")
         sampling = make_sampling(temperature, top_k, top_p, min_p, order)
@@ -257,15 +262,35 @@ def run_generation(backend, question: str, temperature: float, top_k: float, top
     except ValueError as e:         # InputError is a ValueError
         raise gr.Error(str(e), print_exception=False) from None
     except Stopped:
-        return generation_html(None), "Stopped."
+        gen = None
     gold = gold_for(question, picked)
-    return generation_html(gen), summary_markdown(gen, gold, picked["id"] if gold is not None else None)
+    saved = ""
+    if store is not None:
+        config = {"temperature": sampling.temperature, "top_k": sampling.top_k, "top_p": sampling.top_p,
+                  "min_p": sampling.min_p, "order": order, "max_new_tokens": n_new}
+        events = generation_events(backend, question, prompt, gold, config, seed_, gen,
+                                   status="done" if gen is not None else "stopped",
+                                   message="" if gen is not None else USER_STOP)
+        saved = f" · session `{record_generation(store, events, time.perf_counter() - started)}`"
+    if gen is None:
+        return generation_html(None), "Stopped." + saved
+    return generation_html(gen), summary_markdown(gen, gold, picked["id"] if gold is not None else None) + saved
+
+
+def generate_stored(backend, store, question: str, temperature, top_k, top_p, min_p, order: str, max_new_tokens,
+                    seed, picked: dict | None = None, control: RunControl | None = None,
+                    request: gr.Request = None) -> tuple[str, str]:
+    """The Generate button: `run_generation`, stored as the logged-in user's session."""
+    from app.auth import user_store
+    return run_generation(backend, question, temperature, top_k, top_p, min_p, order, max_new_tokens, seed,
+                          picked, control, store=user_store(store, request))
 
 
 # ---- layout -------------------------------------------------------------------------------
 
-def build_generate_tab(backend, *, problems_path: str | Path | None = None) -> dict:
-    """Build the tab's components (inside an open ``gr.Tab``) and wire them; returns them by name."""
+def build_generate_tab(backend, *, problems_path: str | Path | None = None, store=None) -> dict:
+    """Build the tab's components (inside an open ``gr.Tab``) and wire them; returns them by name.
+    With a ``store`` (a `Store` or an `app.auth.Access`) each generation is stored as a session."""
     path = Path(problems_path) if problems_path is not None else HELDOUT
     problems = {tier: load_problems(path, tier) for tier in TIERS}
     max_tokens = max(1, min(backend.info.context_length, MAX_NEW_TOKENS_LIMIT))
@@ -310,7 +335,10 @@ def build_generate_tab(backend, *, problems_path: str | Path | None = None) -> d
                                   api_name=f"random_{tier}")
     c["question"].change(gold_markdown, inputs=[c["question"], c["picked"]], outputs=[c["gold"]],
                          api_visibility="private", show_progress="hidden", trigger_mode="always_last")
-    gr.on([c["generate"].click, c["question"].submit], functools.partial(run_generation, backend),
+    from app.auth import with_request
+    generate = (with_request(generate_stored, backend, store) if store is not None
+                else functools.partial(run_generation, backend))
+    c["run_event"] = gr.on([c["generate"].click, c["question"].submit], generate,
           inputs=[c["question"], c["temperature"], c["top_k"], c["top_p"], c["min_p"],
                   c["order"], c["max_new_tokens"], c["seed"], c["picked"], c["control"]],
           outputs=[c["output"], c["summary"]], api_name="generate",

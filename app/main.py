@@ -184,7 +184,7 @@ def build_app(backend, store=None, *, problems_path: str | Path | None = None,
                                api_visibility="private")
         with gr.Tabs(elem_id="ts-tabs") as tabs:
             with gr.Tab("Generate", id="generate", elem_id="ts-tab-generate"):
-                generate = build_generate_tab(backend, problems_path=problems_path)
+                generate = build_generate_tab(backend, problems_path=problems_path, store=access)
             with gr.Tab("Search", id="search", elem_id="ts-tab-search"):
                 search = build_mcts_tab(backend, access, problems_path=problems_path, run_limit_s=run_limit_s)
             with gr.Tab("LECO", id="leco", elem_id="ts-tab-leco"):
@@ -228,6 +228,8 @@ def build_app(backend, store=None, *, problems_path: str | Path | None = None,
         filters = [sessions["method"], sessions["correct"], sessions["model"]]
         leco["run_event"].then(with_request(session_rows, access), inputs=filters,
                                outputs=[sessions["table"]], api_visibility="private")
+        generate["run_event"].then(with_request(session_rows, access), inputs=filters,
+                                   outputs=[sessions["table"]], api_visibility="private")
         search["run_event"].then(with_request(session_rows, access), inputs=filters,
                                  outputs=[sessions["table"]],
                                  api_visibility="private")

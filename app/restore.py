@@ -70,6 +70,10 @@ def search_form(view: dict | None, picked: dict | None) -> tuple:
     run = started(view)
     if run is None:
         return tuple(gr.skip() for _ in range(6 + len(SEARCH_SETTINGS)))
+    from engine.search import METHODS
+    if run.method not in METHODS:      # a Generate run: its question and gold; the form keeps its method
+        return (*_question(run, picked, view["session_id"]), "" if run.gold is None else str(run.gold),
+                *(gr.skip() for _ in range(2 + len(SEARCH_SETTINGS))))
     return (*_question(run, picked, view["session_id"]), "" if run.gold is None else str(run.gold), run.method,
             run.seed, *_settings(run, SEARCH_SETTINGS))
 

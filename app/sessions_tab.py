@@ -16,6 +16,7 @@ from typing import Any
 import gradio as gr
 
 from app.auth import Access, user_store, with_request
+from app.generate_record import METHOD as GENERATE
 from engine.search import METHODS
 from engine.store import StoreError
 
@@ -120,7 +121,7 @@ def build_sessions_tab(store) -> dict:
     shown = store.shared_view() if isinstance(store, Access) else store
     c: dict[str, Any] = {}
     with gr.Row():
-        c["method"] = gr.Dropdown(["any", *METHODS], value="any", label="Method", scale=1)
+        c["method"] = gr.Dropdown(["any", *METHODS, GENERATE], value="any", label="Method", scale=1)
         c["model"] = gr.Dropdown(model_choices(shown), value="any", label="Model", scale=1)
         c["correct"] = gr.Dropdown(list(CORRECT_FILTER), value="any", label="Result", scale=1)
         c["refresh"] = gr.Button("Refresh", size="sm", scale=0)
