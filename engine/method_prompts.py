@@ -235,6 +235,12 @@ CODE_CHAT_INSTRUCTION = ("Solve the problem by writing Python, one step at a tim
                          "steps. Use plain Python without imports. The last step prints the answer with print(...). "
                          "Write only the code, as in the example.")
 CODE_STEP_DELIMITER = "\n\n"     # a step is a comment and its code lines: steps are split at blank lines
+CODE_STEP_MARK = "# Step "
+
+
+def code_step_prefix(k: int) -> str:
+    """``"# Step 2:"`` — the comment a chat or base model's code step is seeded with."""
+    return f"{CODE_STEP_MARK}{k}:"
 
 
 def code_prompt(fmt: PromptFormat, backend, question: str) -> str:

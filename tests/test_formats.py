@@ -180,17 +180,18 @@ def test_leco_on_a_chat_model_scores_paragraphs_and_rethinks_from_a_fresh_messag
 
 
 class _ChatCoder(_ChatScript):
-    """Writes rStar-Math-style code steps: the k-th step of the demo problem, by how many steps
-    the reply already holds."""
+    """Writes rStar-Math-style code steps after the ``# Step k:`` the search seeds: the k-th step
+    of the demo problem."""
 
-    STEPS = ["# Step 1: 6 rows of 4\ntotal = 6 * 4\n\n", "# Step 2: 24 - 9 = 15 left\nleft = total - 9\n\n",
-             "# Step 3: the answer\nprint(left)"]
+    STEPS = [" 6 rows of 4\ntotal = 6 * 4\n\n", " 24 - 9 = 15 left\nleft = total - 9\n\n", " the answer\nprint(left)"]
 
     def generate(self, prompts, *, sampling, stop, max_new_tokens, seed, should_stop=None):
         self.prompts += prompts
         out = []
         for p in prompts:
-            text = self.STEPS[min(p.split("<|assistant|>\n", 1)[1].count("# Step"), 2)]
+            reply = p.split("<|assistant|>\n", 1)[1]
+            assert reply.endswith(f"# Step {reply.count('# Step')}:")          # each step is seeded
+            text = self.STEPS[min(reply.count("# Step") - 1, 2)]
             toks = tuple(TokenLogprob(0, t, -0.1) for t in re.split(r"(?<=\n\n)", text) if t)
             out.append(Generation(text, toks, "stop" if text.endswith("\n\n") else "eos", prompt_tokens=5))
         return out

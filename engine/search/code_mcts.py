@@ -39,7 +39,7 @@ from engine import events as E
 from engine import sandbox
 from engine.answers import read_answer
 from engine.formats import EMBEDDED, PromptFormat, format_of
-from engine.method_prompts import code_delimiter, code_prompt
+from engine.method_prompts import CODE_STEP_MARK, code_delimiter, code_prompt, code_step_prefix
 from engine.search.common import StepProposer, check_field as _check, is_whole as _int
 from engine.search.mcts import MCTSConfig, search
 from engine.steps import step_claims
@@ -74,6 +74,15 @@ class CodeStepProposer(StepProposer):
         super().__init__(backend, question, **kw)
         self.prompt = code_prompt(self.format, backend, question)
         self.delimiter = code_delimiter(self.format)
+
+    def _prompts(self, path_texts):
+        """Chat and base models get each step's ``# Step k:`` comment written for them, as rStar
+        forces an action by its prefix: a small model that would answer in prose starts the step
+        in the format (the embedded model: only its first step is seeded, as before)."""
+        if self.format.name == "embedded":
+            return super()._prompts(path_texts)
+        prefixes = [code_step_prefix(p.count(CODE_STEP_MARK) + 1) for p in path_texts]
+        return [self.prompt + p + f for p, f in zip(path_texts, prefixes)], prefixes
 
 
 @dataclass(frozen=True)
