@@ -165,14 +165,17 @@ def answer_key(a: str) -> str:
     return str(f.numerator) if f.denominator == 1 else f"{f.numerator}/{f.denominator}"
 
 
+def _timeout() -> int | None:
+    """math-verify's timeout in seconds: its timeouts use SIGALRM, which only the main thread may
+    set (the app's runs are worker threads), so elsewhere it runs without one."""
+    return 5 if threading.current_thread() is threading.main_thread() else None
+
+
 @functools.lru_cache(maxsize=4096)
 def _parsed(a: str):
     from math_verify import parse       # imported here: it loads sympy (about a second)
-    # math-verify's timeouts use SIGALRM, which only the main thread may set (the app's runs
-    # are worker threads): there the parse runs without one
-    timeout = 5 if threading.current_thread() is threading.main_thread() else None
     wrapped = a if "$" in a else f"${a}$"
-    return tuple(parse(wrapped, parsing_timeout=timeout))
+    return tuple(parse(wrapped, parsing_timeout=_timeout()))
 
 
 def answers_equal(a: str | int | None, b: str | int | None) -> bool:
@@ -192,5 +195,4 @@ def answers_equal(a: str | int | None, b: str | int | None) -> bool:
     if not pa or not pb:
         return False
     from math_verify import verify
-    timeout = 5 if threading.current_thread() is threading.main_thread() else None
-    return bool(verify(list(pb), list(pa), timeout_seconds=timeout))
+    return bool(verify(list(pb), list(pa), timeout_seconds=_timeout()))

@@ -35,6 +35,7 @@ from pathlib import Path
 
 from engine import answers, steps
 from engine.demo_model import formats as demo
+from engine.models.base import StopSpec
 
 FORMAT_NAMES = ("embedded", "chat", "base")
 CHOICES = ("auto",) + FORMAT_NAMES
@@ -95,6 +96,11 @@ class PromptFormat:
         shots = "".join(f"Question: {eq}\nAnswer:\n" + "".join(f"{s}\n" for s in es) + f"The answer is {ea}.\n\n"
                         for eq, es, ea in self.exemplars)
         return f"{shots}Question: {q}\nAnswer:\n"
+
+    def stop(self, strings: tuple[str, ...] | None = None) -> StopSpec:
+        """Where a generation in this format ends: at ``strings`` (default: a whole solution's
+        stop) and EOS; where the format says ``skip_leading_blank``, only once the reply has text."""
+        return StopSpec(self.solution_stop if strings is None else strings, after_text=self.skip_leading_blank)
 
     # ---- reading -----------------------------------------------------------------------------
 

@@ -64,11 +64,10 @@ def _solve_batches(backend, problems: list[Problem], copies: int, sampling: Samp
                    cfg: EvalConfig, seed: int, progress: Callable[[int], None]) -> list[ProblemResult]:
     """Generate ``copies`` solutions per problem and vote (one copy: no vote)."""
     per_batch = max(1, cfg.batch_size // copies)
-    seed_text = getattr(backend, "solution_prefix", lambda: "")()     # "Step 1:" (see the backend)
-    # the embedded format's stop, budget and reader are exactly SOLUTION_STOP, 256 tokens and
-    # "The answer is N."; a chat model's solution ends at EOS and states \boxed{N}
+    # the embedded format's seed, stop, budget and reader are "Step 1:", SOLUTION_STOP, 256 tokens
+    # and "The answer is N."; a chat model's solution ends at EOS and states \boxed{N}
     fmt = format_of(backend)
-    stop = StopSpec(fmt.solution_stop, after_text=fmt.skip_leading_blank)
+    seed_text, stop = fmt.solution_prefix, fmt.stop()
     results = []
     for start in range(0, len(problems), per_batch):
         chunk = problems[start:start + per_batch]

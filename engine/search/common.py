@@ -145,10 +145,11 @@ class StepProposer:
         # depend only on model, config and seed, never on what ran before on the same backend
         getattr(backend, "reset_prefix_cache", lambda: None)()
 
-    def _prompts(self, path_texts: Sequence[str]) -> tuple[list[str], list[str]]:
-        """(prompts, forced prefixes) for paths given as the text after the root prompt."""
+    def _prompts(self, path_texts: Sequence[str], root: str | None = None) -> tuple[list[str], list[str]]:
+        """(prompts, forced prefixes) for paths given as the text after the root prompt (``root``:
+        another root for this request)."""
         prefixes = [self.first_prefix if p == "" else "" for p in path_texts]
-        return [self.prompt + p + f for p, f in zip(path_texts, prefixes)], prefixes
+        return [(self.prompt if root is None else root) + p + f for p, f in zip(path_texts, prefixes)], prefixes
 
     def room(self, prompts: Sequence[str]) -> int:
         """New tokens the longest prompt still has before the model's context is full."""
@@ -186,12 +187,9 @@ class StepProposer:
                  root: str | None = None) -> list[list[Step]]:
         """The rest of the solution for each path (batched), split into steps. ``root`` replaces
         the root prompt (a method's own prompt for this request, written by the format)."""
-        prompts, prefixes = self._prompts(path_texts)
-        if root is not None:
-            prompts = [root + p[len(self.prompt):] for p in prompts]
-        gens = self._generate(prompts, sampling or self.sampling, StopSpec(self.format.solution_stop,
-                                                                           after_text=self.format.skip_leading_blank),
-                              self.format.max_solution_tokens, seed)
+        prompts, prefixes = self._prompts(path_texts, root)
+        gens = self._generate(prompts, sampling or self.sampling, self.format.stop(), self.format.max_solution_tokens,
+                              seed)
         if gens is None:
             return [[CONTEXT_FULL] for _ in path_texts]
         return [split_generation(g, self.delimiter, f, self.format) or [Step("", [], True, None)]
@@ -199,7 +197,7 @@ class StepProposer:
 
     def step_stop(self) -> StopSpec:
         """Where one step ends: the delimiter, after the step has text where the format says so."""
-        return StopSpec((self.delimiter,), after_text=self.format.skip_leading_blank)
+        return self.format.stop((self.delimiter,))
 
     def read_answer(self, text: str | None) -> str | None:
         """The answer ``text`` states, read the way the model's format writes answers."""

@@ -188,7 +188,7 @@ class SRAProposer(StepProposer):
         """The stop and token budget of a ``"reflection"`` or ``"score"`` request; a stop string
         counts only after the reply has text where the format says so (embedded: at once)."""
         strings, budget = F.sra_limits(self.format, request)
-        return StopSpec(strings, after_text=self.format.skip_leading_blank), budget
+        return self.format.stop(strings), budget
 
     def reflect(self, path_texts: list[str], *, seed: int, mode: str = "common") -> list[tuple[str, bool, str]]:
         """(reflection, ends, raw output) per path; a path that states the answer ends unasked.

@@ -166,8 +166,7 @@ class _Asker:
             if max_new < 1:
                 raise Stopped("the prompt fills the model's context")
         # an open answer is its first line; a chat or base reply opening with a blank line goes on
-        stop = (StopSpec(fmt.solution_stop, after_text=fmt.skip_leading_blank) if math_task
-                else StopSpec(OPEN_STOP.strings, after_text=fmt.skip_leading_blank))
+        stop = fmt.stop() if math_task else fmt.stop(OPEN_STOP.strings)
         gens = self.backend.generate([prompt] * n, sampling=sampling, stop=stop,
                                      max_new_tokens=max_new, seed=seed, should_stop=self.should_stop)
         self.counter.add(gens)
