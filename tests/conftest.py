@@ -63,6 +63,27 @@ def save_tiny(path, arch: str = "llama", seed: int = 0, chat_template: bool = Fa
     return path
 
 
+@pytest.fixture
+def store(tmp_path):
+    """A run database in the test's own folder, closed after the test."""
+    from engine.store import Store
+    with Store(tmp_path / "runs.db") as s:
+        yield s
+
+
+def stored_run(store, method: str, config: dict, question: str = "What is 2 + 3?", gold="5", seed=7) -> str:
+    """A session holding a run's start, root and end, as a method would store it."""
+    from engine import events as E
+    sid = store.create_session(method=method, model="tiny", question=question, gold=gold, config=config, seed=seed)
+    for ev in (E.RunStarted(method=method, question=question, prompt=question, gold=gold, config=config, seed=seed,
+                            model="tiny"),
+               E.NodeProposed(node=E.ROOT, parent=E.NO_PARENT, depth=0, action="root", text=question),
+               E.RunFinished(status="done")):
+        store.append(sid, ev)
+    store.finish(sid, status="done", message="", wall_s=0.1)
+    return sid
+
+
 @pytest.fixture(scope="session")
 def tiny_llama_dir(tmp_path_factory):
     return save_tiny(tmp_path_factory.mktemp("tiny-llama"), "llama")

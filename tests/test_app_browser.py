@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import free_port
+from conftest import free_port, stored_run
 
 from app.main import LAUNCH_KWARGS, build_app
 
@@ -358,29 +358,16 @@ def test_sampling_lab_screenshot(request, tmp_path):
         demo.close(verbose=False)
 
 
-def _stored(store, method: str, config: dict, question: str, gold: str) -> str:
-    """A stored run's start, root and end, as the method would store them."""
-    from engine import events as E
-    sid = store.create_session(method=method, model="tiny", question=question, gold=gold, config=config, seed=3)
-    for ev in (E.RunStarted(method=method, question=question, prompt=question, gold=gold, config=config, seed=3,
-                            model="tiny"),
-               E.NodeProposed(node=E.ROOT, parent=E.NO_PARENT, depth=0, action="root", text=question),
-               E.RunFinished(status="done")):
-        store.append(sid, ev)
-    store.finish(sid, status="done", message="", wall_s=0.1)
-    return sid
-
-
 def test_opening_stored_runs_restores_the_form_in_their_own_tabs(tiny_backend, tmp_path, browser):
     """Issue 23: an rStar run opens in the Search view with its question, gold answer, method and
     settings; a LECO run opens in the LECO tab and leaves the Search view as it was."""
     from engine.search import METHODS
     from engine.store import Store
     store = Store(tmp_path / "runs.db")
-    rstar = _stored(store, "rstar", {**METHODS["rstar"].config().to_json(), "rollouts": 7, "max_depth": 4},
-                    "Ada has 4 pens and buys 3 more. How many pens?", "7")
-    leco = _stored(store, "leco", METHODS["leco"].config().to_json(), "Bo has 9 cups and breaks 2. How many cups?",
-                   "7")
+    rstar = stored_run(store, "rstar", {**METHODS["rstar"].config().to_json(), "rollouts": 7, "max_depth": 4},
+                       "Ada has 4 pens and buys 3 more. How many pens?", "7", seed=3)
+    leco = stored_run(store, "leco", METHODS["leco"].config().to_json(), "Bo has 9 cups and breaks 2. How many cups?",
+                      "7", seed=3)
     demo = build_app(tiny_backend, store)
     _, url, _ = demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True,
                             **LAUNCH_KWARGS)

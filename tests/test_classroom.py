@@ -150,12 +150,6 @@ def _run(store, owner: str | None = None, question: str = QUESTION) -> str:
     return sid
 
 
-@pytest.fixture
-def store(tmp_path):
-    with Store(tmp_path / "runs.db") as s:
-        yield s
-
-
 def test_user_store_scopes_every_read_and_write(store):
     alice_run, bob_run, shared = _run(store, "alice"), _run(store, "bob"), _run(store, None)
     alice, bob = UserStore(store, "alice", restricted=True), UserStore(store, "bob", restricted=True)

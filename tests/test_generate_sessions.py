@@ -1,25 +1,15 @@
 """Generate runs are stored as sessions like every other run (issue 23): listed, filtered by
 method, opened in the Search view as a two-node tree with the tokens in the node inspector."""
 
-import pytest
-
 from app import generate_tab as G
 from app import mcts_tab as M
 from app import restore
 from app import sessions_tab as S
 from engine import events as E
-from engine.store import Store
 from engine.tree import Tree
 
 QUESTION = "Mia has 23 apples. She buys 14 more apples. How many apples does Mia have now?"
 PICKED = {"clicks": 1, "id": "easy-0001", "question": QUESTION, "answer": 37}
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = Store(tmp_path / "runs.db")
-    yield s
-    s.close()
 
 
 def test_a_generation_is_stored_as_a_session_and_opens_in_the_search_view(tiny_backend, store):

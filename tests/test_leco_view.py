@@ -15,13 +15,6 @@ QUESTION = ("Jonas starts with 245 beads. He loses 214 beads. Then Jonas's pile 
 PICKED = {"clicks": 1, "id": "heldout-hard-0000", "question": QUESTION, "answer": 47}
 
 
-@pytest.fixture
-def store(tmp_path):
-    s = Store(tmp_path / "runs.db")
-    yield s
-    s.close()
-
-
 def test_a_run_draws_every_round_marks_the_cut_and_is_stored(default_backend, store):
     outs = list(L.run_leco(default_backend, store, QUESTION, PICKED, 3, 2, "top5", 0.8, 0, RunControl()))
     fig, steps, diff, summary, progress, view = outs[-1]

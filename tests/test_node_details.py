@@ -3,25 +3,15 @@ cumulative program; reflection and self-evaluation; the phase explanations; the 
 
 from __future__ import annotations
 
-import pytest
-
 from app import mcts_tab as M
 from app.node_details import pairs_html
 from engine import events as E
-from engine.store import Store
 from engine.tree import Tree
 from test_code_mcts import BROKEN, GOOD, CodeScriptBackend
 from test_sra_mcts import SRAScriptBackend
 
 QUESTION = "Mia has 6 packs of 16 cards. She gives half away. How many cards does Mia have?"
 PICKED = {"clicks": 1, "id": "x", "question": QUESTION, "answer": 48}
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = Store(tmp_path / "runs.db")
-    yield s
-    s.close()
 
 
 def run(backend, store, method, **kw):

@@ -32,13 +32,6 @@ def problem_file(tmp_path):
     return path
 
 
-@pytest.fixture
-def store(tmp_path):
-    s = Store(tmp_path / "runs.db")
-    yield s
-    s.close()
-
-
 # ---- loading --------------------------------------------------------------------------------
 
 def test_a_file_is_read_and_the_status_says_how_many_problems_and_skipped_rows(problem_file):

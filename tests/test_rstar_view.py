@@ -20,13 +20,6 @@ PICKED = {"clicks": 1, "id": "heldout-hard-0000", "question": QUESTION, "answer"
 SMALL = dict(one_step_thoughts=2, subquestions=2, votes=3, final_votes=3)
 
 
-@pytest.fixture
-def store(tmp_path):
-    s = Store(tmp_path / "runs.db")
-    yield s
-    s.close()
-
-
 @pytest.fixture(scope="module")
 def rstar_view(default_backend, tmp_path_factory):
     """One small rStar run through the Search tab's own callback."""

@@ -10,19 +10,11 @@ from conftest import free_port
 from app import se_tab as T
 from app.main import LAUNCH_KWARGS, build_app
 from engine import events as E
-from engine.store import Store
 
 QUESTION = "Mia has 23 apples. She buys 14 more apples. How many apples does Mia have now?"
 PICKED = {"clicks": 1, "id": "easy-0001", "question": QUESTION, "answer": 37}
 FORM = dict(model_choice="loaded", method="sugar", samples=4, temperature=1.0, judge="auto", nli_model="",
             mode="strict", low=0.5, high=1.2, route_on="rao", policy="adaptive", passages=1, corpus="", seed=0)
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = Store(tmp_path / "runs.db")
-    yield s
-    s.close()
 
 
 def run(backend, store, **overrides):

@@ -10,6 +10,7 @@ from app import mcts_tab as M
 from app import sessions_tab as S
 from app.replay import final_markdown, phase_points
 from app.tree_figure import layout, node_symbol, tree_figure
+from conftest import stored_run
 from engine import events as E
 from engine.answers import NO_ANSWER
 from engine.store import Store
@@ -19,13 +20,6 @@ QUESTION = "Mia has 23 apples. She buys 14 more apples. How many apples does Mia
 PICKED = {"clicks": 1, "id": "easy-0001", "question": QUESTION, "answer": 37}
 FORM = dict(method="mcts", rollouts=3, children=2, c=2.0, max_depth=3, temperature=0.8, min_p=0.0,
             reward="self_consistency", final_rule="majority", samples=3, beam_width=2, seed=0)
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = Store(tmp_path / "runs.db")
-    yield s
-    s.close()
 
 
 def run(backend, store, control=None, question=QUESTION, **overrides):
@@ -202,18 +196,6 @@ def chained(demo, block, event: str = "click"):
 
 def written_by(demo, block, event: str = "click") -> set[int]:
     return {o._id for f in chained(demo, block, event) for o in f.outputs}
-
-
-def stored_run(store, method: str, config: dict, question: str = "What is 2 + 3?", gold="5", seed=7) -> str:
-    """A session holding a run's start, root and end, as a method would store it."""
-    sid = store.create_session(method=method, model="tiny", question=question, gold=gold, config=config, seed=seed)
-    for ev in (E.RunStarted(method=method, question=question, prompt=question, gold=gold, config=config, seed=seed,
-                            model="tiny"),
-               E.NodeProposed(node=E.ROOT, parent=E.NO_PARENT, depth=0, action="root", text=question),
-               E.RunFinished(status="done")):
-        store.append(sid, ev)
-    store.finish(sid, status="done", message="", wall_s=0.1)
-    return sid
 
 
 def test_opening_a_stored_run_restores_its_question_gold_method_and_settings(tiny_backend, store):

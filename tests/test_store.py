@@ -49,13 +49,6 @@ def run_events() -> list[E.Event]:
     ]
 
 
-@pytest.fixture
-def store(tmp_path):
-    s = Store(tmp_path / "runs.db")
-    yield s
-    s.close()
-
-
 def finished_session(store: Store, **overrides) -> str:
     sid = store.create_session(**{**META, **overrides})
     record(store, sid, run_events())
