@@ -48,6 +48,7 @@ from sqlite_utils import Database
 
 from engine import events as E
 from engine.events import USER_STOP
+from engine.evolution_store import v2_create_evolution_tables
 from engine.tree import Tree
 
 ENV_DB = "THOUGHTSCOPE_DB"
@@ -113,7 +114,8 @@ def _v1_create_schema(db: Database) -> None:
 
 
 # MIGRATIONS[i] takes the schema from version i to i + 1. Append, never edit a released one.
-MIGRATIONS: list[Callable[[Database], None]] = [_v1_create_schema]
+# 2: the self-evolution rounds' tables (engine/evolution_store.py).
+MIGRATIONS: list[Callable[[Database], None]] = [_v1_create_schema, v2_create_evolution_tables]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
