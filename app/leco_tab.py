@@ -26,7 +26,7 @@ from app.auth import user_store, with_request
 from app.controls import Slider
 from app.figures import SCALE, TOKENS_CSS, legend_html, token_span
 from app.generate_tab import MODEL_QUEUE, gold_for, limit_hint, new_pick_state, question_picker
-from app.mcts_tab import Recording, RunControl, checked_seed, stop_search, stop_settled
+from app.recording import Recording, RunControl, checked_seed, stop_search, stop_settled
 from app.replay import final_markdown
 from engine import events as E
 from engine.demo_model.problems import TIERS, load_problems

@@ -7,13 +7,15 @@ calls, so the search ends at once and still records its partial tree and answer.
 
 The view (events of the run on screen) lives in ``gr.State``; the timeline slider and the phase
 stepper fold a prefix of those events (app/replay.py). Callbacks are plain functions.
+
+Not here: the stored-run machinery shared with the LECO and SE tabs (app/recording.py) and the
+node inspector (app/inspector.py); both are re-exported for the callers that import them from here.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import html
 import time
 from pathlib import Path
 from typing import Any
@@ -22,113 +24,27 @@ import gradio as gr
 
 from app.auth import user_store, with_request
 from app.controls import Slider
-from app.figures import TOKENS_CSS, legend_html, token_span
-from app.node_details import node_details_html, pairs_html
-from app.problem_set import problem_set_panel
+from app.figures import TOKENS_CSS
 from app.generate_tab import MODEL_QUEUE, RunControl, limit_hint, new_pick_state, question_picker, run_gold
+from app.inspector import forced_html, inspect_node, show_pairs  # noqa: F401  (forced_html: tests and other tabs)
+from app.problem_set import problem_set_panel
+from app.recording import (STOPPING, Recording, checked_seed, create_session, fail_session,  # noqa: F401
+                           make_config, stop_search, stop_settled)
 from app.replay import explain, final_markdown, phase_points, progress_markdown, step_to
 from app.restore import SEARCH_SETTINGS
 from app.rstar_view import discriminator_markdown, discriminator_progress, is_rstar
-from app.rstar_view import node_details_html as rstar_details_html
-from app.tree_figure import reward_meaning, tree_figure
+from app.tree_figure import tree_figure
 from engine import events as E
 from engine.demo_model.problems import TIERS, load_problems
 from engine.evaluation.evaluate import HELDOUT
-from engine.inputs import MAX_SEED, whole
-from engine.models.base import InputError, ModelLoadError, TokenLogprob
 from engine.search import METHODS
 from engine.search.common import ANSWER_RULES
 from engine.search.rstar_discriminator import CONSISTENCY_RULES
-from engine.store import StoreError
 from engine.tree import Tree
 
-FORCED_MATCH_CHARS = 12  # the generated text's opening matched in a step's text to find a forced prefix
 REDRAW_S = 0.3          # live redraws at most ~3 per second
 REWARD_CHOICES = [("self-consistency: share of the answer among answers found (no answer key)", "self_consistency"),
                   ("answer key: +1 right / −1 wrong (uses the gold answer — analysis only)", "gold")]
-
-
-def make_config(method: str, values: dict[str, Any]):
-    """The method's config from the form; a bad value is a gr.Error naming the field."""
-    if method not in METHODS:
-        raise gr.Error(f"unknown method {method!r}", print_exception=False)
-    cls = METHODS[method].config
-    kwargs = {}
-    for f in dataclasses.fields(cls):
-        if f.name in values and values[f.name] is not None:
-            v = values[f.name]
-            kwargs[f.name] = int(v) if isinstance(f.default, int) and isinstance(v, float) and v.is_integer() else v
-    try:
-        return cls(**kwargs)
-    except (ValueError, TypeError) as e:
-        raise gr.Error(str(e), print_exception=False) from None
-
-
-def create_session(store, **meta) -> str:
-    """``store.create_session`` for a callback: a database that cannot be written (read-only,
-    locked by another process) is a gr.Error saying so, before any model work starts."""
-    try:
-        return store.create_session(**meta)
-    except StoreError as e:
-        raise gr.Error(str(e), print_exception=False) from None
-
-
-def fail_session(store, sid: str, e: Exception, wall_s: float):
-    """Mark the session failed (when the database still lets us) and raise the gr.Error. The
-    user's own input errors (`InputError`, `ModelLoadError`, `ValueError`) are stored and said as
-    they are; a database error is said as it is; anything else is "the run failed: …". Other
-    than the user's errors, the stored message starts with the error's type."""
-    users = isinstance(e, (InputError, ModelLoadError, ValueError))
-    try:
-        store.finish(sid, status="failed", message=str(e) if users else f"{type(e).__name__}: {e}", wall_s=wall_s)
-    except StoreError:
-        pass                         # the run's own error is the one to show
-    raise gr.Error(str(e) if users or isinstance(e, StoreError) else f"the run failed: {e}",
-                   print_exception=False) from None
-
-
-def checked_seed(backend, question: str, seed) -> int:
-    """The question checked by the backend (empty, too long, not text) and the seed as a whole
-    number (None: 0); a bad one is a gr.Error before anything is stored."""
-    try:
-        backend.render_prompt(question)
-        return whole(0 if seed is None else seed, "seed", 0, MAX_SEED)
-    except InputError as e:
-        raise gr.Error(str(e), print_exception=False) from None
-
-
-class Recording:
-    """One run of a method from a tab, stored as it goes: the session is created before any
-    model work, each event is appended the moment it comes (so a crash loses nothing), and the
-    session is finished however the run ends — done, stopped or failed as its `RunFinished`
-    says, or failed with the error, which is raised as a gr.Error."""
-
-    def __init__(self, store, backend, method: str, question: str, gold, config, seed: int):
-        self.store = store
-        self.sid = create_session(store, method=method, model=backend.info.name, question=question.strip(),
-                                  gold=None if gold is None else str(gold), config=config.to_json(), seed=seed)
-        self.events: list[E.Event] = []
-        self.finished: E.RunFinished | None = None
-        self.started = time.perf_counter()
-
-    @property
-    def wall_s(self) -> float:
-        return time.perf_counter() - self.started
-
-    def follow(self, run):
-        """Store and yield each event of ``run``; then finish the session."""
-        try:
-            for ev in run:
-                self.store.append(self.sid, ev)
-                self.events.append(ev)
-                yield ev
-        except Exception as e:
-            fail_session(self.store, self.sid, e, self.wall_s)
-        last = self.events[-1] if self.events else None
-        self.finished = last if isinstance(last, E.RunFinished) else None
-        f = self.finished
-        self.store.finish(self.sid, status=f.status if f else "done", message=f.message if f else "",
-                          wall_s=self.wall_s)
 
 
 def figure_for(tree: Tree, highlight: list[int] | None = None):
@@ -212,20 +128,6 @@ def discriminator_choices(backend) -> list[tuple[str, str]]:
     return [(f"the generator's model ({backend.info.name})", "")] + others
 
 
-STOPPING = "Stopping…"
-
-
-def stop_search(control: RunControl) -> str:
-    control.request_stop()
-    return STOPPING if control.running else "No run is going: nothing to stop."
-
-
-def stop_settled(control: RunControl, line: str | None):
-    """After a LECO or semantic-entropy run: a status line still saying "Stopping…" says the
-    run has stopped (no change otherwise)."""
-    return "Stopped." if control.end() and (line or "").strip() == STOPPING else gr.skip()
-
-
 def run_ended(view: dict | None, control: RunControl):
     """After a run, however it ended: the progress line again where Stop was pressed, so the
     "Stopping…" that Stop wrote (it may arrive after the run's last update) does not stay."""
@@ -255,66 +157,6 @@ def step_phase(view: dict | None, k, direction: int):
     events = view["events"]
     k = step_to(phase_points(events), int(k or 0), direction)
     return (k, *view_outputs(events, k))
-
-
-def forced_html(text: str, tokens: list[TokenLogprob]) -> str:
-    """The text the search wrote before the model's tokens (a forced "Step 1:"), as the tree shows
-    it, marked as not sampled ("" when the step is all generated tokens)."""
-    head = "".join(t.token for t in tokens).strip()[:FORCED_MATCH_CHARS]    # how the generated text starts
-    at = text.find(head) if head else -1
-    if at <= 0 or not text[:at].strip():
-        return ""
-    forced = text[:at]
-    return f'<span class="ts-forced" title="written by the search, not sampled">{html.escape(forced)}</span>'
-
-
-def inspect_node(view: dict | None, node_id, k) -> str:
-    """The path to a node, its tokens coloured by probability, and its statistics."""
-    if not view or not view.get("events"):
-        return "<p>Run a search or open a session first.</p>"
-    tree = Tree.fold(view["events"][:int(k) if k is not None else None])
-    try:
-        nid = int(node_id)
-    except (TypeError, ValueError):
-        raise gr.Error("node id must be a whole number (hover a node to see its id)", print_exception=False) from None
-    if not 0 <= nid < len(tree):
-        raise gr.Error(f"node {nid} does not exist at this point of the run (nodes 0–{len(tree) - 1})",
-                       print_exception=False)
-    n = tree[nid]
-    parts = [rstar_details_html(tree, nid), legend_html(), '<div class="ts-tokens">']
-    for pid in tree.path_to(nid):
-        node = tree[pid]
-        if pid == E.ROOT:
-            parts.append(f'<div style="opacity:.7">{html.escape(node.text)}</div>')
-            continue
-        tokens = [TokenLogprob.from_json(t) for t in node.tokens]
-        spans = "".join(token_span(t) for t in tokens)
-        style = "" if pid == nid else "opacity:.75"
-        parts.append(f'<div style="{style}"><small>node {pid}</small> {forced_html(node.text, tokens)}'
-                     f'{spans or html.escape(node.text)}</div>')
-    parts.append("</div>")
-    stats = [f"N = {n.visits}", f"Q = {n.q:.3f}", f"value = {n.value:.3f}"]
-    if n.reward is not None:
-        stats.append(f"reward = {n.reward:.3f}")
-    meaning = reward_meaning(tree, nid)
-    if meaning:
-        stats.append(html.escape(meaning))
-    if n.prior is not None:
-        stats.append(f"mean token logprob = {n.prior:.3f}")
-    if n.terminal:
-        stats.append(f"answer = {n.answer}" + ("" if n.correct is None else (" ✓" if n.correct else " ✗")))
-    sel = n.last_selection
-    if sel and sel.get("uct") is not None:
-        stats.append(f"last UCT = {sel['q']:.3f} + {sel['explore']:.3f} = {sel['uct']:.3f}")
-    return (f"<p><b>node {nid}</b> · depth {n.depth} · {' · '.join(stats)}</p>" + node_details_html(tree, nid)
-            + "".join(parts))
-
-
-def show_pairs(view: dict | None, k) -> str:
-    """rStar-Math preference pairs of the tree on screen."""
-    if not view or not view.get("events"):
-        return "<p>Run a search or open a session first.</p>"
-    return pairs_html(Tree.fold(view["events"][:int(k) if k else None]))
 
 
 def method_note(backend, method: str = "mcts") -> str:

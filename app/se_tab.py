@@ -30,7 +30,7 @@ import plotly.graph_objects as go
 from app.auth import refuse_server_paths, user_store, with_request
 from app.controls import Slider
 from app.generate_tab import MODEL_QUEUE, gold_for, gold_markdown, limit_hint, new_pick_state, pick_random_problem
-from app.mcts_tab import Recording, RunControl, checked_seed, stop_search, stop_settled
+from app.recording import Recording, RunControl, checked_seed, stop_search, stop_settled
 from engine import events as E
 from engine.demo_model.problems import Problem, load_problems
 from engine.evaluation.evaluate import HELDOUT
