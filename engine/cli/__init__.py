@@ -234,6 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
     from engine.cli.pairs import add_pairs_parser
     add_pairs_parser(sub, _add_model_flags, _add_config_flags, _number)
 
+    from engine.cli.evolve import add_evolve_parser
+    add_evolve_parser(sub, _number)
+
     from engine.sandbox import ISOLATIONS
     sb = sub.add_parser("sandbox", help="run a Python file exactly as model-written code is run, print the outcome")
     sb.add_argument("file", help="a Python file")
@@ -407,6 +410,11 @@ def cmd_export_pairs(args) -> int:
     return export(args, _load, config_from_args)
 
 
+def cmd_evolve(args) -> int:
+    from engine.cli.evolve import cmd_evolve as run_evolve
+    return run_evolve(args)
+
+
 def cmd_serve(args) -> int:
     from app.main import serve
     serve(model=args.model, host=args.host, port=args.port, db=args.db, device=args.device,
@@ -458,6 +466,7 @@ COMMANDS = {"serve": cmd_serve, "models": cmd_models, "generate": cmd_generate, 
             "sandbox": cmd_sandbox, "export-pairs": cmd_export_pairs,
             "triage": cmd_triage}
 COMMANDS["hash-password"] = cmd_hash_password
+COMMANDS["evolve"] = cmd_evolve
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,166 @@
+"""The four phases of a self-evolution round (engine/ppm/evolve.py runs them in order).
+
+Each phase reads what the phases before it left in ``<out>/round-r/`` and ends by writing its
+own files there and then recording itself as finished in the round's row
+(`EvolutionStore.finish_phase`), so a phase cut off by a crash is simply run again:
+
+- ``collect``: problems.jsonl, pairs.jsonl, trajectories.jsonl, sft.jsonl (the fine-tuning
+  documents: the policy's root prompt and the path's steps), collect.json;
+- ``finetune``: policy/ (engine/ppm/finetune.py);
+- ``ppm``: ppm/ (engine/ppm/train.py), its pairwise accuracy on the held-back problems' pairs;
+- ``eval``: eval-greedy.json, eval-sc.json, eval-mcts.json (run_eval's summaries, per-problem rows
+  included).
+
+Not here: the loop, the run's settings and resuming (evolve.py); MCTS, pairs, PPM training.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from engine.demo_model.problems import Problem
+
+SFT_PER_PROBLEM = 2          # verified trajectories a problem gives the policy (rStar-Math: top 2 by Q)
+
+
+def _write_jsonl(path: Path, rows) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        for r in rows:
+            fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def split_problems(problems: list[Problem], val_share: float) -> tuple[list[Problem], list[Problem]]:
+    """(train, validation): the last ``val_share`` of the problems (at least one) hold out their
+    pairs, so the PPM's pairwise accuracy is measured on problems it never trained on."""
+    k = max(1, round(len(problems) * val_share))
+    return problems[:-k], problems[-k:]
+
+
+def sft_documents(trajectories, root_prompt, per_problem: int = SFT_PER_PROBLEM) -> list[tuple[str, str]]:
+    """(prompt, completion) documents: the first ``per_problem`` distinct right paths of each
+    problem, the prompt written by the policy's format (``root_prompt(question)``)."""
+    seen: dict[str, int] = {}
+    out = []
+    for t in trajectories:
+        if seen.get(t.problem_id, 0) >= per_problem:
+            continue
+        seen[t.problem_id] = seen.get(t.problem_id, 0) + 1
+        out.append((root_prompt(t.question), "".join(t.steps)))
+    return out
+
+
+def collect_phase(run, rnd: int, problems: list[Problem], load_backend, progress) -> None:
+    """MCTS with round r-1's policy and PPM on the round's problems, gold-terminal-guided."""
+    from dataclasses import asdict
+    from engine.formats import format_of
+    from engine.ppm.data import collect_pairs, write_pairs
+    cfg = run.config
+    folder = run.round_dir(rnd)
+    folder.mkdir(parents=True, exist_ok=True)
+    backend = load_backend(run.policy(rnd - 1))
+    ppm = run.ppm_of(rnd - 1)
+    seed = cfg.seed * 1_000_000 + rnd * 10_000
+    k = min(cfg.examples, len(problems))
+    with progress(f"round {rnd} collect", len(problems)) as bar:
+        # the first few trees are kept as sessions (the round's examples); same seeds as one call
+        kept = collect_pairs(backend, problems[:k], rollouts=cfg.rollouts, seed=seed, ppm=ppm, code=cfg.code,
+                             progress=bar.update, store=run.store) if k else None
+        rest = collect_pairs(backend, problems[k:], rollouts=cfg.rollouts, seed=seed + k, ppm=ppm, code=cfg.code,
+                             progress=bar.update)
+    pairs = (kept.pairs if kept else []) + rest.pairs
+    trajs = (kept.trajectories if kept else []) + rest.trajectories
+    fmt = format_of(backend)
+    docs = sft_documents(trajs, lambda q: fmt.root_prompt(backend, q))
+    _write_jsonl(folder / "problems.jsonl", [asdict(p) for p in problems])
+    write_pairs(folder / "pairs.jsonl", pairs)
+    _write_jsonl(folder / "trajectories.jsonl", [t.to_json() for t in trajs])
+    _write_jsonl(folder / "sft.jsonl", [{"prompt": p, "completion": c} for p, c in docs])
+    summary = {key: (kept.summary.get(key, 0) if kept else 0) + rest.summary.get(key, 0)
+               for key in ("pairs", "q_value_pairs", "hard_negative_pairs", "trajectories", "problems_solved")}
+    summary.update(problems=len(problems), rollouts=cfg.rollouts, ppm=ppm, sft_documents=len(docs),
+                   code=cfg.code)
+    (folder / "collect.json").write_text(json.dumps(summary, indent=1))
+    run.evo.finish_phase(run.run_id, rnd, "collect", pairs=len(pairs), trajectories=len(trajs),
+                         example_sessions=kept.session_ids if kept else [], metrics={"collect": summary})
+
+
+def finetune_phase(run, rnd: int, progress) -> None:
+    """The policy continues from round r-1's on this round's verified trajectories."""
+    import dataclasses
+    from engine.ppm.finetune import finetune_policy
+    folder = run.round_dir(rnd)
+    docs = [(d["prompt"], d["completion"]) for d in _read_jsonl(folder / "sft.jsonl")]
+    if not docs:
+        raise ValueError(f"round {rnd} found no verified trajectory to fine-tune on: raise --rollouts or "
+                         "--train-problems")
+    ft_cfg = dataclasses.replace(run.config.finetune, seed=run.config.seed * 1000 + rnd)
+    # the step count is known only once the documents are packed; the bar counts steps as they go
+    with progress(f"round {rnd} fine-tune", ft_cfg.max_steps) as bar:
+        summary = finetune_policy(docs, init_from=run.policy(rnd - 1), out=folder / "policy", config=ft_cfg,
+                                  progress=bar.update)
+    run.evo.finish_phase(run.run_id, rnd, "finetune", policy_path=str(folder / "policy"),
+                         metrics={"finetune": {k: v for k, v in summary.items() if k != "log"}})
+
+
+def ppm_phase(run, rnd: int, problems: list[Problem], progress) -> None:
+    """The next PPM from the new policy, trained on the pairs of the training share of the
+    problems; its pairwise accuracy on the pairs of the held-back share."""
+    from engine.ppm.data import read_pairs
+    from engine.ppm.train import pairwise_accuracy, train_ppm
+    folder = run.round_dir(rnd)
+    pairs = read_pairs(folder / "pairs.jsonl")
+    train_ps, val_ps = split_problems(problems, run.config.ppm_val_share)
+    val_questions = {p.question for p in val_ps}
+    # a pair's prompt starts with the root prompt, which holds the question
+    is_val = [any(q in x.prompt for q in val_questions) for x in pairs]
+    train_pairs = [x for x, v in zip(pairs, is_val) if not v]
+    val_pairs = [x for x, v in zip(pairs, is_val) if v]
+    if not train_pairs:
+        raise ValueError(f"round {rnd} found no preference pair on its training problems: raise --rollouts or "
+                         "--train-problems")
+    with progress(f"round {rnd} PPM", 1) as bar:
+        metrics = train_ppm(train_pairs, init_from=folder / "policy", out=folder / "ppm",
+                            seed=run.config.seed * 1000 + rnd)
+        bar.update(1)
+    from engine.ppm import load_cached
+    acc = pairwise_accuracy(load_cached(folder / "ppm"), val_pairs) if val_pairs else None
+    run.evo.finish_phase(run.run_id, rnd, "ppm", ppm_path=str(folder / "ppm"), ppm_pairwise_accuracy=acc,
+                         metrics={"ppm": {"train_pairs": len(train_pairs), "val_pairs": len(val_pairs),
+                                          "val_problems": len(val_ps), "pairwise_accuracy_val": acc,
+                                          "train": _small(metrics)}})
+
+
+def _small(metrics) -> dict:
+    """The training metrics without per-step logs (those stay in the PPM folder's ppm.json)."""
+    if not isinstance(metrics, dict):
+        return {"value": metrics}
+    return {k: v for k, v in metrics.items() if not isinstance(v, list)}
+
+
+def eval_phase(run, rnd: int, load_backend, progress) -> None:
+    """Greedy, self-consistency and MCTS (with the round's PPM where there is one) on held-out
+    problems; the same problems and seeds every round, so rounds differ only by their weights."""
+    from engine.evaluation.evaluate import EvalConfig, run_eval
+    from engine.search import METHODS
+    cfg = run.config
+    folder = run.round_dir(rnd)
+    folder.mkdir(parents=True, exist_ok=True)
+    backend = load_backend(run.policy(rnd))
+    ppm = run.ppm_of(rnd)
+    mcts_cfg = METHODS["mcts"].config(rollouts=cfg.eval_rollouts, reward="ppm", ppm=str(ppm)) if ppm else \
+        METHODS["mcts"].config(rollouts=cfg.eval_rollouts)
+    reward = "ppm" if ppm else mcts_cfg.reward
+    out = {}
+    for method, mcfg in (("greedy", EvalConfig()), ("sc", EvalConfig(samples=cfg.sc_samples)), ("mcts", mcts_cfg)):
+        with progress(f"round {rnd} eval {method}", cfg.eval_n) as bar:
+            summary = run_eval(backend, method, cfg.eval_tier, cfg.eval_n, cfg.seed, mcfg, progress=bar.update)
+        (folder / f"eval-{method}.json").write_text(json.dumps(summary, indent=1))
+        out[method] = {k: v for k, v in summary.items() if k != "results"}
+    run.evo.finish_phase(run.run_id, rnd, "eval", greedy_accuracy=out["greedy"]["accuracy"],
+                         sc_accuracy=out["sc"]["accuracy"], mcts_accuracy=out["mcts"]["accuracy"],
+                         mcts_reward=reward, eval_n=cfg.eval_n, metrics={"eval": out})
