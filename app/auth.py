@@ -267,6 +267,10 @@ class UserStore:
         self._visible_row(session_id)
         return self.store.export_session(session_id)
 
+    def export_graphml(self, session_id: str, path):
+        self._visible_row(session_id)
+        return self.store.export_graphml(session_id, path)
+
     # writing
     def create_session(self, **kwargs) -> str:
         self._need_user("run a search")

@@ -16,8 +16,10 @@ from typing import Any
 import gradio as gr
 
 from app.auth import Access, user_store, with_request
+from app.export_figures import EXPORT_FORMATS, write_export
 from app.generate_record import METHOD as GENERATE
 from engine.search import METHODS
+from engine.export_html import ExportError
 from engine.store import StoreError
 
 COLUMNS = ["session_id", "method", "model", "status", "answer", "gold", "correct", "nodes",
@@ -84,6 +86,21 @@ def export_session(store, session_id: str, request: gr.Request = None) -> str:
     return str(out)
 
 
+def export_as(store, session_id: str, fmt: str, request: gr.Request = None) -> str:
+    """The session as ``fmt`` (app/export_figures.py: html, svg, png, graphml, json), a file to download."""
+    store = user_store(store, request)
+    if fmt not in EXPORT_FORMATS:
+        raise gr.Error(f"export format must be one of {', '.join(EXPORT_FORMATS)}, got {fmt!r}",
+                       print_exception=False)
+    sid = _with_session(store, session_id, lambda i: i)
+    out = Path(tempfile.mkdtemp(prefix="thoughtscope-export-")) / f"session-{sid}.{fmt}"
+    try:
+        write_export(store, sid, fmt, out)
+    except (ExportError, StoreError, ValueError) as e:
+        raise gr.Error(str(e), print_exception=False) from None
+    return str(out)
+
+
 def import_session(store, file: Any, method: str, correct: str, model: str = "any",
                    request: gr.Request = None):
     store = user_store(store, request)
@@ -132,6 +149,12 @@ def build_sessions_tab(store) -> dict:
         c["open"] = gr.Button("Open in Search view", variant="primary", scale=1)
         c["export"] = gr.Button("Export JSON", scale=1)
         c["delete"] = gr.Button("Delete", variant="stop", scale=1)
+    with gr.Row():
+        # html: one file with the tree, its timeline and node details that opens offline; svg/png: the
+        # run's figure for a slide
+        c["export_format"] = gr.Dropdown(list(EXPORT_FORMATS), value="html", label="Export as", scale=1,
+                                         elem_id="ts-export-format")
+        c["export_as"] = gr.Button("Export for a slide or email", scale=1, elem_id="ts-export-as")
     c["status"] = gr.Markdown("")
     with gr.Row():
         c["download"] = gr.File(label="Exported session", interactive=False)
@@ -148,6 +171,8 @@ def build_sessions_tab(store) -> dict:
                       outputs=[c["table"], c["status"], c["session_id"]], api_name="delete_session")
     c["export"].click(with_request(export_session, store), inputs=[c["session_id"]], outputs=[c["download"]],
                       api_name="export_session")
+    c["export_as"].click(with_request(export_as, store), inputs=[c["session_id"], c["export_format"]],
+                         outputs=[c["download"]], api_name="export_as")
     c["upload"].upload(with_request(import_session, store), inputs=[c["upload"], *filters],
                        outputs=[c["table"], c["status"]], api_visibility="private")
     return c

@@ -74,6 +74,13 @@ def _add_model_flags(p: argparse.ArgumentParser) -> None:
                    help="base format: your few-shot exemplars (JSON/JSONL of question, steps, answer)")
     p.add_argument("--max-solution-tokens", type=_number(int, 1, 32768, "--max-solution-tokens"), default=None,
                    help="tokens a whole solution may take (default: the format's: embedded 256, chat 1024, base 512)")
+    p.add_argument("--server", default=None, metavar="URL",
+                   help="run on an OpenAI-compatible server (vLLM, SGLang, llama.cpp's llama-server) at URL, e.g. "
+                        "http://127.0.0.1:8080, instead of loading --model here (docs/scaling.md)")
+    p.add_argument("--server-model", default=None, metavar="NAME",
+                   help="with --server: which of the server's models (default: the only one it serves)")
+    p.add_argument("--api-key-env", default=None, metavar="VAR",
+                   help="with --server: the environment variable holding the server's API key")
 
 
 def _add_sampling_flags(p: argparse.ArgumentParser, temperature: float) -> None:
@@ -187,8 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
         _add_config_flags(mp, [o.config for o in METHODS.values()], hidden=True,
                           skip={f.name for f in dataclasses.fields(m.config)})
 
-    from engine.cli.sessions import add_sessions_parser
+    from engine.cli.sessions import add_export_parser, add_sessions_parser
     add_sessions_parser(sub, "SQLite file for runs (default: $THOUGHTSCOPE_DB or the user data folder)")
+    add_export_parser(sub, "SQLite file for runs (default: $THOUGHTSCOPE_DB or the user data folder)")
     from engine.cli.triage import add_triage_parser
     add_triage_parser(sub, "SQLite file for runs (default: $THOUGHTSCOPE_DB or the user data folder)")
 
@@ -237,6 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
     from engine.cli.evolve import add_evolve_parser
     add_evolve_parser(sub, _number)
 
+    from engine.cli.compare import add_compare_parser
+    add_compare_parser(sub, _add_model_flags, _number)
+
     from engine.sandbox import ISOLATIONS
     sb = sub.add_parser("sandbox", help="run a Python file exactly as model-written code is run, print the outcome")
     sb.add_argument("file", help="a Python file")
@@ -252,10 +263,20 @@ def _format_kwargs(args) -> dict:
                 max_solution_tokens=args.max_solution_tokens)
 
 
+def _server_kwargs(args) -> dict:
+    """The server flags, as load_backend takes them; --server-model and --api-key-env need --server."""
+    if not args.server:
+        for flag, value in (("--server-model", args.server_model), ("--api-key-env", args.api_key_env)):
+            if value is not None:
+                raise CliError(f"thoughtscope: {flag} needs --server URL")
+        return {}
+    return dict(server=args.server, server_model=args.server_model, api_key_env=args.api_key_env)
+
+
 def _load(args):
     from engine.models.registry import load_backend
     return load_backend(args.model, device=args.device, dtype=args.dtype, threads=args.threads,
-                        prefix_cache_mb=args.prefix_cache_mb, **_format_kwargs(args))
+                        prefix_cache_mb=args.prefix_cache_mb, **_format_kwargs(args), **_server_kwargs(args))
 
 
 def cmd_models(args) -> int:
@@ -419,7 +440,7 @@ def cmd_serve(args) -> int:
     from app.main import serve
     serve(model=args.model, host=args.host, port=args.port, db=args.db, device=args.device,
           dtype=args.dtype, threads=args.threads, prefix_cache_mb=args.prefix_cache_mb, auth=args.auth,
-          format_options=_format_kwargs(args),
+          format_options=_format_kwargs(args), server_options=_server_kwargs(args),
           queue_size=args.queue_size, ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile,
           run_limit_s=args.run_limit)
     return 0
@@ -456,6 +477,11 @@ def cmd_sweep(args) -> int:
     return run_sweep(args, _load)
 
 
+def cmd_compare(args) -> int:
+    from engine.cli.compare import cmd_compare as run_compare
+    return run_compare(args, _load)
+
+
 def cmd_bench(args) -> int:
     from engine.evaluation.bench import cmd_bench as run_bench
     return run_bench(args, _load)
@@ -467,17 +493,20 @@ COMMANDS = {"serve": cmd_serve, "models": cmd_models, "generate": cmd_generate, 
             "triage": cmd_triage}
 COMMANDS["hash-password"] = cmd_hash_password
 COMMANDS["evolve"] = cmd_evolve
+COMMANDS["compare"] = cmd_compare
+COMMANDS["export"] = cmd_sessions          # `export --session ID` is `sessions export ID`
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
         argv = ["serve", *argv]
+    from engine.export_html import ExportError
     from engine.store import StoreError
     try:
         args = build_parser().parse_args(argv)
         return COMMANDS[args.command](args)
-    except (CliError, InputError, ModelLoadError, StoreError, ValueError, OSError) as e:
+    except (CliError, InputError, ModelLoadError, StoreError, ExportError, ValueError, OSError) as e:
         msg = str(e)
         if isinstance(e, UnicodeError):     # an argument with bytes that are not UTF-8 (surrogate escapes)
             msg = f"an argument is not valid UTF-8 text ({e}): re-type it in UTF-8"

@@ -19,6 +19,9 @@ from pathlib import Path
 from engine.store import Store, StoreError, default_db_path
 
 QUESTION_WIDTH = 48     # characters of the question shown per row of `sessions list`
+EXPORT_FORMATS = ("json", "html", "svg", "png", "graphml")   # app/export_figures.py writes each
+FORMAT_HELP = ("json (default), html (one standalone file: tree, timeline replay, node details; opens "
+               "offline), svg or png (the run's figure as the app draws it; needs Chromium), graphml")
 
 
 def add_sessions_parser(subparsers, db_flag_help: str) -> argparse.ArgumentParser:
@@ -39,10 +42,12 @@ def add_sessions_parser(subparsers, db_flag_help: str) -> argparse.ArgumentParse
     p.add_argument("session_id", metavar="ID", help="session id (or a unique prefix of it)")
     p.add_argument("--json", action="store_true")
 
-    p = sub.add_parser("export", parents=[common], help="one run as JSON (lossless, re-importable) or GraphML")
+    p = sub.add_parser("export", parents=[common], help="one run as JSON (lossless, re-importable), GraphML, "
+                                                        "standalone HTML, SVG or PNG")
     p.add_argument("session_id", metavar="ID", help="session id (or a unique prefix of it)")
-    p.add_argument("--out", default=None, metavar="FILE", help="write the JSON here instead of stdout")
+    p.add_argument("--out", default=None, metavar="FILE", help="write the JSON (or --format) here instead of stdout")
     p.add_argument("--graphml", default=None, metavar="FILE", help="write the tree as GraphML here")
+    p.add_argument("--format", default="json", choices=EXPORT_FORMATS, help=FORMAT_HELP)
 
     p = sub.add_parser("import", parents=[common], help="add a run exported as JSON (- reads stdin)")
     p.add_argument("file", metavar="FILE")
@@ -50,6 +55,18 @@ def add_sessions_parser(subparsers, db_flag_help: str) -> argparse.ArgumentParse
     p = sub.add_parser("delete", parents=[common], help="delete one run and its events")
     p.add_argument("session_id", metavar="ID", help="session id (or a unique prefix of it)")
     return s
+
+
+def add_export_parser(subparsers, db_flag_help: str) -> argparse.ArgumentParser:
+    """``thoughtscope export --session ID --format F --out FILE``: `sessions export` with named flags."""
+    p = subparsers.add_parser("export", help="one run as html, svg, png, graphml or json (as sessions export)")
+    p.add_argument("--db", default=None, metavar="PATH", help=db_flag_help)
+    p.add_argument("--session", dest="session_id", required=True, metavar="ID",
+                   help="session id (or a unique prefix of it)")
+    p.add_argument("--format", default="json", choices=EXPORT_FORMATS, help=FORMAT_HELP)
+    p.add_argument("--out", default=None, metavar="FILE", help="the file to write (json: stdout without it)")
+    p.set_defaults(graphml=None, sessions_command="export")
+    return p
 
 
 def _summary(row: dict) -> dict:
@@ -95,6 +112,15 @@ def _show(store: Store, args) -> int:
 
 def _export(store: Store, args) -> int:
     sid = store.resolve(args.session_id)
+    if args.format != "json":
+        if not args.out:
+            raise StoreError(f"--format {args.format} needs --out FILE")
+        from app.export_figures import write_export     # the figures are the app's (plotly)
+        write_export(store, sid, args.format, args.out)
+        print(f"wrote {args.out}", file=sys.stderr)
+        if not args.graphml:
+            return 0
+        args.out = None
     if args.graphml:
         store.export_graphml(sid, args.graphml)
         print(f"wrote {args.graphml}", file=sys.stderr)
