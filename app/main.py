@@ -26,7 +26,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")   # before gradio is 
 
 import gradio as gr  # noqa: E402
 
-from app import restore  # noqa: E402
+from app import i18n, restore  # noqa: E402
 from app.auth import Access, Users, load_users, with_request  # noqa: E402
 from app.generate_tab import MODEL_QUEUE, build_generate_tab  # noqa: E402
 from app.leco_tab import build_leco_tab  # noqa: E402
@@ -44,11 +44,16 @@ HEADER_CSS = """
 .ts-header h1 { font-size: 24px; font-weight: 700; margin: 0; }
 .ts-header .ts-model { font-size: 14px; opacity: 0.85; }
 .ts-header code { font-size: 13px; }
+.ts-header .ts-lang { margin-left: auto; font-size: 14px; }
+.ts-header .ts-lang a { cursor: pointer; padding: 0 4px; }
+html[data-ts-lang="zh"] .ts-header .ts-lang a[data-ts-lang="zh"],
+html[data-ts-lang="en"] .ts-header .ts-lang a[data-ts-lang="en"] { font-weight: 700; text-decoration: none; }
 """
 # What `serve` passes to launch(); tests launch with the same. Why each: docs/classroom.md.
 LAUNCH_KWARGS = dict(ssr_mode=False, share=False, quiet=True, enable_monitoring=False,
                      mcp_server=False, pwa=False, run_history=False, allowed_paths=None,
-                     max_file_size="50mb", show_error=False, strict_cors=True, max_threads=16)
+                     max_file_size="50mb", show_error=False, strict_cors=True, max_threads=16,
+                     i18n=i18n.i18n(), app_kwargs={"middleware": i18n.middleware()})   # app/i18n.py
 QUEUE_SIZE = 32                 # events waiting at most (a full queue turns new ones away)
 QUEUE_SIZE_MAX = 10_000
 CLASSROOM_RUN_LIMIT_S = 120.0   # classroom mode's default limit on one search's wall time (--run-limit)
@@ -58,6 +63,11 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 FORMAT_LABELS = {"auto": "auto: chosen from the model", "embedded": "embedded: ThoughtScope's arithmetic model",
                  "chat": "chat: the model's chat template", "base": "base: a few-shot prompt"}
 INSTRUCTED = ("auto", "chat")   # the formats the instruction box applies to (auto may pick chat)
+
+# The header's language switch: each name in its own language. The page's script (app/i18n.py)
+# catches the click, sets the cookie and the address (keeping the rest of it) and reloads.
+LANG_SWITCH = ('<span class="ts-lang" id="ts-lang"><a data-ts-lang="zh" href="?lang=zh">中文</a>|'
+               '<a data-ts-lang="en" href="?lang=en">English</a></span>')
 
 
 class ServeError(ValueError):
@@ -71,7 +81,8 @@ def header_html(backend) -> str:
     return (f'<div class="ts-header"><h1>{TITLE}</h1>'
             f'<span class="ts-model">Model: <b>{html.escape(info.describe())}</b>'
             f' &middot; context {info.context_length:,} tokens'
-            f' &middot; format <b>{html.escape(formats.format_of(backend).name)}</b></span></div>')
+            f' &middot; format <b>{html.escape(formats.format_of(backend).name)}</b></span>'
+            f'{LANG_SWITCH}</div>')
 
 
 def format_options(name, instruction) -> dict:
@@ -308,8 +319,11 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 7860, db: str | None 
           device: str = "auto", dtype: str = "auto", threads: int | None = None,
           prefix_cache_mb: float | None = None, auth: str | None = None, queue_size: int = QUEUE_SIZE,
           ssl_certfile: str | None = None, ssl_keyfile: str | None = None,
-          run_limit_s: float | None = None, format_options: dict | None = None) -> None:
+          run_limit_s: float | None = None, format_options: dict | None = None,
+          server_options: dict | None = None) -> None:
     """Load ``model``, print the URL and serve the app until interrupted.
+    ``server_options`` (server, server_model, api_key_env) run it on an OpenAI-compatible server
+    instead (engine/models/server_backend.py).
 
     ``format_options`` (format, instruction, exemplars, max_solution_tokens: engine/formats.py)
     set the prompt format, for this model and any the app loads later.
@@ -337,7 +351,7 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 7860, db: str | None 
         print(f"Imported {len(imported)} sample runs into {store.path}", flush=True)
     load_kwargs = dict(device=device, dtype=dtype, threads=threads, prefix_cache_mb=prefix_cache_mb,
                        **(format_options or {}))
-    backend = ModelSlot(load_backend(model, **load_kwargs), **load_kwargs)
+    backend = ModelSlot(load_backend(model, **load_kwargs, **(server_options or {})), **load_kwargs)
     demo = build_app(backend, store, multi_user=users is not None, run_limit_s=run_limit_s or None)
     db_files = [store.path, *(store.path.with_name(store.path.name + x) for x in ("-wal", "-shm"))]
     _, url, _ = launch_app(demo, host, port, users=users, queue_size=queue_size, ssl_certfile=ssl_certfile,
