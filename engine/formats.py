@@ -132,7 +132,7 @@ def auto_name(backend) -> str:
     if getattr(info, "chat_template", False):
         return "chat"
     vocab = getattr(info, "vocab_size", None)
-    if isinstance(vocab, int) and vocab <= EMBEDDED_VOCAB_MAX:
+    if isinstance(vocab, int) and 0 < vocab <= EMBEDDED_VOCAB_MAX:     # 0: not known (a server)
         return "embedded"
     return "base"
 

@@ -51,6 +51,7 @@ class ModelInfo:
     def describe(self) -> str:
         p = self.parameters
         size = f"{p / 1e9:.2f}B" if p >= 1e9 else f"{p / 1e6:.1f}M" if p >= 1e6 else f"{p / 1e3:.0f}K"
+        size = size if p > 0 else "?"       # 0: not known (a server that does not say its size)
         return f"{self.name} ({self.architecture}, {size} parameters, {self.device}, {self.dtype})"
 
 

