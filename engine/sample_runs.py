@@ -6,8 +6,9 @@ the fixed problem is also run with the other baselines, for comparison, and both
 with rStar (`SAMPLE_CONFIGS`: fewer rollouts than its default, so the golden-run test stays
 quick). Then LECO (default config) on the same problems: the first run that fixes its first
 solution's error and the first whose cut falls on a step that was right, each with greedy
-beside it. Each run is recorded through the store like any other and exported as JSON into
-sample_runs/.
+beside it. Then the lessons' own runs (`LESSON_RUNS`: MCTS with a small exploration constant,
+SUGAR's semantic entropy; `--only-lessons` records just those). Each run is recorded through
+the store like any other and exported as JSON into sample_runs/.
 
 `import_samples(store)` loads them into a database that has no sessions yet.
 """
@@ -80,6 +81,27 @@ def record_leco_samples(store: Store, backend, problems, seed: int, out: Path) -
             print(f"no example of {kind} in the first {len(problems)} hard problems", file=sys.stderr)
 
 
+# The lessons' own runs (app/lessons/): the fixed problem again with MCTS at a small exploration
+# constant, beside the default c's recorded run (lesson "exploration"), and SUGAR's semantic entropy
+# and routing on it (lesson "semantic-entropy"): its ten samples disagree, so there are clusters to see.
+LESSON_PROBLEM = "heldout-hard-0023"
+LESSON_RUNS: dict[str, tuple[str, dict]] = {"lesson-c-small": ("mcts", {"c": 0.25}),
+                                            "lesson-sugar": ("sugar", {})}
+
+
+def record_lesson_samples(store: Store, backend, problems, seed: int, out: Path) -> None:
+    problem = next(p for p in problems if p.id == LESSON_PROBLEM)
+    for kind, (method, overrides) in LESSON_RUNS.items():
+        m = METHODS[method]
+        cfg = m.config(**overrides)
+        sid = store.create_session(method=method, model=backend.info.name, question=problem.question,
+                                   gold=str(problem.answer), config=cfg.to_json(), seed=seed)
+        record(store, sid, m.run(problem.question, backend, config=cfg, seed=seed, gold=str(problem.answer)))
+        path = out / f"{kind}-{problem.id}-{method}.json"
+        path.write_text(json.dumps(store.export_session(sid), indent=1, sort_keys=True))
+        print(f"wrote {path}", file=sys.stderr)
+
+
 def main(argv=None) -> int:
     from engine.evaluation.evaluate import HELDOUT
     from engine.demo_model.problems import load_problems
@@ -90,11 +112,16 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-problems", type=int, default=300)
     ap.add_argument("--out", type=Path, default=SAMPLES)
+    ap.add_argument("--only-lessons", action="store_true", help="record only the lessons' runs (LESSON_RUNS)")
     args = ap.parse_args(argv)
 
     backend = load_backend(args.model)
     args.out.mkdir(parents=True, exist_ok=True)
     store = Store(args.out / "recording.db")
+    if args.only_lessons:
+        record_lesson_samples(store, backend, load_problems(HELDOUT, "hard"), args.seed, args.out)
+        _drop(store, args.out)
+        return 0
     wanted = {"mcts-fixes-greedy": None, "mcts-fails": None}
     for problem in load_problems(HELDOUT, "hard")[:args.max_problems]:
         greedy = _record(store, backend, "greedy", problem, args.seed)
@@ -122,11 +149,17 @@ def main(argv=None) -> int:
             path.write_text(json.dumps(store.export_session(sid), indent=1, sort_keys=True))
             print(f"wrote {path}", file=sys.stderr)
     record_leco_samples(store, backend, load_problems(HELDOUT, "hard")[:args.max_problems], args.seed, args.out)
-    store.close()
-    (args.out / "recording.db").unlink(missing_ok=True)
-    for suffix in ("-wal", "-shm"):
-        Path(str(args.out / "recording.db") + suffix).unlink(missing_ok=True)
+    record_lesson_samples(store, backend, load_problems(HELDOUT, "hard"), args.seed, args.out)
+    _drop(store, args.out)
     return 0
+
+
+def _drop(store: Store, out: Path) -> None:
+    """Close and delete the recording database: the JSON files are what is kept."""
+    store.close()
+    (out / "recording.db").unlink(missing_ok=True)
+    for suffix in ("-wal", "-shm"):
+        Path(str(out / "recording.db") + suffix).unlink(missing_ok=True)
 
 
 if __name__ == "__main__":
