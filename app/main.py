@@ -27,6 +27,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")   # before gradio is 
 import gradio as gr  # noqa: E402
 
 from app import i18n, restore  # noqa: E402
+from app.i18n import t  # noqa: E402
 from app.auth import Access, Users, load_users, with_request  # noqa: E402
 from app.generate_tab import MODEL_QUEUE, build_generate_tab  # noqa: E402
 from app.leco_tab import build_leco_tab  # noqa: E402
@@ -61,7 +62,7 @@ RUN_LIMIT_MAX_S = 86_400.0
 DEFAULT_CONCURRENCY = 4         # non-model events of one kind at once; model events: 1 (MODEL_QUEUE)
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 FORMAT_LABELS = {"auto": "auto: chosen from the model", "embedded": "embedded: ThoughtScope's arithmetic model",
-                 "chat": "chat: the model's chat template", "base": "base: a few-shot prompt"}
+                 "chat": "chat: the model's chat template", "base": "base: a few-shot prompt"}   # t() keys
 INSTRUCTED = ("auto", "chat")   # the formats the instruction box applies to (auto may pick chat)
 
 # The header's language switch: each name in its own language. The page's script (app/i18n.py)
@@ -78,11 +79,16 @@ class ServeError(ValueError):
 
 def header_html(backend) -> str:
     info = backend.info
-    return (f'<div class="ts-header"><h1>{TITLE}</h1>'
-            f'<span class="ts-model">Model: <b>{html.escape(info.describe())}</b>'
-            f' &middot; context {info.context_length:,} tokens'
-            f' &middot; format <b>{html.escape(formats.format_of(backend).name)}</b></span>'
-            f'{LANG_SWITCH}</div>')
+    # made in the language of the request (the page's load event redraws it for the browser's)
+    words = t("Model: <b>{model}</b> &middot; context {context} tokens &middot; format <b>{format}</b>",
+              model=html.escape(info.describe()), context=f"{info.context_length:,}",
+              format=html.escape(formats.format_of(backend).name))
+    return f'<div class="ts-header"><h1>{TITLE}</h1><span class="ts-model">{words}</span>{LANG_SWITCH}</div>'
+
+
+def header_now(slot) -> str:
+    """The header in the language of the page that asks (its load event)."""
+    return header_html(slot)
 
 
 def format_options(name, instruction) -> dict:
@@ -90,7 +96,8 @@ def format_options(name, instruction) -> dict:
     that does not exist or an instruction that is no usable text. The instruction goes with
     ``chat`` and ``auto`` only (the other formats have none)."""
     if name not in formats.CHOICES:
-        raise gr.Error(f"format must be one of {', '.join(formats.CHOICES)}, got {name!r}", print_exception=False)
+        raise gr.Error(t("format must be one of {choices}, got {value}", choices=", ".join(formats.CHOICES),
+                         value=repr(name)), print_exception=False)
     if name not in INSTRUCTED or instruction is None:
         return {"format": name}
     try:
@@ -105,15 +112,15 @@ def load_model(slot: ModelSlot, model: str, format: str = "auto", instruction: s
     or a gr.Error that says the previous model is still loaded."""
     from engine.models.base import ModelLoadError
     if not (model or "").strip():
-        raise gr.Error("type a model to load: an embedded name, a local folder, a .gguf file or a hub id",
+        raise gr.Error(t("type a model to load: an embedded name, a local folder, a .gguf file or a hub id"),
                        print_exception=False)
     options = format_options(format, instruction)
     try:
         described = slot.swap(model, **options)
     except ModelLoadError as e:
         raise gr.Error(str(e), print_exception=False) from None
-    return (header_html(slot), f"Loaded **{html.escape(described)}** with the "
-                               f"**{formats.format_of(slot).name}** format.")
+    return (header_html(slot), t("Loaded **{model}** with the **{format}** format.", model=html.escape(described),
+                                 format=formats.format_of(slot).name))
 
 
 def switch_format(slot: ModelSlot, format: str, instruction: str | None = None):
@@ -124,9 +131,9 @@ def switch_format(slot: ModelSlot, format: str, instruction: str | None = None):
         fmt = slot.set_format(options["format"], instruction=options.get("instruction"))
     except ValueError as e:
         raise gr.Error(str(e), print_exception=False) from None
-    chosen = " (chosen by auto)" if format == "auto" else ""
-    return (header_html(slot), f"**{html.escape(slot.info.name)}** now runs the **{fmt.name}** format{chosen}; "
-                               "runs from now on use it.")
+    key = ("**{model}** now runs the **{format}** format (chosen by auto); runs from now on use it."
+           if format == "auto" else "**{model}** now runs the **{format}** format; runs from now on use it.")
+    return header_html(slot), t(key, model=html.escape(slot.info.name), format=fmt.name)
 
 
 def instruction_box(format: str):
@@ -140,18 +147,18 @@ def model_switcher(slot: ModelSlot) -> dict:
     Built in the current layout; returns its components by name (wired by `build_app`)."""
     c: dict = {}
     chosen = slot.format_option("format", "auto")
-    with gr.Accordion("Load another model", open=False, elem_id="ts-model"):
+    with gr.Accordion(t("Load another model"), open=False, elem_id="ts-model"):
         with gr.Row():
-            c["model"] = gr.Textbox(label="An embedded model name, a local folder, a .gguf file or a hub id "
-                                          "(hub ids need network)", scale=4, elem_id="ts-model-name")
-            c["load"] = gr.Button("Load", scale=0, elem_id="ts-model-load")
+            c["model"] = gr.Textbox(label=t("An embedded model name, a local folder, a .gguf file or a hub id "
+                                            "(hub ids need network)"), scale=4, elem_id="ts-model-name")
+            c["load"] = gr.Button(t("Load"), scale=0, elem_id="ts-model-load")
         with gr.Row():
-            c["format"] = gr.Dropdown([(FORMAT_LABELS[f], f) for f in formats.CHOICES], value=chosen,
-                                      label="Prompt format (applies to the next Load, or now)", scale=4,
+            c["format"] = gr.Dropdown([(t(FORMAT_LABELS[f]), f) for f in formats.CHOICES], value=chosen,
+                                      label=t("Prompt format (applies to the next Load, or now)"), scale=4,
                                       elem_id="ts-model-format")
-            c["apply_format"] = gr.Button("Use this format now", scale=0, elem_id="ts-format-apply")
+            c["apply_format"] = gr.Button(t("Use this format now"), scale=0, elem_id="ts-format-apply")
         c["instruction"] = gr.Textbox(slot.format_option("instruction") or formats.CHAT_INSTRUCTION, lines=2,
-                                      label="Instruction before the question (chat format)",
+                                      label=t("Instruction before the question (chat format)"),
                                       visible=chosen in INSTRUCTED, elem_id="ts-model-instruction")
         c["status"] = gr.Markdown("", elem_id="ts-model-status")
     return c
@@ -194,17 +201,17 @@ def build_app(backend, store=None, *, problems_path: str | Path | None = None,
             m["format"].change(instruction_box, inputs=[m["format"]], outputs=[m["instruction"]],
                                api_visibility="private")
         with gr.Tabs(elem_id="ts-tabs") as tabs:
-            with gr.Tab("Generate", id="generate", elem_id="ts-tab-generate"):
+            with gr.Tab(t("Generate"), id="generate", elem_id="ts-tab-generate"):
                 generate = build_generate_tab(backend, problems_path=problems_path, store=access)
-            with gr.Tab("Search", id="search", elem_id="ts-tab-search"):
+            with gr.Tab(t("Search"), id="search", elem_id="ts-tab-search"):
                 search = build_mcts_tab(backend, access, problems_path=problems_path, run_limit_s=run_limit_s)
-            with gr.Tab("LECO", id="leco", elem_id="ts-tab-leco"):
+            with gr.Tab(t("LECO"), id="leco", elem_id="ts-tab-leco"):
                 leco = build_leco_tab(backend, access, problems_path=problems_path, run_limit_s=run_limit_s)
-            with gr.Tab("Semantic entropy", id="se", elem_id="ts-tab-se"):
+            with gr.Tab(t("Semantic entropy"), id="se", elem_id="ts-tab-se"):
                 se = build_se_tab(backend, access, problems_path=problems_path, run_limit_s=run_limit_s)
-            with gr.Tab("Sampling lab", id="sampling", elem_id="ts-tab-sampling"):
+            with gr.Tab(t("Sampling lab"), id="sampling", elem_id="ts-tab-sampling"):
                 sampling = build_sampling_tab(backend, problems_path=problems_path)
-            with gr.Tab("Sessions", id="sessions", elem_id="ts-tab-sessions"):
+            with gr.Tab(t("Sessions"), id="sessions", elem_id="ts-tab-sessions"):
                 sessions = build_sessions_tab(access)
         demo.thoughtscope_tabs = {"search": search, "generate": generate, "sessions": sessions,
                                   "leco": leco, "se": se, "sampling": sampling}

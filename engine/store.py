@@ -48,6 +48,7 @@ from sqlite_utils import Database
 
 from engine import events as E
 from engine.events import USER_STOP
+from engine.compare_store import v3_create_compare_tables
 from engine.evolution_store import v2_create_evolution_tables
 from engine.tree import Tree
 
@@ -115,7 +116,9 @@ def _v1_create_schema(db: Database) -> None:
 
 # MIGRATIONS[i] takes the schema from version i to i + 1. Append, never edit a released one.
 # 2: the self-evolution rounds' tables (engine/evolution_store.py).
-MIGRATIONS: list[Callable[[Database], None]] = [_v1_create_schema, v2_create_evolution_tables]
+# 3: the compute-matched experiments' tables (engine/compare_store.py).
+MIGRATIONS: list[Callable[[Database], None]] = [_v1_create_schema, v2_create_evolution_tables,
+                                                v3_create_compare_tables]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -1,0 +1,150 @@
+"""``thoughtscope compare``: methods at equal generated tokens per problem, stored and charted.
+
+    thoughtscope compare --methods greedy,sc,mcts,rstar,mcts-code --budgets 700,2000,6000 --tier hard --n 100
+    thoughtscope compare --show ID [--out chart.png] [--json]
+    thoughtscope compare --list
+
+engine/cli/__init__.py adds the parser with `add_compare_parser`. The problems are picked, and a
+bad request refused, before the model loads; the run shows a progress bar (a tqdm bar on a
+terminal, a line every 30 s in a log: engine/cli/progress.py) over the pilot and every run. The
+table printed after (and by ``--show``) has per arm the size, the target budget(s), the achieved
+mean tokens, accuracy with its 95 % interval, mean wall seconds, and the triage of its wrong runs;
+then which method wins at each budget.
+
+Not here: choosing sizes and running (engine/evaluation/compare.py), the tables
+(engine/compare_store.py), the chart (engine/evaluation/compare_chart.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from engine.evaluation.compare import PILOT, available_methods
+
+
+def add_compare_parser(subparsers, add_model_flags, number) -> argparse.ArgumentParser:
+    from engine.demo_model.problems import TIERS
+    p = subparsers.add_parser("compare", help="methods at equal generated tokens per problem: accuracy against "
+                                              "tokens and wall time, stored and charted (docs/compare.md)")
+    add_model_flags(p)
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("--show", default=None, metavar="ID", help="a stored experiment's table (and --out chart)")
+    what.add_argument("--list", action="store_true", help="the stored experiments")
+    p.add_argument("--methods", default=None, metavar="M1,M2,...",
+                   help=f"methods to compare, from {','.join(available_methods())}")
+    p.add_argument("--budgets", default=None, metavar="B1,B2,...",
+                   help="mean generated tokens per problem, increasing (each method's size is chosen to match)")
+    p.add_argument("--tier", choices=TIERS, default=None, help="held-out tier (default hard)")
+    p.add_argument("--fresh", type=number(int, 0, 2**63 - 1, "--fresh"), default=None, metavar="GEN_SEED",
+                   help="--n problems of --tier generated now with this generator seed")
+    p.add_argument("--dataset", default=None, metavar="PATH", help="your own problems (as `eval --dataset`)")
+    p.add_argument("--n", type=number(int, 1, 10**6, "--n"), default=None, help="problems (default 100)")
+    p.add_argument("--seed", type=number(int, 0, 2**63 - 1, "--seed"), default=0)
+    p.add_argument("--pilot", type=number(int, 1, 50, "--pilot"), default=PILOT,
+                   help=f"problems each method's size is calibrated on (default {PILOT})")
+    p.add_argument("--out", default=None, metavar="CHART", help="write the chart: .html, .png or .svg")
+    p.add_argument("--json", action="store_true", help="print the experiment as JSON")
+    p.add_argument("--db", default=None, metavar="PATH", help="SQLite file for runs (default: the user data folder)")
+    return p
+
+
+def _csv(text: str | None, flag: str, kind=str) -> tuple:
+    if not text:
+        raise ValueError(f"thoughtscope compare: {flag} is needed (comma-separated)")
+    try:
+        return tuple(kind(x.strip()) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise ValueError(f"thoughtscope compare: {flag} must be comma-separated whole numbers, got {text!r}") from None
+
+
+def _problems(args):
+    """(problems, source, tier), refused before any model loads."""
+    from engine.evaluation.evaluate import EVAL_N, dataset_problems, eval_problems
+    if args.dataset is not None:
+        if args.fresh is not None or args.tier is not None:
+            raise ValueError("thoughtscope compare: --tier and --fresh pick built-in problems; --dataset brings "
+                             "its own: give one or the other")
+        ds = dataset_problems("mcts", args.dataset, n=args.n)
+        return list(ds.problems), f"dataset:{ds.source}", "dataset"
+    tier = args.tier or "hard"
+    problems = eval_problems("mcts", tier, args.n or EVAL_N, fresh=args.fresh)
+    return problems, "held-out" if args.fresh is None else f"fresh:{args.fresh}", tier
+
+
+def experiment_report(store, eid: str) -> dict:
+    """The experiment row, its arms (with the triage of each arm's wrong runs) and the winners."""
+    from engine.compare_store import CompareStore
+    from engine.evaluation.compare import results, winners
+    from engine.triage import summarize, triage
+    cs = CompareStore(store)
+    exp = cs.experiment(eid)
+    arms = []
+    for a in results(store, eid):
+        reports = [triage(store.tree(r["session_id"])) for r in cs.runs(eid, a.method)
+                   if r["size"] == (a.size or 0) and not r["correct"]]
+        arms.append({**a.to_json(), "triage": summarize(reports)})
+    res = results(store, eid)
+    return {"experiment": exp, "arms": arms,
+            "winners": {str(b): w for b, w in winners(res, exp["budgets"]).items()}}
+
+
+def _print_table(report: dict) -> None:
+    exp = report["experiment"]
+    print(f"experiment {exp['experiment_id']} · {exp['model']} · {exp['tier']} ({exp['problems']}), n={exp['n']}, "
+          f"seed {exp['seed']} · {exp['status']}" + (f" in {exp['wall_s']:.0f} s" if exp["wall_s"] else ""))
+    print(f"{'method':<10} {'size':<15} {'target':>12} {'tokens':>8} {'accuracy':>9} {'95% CI':>12} "
+          f"{'s/problem':>9}  wrong: never_reached / reached_not_chosen / no_answer / unfinished")
+    for a in report["arms"]:
+        size = "one size" if a["knob"] is None else f"{a['knob']}={a['size']}"
+        target = "—" if a["knob"] is None else ",".join(map(str, a["budgets"]))
+        acc = "—" if a["accuracy"] is None else f"{a['accuracy']:.3f}"
+        toks = "—" if a["mean_tokens"] is None else f"{a['mean_tokens']:.0f}"
+        wall = "—" if a["mean_wall_s"] is None else f"{a['mean_wall_s']:.2f}"
+        t = a["triage"]
+        cls = " / ".join(str(t["classes"][c]) for c in ("never_reached", "reached_not_chosen", "no_answer"))
+        print(f"{a['method']:<10} {size:<15} {target:>12} {toks:>8} {acc:>9} "
+              f"{a['ci95'][0]:.2f}–{a['ci95'][1]:.2f}   {wall:>9}  {cls} / {t['status']['unfinished']}")
+    for b, w in report["winners"].items():
+        print(f"budget {b}: best {', '.join(w) if w else '—'}")
+
+
+def cmd_compare(args, load) -> int:
+    from engine.store import Store, default_db_path
+    from engine.compare_store import CompareStore
+    db = args.db if getattr(args, "db", None) else default_db_path()
+    if args.list:
+        with Store(db) as store:
+            for e in CompareStore(store).experiments():
+                print(f"{e['experiment_id']}  {e['created']}  {e['status']:<8} {e['model']}  {e['tier']} n={e['n']}  "
+                      f"{','.join(e['methods'])}  budgets {','.join(map(str, e['budgets']))}")
+        return 0
+    if args.show is None:
+        from engine.evaluation.compare import CompareRequest, pilot_runs
+        req = CompareRequest(_csv(args.methods, "--methods"), _csv(args.budgets, "--budgets", int), seed=args.seed,
+                             pilot=args.pilot)
+        problems, source, tier = _problems(args)
+        backend = load(args)
+        from engine.cli.progress import progress
+        from engine.evaluation.compare import run_compare
+        # the pilot, then each method's arms: the arm count is known only after the pilot, so the
+        # bar's total is an upper bound (one arm per budget) until then
+        total = pilot_runs(req) + len(problems) * sum(1 if m == "greedy" else len(req.budgets) for m in req.methods)
+        with Store(db) as store, progress(total, "compare", "run") as bar:
+            eid = run_compare(backend, store, req, problems, source=source, tier=tier, progress=bar.update)
+    with Store(db) as store:
+        eid = CompareStore(store).resolve(args.show) if args.show is not None else eid
+        report = experiment_report(store, eid)
+        if args.out:
+            from engine.evaluation.compare import results
+            from engine.evaluation.compare_chart import compare_figure, write_chart
+            exp = report["experiment"]
+            fig = compare_figure(results(store, eid), f"{exp['model']}, {exp['tier']} tier, n={exp['n']}")
+            path, note = write_chart(fig, args.out)
+            print(f"thoughtscope compare: wrote {path} ({note})", file=sys.stderr)
+    if args.json:
+        print(json.dumps(report, indent=1))
+    else:
+        _print_table(report)
+    return 0
