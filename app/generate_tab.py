@@ -34,13 +34,17 @@ from engine.search.common import MAX_SOLUTION_TOKENS
 from engine.steps import answers_equal, extract_answer
 
 from app.controls import Slider
+from app.i18n import t
 from app.figures import TOKENS_CSS, TOOLTIP_JS, generation_html
 
 DEFAULT_MAX_NEW_TOKENS = MAX_SOLUTION_TOKENS   # room for a fully worked hard solution
 MODEL_QUEUE = "model"      # concurrency id shared by every event that runs the model
-STOP_REASONS = {"stop": "stop string", "eos": "end of sequence", "length": "max new tokens reached"}
+STOP_REASONS = {"stop": "stop string", "eos": "end of sequence", "length": "max new tokens reached"}   # t() keys
 PICK_START_SPREAD = 100_000   # the range of a tab's first click count (new_pick_state)
 GOLD_MAX_CHARS = 1000      # a gold answer typed by hand, as the CLI's --answer
+# the random-problem buttons, one t() key each (a marker cannot be joined with a tier's name)
+RANDOM_TIER = {"easy": "Random easy", "medium": "Random medium", "hard": "Random hard"}
+RANDOM_TIER_PROBLEM = {"easy": "Random easy problem", "medium": "Random medium problem", "hard": "Random hard problem"}
 
 
 def new_pick_state(tab: str = "") -> dict:
@@ -82,7 +86,8 @@ def pick_random_problem(problems: Sequence[Problem], picked: dict | None,
     """A held-out problem chosen by ``random.Random(clicks)``: (question, gold markdown, state)."""
     state = dict(picked or new_pick_state())
     if not problems:
-        raise gr.Error(f"no held-out {tier + ' ' if tier else ''}problems are available", print_exception=False)
+        raise gr.Error(t("no held-out {tier} problems are available", tier=tier) if tier
+                       else t("no held-out problems are available"), print_exception=False)
     clicks = int(state.get("clicks") or 0)
     problem = random.Random(clicks).choice(list(problems))
     state.update(clicks=clicks + 1, id=problem.id, question=problem.question, answer=problem.answer)
@@ -94,8 +99,8 @@ def gold_markdown(question: str | None, picked: dict | None) -> str:
     if not picked or picked.get("answer") is None:
         return ""
     if gold_for(question, picked) is None:
-        return f"*Question edited: the gold answer of {picked['id']} no longer applies.*"
-    return f"Gold answer: **{picked['answer']}** &nbsp;<small>({picked['id']})</small>"
+        return t("*Question edited: the gold answer of {id} no longer applies.*", id=picked["id"])
+    return t("Gold answer: **{answer}** &nbsp;<small>({id})</small>", answer=picked["answer"], id=picked["id"])
 
 
 def pick_random_with_gold(problems: Sequence[Problem], picked: dict | None,
@@ -122,17 +127,17 @@ def question_picker(c: dict, problems: dict[str, Sequence[Problem]], *, elem_pre
     The Search and LECO tabs share it. With ``gold_box`` an editable "Gold answer" box
     (``c["gold_answer"]``) follows: a pick fills it, and a question typed by hand can be given
     its gold answer there."""
-    c["question"] = gr.Textbox(label="Question", lines=3, max_lines=10, elem_id=f"{elem_prefix}-question",
-                               placeholder="Type a problem or pick a random one.")
+    c["question"] = gr.Textbox(label=t("Question"), lines=3, max_lines=10, elem_id=f"{elem_prefix}-question",
+                               placeholder=t("Type a problem or pick a random one."))
     with gr.Row():
         for tier in problems:
-            c[f"random_{tier}"] = gr.Button(f"Random {tier}", size="sm", elem_id=f"{elem_prefix}-random-{tier}")
+            c[f"random_{tier}"] = gr.Button(t(RANDOM_TIER[tier]), size="sm", elem_id=f"{elem_prefix}-random-{tier}")
     c["gold"] = gr.Markdown("")
     picked_out = [c["question"], c["gold"], c["picked"]]
     pick, edited, edited_out = pick_random_problem, gold_markdown, [c["gold"]]
     if gold_box:
-        c["gold_answer"] = gr.Textbox(label="Gold answer (optional: marks the answer right or wrong)", max_lines=1,
-                                      placeholder="e.g. 18", elem_id=f"{elem_prefix}-gold-answer")
+        c["gold_answer"] = gr.Textbox(label=t("Gold answer (optional: marks the answer right or wrong)"), max_lines=1,
+                                      placeholder=t("e.g. 18"), elem_id=f"{elem_prefix}-gold-answer")
         picked_out = [*picked_out, c["gold_answer"]]
         pick, edited, edited_out = pick_random_with_gold, question_edited, [c["gold"], c["gold_answer"]]
     for tier, tier_problems in problems.items():
@@ -164,13 +169,15 @@ def summary_markdown(gen, gold: int | None, problem_id: str | None = None) -> st
     n = len(gen.tokens)
     mean_p = sum(math.exp(t.logprob) for t in gen.tokens) / n if n else float("nan")
     answer = extract_answer(gen.text)
-    parts = [f"**{n}** tokens",
-             f"stopped: {STOP_REASONS.get(gen.stop_reason, gen.stop_reason)}",
-             f"mean token probability **{mean_p:.3f}**" if n else "mean token probability —",
-             f"answer: **{answer}**" if answer is not None else "answer: *none found*"]
+    reason = STOP_REASONS.get(gen.stop_reason)
+    parts = [t("**{n}** tokens", n=n),
+             t("stopped: {reason}", reason=t(reason) if reason else gen.stop_reason),
+             t("mean token probability **{p}**", p=f"{mean_p:.3f}") if n else t("mean token probability —"),
+             t("answer: **{answer}**", answer=answer) if answer is not None else t("answer: *none found*")]
     if gold is not None:
-        verdict = "✓ correct" if answers_equal(answer, gold) else "✗ incorrect"
-        parts.append(f"**{verdict}** (gold {gold}{', ' + problem_id if problem_id else ''})")
+        verdict = t("✓ correct") if answers_equal(answer, gold) else t("✗ incorrect")
+        parts.append(t("**{verdict}** (gold {gold}, {id})", verdict=verdict, gold=gold, id=problem_id) if problem_id
+                     else t("**{verdict}** (gold {gold})", verdict=verdict, gold=gold))
     return " · ".join(parts)
 
 
@@ -228,7 +235,8 @@ class RunControl:
 
     def limit_note(self) -> str:
         """The progress line's note after a run that the limit stopped, else empty."""
-        return f" · {self.limit_reason()} (kept what it found)" if self.timed_out() else ""
+        return (" · " + t("stopped at this server's limit of {s} s a run (kept what it found)", s=f"{self.limit_s:g}")
+                if self.timed_out() else "")
 
 
 def limit_hint(run_limit_s: float | None, tab: str) -> gr.Markdown | None:
@@ -236,8 +244,9 @@ def limit_hint(run_limit_s: float | None, tab: str) -> gr.Markdown | None:
     runs (None where there is no limit)."""
     if not run_limit_s:
         return None
-    return gr.Markdown(f"*This server stops each run after {run_limit_s:g} s and keeps what it found by then.*",
-                       elem_id=f"ts-{tab}-limit")
+    # a marker cannot carry a number: a callable value is made again at each page load, in its language
+    return gr.Markdown(lambda: t("*This server stops each run after {s} s and keeps what it found by then.*",
+                                 s=f"{run_limit_s:g}"), elem_id=f"ts-{tab}-limit")
 
 
 def run_generation(backend, question: str, temperature: float, top_k: float, top_p: float,
@@ -271,9 +280,9 @@ def run_generation(backend, question: str, temperature: float, top_k: float, top
         events = generation_events(backend, question, prompt, gold, config, seed_, gen,
                                    status="done" if gen is not None else "stopped",
                                    message="" if gen is not None else USER_STOP)
-        saved = f" · session `{record_generation(store, events, time.perf_counter() - started)}`"
+        saved = " · " + t("session `{id}`", id=record_generation(store, events, time.perf_counter() - started))
     if gen is None:
-        return generation_html(None), "Stopped." + saved
+        return generation_html(None), t("Stopped.") + saved
     return generation_html(gen), summary_markdown(gen, gold, picked["id"] if gold is not None else None) + saved
 
 
@@ -298,36 +307,36 @@ def build_generate_tab(backend, *, problems_path: str | Path | None = None, stor
     c: dict[str, Any] = {"picked": gr.State(new_pick_state("generate")), "control": gr.State(RunControl())}
     with gr.Row(equal_height=False):
         with gr.Column(scale=3, min_width=360):
-            c["question"] = gr.Textbox(label="Question", lines=3, max_lines=12,
-                                       placeholder="Type an arithmetic word problem (Shift+Enter generates), "
-                                                   "or pick a random one below.",
+            c["question"] = gr.Textbox(label=t("Question"), lines=3, max_lines=12,
+                                       placeholder=t("Type an arithmetic word problem (Shift+Enter generates), "
+                                                     "or pick a random one below."),
                                        elem_id="ts-question")
             with gr.Row():
                 for tier in TIERS:
-                    c[f"random_{tier}"] = gr.Button(f"Random {tier} problem", size="sm",
+                    c[f"random_{tier}"] = gr.Button(t(RANDOM_TIER_PROBLEM[tier]), size="sm",
                                                     elem_id=f"ts-random-{tier}")
             c["gold"] = gr.Markdown("", elem_id="ts-gold")
             with gr.Row():
-                c["generate"] = gr.Button("Generate", variant="primary", elem_id="ts-generate")
-                c["stop"] = gr.Button("Stop", variant="stop", elem_id="ts-generate-stop")
+                c["generate"] = gr.Button(t("Generate"), variant="primary", elem_id="ts-generate")
+                c["stop"] = gr.Button(t("Stop"), variant="stop", elem_id="ts-generate-stop")
             c["summary"] = gr.Markdown("", elem_id="ts-summary")
             c["output"] = gr.HTML(generation_html(None), css_template=TOKENS_CSS, js_on_load=TOOLTIP_JS,
                                   elem_id="ts-output")
         with gr.Column(scale=2, min_width=300):
-            with gr.Accordion("Sampling", open=True):
-                c["temperature"] = Slider(0, 2, value=0.0, step=0.05, label="Temperature",
-                                          info="0 = greedy (always the most likely token)")
+            with gr.Accordion(t("Sampling"), open=True):
+                c["temperature"] = Slider(0, 2, value=0.0, step=0.05, label=t("Temperature"),
+                                          info=t("0 = greedy (always the most likely token)"))
                 with gr.Row():
-                    c["top_k"] = Slider(0, 100, value=0, step=1, label="Top-k", info="0 = off")
-                    c["top_p"] = Slider(0.01, 1, value=1.0, step=0.01, label="Top-p", info="1 = off")
+                    c["top_k"] = Slider(0, 100, value=0, step=1, label=t("Top-k"), info=t("0 = off"))
+                    c["top_p"] = Slider(0.01, 1, value=1.0, step=0.01, label=t("Top-p"), info=t("1 = off"))
                 with gr.Row():
-                    c["min_p"] = Slider(0, 1, value=0.0, step=0.01, label="Min-p", info="0 = off")
-                    c["order"] = gr.Dropdown(list(ORDERS), value="transformers", label="Sampler order",
-                                             info="the order an engine applies the stages in")
+                    c["min_p"] = Slider(0, 1, value=0.0, step=0.01, label=t("Min-p"), info=t("0 = off"))
+                    c["order"] = gr.Dropdown(list(ORDERS), value="transformers", label=t("Sampler order"),
+                                             info=t("the order an engine applies the stages in"))
                 with gr.Row():
                     c["max_new_tokens"] = gr.Number(DEFAULT_MAX_NEW_TOKENS, precision=0, minimum=1,
-                                                    maximum=max_tokens, label="Max new tokens")
-                    c["seed"] = gr.Number(0, precision=0, minimum=0, label="Seed")
+                                                    maximum=max_tokens, label=t("Max new tokens"))
+                    c["seed"] = gr.Number(0, precision=0, minimum=0, label=t("Seed"))
 
     for tier in TIERS:
         c[f"random_{tier}"].click(functools.partial(pick_random_problem, problems[tier], tier=tier),
