@@ -25,6 +25,7 @@ import gradio as gr
 from app.auth import user_store, with_request
 from app.controls import Slider
 from app.figures import TOKENS_CSS
+from app.i18n import t
 from app.generate_tab import MODEL_QUEUE, RunControl, limit_hint, new_pick_state, question_picker, run_gold
 from app.inspector import forced_html, inspect_node, show_pairs  # noqa: F401  (forced_html: tests and other tabs)
 from app.problem_set import problem_set_panel
@@ -44,7 +45,7 @@ from engine.tree import Tree
 
 REDRAW_S = 0.3          # live redraws at most ~3 per second
 REWARD_CHOICES = [("self-consistency: share of the answer among answers found (no answer key)", "self_consistency"),
-                  ("answer key: +1 right / −1 wrong (uses the gold answer — analysis only)", "gold")]
+                  ("answer key: +1 right / −1 wrong (uses the gold answer — analysis only)", "gold")]   # t() keys
 
 
 def figure_for(tree: Tree, highlight: list[int] | None = None):
@@ -98,8 +99,8 @@ def run_search(backend, store, question: str, picked: dict | None, method: str, 
                                    gold_fallback=gold_fallback, discriminator_model=discriminator_model or "",
                                    check=check, self_eval=self_eval, reflection=reflection))
     if getattr(cfg, "reward", None) == "gold" and gold is None:
-        raise gr.Error("The answer-key reward needs a gold answer: pick a problem, type one in the Gold answer "
-                       "box, or use self-consistency.", print_exception=False)
+        raise gr.Error(t("The answer-key reward needs a gold answer: pick a problem, type one in the Gold answer "
+                         "box, or use self-consistency."), print_exception=False)
     control.reset()
     rec = Recording(store, backend, method, question, gold, cfg, seed)
     tree = Tree()
@@ -115,7 +116,7 @@ def run_search(backend, store, question: str, picked: dict | None, method: str, 
                    explain(tree, ev), {"session_id": rec.sid, "events": rec.events},
                    gr.Slider(maximum=len(rec.events), value=len(rec.events)))
     fig, progress, final, expl = view_outputs(rec.events)
-    yield (fig, progress + f" · session `{rec.sid}`" + control.limit_note(), final, expl,
+    yield (fig, progress + " · " + t("session `{id}`", id=rec.sid) + control.limit_note(), final, expl,
            {"session_id": rec.sid, "events": rec.events}, gr.Slider(maximum=len(rec.events), value=len(rec.events)))
 
 
@@ -125,7 +126,7 @@ def discriminator_choices(backend) -> list[tuple[str, str]]:
     from engine.models.registry import EMBEDDED
     others = [(f"{m.name} ({m.parameters})", m.name) for m in EMBEDDED.values()
               if m.name != backend.info.name and m.path() is not None]
-    return [(f"the generator's model ({backend.info.name})", "")] + others
+    return [(t("the generator's own model (named in the header)"), "")] + others
 
 
 def run_ended(view: dict | None, control: RunControl):
@@ -134,9 +135,10 @@ def run_ended(view: dict | None, control: RunControl):
     if not control.end():
         return gr.skip()
     if not view or not view.get("events"):
-        return "Stopped."
+        return t("Stopped.")
     tree = Tree.fold(view["events"])
-    return progress_markdown(tree) + f" · stopped · session `{view['session_id']}`" + control.limit_note()
+    return (progress_markdown(tree) + " · " + t("stopped · session `{id}`", id=view["session_id"])
+            + control.limit_note())
 
 
 def cleared_inspector() -> tuple[str, str, str]:
@@ -146,14 +148,14 @@ def cleared_inspector() -> tuple[str, str, str]:
 
 def replay_to(view: dict | None, k):
     if not view or not view.get("events"):
-        return None, "", "", "Run a search or open a session first."
+        return None, "", "", t("Run a search or open a session first.")
     return view_outputs(view["events"], k)
 
 
 def step_phase(view: dict | None, k, direction: int):
     """Jump the timeline to the previous or next phase of an iteration."""
     if not view or not view.get("events"):
-        return 0, None, "", "", "Run a search or open a session first."
+        return 0, None, "", "", t("Run a search or open a session first.")
     events = view["events"]
     k = step_to(phase_points(events), int(k or 0), direction)
     return (k, *view_outputs(events, k))
@@ -165,12 +167,13 @@ def method_note(backend, method: str = "mcts") -> str:
     from engine import sandbox
     lines = []
     if method == "mcts-code":
-        lines.append(f"*MCTS, code-verified*: model-written code runs in the sandbox — {sandbox.describe()}.")
+        lines.append(t("*MCTS, code-verified*: model-written code runs in the sandbox — {sandbox}.",
+                       sandbox=sandbox.describe()))
     if method == "sra-mcts" and backend.info.name == "arith-llama-3m":
-        lines.append("*SRA-MCTS*: the embedded model was never trained to reflect or score its steps; its "
-                     "reflections and 0–10 scores are shown as written (unparsable scores count as 5), and its "
-                     "'reflections' are usually the next step itself, which derails the guided children. "
-                     "`--reflection simple --self-eval confidence` (CLI) is the setting this model can use.")
+        lines.append(t("*SRA-MCTS*: the embedded model was never trained to reflect or score its steps; its "
+                       "reflections and 0–10 scores are shown as written (unparsable scores count as 5), and its "
+                       "'reflections' are usually the next step itself, which derails the guided children. "
+                       "`--reflection simple --self-eval confidence` (CLI) is the setting this model can use."))
     return "\n\n".join(f"<small>{x}</small>" for x in lines)
 
 
@@ -206,73 +209,77 @@ def build_mcts_tab(backend, store, *, problems_path: str | Path | None = None,
         with gr.Column(scale=2, min_width=340):
             question_picker(c, problems, elem_prefix="ts-search", gold_box=True)
             problem_set_panel(c, allow_paths=not getattr(store, "multi_user", False))
-            c["method"] = gr.Dropdown([(m.label, m.name) for m in METHODS.values()], value="mcts", label="Method")
+            c["method"] = gr.Dropdown([(t(m.label), m.name) for m in METHODS.values()], value="mcts",
+                                      label=t("Method"))
             c["method_note"] = gr.Markdown(method_note(backend), elem_id="ts-method-note")
-            with gr.Accordion("Settings", open=False):
+            with gr.Accordion(t("Settings"), open=False):
                 with gr.Row():
-                    c["rollouts"] = Slider(1, 200, value=16, step=1, label="Rollouts (MCTS)")
-                    c["children"] = Slider(1, 8, value=3, step=1, label="Children per expansion")
+                    c["rollouts"] = Slider(1, 200, value=16, step=1, label=t("Rollouts (MCTS)"))
+                    c["children"] = Slider(1, 8, value=3, step=1, label=t("Children per expansion"))
                 with gr.Row():
-                    c["c"] = Slider(0, 5, value=2.0, step=0.1, label="Exploration c (UCT)")
-                    c["max_depth"] = Slider(1, 16, value=8, step=1, label="Max depth (steps)")
+                    c["c"] = Slider(0, 5, value=2.0, step=0.1, label=t("Exploration c (UCT)"))
+                    c["max_depth"] = Slider(1, 16, value=8, step=1, label=t("Max depth (steps)"))
                 with gr.Row():
-                    c["temperature"] = Slider(0, 2, value=0.8, step=0.05, label="Temperature")
-                    c["min_p"] = Slider(0, 1, value=0.0, step=0.01, label="Min-p")
-                c["reward"] = gr.Radio(REWARD_CHOICES, value="self_consistency", label="Reward (MCTS)")
-                c["final_rule"] = gr.Radio(list(ANSWER_RULES), value="majority", label="Final answer rule (MCTS)")
+                    c["temperature"] = Slider(0, 2, value=0.8, step=0.05, label=t("Temperature"))
+                    c["min_p"] = Slider(0, 1, value=0.0, step=0.01, label=t("Min-p"))
+                c["reward"] = gr.Radio([(t(label), v) for label, v in REWARD_CHOICES], value="self_consistency",
+                                       label=t("Reward (MCTS)"))
+                c["final_rule"] = gr.Radio([(t(r), r) for r in ANSWER_RULES], value="majority",
+                                           label=t("Final answer rule (MCTS)"))
                 with gr.Row():
-                    c["samples"] = Slider(1, 64, value=8, step=1, label="Samples (sc, best-of-N)")
-                    c["beam_width"] = Slider(1, 8, value=3, step=1, label="Beam width")
+                    c["samples"] = Slider(1, 64, value=8, step=1, label=t("Samples (sc, best-of-N)"))
+                    c["beam_width"] = Slider(1, 8, value=3, step=1, label=t("Beam width"))
                 with gr.Row():
-                    c["check"] = gr.Dropdown([("code runs (rStar-Math)", "runs"),
-                                              ("code runs and agrees with its comment", "runs_and_claim")],
-                                             value="runs", label="Step check (code-verified MCTS)")
-                    c["self_eval"] = gr.Dropdown([("the model writes Score: N (SRA-MCTS)", "prompt"),
-                                                  ("10 × mean token probability (substitute)", "confidence")],
-                                                 value="prompt", label="Self-evaluation (SRA-MCTS)")
-                    c["reflection"] = gr.Dropdown([("guides the children (common)", "common"),
-                                                   ("only ends a path (simple)", "simple")],
-                                                  value="common", label="Reflection (SRA-MCTS)")
-                c["seed"] = gr.Number(0, precision=0, minimum=0, label="Seed")
-            with gr.Accordion("rStar settings", open=False, visible=False) as c["rstar_settings"]:
+                    c["check"] = gr.Dropdown([(t("code runs (rStar-Math)"), "runs"),
+                                              (t("code runs and agrees with its comment"), "runs_and_claim")],
+                                             value="runs", label=t("Step check (code-verified MCTS)"))
+                    c["self_eval"] = gr.Dropdown([(t("the model writes Score: N (SRA-MCTS)"), "prompt"),
+                                                  (t("10 × mean token probability (substitute)"), "confidence")],
+                                                 value="prompt", label=t("Self-evaluation (SRA-MCTS)"))
+                    c["reflection"] = gr.Dropdown([(t("guides the children (common)"), "common"),
+                                                   (t("only ends a path (simple)"), "simple")],
+                                                  value="common", label=t("Reflection (SRA-MCTS)"))
+                c["seed"] = gr.Number(0, precision=0, minimum=0, label=t("Seed"))
+            with gr.Accordion(t("rStar settings"), open=False, visible=False) as c["rstar_settings"]:
                 with gr.Row():
-                    c["one_step_thoughts"] = Slider(1, 8, value=3, step=1, label="One-step thoughts (A1)")
-                    c["subquestions"] = Slider(1, 8, value=3, step=1, label="Sub-questions (A3)")
+                    c["one_step_thoughts"] = Slider(1, 8, value=3, step=1, label=t("One-step thoughts (A1)"))
+                    c["subquestions"] = Slider(1, 8, value=3, step=1, label=t("Sub-questions (A3)"))
                 with gr.Row():
-                    c["votes"] = Slider(1, 32, value=10, step=1, label="Votes per sub-answer (A3, A4)")
-                    c["final_votes"] = Slider(1, 64, value=10, step=1, label="Votes per final answer (A2, last A3)")
-                c["discriminate"] = gr.Checkbox(True, label="Discriminator (mutual consistency)")
+                    c["votes"] = Slider(1, 32, value=10, step=1, label=t("Votes per sub-answer (A3, A4)"))
+                    c["final_votes"] = Slider(1, 64, value=10, step=1, label=t("Votes per final answer (A2, last A3)"))
+                c["discriminate"] = gr.Checkbox(True, label=t("Discriminator (mutual consistency)"))
                 with gr.Row():
-                    c["cut_mode"] = gr.Radio([("words, 20–50 % (official code)", "words"),
-                                              ("whole steps at random (paper)", "steps")],
-                                             value="words", label="Cut the candidates by")
-                    c["cuts"] = Slider(1, 8, value=4, step=1, label="Cuts per candidate")
-                c["consistency"] = gr.Radio(list(CONSISTENCY_RULES), value="mid",
-                                            label="Consistent when (mid: at least half of the completions agree)")
+                    c["cut_mode"] = gr.Radio([(t("words, 20–50 % (official code)"), "words"),
+                                              (t("whole steps at random (paper)"), "steps")],
+                                             value="words", label=t("Cut the candidates by"))
+                    c["cuts"] = Slider(1, 8, value=4, step=1, label=t("Cuts per candidate"))
+                c["consistency"] = gr.Radio([(t(r), r) for r in CONSISTENCY_RULES], value="mid",
+                                            label=t("Consistent when (mid: at least half of the completions agree)"))
                 c["discriminator_model"] = gr.Dropdown(discriminator_choices(backend), value="",
-                                                       label="Discriminator model")
-                c["gold_fallback"] = gr.Checkbox(False, label="ANALYSIS ONLY: the official script's gold-answer "
-                                                 "fallback (uses the answer key)")
+                                                       label=t("Discriminator model"))
+                c["gold_fallback"] = gr.Checkbox(False, label=t("ANALYSIS ONLY: the official script's gold-answer "
+                                                                "fallback (uses the answer key)"))
             with gr.Row():
-                c["run"] = gr.Button("Run", variant="primary", elem_id="ts-search-run")
-                c["stop"] = gr.Button("Stop", variant="stop", elem_id="ts-search-stop")
+                c["run"] = gr.Button(t("Run"), variant="primary", elem_id="ts-search-run")
+                c["stop"] = gr.Button(t("Stop"), variant="stop", elem_id="ts-search-stop")
             c["limit_hint"] = limit_hint(run_limit_s, "search")
             c["progress"] = gr.Markdown("", elem_id="ts-search-progress")
             c["final"] = gr.Markdown("", elem_id="ts-search-final")
         with gr.Column(scale=3, min_width=420):
-            c["plot"] = gr.Plot(label="Search tree: colour = Q (rStar: action), size = visits; ★ right, ✗ wrong, □ no answer stated, ◆ unjudged",
-                                elem_id="ts-search-plot")
-            c["timeline"] = Slider(0, 1, value=0, step=1, label="Timeline (events folded)", elem_id="ts-timeline")
+            c["plot"] = gr.Plot(label=t("Search tree: colour = Q (rStar: action), size = visits; ★ right, ✗ wrong, "
+                                        "□ no answer stated, ◆ unjudged"), elem_id="ts-search-plot")
+            c["timeline"] = Slider(0, 1, value=0, step=1, label=t("Timeline (events folded)"), elem_id="ts-timeline")
             with gr.Row():
-                c["prev_phase"] = gr.Button("◀ previous phase", size="sm")
-                c["next_phase"] = gr.Button("next phase ▶", size="sm")
+                c["prev_phase"] = gr.Button(t("◀ previous phase"), size="sm")
+                c["next_phase"] = gr.Button(t("next phase ▶"), size="sm")
             c["explain"] = gr.Markdown("", elem_id="ts-search-explain")
     with gr.Row():
-        c["node_id"] = gr.Number(0, precision=0, minimum=0, label="Node id (hover a node to see it)", scale=1)
-        c["inspect"] = gr.Button("Inspect node", size="sm", scale=0)
+        c["node_id"] = gr.Number(0, precision=0, minimum=0, label=t("Node id (hover a node to see it)"), scale=1,
+                                 elem_id="ts-node-id")
+        c["inspect"] = gr.Button(t("Inspect node"), size="sm", scale=0, elem_id="ts-inspect")
     c["inspector"] = gr.HTML("", css_template=TOKENS_CSS, elem_id="ts-inspector")
     c["rstar_panel"] = gr.Markdown("", elem_id="ts-rstar-panel")    # rStar's discriminator, full width
-    c["show_pairs"] = gr.Button("Preference pairs of this tree (rStar-Math)", size="sm")
+    c["show_pairs"] = gr.Button(t("Preference pairs of this tree (rStar-Math)"), size="sm")
     c["pairs"] = gr.HTML("", elem_id="ts-pairs")
 
     _, _, *shown = method_settings(backend, "mcts")          # the page opens on MCTS: only its settings
