@@ -54,6 +54,8 @@ def add_evolve_parser(subparsers, number) -> None:
                    help=f"collection trees per round kept as sessions (default {d.examples})")
     p.add_argument("--ppm-val-share", type=number(float, 0.01, 0.99, "--ppm-val-share"), default=d.ppm_val_share,
                    help="share of a round's problems whose pairs measure the PPM and never train it")
+    p.add_argument("--ppm-epochs", type=number(int, 1, 1000, "--ppm-epochs"), default=d.ppm_epochs)
+    p.add_argument("--ppm-lr", type=number(float, 1e-9, 1, "--ppm-lr"), default=d.ppm_lr)
     p.add_argument("--code", action="store_true",
                    help="code-verified collection (mcts-code); verifies nothing on the embedded model (docs/ppm.md)")
     p.add_argument("--seed", type=number(int, 0, 2**32 - 1, "--seed"), default=d.seed)
@@ -84,7 +86,7 @@ def cmd_evolve(args) -> int:
     cfg = EvolveConfig(train_problems=args.train_problems, train_tier=args.train_tier, rollouts=args.rollouts,
                        eval_n=args.eval_n, eval_tier=args.eval_tier, eval_rollouts=args.eval_rollouts,
                        sc_samples=args.sc_samples, examples=args.examples, ppm_val_share=args.ppm_val_share,
-                       code=args.code, seed=args.seed, finetune=dataclasses.replace(ft))
+                       ppm_epochs=args.ppm_epochs, ppm_lr=args.ppm_lr, code=args.code, seed=args.seed, finetune=dataclasses.replace(ft))
     if args.ppm is not None:
         from engine.ppm.model import PPM_FILE
         if not (Path(args.ppm) / PPM_FILE).is_file():
@@ -103,8 +105,8 @@ def cmd_evolve(args) -> int:
         run = open_run(store, out, model=args.model, ppm=args.ppm, config=cfg)
         print(f"evolve run {run.run_id}: {out} (database {store.path})", file=sys.stderr, flush=True)
         rows = evolve(run, args.rounds, load_backend=load,
-                      progress=lambda desc, total: progress(total, desc, unit="step" if "fine-tune" in desc else
-                                                            "problem"),
+                      progress=lambda desc, total: progress(total, desc, unit="problem" if "collect" in desc or "eval" in desc
+                                                            else "step"),
                       log=lambda s: print(s, file=sys.stderr, flush=True))
     if args.json:
         print(json.dumps({"run_id": run.run_id, "out": str(out), "rounds": rows}, indent=1))

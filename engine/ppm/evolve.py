@@ -59,6 +59,8 @@ class EvolveConfig:
     sc_samples: int = 8
     examples: int = 3             # collection trees kept as sessions per round
     ppm_val_share: float = 0.2    # problems whose pairs measure the PPM, never train it
+    ppm_epochs: int = 2           # PPM training (engine/ppm/train.py's defaults)
+    ppm_lr: float = 1e-4
     code: bool = False            # code-verified collection (see the module docstring)
     seed: int = 0
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
@@ -80,6 +82,8 @@ class EvolveConfig:
         need("examples", whole(self.examples) and 0 <= self.examples <= 100, "a whole number from 0 to 100")
         need("ppm_val_share", isinstance(self.ppm_val_share, (int, float)) and 0 < self.ppm_val_share < 1,
              "a number between 0 and 1")
+        need("ppm_epochs", whole(self.ppm_epochs) and 1 <= self.ppm_epochs <= 1000, "a whole number from 1 to 1000")
+        need("ppm_lr", isinstance(self.ppm_lr, (int, float)) and 0 < self.ppm_lr <= 1, "a number in (0, 1]")
         need("seed", whole(self.seed) and 0 <= self.seed < 2**32, "a whole number from 0 to 2**32 - 1")
 
     def to_json(self) -> dict:
@@ -115,11 +119,23 @@ class Run:
         return self.out / f"round-{rnd}"
 
     def policy(self, rnd: int) -> str:
-        """The policy round ``rnd`` ends with (round 0: the starting one)."""
-        return self.model if rnd == 0 else str(self.round_dir(rnd) / "policy")
+        """The policy round ``rnd`` ends with (round 0: the starting one; a round that found
+        nothing to train on keeps the one before)."""
+        if rnd == 0:
+            return self.model
+        row = self.evo.round(self.run_id, rnd)
+        if row is None or "finetune" not in row["phases"]:
+            raise ValueError(f"round {rnd} has no policy yet")
+        return row["policy_path"]
 
     def ppm_of(self, rnd: int) -> str | None:
-        return self.ppm if rnd == 0 else str(self.round_dir(rnd) / "ppm")
+        """The PPM round ``rnd`` ends with (None: none yet, the search is terminal-guided only)."""
+        if rnd == 0:
+            return self.ppm
+        row = self.evo.round(self.run_id, rnd)
+        if row is None or "ppm" not in row["phases"]:
+            raise ValueError(f"round {rnd} has no PPM yet")
+        return row["ppm_path"]
 
 
 def open_run(store, out: str | Path, *, model: str, ppm: str | None, config: EvolveConfig) -> Run:
@@ -183,7 +199,7 @@ def evolve(run: Run, rounds: int, *, load_backend: Callable[[str], object],
         t0 = time.perf_counter()
         row = run.evo.start_round(run.run_id, rnd, train_seed=None if rnd == 0 else train_seed(run.config.seed, rnd),
                                   train_problems=0 if rnd == 0 else run.config.train_problems,
-                                  policy_path=run.policy(rnd), ppm_path=run.ppm_of(rnd))
+                                  **({"policy_path": run.model, "ppm_path": run.ppm} if rnd == 0 else {}))
         done = set(row["phases"])
         if rnd > 0:
             problems = round_problems(run.config, rnd)

@@ -5,7 +5,8 @@ paths that reach the right answer, the best by Q kept per problem. Here the poli
 embedded model (or any causal LM folder); each trajectory is one (prompt, completion) document,
 the prompt the policy's root prompt for the question, the completion the path's steps ending in
 its answer line and EOS, exactly as the model writes a solution. Loss on the completion only,
-as in engine/demo_model/train.py, whose packing (`pack`) and label mask (`IGNORE`) this reuses.
+as in engine/demo_model/train.py, whose packing this follows (`pack_all`) and whose label mask
+(`IGNORE`) and schedule it reuses.
 
 Deliberate differences from rStar-Math: it retrains the policy from the base model on all
 rounds' data for 2 epochs at LR 7e-6 on billions of tokens; a round here *continues* from the
@@ -30,7 +31,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from engine.demo_model.train import IGNORE, pack
+from engine.demo_model.train import IGNORE
 
 FINETUNE_FILE = "finetune.json"
 
@@ -61,10 +62,48 @@ class FinetuneConfig:
 
 
 def lr_at(step: int, total: int, cfg: FinetuneConfig) -> float:
-    """Linear warm-up, then cosine from ``lr`` to 10 % of it (train.py's schedule)."""
-    warm = min(1.0, (step + 1) / cfg.warmup) if cfg.warmup else 1.0
+    """Linear warm-up, then cosine from ``lr`` to 10 % of it (train.py's schedule); the warm-up
+    is at most a fifth of the run, so a run of a few steps still reaches ``lr``."""
+    warmup = min(cfg.warmup, max(1, total // 5))
+    warm = min(1.0, (step + 1) / warmup) if cfg.warmup else 1.0
     progress = min(1.0, step / max(1, total))
     return cfg.lr * warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def pack_all(tokenizer, docs: list[tuple[str, str]], seq: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """train.py's `pack` (whole documents into rows of ``seq`` tokens, loss on completions only),
+    keeping the last, partly filled row, which `pack` drops: one row of a 120,000-problem corpus
+    is nothing, but of a round's few hundred trajectories it can be all of them."""
+    eos = tokenizer.eos_token_id
+    prompts = tokenizer([d[0] for d in docs], add_special_tokens=False)["input_ids"]
+    comps = tokenizer([d[1] for d in docs], add_special_tokens=False)["input_ids"]
+    rows_x, rows_y, x, y = [], [], [], []
+    for p, c in zip(prompts, comps):
+        dx, dy = p + c + [eos], [IGNORE] * len(p) + c + [eos]
+        if len(dx) > seq:
+            continue
+        if len(x) + len(dx) > seq:
+            rows_x.append(x + [eos] * (seq - len(x)))
+            rows_y.append(y + [IGNORE] * (seq - len(y)))
+            x, y = [], []
+        x, y = x + dx, y + dy
+    if x:
+        rows_x.append(x + [eos] * (seq - len(x)))
+        rows_y.append(y + [IGNORE] * (seq - len(y)))
+    return torch.tensor(rows_x, dtype=torch.long).reshape(-1, seq), torch.tensor(rows_y, dtype=torch.long).reshape(-1, seq)
+
+
+def planned_steps(docs: Sequence[tuple[str, str]], init_from: str | Path, config: FinetuneConfig) -> int:
+    """The optimizer steps `finetune_policy` will take on ``docs`` (for a progress bar's total)."""
+    from transformers import AutoTokenizer
+    from engine.models.registry import resolve
+    tokenizer = AutoTokenizer.from_pretrained(resolve(str(init_from))[1])
+    rows = pack_all(tokenizer, list(docs), config.seq)[0].shape[0]
+    return _steps(rows, config)
+
+
+def _steps(rows: int, config: FinetuneConfig) -> int:
+    return min(config.max_steps, max(1, math.ceil(config.epochs * rows / config.batch)))
 
 
 def finetune_policy(docs: Sequence[tuple[str, str]], *, init_from: str | Path, out: str | Path,
@@ -75,16 +114,21 @@ def finetune_policy(docs: Sequence[tuple[str, str]], *, init_from: str | Path, o
 
     ``progress(k)`` is called after each step with k = 1 (the CLI's bar)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from engine.models.registry import resolve
     if not docs:
         raise ValueError("docs must hold at least one (prompt, completion) trajectory, got none")
+    _, source, gguf = resolve(str(init_from))        # an embedded model's name -> its folder
+    if gguf:
+        raise ValueError(f"init_from must be a transformers model folder to fine-tune, not a GGUF file ({gguf})")
+    init_from = source
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     tokenizer = AutoTokenizer.from_pretrained(str(init_from))
     model = AutoModelForCausalLM.from_pretrained(str(init_from), dtype=torch.float32)
-    X, Y = pack(tokenizer, list(docs), config.seq)       # (rows, seq) each
+    X, Y = pack_all(tokenizer, list(docs), config.seq)   # (rows, seq) each
     if X.shape[0] == 0:
         raise ValueError(f"no trajectory fits in seq={config.seq} tokens")
-    steps = min(config.max_steps, max(1, math.ceil(config.epochs * X.shape[0] / config.batch)))
+    steps = _steps(X.shape[0], config)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, betas=(0.9, 0.98), weight_decay=0.0)
     gen = torch.Generator().manual_seed(config.seed)
     # an epoch is a seeded permutation of the rows, so every row is seen before any repeats

@@ -22,6 +22,7 @@ from pathlib import Path
 from engine.demo_model.problems import Problem
 
 SFT_PER_PROBLEM = 2          # verified trajectories a problem gives the policy (rStar-Math: top 2 by Q)
+PPM_BATCH = 16               # engine/ppm/train.py's default, named here because the bar needs the step count
 
 
 def _write_jsonl(path: Path, rows) -> None:
@@ -92,15 +93,16 @@ def collect_phase(run, rnd: int, problems: list[Problem], load_backend, progress
 def finetune_phase(run, rnd: int, progress) -> None:
     """The policy continues from round r-1's on this round's verified trajectories."""
     import dataclasses
-    from engine.ppm.finetune import finetune_policy
+    from engine.ppm.finetune import finetune_policy, planned_steps
     folder = run.round_dir(rnd)
     docs = [(d["prompt"], d["completion"]) for d in _read_jsonl(folder / "sft.jsonl")]
     if not docs:
-        raise ValueError(f"round {rnd} found no verified trajectory to fine-tune on: raise --rollouts or "
-                         "--train-problems")
+        # nothing verified to learn from: the round keeps the policy it started with, and says so
+        run.evo.finish_phase(run.run_id, rnd, "finetune", policy_path=run.policy(rnd - 1),
+                             metrics={"finetune": {"skipped": "no verified trajectory: the policy is kept"}})
+        return
     ft_cfg = dataclasses.replace(run.config.finetune, seed=run.config.seed * 1000 + rnd)
-    # the step count is known only once the documents are packed; the bar counts steps as they go
-    with progress(f"round {rnd} fine-tune", ft_cfg.max_steps) as bar:
+    with progress(f"round {rnd} fine-tune", planned_steps(docs, run.policy(rnd - 1), ft_cfg)) as bar:
         summary = finetune_policy(docs, init_from=run.policy(rnd - 1), out=folder / "policy", config=ft_cfg,
                                   progress=bar.update)
     run.evo.finish_phase(run.run_id, rnd, "finetune", policy_path=str(folder / "policy"),
@@ -110,8 +112,9 @@ def finetune_phase(run, rnd: int, progress) -> None:
 def ppm_phase(run, rnd: int, problems: list[Problem], progress) -> None:
     """The next PPM from the new policy, trained on the pairs of the training share of the
     problems; its pairwise accuracy on the pairs of the held-back share."""
+    import math
     from engine.ppm.data import read_pairs
-    from engine.ppm.train import pairwise_accuracy, train_ppm
+    from engine.ppm.train import train_ppm
     folder = run.round_dir(rnd)
     pairs = read_pairs(folder / "pairs.jsonl")
     train_ps, val_ps = split_problems(problems, run.config.ppm_val_share)
@@ -121,14 +124,19 @@ def ppm_phase(run, rnd: int, problems: list[Problem], progress) -> None:
     train_pairs = [x for x, v in zip(pairs, is_val) if not v]
     val_pairs = [x for x, v in zip(pairs, is_val) if v]
     if not train_pairs:
-        raise ValueError(f"round {rnd} found no preference pair on its training problems: raise --rollouts or "
-                         "--train-problems")
-    with progress(f"round {rnd} PPM", 1) as bar:
-        metrics = train_ppm(train_pairs, init_from=folder / "policy", out=folder / "ppm",
-                            seed=run.config.seed * 1000 + rnd)
-        bar.update(1)
-    from engine.ppm import load_cached
-    acc = pairwise_accuracy(load_cached(folder / "ppm"), val_pairs) if val_pairs else None
+        # no Q-value pair on the training problems: the round keeps the PPM it started with (or none)
+        run.evo.finish_phase(run.run_id, rnd, "ppm", ppm_path=run.ppm_of(rnd - 1),
+                             metrics={"ppm": {"skipped": "no preference pair on the training problems: "
+                                                         "the PPM is kept", "val_pairs": len(val_pairs)}})
+        return
+    epochs, batch = run.config.ppm_epochs, PPM_BATCH
+    with progress(f"round {rnd} PPM", epochs * math.ceil(len(train_pairs) / batch)) as bar:
+        metrics = train_ppm(train_pairs, init_from=run.policy(rnd), out=folder / "ppm", held_out=val_pairs,
+                            epochs=epochs, lr=run.config.ppm_lr, batch_size=batch, seed=run.config.seed * 1000 + rnd,
+                            threads=run.config.finetune.threads, progress=bar.update,
+                            data_info={"round": rnd, "run_id": run.run_id, "train_problems": len(train_ps),
+                                       "held_out_problems": len(val_ps)})
+    acc = metrics.get("held_out_accuracy")
     run.evo.finish_phase(run.run_id, rnd, "ppm", ppm_path=str(folder / "ppm"), ppm_pairwise_accuracy=acc,
                          metrics={"ppm": {"train_pairs": len(train_pairs), "val_pairs": len(val_pairs),
                                           "val_problems": len(val_ps), "pairwise_accuracy_val": acc,
@@ -152,8 +160,10 @@ def eval_phase(run, rnd: int, load_backend, progress) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     backend = load_backend(run.policy(rnd))
     ppm = run.ppm_of(rnd)
-    mcts_cfg = METHODS["mcts"].config(rollouts=cfg.eval_rollouts, reward="ppm", ppm=str(ppm)) if ppm else \
-        METHODS["mcts"].config(rollouts=cfg.eval_rollouts)
+    # with a PPM, rStar-Math's inference: PPM-started Q, PPM terminal reward, the answer of the path it
+    # scores highest; without one (round 0, no --ppm) the default reward, which needs no answer key
+    mcts_cfg = METHODS["mcts"].config(rollouts=cfg.eval_rollouts, reward="ppm", ppm=str(ppm), final_rule="ppm") \
+        if ppm else METHODS["mcts"].config(rollouts=cfg.eval_rollouts)
     reward = "ppm" if ppm else mcts_cfg.reward
     out = {}
     for method, mcfg in (("greedy", EvalConfig()), ("sc", EvalConfig(samples=cfg.sc_samples)), ("mcts", mcts_cfg)):
