@@ -431,11 +431,25 @@ class PassagesRetrieved(Event):
     passages: list
 
 
+@dataclass(frozen=True)
+class StepScored(Event):
+    """A verifier's score of the path ending at ``node``, right after its NodeProposed (or when a
+    ranking needs it). ``source``: "ppm" (a process preference model, engine/ppm/), ``model``:
+    which one. ``q_init``: MCTS starts the node's Q from this score (rStar-Math's PPM prior)."""
+
+    type: ClassVar[str] = "step_scored"
+    node: int
+    score: float
+    source: str = "ppm"
+    model: str = ""
+    q_init: bool = False
+
+
 EVENT_TYPES: dict[str, type[Event]] = {cls.type: cls for cls in (
     RunStarted, NodeProposed, IterationStarted, Selected, Expanded, TerminalReward, Backprop,
     FinalAnswer, RunFinished, StepScores, StepCut, Continuation, RoundAnswer, Voted,
     CandidatesCollected, DiscriminatorCut, DiscriminatorCompletion, DiscriminatorVerdict, CandidateTable,
-    CodeExecuted, Reflected, SelfEvaluated, SraRollout,
+    CodeExecuted, Reflected, SelfEvaluated, SraRollout, StepScored,
     ClustersFormed, EntropyMeasured, RetrievalRouted, PassagesRetrieved)}
 
 

@@ -38,9 +38,13 @@ class Node:
     reflection_ends: bool = False
     self_eval: dict | None = None                  # SRA-MCTS: {"score", "parsed", "raw", "source"}
     rollout: dict | None = None                    # SRA-MCTS: the last simulation from this node
+    score: dict | None = None                      # a verifier's score of the path: {"score", "source", "model"}
+    q_init: float | None = None                    # MCTS with a PPM: Q's starting value (one pseudo-visit)
 
     @property
     def q(self) -> float:
+        if self.q_init is not None:     # the PPM's score counts as one visit's value (docs/ppm.md)
+            return (self.q_init + self.value) / (self.visits + 1)
         return self.value / self.visits if self.visits else 0.0
 
 
@@ -100,6 +104,11 @@ class Tree:
             self.nodes[ev.node].reflection, self.nodes[ev.node].reflection_ends = ev.text, ev.ends
         elif isinstance(ev, E.SelfEvaluated):
             self.nodes[ev.node].self_eval = {"score": ev.score, "parsed": ev.parsed, "raw": ev.raw, "source": ev.source}
+        elif isinstance(ev, E.StepScored):
+            n = self.nodes[ev.node]
+            n.score = {"score": ev.score, "source": ev.source, "model": ev.model}
+            if ev.q_init:
+                n.q_init = ev.score
         elif isinstance(ev, E.SraRollout):
             self.nodes[ev.node].rollout = {k: v for k, v in ev.to_json().items() if k not in ("type", "node")}
         elif isinstance(ev, E.IterationStarted):

@@ -24,8 +24,8 @@ from engine.models.base import Generation, StopSpec, stop_if
 from engine.sampling import SamplingConfig
 from engine.steps import answers_equal, extract_answer
 
-REWARD_SOURCES = ("self_consistency", "gold")
-ANSWER_RULES = ("majority", "most_visited", "highest_q")
+REWARD_SOURCES = ("self_consistency", "gold", "ppm")
+ANSWER_RULES = ("majority", "most_visited", "highest_q", "ppm")   # ppm: the terminal the PPM scores highest
 MAX_STEP_TOKENS = 96          # one step; the embedded model's steps are ~15 tokens
 MAX_SOLUTION_TOKENS = 256     # a whole remaining solution
 

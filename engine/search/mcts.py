@@ -14,10 +14,17 @@ One iteration (a "rollout"):
 
 Rewards: ``self_consistency`` (default, needs no answer key) is the terminal answer's share
 among all terminal answers found so far; ``gold`` (+1 / -1) uses the answer key and is labelled
-so in the UI: it shows what the search could find, not what it would find on its own.
+so in the UI: it shows what the search could find, not what it would find on its own; ``ppm``
+is rStar-Math's inference: a process preference model (engine/ppm/; ``ppm`` names its folder,
+default the one the model ships) scores every new step, the step's Q starts from that score
+(counted as one pseudo-visit), unvisited siblings are tried best score first, and a terminal's
+reward is the PPM's score of its whole path (-1 when it states no answer). A ``ppm`` folder
+with another reward (``gold``: rStar-Math's data generation in later rounds) gives the same
+Q start and the reward that reward names. docs/ppm.md.
 
 The final answer is read three ways (``majority`` over terminal answers, the ``most_visited``
-path, the ``highest_q`` path); the run reports the one its config names and the others beside it.
+path, the ``highest_q`` path), and a fourth with a PPM (``ppm``: the terminal it scores highest);
+the run reports the one its config names and the others beside it.
 
 Everything the search decides is an event (engine/events.py); the tree it reads statistics from
 is folded from those same events, so a replay sees exactly what the search saw.
@@ -27,6 +34,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Iterator, Protocol
 
 from engine import events as E
@@ -50,6 +58,7 @@ class MCTSConfig(SampledConfig):
     reward: str = "self_consistency"
     final_rule: str = "majority"
     max_step_tokens: int = MAX_STEP_TOKENS
+    ppm: str = ""               # a PPM folder (engine/ppm/); "" with reward ppm: the model's shipped one
 
     def __post_init__(self) -> None:
         _check("rollouts", self.rollouts, _int(self.rollouts) and 1 <= self.rollouts <= 10_000, "from 1 to 10000")
@@ -61,8 +70,21 @@ class MCTSConfig(SampledConfig):
         _check("final_rule", self.final_rule, self.final_rule in ANSWER_RULES, f"one of {ANSWER_RULES}")
         _check("max_step_tokens", self.max_step_tokens, _int(self.max_step_tokens) and 1 <= self.max_step_tokens <= 1024,
                "from 1 to 1024")
+        _check("ppm", self.ppm, isinstance(self.ppm, str) and len(self.ppm) <= 4096, "a folder path or empty")
+        _check("final_rule", self.final_rule, self.final_rule != "ppm" or self.scores_steps,
+               "not 'ppm' without a PPM (reward ppm or a --ppm folder)")
         self.sampling  # validates temperature, top_p, min_p
 
+    @property
+    def scores_steps(self) -> bool:
+        """Whether a PPM scores each new step (and starts its Q)."""
+        return self.reward == "ppm" or bool(self.ppm)
+
+    def to_json(self) -> dict:
+        out = super().to_json()
+        if not self.ppm:
+            del out["ppm"]      # runs recorded before the PPM have no such key, and replay byte for byte
+        return out
 
 
 def best_child(tree: Tree, node_id: int, key: Callable) -> int | None:
@@ -88,6 +110,12 @@ def final_answers(tree: Tree) -> dict[str, tuple[str | None, list[int]]]:
         path = follow(tree, key)
         leaf = tree[path[-1]]
         out[rule] = (leaf.answer if leaf.terminal else None, path)
+    scored = [n for n in terms if n.score is not None and n.answer is not None]
+    if scored:      # trees without PPM scores keep their three rules (and replay unchanged)
+        best = max(scored, key=lambda n: (n.score["score"], -n.id))
+        out["ppm"] = (best.answer, tree.path_to(best.id))
+    elif any(n.score is not None for n in tree.nodes):
+        out["ppm"] = (None, [E.ROOT])
     return out
 
 
@@ -101,6 +129,9 @@ def select_child(tree: Tree, node_id: int, c: float, rng: random.Random) -> E.Se
     unvisited = [r["node"] for r in rows if r["visits"] == 0]
     if len(rows) == 1:
         chosen, rule = rows[0]["node"], "only"
+    elif unvisited and all(tree[u].q_init is not None for u in unvisited):
+        # a PPM prior: the best-scored untried step first (its Q is the prior, its explore term infinite)
+        chosen, rule = max(unvisited, key=lambda u: (tree[u].q_init, -u)), "prior"
     elif unvisited:
         chosen, rule = rng.choice(unvisited), "unvisited"
     else:
@@ -120,6 +151,22 @@ class StepVerifier(Protocol):
         """(reward, source, detail) overriding the configured reward at ``leaf``, or None."""
 
 
+class PathScorer:
+    """The PPM that scores each new step of a run (loaded once per folder, engine/ppm/)."""
+
+    def __init__(self, backend, path: str):
+        from engine.ppm import resolve
+        self.ppm, folder = resolve(backend, path)
+        self.name = Path(folder).name
+
+    def scores(self, parent_text: str, steps: list) -> list[float]:
+        """Scores of the paths ``parent_text`` + each step (the policy's full text), one batch."""
+        return self.ppm.score_texts([parent_text + s.text for s in steps])
+
+    def event(self, node: int, score: float) -> E.StepScored:
+        return E.StepScored(node=node, score=score, source="ppm", model=self.name, q_init=True)
+
+
 def run(question: str, backend, *, config: MCTSConfig = MCTSConfig(), seed: int = 0, gold: str | int | None = None,
         should_stop: Callable[[], bool] | None = None) -> Iterator[E.Event]:
     """Yield the events of one MCTS run. ``should_stop`` is polled between model calls."""
@@ -132,6 +179,7 @@ def search(question: str, backend, *, config: MCTSConfig, seed: int, gold, shoul
     gold = normalize_gold(gold)
     if config.reward == "gold" and gold is None:
         raise ValueError("reward 'gold' needs a gold answer")
+    scorer = PathScorer(backend, config.ppm) if config.scores_steps else None    # fails before any event
     rng = random.Random(seed)
     counter = TokenCounter()
     proposer = proposer_cls(backend, question, sampling=config.sampling, max_step_tokens=config.max_step_tokens,
@@ -159,13 +207,16 @@ def search(question: str, backend, *, config: MCTSConfig, seed: int, gold, shoul
                     kids = []
                     depth = tree[node_id].depth + 1
                     checks = verifier.check(tree, node_id, len(tree), steps) if verifier else [(False, [])] * len(steps)
-                    for s, (ends, extra) in zip(steps, checks):   # duplicates are kept, as in rStar: each is a vote
+                    scores = scorer.scores(proposer.prompt + texts[0], steps) if scorer else None
+                    for i, (s, (ends, extra)) in enumerate(zip(steps, checks)):   # duplicates are kept, as in rStar: each is a vote
                         ev = node_event(len(tree), node_id, depth, "step", s, gold,
                                         force_terminal=depth >= config.max_depth or ends)
                         kids.append(ev.node)
                         yield emit(ev)
                         for x in extra:
                             yield emit(x)
+                        if scorer:
+                            yield emit(scorer.event(ev.node, scores[i]))
                     yield emit(E.Expanded(node=node_id, children=kids, phase=phase))
                     phase = "simulate"
                 sel = select_child(tree, node_id, config.c, rng)
@@ -176,6 +227,9 @@ def search(question: str, backend, *, config: MCTSConfig, seed: int, gold, shoul
             override = verifier.reward(tree, leaf) if verifier else None
             if override is not None:
                 reward, source, detail = override
+            elif config.reward == "ppm":
+                reward, source = (leaf.score["score"] if leaf.answer is not None else -1.0), "ppm"
+                detail = {"model": scorer.name} if leaf.answer is not None else {"model": scorer.name, "no_answer": True}
             else:
                 reward, detail = reward_for(leaf.answer, config.reward, gold, [n.answer for n in tree.terminals()])
                 source = config.reward
