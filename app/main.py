@@ -107,14 +107,20 @@ def format_options(name, instruction) -> dict:
     return {"format": name, "instruction": instruction}
 
 
-def load_model(slot: ModelSlot, model: str, format: str = "auto", instruction: str | None = None):
+def load_model(slot: ModelSlot, model: str, format: str = "auto", instruction: str | None = None,
+               server: str | None = None):
     """The Model box's Load, with the chosen prompt format: (header, status) for the new model,
-    or a gr.Error that says the previous model is still loaded."""
+    or a gr.Error that says the previous model is still loaded. With a ``server`` URL the model
+    runs on that OpenAI-compatible server and the model box names one of its models (blank: the
+    only one it serves; engine/models/server_backend.py)."""
     from engine.models.base import ModelLoadError
-    if not (model or "").strip():
+    server = (server or "").strip()
+    if not (model or "").strip() and not server:
         raise gr.Error(t("type a model to load: an embedded name, a local folder, a .gguf file or a hub id"),
                        print_exception=False)
     options = format_options(format, instruction)
+    if server:
+        options.update(server=server, server_model=(model or "").strip() or None)
     try:
         described = slot.swap(model, **options)
     except ModelLoadError as e:
@@ -152,6 +158,10 @@ def model_switcher(slot: ModelSlot) -> dict:
             c["model"] = gr.Textbox(label=t("An embedded model name, a local folder, a .gguf file or a hub id "
                                             "(hub ids need network)"), scale=4, elem_id="ts-model-name")
             c["load"] = gr.Button(t("Load"), scale=0, elem_id="ts-model-load")
+        c["server"] = gr.Textbox(label=t("…or a server URL (vLLM, SGLang, llama.cpp's server): the box above then names "
+                                         "one of its models (blank: its only one). The Sampling lab cannot run "
+                                         "through a server, which returns only the top-k alternatives"),
+                                 placeholder="http://127.0.0.1:8080", elem_id="ts-model-server")
         with gr.Row():
             c["format"] = gr.Dropdown([(t(FORMAT_LABELS[f]), f) for f in formats.CHOICES], value=chosen,
                                       label=t("Prompt format (applies to the next Load, or now)"), scale=4,
@@ -192,7 +202,8 @@ def build_app(backend, store=None, *, problems_path: str | Path | None = None,
         if model_switch:
             m = model_switcher(backend)
             # in the model queue: each waits for a running search instead of changing the model under it
-            m["load"].click(functools.partial(load_model, backend), inputs=[m["model"], m["format"], m["instruction"]],
+            m["load"].click(functools.partial(load_model, backend),
+                            inputs=[m["model"], m["format"], m["instruction"], m["server"]],
                             outputs=[header, m["status"]], api_name="load_model", concurrency_limit=1,
                             concurrency_id=MODEL_QUEUE)
             m["apply_format"].click(functools.partial(switch_format, backend), inputs=[m["format"], m["instruction"]],

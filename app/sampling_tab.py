@@ -35,7 +35,7 @@ from engine.inputs import MAX_SEED, whole
 from engine.models.base import MAX_NEW_TOKENS_LIMIT, ModelLoadError
 from engine.sampling import MAX_TOP_K, STAGES, TRANSFORMERS_ORDER
 from engine.sampling_lab import (DRAW_LABELS, DRAWS, VIEW_LABELS, VIEWS, LabConfig, branch, engine_orders,
-                                 run_lab, views)
+                                 full_distribution, run_lab, views)
 from engine.steps import answers_equal, extract_answer
 from engine.evaluation.sweep import load_sweep, sweep_table
 
@@ -84,6 +84,9 @@ def model_note(pool: BackendPool, name: str) -> str:
     from engine.models.registry import EMBEDDED
     m = EMBEDDED.get(name)
     if pool.loaded(name):
+        if not full_distribution(pool.get(name)):
+            return (f"⚠ **{name}** runs on a server, which returns only its top-k alternatives, not the whole "
+                    "distribution the lab's pools are drawn from: choose a local model here.")
         return f"**{name}** is loaded."
     if m is not None and m.path() is None:
         return f"⚠ {m.missing_message()}"

@@ -12,6 +12,11 @@ Every pool is computed by the stage functions of engine/sampling.py, so the lab 
 what the backend samples from. Probabilities named ``p`` are the model's own (softmax of the
 raw logits, temperature 1); ``p_t`` are after temperature.
 
+Every view needs the model's whole next-token distribution at every position: a model on an
+inference server returns only its top-k alternatives (engine/models/server_backend.py), so the
+lab refuses it with one line (`check_full_distribution`) rather than draw pools from a
+truncated distribution.
+
 Not here: drawing tokens (the backend), the temperature sweep (engine/evaluation/sweep.py), figures (app/).
 """
 
@@ -24,7 +29,7 @@ from typing import Callable, Sequence
 import torch
 
 from engine import sampling as S
-from engine.models.base import Generation, StopSpec
+from engine.models.base import Generation, InputError, StopSpec
 
 VIEWS = ("min_p", "top_p", "top_k")                   # the truncations compared side by side
 VIEW_LABELS = {"min_p": "min-p", "top_p": "top-p", "top_k": "top-k"}
@@ -187,9 +192,24 @@ def views(logits: torch.Tensor, token_ids: Sequence[int], cfg: LabConfig,
     return [position_view(logits[j], token_ids[j], cfg, token_text, position=j) for j in range(len(token_ids))]
 
 
+def full_distribution(backend) -> bool:
+    """Whether ``backend`` can give the whole next-token distribution the lab reads (a local
+    model can; a model on a server gives only its top-k alternatives)."""
+    return callable(getattr(backend, "continuation_logits", None))
+
+
+def check_full_distribution(backend) -> None:
+    """An `InputError` (one line) when ``backend`` is on a server: see the module docstring."""
+    if not full_distribution(backend):
+        raise InputError(f"the Sampling lab needs the whole next-token distribution at every position, but "
+                         f"{backend.info.name} runs on a server that returns only its top-k alternatives: "
+                         "choose a local model for the lab")
+
+
 def analyse(backend, prompt: str, generation: Generation, cfg: LabConfig) -> list[PositionView]:
     """One `PositionView` per generated token, from one forward pass over prompt + generation
     (``backend.continuation_logits``)."""
+    check_full_distribution(backend)
     ids = generation.token_ids
     if not ids:
         return []
@@ -200,6 +220,7 @@ def run_lab(backend, prompt: str, *, draw: str, cfg: LabConfig, seed: int, max_n
             stop: StopSpec = StopSpec()) -> LabRun:
     """Generate from ``prompt`` with the ``draw`` sampler (at ``cfg``'s values) and view every
     position; the run keeps the raw logits so it can be re-viewed at other settings."""
+    check_full_distribution(backend)
     sampling = cfg.draw(draw)
     gen = backend.generate([prompt], sampling=sampling, stop=stop, max_new_tokens=max_new_tokens, seed=seed)[0]
     ids = gen.token_ids
@@ -306,6 +327,7 @@ def branch(backend, prompt: str, generation: Generation, position: int, *, sampl
            seed: int, max_new_tokens: int, stop: StopSpec = StopSpec()) -> Branch:
     """Keep the first ``position`` generated tokens and resample the rest: ``generate`` with the
     prompt plus those tokens' text as the new prompt (re-encoded, as any prompt is)."""
+    check_full_distribution(backend)
     n = len(generation.tokens)
     if not _whole(position) or not 0 <= position < max(n, 1):
         raise ValueError(f"position must be a whole number from 0 to {max(n - 1, 0)}, got {position!r}")
