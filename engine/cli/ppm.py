@@ -1,0 +1,120 @@
+"""``thoughtscope collect-pairs`` and ``thoughtscope train-ppm``: rStar-Math's process preference
+model for a policy, from MCTS on generated training problems (docs/ppm.md).
+
+- ``collect-pairs --problems N``: gold-guided MCTS on N generated training problems (never a
+  held-out or reserved eval problem), the Q-value pairs (and hard negatives) as JSONL and the
+  verified trajectories beside them;
+- ``train-ppm --pairs FILE`` trains on a pairs file; ``train-ppm --pairs-from N`` collects first
+  (both phases with a progress bar). The PPM folder goes to ``--out``; its ppm.json holds the
+  training config, the log and the metrics (train and held-out pairwise accuracy).
+
+engine/cli/__init__.py adds the parsers with `add_ppm_parsers` and dispatches to `cmd_collect_pairs`
+and `cmd_train_ppm`. Not here: the PPM, its data or training (engine/ppm/).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def _collect_flags(p, number) -> None:
+    p.add_argument("--rollouts", type=number(int, 1, 10_000, "--rollouts"), default=16,
+                   help="MCTS rollouts per training problem (default 16)")
+    p.add_argument("--children", type=number(int, 1, 32, "--children"), default=3,
+                   help="steps sampled per expansion (default 3)")
+    p.add_argument("--train-seed", type=number(int, 0, 2**31, "--train-seed"), default=1,
+                   help="seed of the training-problem generator and the searches (default 1)")
+    p.add_argument("--init-ppm", default=None, metavar="DIR",
+                   help="a PPM whose scores start each new step's Q during collection (rStar-Math's later rounds)")
+    p.add_argument("--no-hard-negatives", action="store_true",
+                   help="only rStar-Math's Q-value pairs, no (true claim, false claim) sibling pairs")
+
+
+def add_ppm_parsers(subparsers, add_model_flags, number) -> None:
+    c = subparsers.add_parser("collect-pairs", help="PPM training pairs from gold-guided MCTS on generated problems")
+    c.add_argument("--problems", type=number(int, 1, 100_000, "--problems"), required=True,
+                   help="generated training problems (hard and medium; none held out)")
+    c.add_argument("--out", "-o", required=True, help="pairs JSONL (trajectories go to FILE.traj.jsonl beside it)")
+    _collect_flags(c, number)
+    c.add_argument("--json", action="store_true", help="print the summary as JSON")
+    add_model_flags(c)
+
+    t = subparsers.add_parser("train-ppm", help="train a process preference model (rStar-Math PPM) for the model")
+    src = t.add_mutually_exclusive_group(required=True)
+    src.add_argument("--pairs", default=None, metavar="FILE", help="a pairs JSONL (collect-pairs or export-pairs)")
+    src.add_argument("--pairs-from", type=number(int, 1, 100_000, "--pairs-from"), default=None,
+                     metavar="N_TRAIN_PROBLEMS", help="collect pairs from this many generated problems first")
+    t.add_argument("--out", "-o", required=True, help="the PPM folder to write")
+    t.add_argument("--epochs", type=number(int, 1, 1000, "--epochs"), default=2)
+    t.add_argument("--lr", type=number(float, 1e-8, 1, "--lr"), default=1e-4,
+                   help="body learning rate (the head's is 10 times this; default 1e-4)")
+    t.add_argument("--batch-size", type=number(int, 1, 1024, "--batch-size"), default=16)
+    t.add_argument("--seed", type=number(int, 0, 2**31, "--seed"), default=0)
+    t.add_argument("--save-dtype", choices=("float32", "float16"), default="float32",
+                   help="weights on disk (float16 halves the folder; scores move by ~1e-3)")
+    _collect_flags(t, number)
+    t.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    add_model_flags(t)
+
+
+def _collect(args, load_backend, n: int, out: Path | None):
+    from engine.cli.progress import progress
+    from engine.ppm.data import collect_pairs, training_problems, write_pairs, write_trajectories
+    problems = training_problems(n, args.train_seed)
+    backend = load_backend(args)
+    with progress(n, "collect pairs (MCTS, gold reward)") as bar:
+        res = collect_pairs(backend, problems, rollouts=args.rollouts, seed=args.train_seed, ppm=args.init_ppm,
+                            children=args.children, hard_negatives=not args.no_hard_negatives, progress=bar.update)
+    if out is not None:
+        write_pairs(out, res.pairs)
+        write_trajectories(out.with_suffix(".traj.jsonl"), res.trajectories)
+    return backend, res
+
+
+def cmd_collect_pairs(args, load_backend) -> int:
+    out = Path(args.out)
+    _, res = _collect(args, load_backend, args.problems, out)
+    if args.json:
+        print(json.dumps(res.summary))
+    else:
+        print(f"wrote {len(res.pairs)} pairs to {out} and {len(res.trajectories)} trajectories to "
+              f"{out.with_suffix('.traj.jsonl')}", file=sys.stderr)
+    return 0
+
+
+def cmd_train_ppm(args, load_backend) -> int:
+    from engine.cli.progress import progress
+    from engine.ppm.data import read_pairs, write_pairs
+    from engine.ppm.train import split_by_problem, train_ppm
+    out = Path(args.out)
+    if args.pairs is not None:
+        if not Path(args.pairs).is_file():
+            raise ValueError(f"--pairs: no file at {args.pairs}")
+        pairs, info = read_pairs(args.pairs), {"pairs_file": str(args.pairs)}
+        init = args.model
+        from engine.models.registry import EMBEDDED
+        if args.model not in EMBEDDED and not Path(args.model).is_dir():
+            raise ValueError(f"--model must be an embedded model or a model folder to train a PPM from, "
+                             f"got {args.model!r}")
+    else:
+        backend, res = _collect(args, load_backend, args.pairs_from, None)
+        pairs, info, init = res.pairs, res.summary, backend
+        out.mkdir(parents=True, exist_ok=True)
+        write_pairs(out / "pairs.jsonl", pairs)
+    if not pairs:
+        raise ValueError("no pairs to train on: collect from more problems or with more --rollouts")
+    train, _ = split_by_problem(pairs, seed=args.seed)
+    steps = ((len(train) + args.batch_size - 1) // args.batch_size) * args.epochs
+    with progress(steps, "train PPM", unit="step") as bar:
+        metrics = train_ppm(pairs, init_from=init, out=out, epochs=args.epochs, lr=args.lr,
+                            batch_size=args.batch_size, seed=args.seed, threads=args.threads or 1,
+                            progress=bar.update, save_dtype=args.save_dtype, data_info=info)
+    if args.json:
+        print(json.dumps(metrics))
+    else:
+        print(f"PPM saved to {out}: pairwise accuracy {metrics['train_accuracy']:.3f} on {metrics['train_pairs']} "
+              f"training pairs, {metrics['held_out_accuracy']} on {metrics['held_out_pairs']} held-out pairs "
+              f"(problems it was not trained on)", file=sys.stderr)
+    return 0
