@@ -229,6 +229,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "solution, target, output, gold)")
     e.add_argument("--json", action="store_true", help="print the summary as JSON")
     e.add_argument("--details", action="store_true", help="include per-problem results in the JSON")
+    e.add_argument("--concurrency", type=_number(int, 1, 256, "--concurrency"), default=1, metavar="K",
+                   help="solve K problems at once (tree searches, se, sugar): locally their model calls share "
+                        "forward passes, through --server K requests are in flight; each search's events are "
+                        "those it yields alone (docs/scaling.md)")
     _add_config_flags(e, [EvalConfig] + [m.config for m in METHODS.values()])
 
     from engine.cli.sweep import add_sweep_parser
@@ -241,6 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from engine.cli.pairs import add_pairs_parser
     add_pairs_parser(sub, _add_model_flags, _add_config_flags, _number)
+    from engine.cli.ppm import add_ppm_parsers
+    add_ppm_parsers(sub, _add_model_flags, _number)
 
     from engine.cli.evolve import add_evolve_parser
     add_evolve_parser(sub, _number)
@@ -338,6 +344,8 @@ def cmd_eval(args) -> int:
     cls = EvalConfig if args.method in BATCHED else METHODS[args.method].config
     cfg = config_from_args(cls, args, args.method)
     _eval_source_flags(args)
+    from engine.evaluation.concurrent import check_concurrency
+    check_concurrency(args.method, args.concurrency)      # refused before the model loads
     events = tuple(args.events) if args.events else None
     tier, dataset = args.tier or "hard", None
     # the problems are picked (and a bad request refused) before the model loads
@@ -353,9 +361,11 @@ def cmd_eval(args) -> int:
     from engine.cli.progress import progress
     from engine.evaluation.evaluate import QA_METHODS
     label = "velmora" if args.method in QA_METHODS and dataset is None else tier
-    with progress(len(problems), f"{args.method} {label}") as bar:
+    tokens = (lambda: backend.generated_tokens) if hasattr(backend, "generated_tokens") else None
+    with progress(len(problems), f"{args.method} {label}", tokens=tokens) as bar:
         summary = run_eval(backend, args.method, tier, len(problems), args.seed, cfg, progress=bar.update,
-                           fresh=args.fresh, events=events, problems=problems, dataset=dataset)
+                           fresh=args.fresh, events=events, problems=problems, dataset=dataset,
+                           concurrency=args.concurrency)
     if not args.details:
         summary.pop("results")
     if args.json:
@@ -431,6 +441,16 @@ def cmd_export_pairs(args) -> int:
     return export(args, _load, config_from_args)
 
 
+def cmd_collect_pairs(args) -> int:
+    from engine.cli.ppm import cmd_collect_pairs as collect
+    return collect(args, _load)
+
+
+def cmd_train_ppm(args) -> int:
+    from engine.cli.ppm import cmd_train_ppm as train
+    return train(args, _load)
+
+
 def cmd_evolve(args) -> int:
     from engine.cli.evolve import cmd_evolve as run_evolve
     return run_evolve(args)
@@ -493,6 +513,8 @@ COMMANDS = {"serve": cmd_serve, "models": cmd_models, "generate": cmd_generate, 
             "triage": cmd_triage}
 COMMANDS["hash-password"] = cmd_hash_password
 COMMANDS["evolve"] = cmd_evolve
+COMMANDS["collect-pairs"] = cmd_collect_pairs
+COMMANDS["train-ppm"] = cmd_train_ppm
 COMMANDS["compare"] = cmd_compare
 COMMANDS["export"] = cmd_sessions          # `export --session ID` is `sessions export ID`
 

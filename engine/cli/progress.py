@@ -1,18 +1,23 @@
 """Progress of long CLI work on stderr: a tqdm bar in a terminal, and in a log file (stderr not
 a terminal: ``nohup``, CI, a pipe) a plain line at most every ``LOG_EVERY_S`` seconds and one at
-the end, so an overnight eval shows how far it got. stdout (the JSON) is never touched."""
+the end, so an overnight eval shows how far it got. Both show the problems done, the ETA and,
+given a ``tokens()`` counter (the local backend's tokens sampled so far), tokens per second.
+stdout (the JSON) is never touched."""
 
 from __future__ import annotations
 
 import sys
 import time
+from typing import Callable
 
 LOG_EVERY_S = 30.0
 
 
 class _LogLines:
-    def __init__(self, total: int, desc: str, unit: str, file) -> None:
+    def __init__(self, total: int, desc: str, unit: str, file, tokens: Callable[[], int] | None) -> None:
         self.total, self.desc, self.unit, self.file = total, desc, unit, file
+        self.tokens = tokens
+        self.tokens0 = tokens() if tokens else 0
         self.n = 0
         self.started = self.last = time.monotonic()
 
@@ -26,7 +31,10 @@ class _LogLines:
     def _line(self, now: float) -> None:
         elapsed = now - self.started
         left = elapsed / self.n * (self.total - self.n) if self.n else float("nan")
-        print(f"{self.desc}: {self.n}/{self.total} {self.unit}s, {elapsed:.0f} s"
+        rate = ""
+        if self.tokens and elapsed > 0:
+            rate = f", {(self.tokens() - self.tokens0) / elapsed:.0f} tokens/s"
+        print(f"{self.desc}: {self.n}/{self.total} {self.unit}s, {elapsed:.0f} s{rate}"
               + (f", about {left:.0f} s left" if self.n < self.total and self.n else ""),
               file=self.file, flush=True)
 
@@ -37,10 +45,33 @@ class _LogLines:
         pass
 
 
-def progress(total: int, desc: str, unit: str = "problem", file=None):
-    """A context manager with ``update(k)``: tqdm on a terminal, log lines elsewhere."""
+class _Bar:
+    """tqdm (which shows the ETA) with tokens per second beside it."""
+
+    def __init__(self, total: int, desc: str, unit: str, file, tokens: Callable[[], int] | None) -> None:
+        from tqdm import tqdm
+        self.bar = tqdm(total=total, desc=desc, unit=unit, file=file)
+        self.tokens = tokens
+        self.tokens0 = tokens() if tokens else 0
+        self.started = time.monotonic()
+
+    def update(self, k: int = 1) -> None:
+        elapsed = time.monotonic() - self.started
+        if self.tokens and elapsed > 0:
+            self.bar.set_postfix_str(f"{(self.tokens() - self.tokens0) / elapsed:.0f} tokens/s", refresh=False)
+        self.bar.update(k)
+
+    def __enter__(self) -> "_Bar":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.bar.close()
+
+
+def progress(total: int, desc: str, unit: str = "problem", file=None, tokens: Callable[[], int] | None = None):
+    """A context manager with ``update(k)``: tqdm on a terminal, log lines elsewhere.
+    ``tokens()``: tokens generated so far, for tokens per second (None: not shown)."""
     file = file or sys.stderr
     if getattr(file, "isatty", lambda: False)():
-        from tqdm import tqdm
-        return tqdm(total=total, desc=desc, unit=unit, file=file)
-    return _LogLines(total, desc, unit, file)
+        return _Bar(total, desc, unit, file, tokens)
+    return _LogLines(total, desc, unit, file, tokens)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from engine.demo_model.problems import TIERS, Problem, load_problems
+from engine.evaluation.concurrent import check_concurrency, per_problem
 from engine.evaluation.results import ProblemResult  # noqa: F401 (re-exported: evaluate.ProblemResult)
 from engine.formats import format_of
 from engine.models.base import StopSpec
@@ -145,18 +146,12 @@ def discriminator_summary(tree, problem: Problem) -> dict | None:
 
 
 def eval_search(method: str) -> Callable:
-    """An evaluator that runs the event-yielding search ``method`` on each problem in turn;
-    ``cfg`` is that method's config (engine.search.METHODS[method].config)."""
-    def evaluate(backend, problems, cfg, seed: int, progress) -> list[ProblemResult]:
+    """An evaluator that runs the event-yielding search ``method`` on each problem; ``cfg`` is
+    that method's config (engine.search.METHODS[method].config)."""
+    def solve(backend, cfg, seed: int, p: Problem) -> ProblemResult:
         from engine.search import METHODS
-        results = []
-        for i, p in enumerate(problems):
-            events = METHODS[method].run(p.question, backend, config=cfg, seed=seed + i, gold=str(p.answer))
-            results.append(triaged_result(p, events))
-            progress(1)
-        return results
-    evaluate.__name__ = f"eval_{method}"
-    return evaluate
+        return triaged_result(p, METHODS[method].run(p.question, backend, config=cfg, seed=seed, gold=str(p.answer)))
+    return per_problem(solve, f"eval_{method}")
 
 
 def eval_leco(backend, problems, cfg, seed: int, progress) -> list[ProblemResult]:
@@ -172,9 +167,9 @@ def leco_summary(results: list[ProblemResult]) -> dict:
 
 
 def eval_semantic(method: str) -> Callable:
-    """se / sugar, one question at a time: the result also keeps the four entropies, the routing
+    """se / sugar, one search per question: the result also keeps the four entropies, the routing
     decision, and whether each alternative answer (without retrieval, top cluster, ...) was right."""
-    def evaluate(backend, problems, cfg, seed: int, progress) -> list[ProblemResult]:
+    def solve(backend, cfg, seed: int, p: Problem) -> ProblemResult:
         from engine import events as E
         from engine.search import METHODS
         from engine.retrieval import qa_contains
@@ -183,26 +178,21 @@ def eval_semantic(method: str) -> Callable:
             # held-out, fresh and data-set problems have math answers, whatever the model's template
             cfg = dataclasses.replace(cfg, task="math")
         task = task_of(backend, cfg)
-        results = []
-        for i, p in enumerate(problems):
-            events = list(METHODS[method].run(p.question, backend, config=cfg, seed=seed + i, gold=str(p.answer)))
-            r = search_result(p, events)
-            final = next(e for e in events if isinstance(e, E.FinalAnswer))
-            r.correct = bool(final.correct)          # open questions: the strict check (engine/retrieval/__init__.py)
-            if task == "open":
-                r.correct_contains = qa_contains(final.answer, str(p.answer))
-            r.by_rule = {rule: bool(is_correct(task, a, str(p.answer), p.question))
-                         for rule, a in final.alternatives.items()}
-            measured = next((e for e in events if isinstance(e, E.EntropyMeasured) and e.mode == cfg.mode), None)
-            if measured is not None:
-                r.entropies = {k: getattr(measured, k) for k in ("discrete", "rao", "mc2023", "naive")}
-            routed = next((e for e in events if isinstance(e, E.RetrievalRouted)), None)
-            r.retrieval = routed.decision if routed else None
-            results.append(r)
-            progress(1)
-        return results
-    evaluate.__name__ = f"eval_{method}"
-    return evaluate
+        events = list(METHODS[method].run(p.question, backend, config=cfg, seed=seed, gold=str(p.answer)))
+        r = search_result(p, events)
+        final = next(e for e in events if isinstance(e, E.FinalAnswer))
+        r.correct = bool(final.correct)          # open questions: the strict check (engine/retrieval/__init__.py)
+        if task == "open":
+            r.correct_contains = qa_contains(final.answer, str(p.answer))
+        r.by_rule = {rule: bool(is_correct(task, a, str(p.answer), p.question))
+                     for rule, a in final.alternatives.items()}
+        measured = next((e for e in events if isinstance(e, E.EntropyMeasured) and e.mode == cfg.mode), None)
+        if measured is not None:
+            r.entropies = {k: getattr(measured, k) for k in ("discrete", "rao", "mc2023", "naive")}
+        routed = next((e for e in events if isinstance(e, E.RetrievalRouted)), None)
+        r.retrieval = routed.decision if routed else None
+        return r
+    return per_problem(solve, f"eval_{method}")
 
 
 # greedy and sc are batched across problems (fast); the others run one search per problem.
@@ -337,17 +327,20 @@ def semantic_entropy_summary(method: str, results: list[ProblemResult]) -> dict:
 def run_eval(backend, method: str, tier: str, n: int, seed: int, cfg: EvalConfig,
              progress: Callable[[int], None] = lambda k: None, problems_path: Path = HELDOUT,
              fresh: int | None = None, events: tuple[int, int] | None = None,
-             problems: list[Problem] | None = None, dataset=None) -> dict:
+             problems: list[Problem] | None = None, dataset=None, concurrency: int = 1) -> dict:
     """Run ``method`` over the problems `eval_problems` picks (or ``problems``, already picked
     by it; or ``dataset``'s, an `engine.evaluation.datasets.Dataset` from `dataset_problems`) and
-    summarise: the JSON keys of `thoughtscope eval`."""
+    summarise: the JSON keys of `thoughtscope eval`. ``concurrency``: problems solved at once
+    (methods that run one search per problem; `check_concurrency`)."""
+    check_concurrency(method, concurrency)   # engine/evaluation/concurrent.py
     if dataset is not None:
         problems, tier = list(dataset.problems), "dataset"
     elif problems is None:
         problems = eval_problems(method, tier, n, problems_path, fresh, events)
     n = len(problems)
     t0 = time.perf_counter()
-    results = EVAL_METHODS[method](backend, problems, cfg, seed, progress)
+    extra = {"concurrency": concurrency} if concurrency != 1 else {}
+    results = EVAL_METHODS[method](backend, problems, cfg, seed, progress, **extra)
     wall = time.perf_counter() - t0
     if dataset is not None:
         source = f"dataset:{dataset.source}" + (f":{dataset.split}" if dataset.split else "")
@@ -363,6 +356,7 @@ def run_eval(backend, method: str, tier: str, n: int, seed: int, cfg: EvalConfig
         "answered": round(sum(r.answer is not None for r in results) / n, 4),
         "generated_tokens": sum(r.generated_tokens for r in results),
         "wall_s": round(wall, 2),
+        "concurrency": concurrency,
     }
     if method == "sc":
         summary.update(samples=cfg.samples, temperature=cfg.temperature, min_p=cfg.min_p, top_p=cfg.top_p)

@@ -20,6 +20,7 @@ Not here: which models are embedded (registry.py), prompt formats (demo_model/fo
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import threading
@@ -32,13 +33,35 @@ from safetensors import SafetensorError
 from engine.models.base import (MAX_NEW_TOKENS_LIMIT, Generation, InputError, ModelInfo, ModelLoadError,
                                 StopSpec, TokenDistribution, TokenLogprob, stop_if)
 from engine.models.prefix_cache import PREFIX_CACHE_MB, PrefixCache  # noqa: F401 (re-exported)
+from engine.models.decode import TOP_ALTERNATIVES
 from engine.models.threads import configure_threads
-from engine.sampling import SamplingConfig, apply_chain
+from engine.sampling import SamplingConfig
 
-TOP_ALTERNATIVES = 5      # alternatives kept per generated token
+QUANTIZE = ("4bit", "8bit")   # --quantize choices (bitsandbytes)
+log = logging.getLogger(__name__)
+
+
+class OutOfMemory(ModelLoadError):
+    """Generation ran out of accelerator memory even for one sequence; the message says what to try."""
+
+
+def is_out_of_memory(e: BaseException) -> bool:
+    """CUDA's (or another accelerator's) out-of-memory error, whatever class it comes as."""
+    oom = getattr(torch, "OutOfMemoryError", None) or torch.cuda.OutOfMemoryError
+    return isinstance(e, oom) or (isinstance(e, RuntimeError) and "out of memory" in str(e).lower())
+
+
+def free_accelerator_memory() -> None:
+    """Hand freed tensors' GPU memory back (a retry or the next model needs it); no-op on CPU."""
+    import gc
+    gc.collect()
+    if torch.cuda.is_available():   # pragma: no cover - needs a GPU
+        torch.cuda.empty_cache()
 
 
 def _resolve_device(device: str) -> str:
+    """The device to put the whole model on; ``auto`` is spread by accelerate where there are GPUs
+    (see `TransformersBackend.load`), so here it only decides CPU or CUDA."""
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -46,6 +69,15 @@ def _resolve_device(device: str) -> str:
     if device not in ("cpu", "mps") and not device.startswith("cuda"):
         raise ModelLoadError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}")
     return device
+
+
+def _plain_attention_cache(config) -> bool:
+    """Whether every layer's cache is key/value attention, full or sliding-window (decode.py
+    then keeps plain key/value layers, which the prefix cache and batching can cut and pad)."""
+    from transformers import DynamicCache
+    from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
+    return all(type(layer) in (DynamicLayer, DynamicSlidingWindowLayer)
+               for layer in DynamicCache(config=config).layers)
 
 
 def _resolve_dtype(dtype: str, device: str) -> torch.dtype:
@@ -85,6 +117,17 @@ class TransformersBackend:
         self._pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (min(self._eos) if self._eos else 0)
         self._token_text: list[str] | None = None
         self._cache_lock = threading.Lock()
+        # one forward pass at a time: the batching scheduler (batching.py) and a search's own
+        # score/distribution calls would otherwise compete for the same cores or GPU
+        self.model_lock = threading.RLock()
+        self.generated_tokens = 0      # tokens sampled so far, every call (progress shows tokens/s)
+        self.num_layers = int(cfg.get_text_config().num_hidden_layers)
+        # logits for the last position only, where the model's forward can be told so
+        params = inspect.signature(model.forward).parameters
+        self.keeps_logits = "logits_to_keep" in params
+        # transformers 5 renamed the forward's past_key_values to cache (the old name goes in 5.40)
+        self.cache_kw = "cache" if "cache" in params else "past_key_values"
+        self.plain_cache = _plain_attention_cache(model.config)
         self.configure_prefix_cache(prefix_cache_mb)
 
     # ---- loading -------------------------------------------------------------------------
@@ -177,15 +220,14 @@ class TransformersBackend:
     def configure_prefix_cache(self, max_mb: float | None) -> None:
         """Keep at most ``max_mb`` MB of key/value states for prompts that share prefixes;
         0 or None turns the cache off (every prompt is computed in full, the plain loop).
-        Replaces the current cache. Models whose cache is not one plain key/value tensor per
-        layer (sliding-window or linear-attention layers) always run without it."""
+        Replaces the current cache. Sliding-window models use it too: their layers keep every
+        key/value (the attention mask applies the window), so a cached prefix gives the same
+        logits as computing it whole. Models with other layer kinds (linear attention, state
+        space) always run without it."""
         if max_mb is not None and (not isinstance(max_mb, (int, float)) or isinstance(max_mb, bool)
                                    or not 0 <= max_mb <= 1e7 or max_mb != max_mb):
             raise ValueError(f"prefix cache size must be a number of MB from 0 to 10000000, got {max_mb!r}")
-        from transformers import DynamicCache
-        from transformers.cache_utils import DynamicLayer
-        plain_layers = all(type(layer) is DynamicLayer for layer in DynamicCache(config=self.model.config).layers)
-        self.prefix_cache = PrefixCache(int(max_mb * 2**20)) if max_mb and plain_layers else None
+        self.prefix_cache = PrefixCache(int(max_mb * 2**20)) if max_mb and self.plain_cache else None
 
     def reset_prefix_cache(self) -> None:
         """Forget every cached prefix (a search calls this when it starts)."""
@@ -193,186 +235,55 @@ class TransformersBackend:
             with self._cache_lock:
                 self.prefix_cache.clear()
 
+    def check_request(self, prompts: Sequence[str], max_new_tokens: int) -> list[list[int]]:
+        """The prompts' token ids, after checking the budget and that each fits the context."""
+        if not isinstance(max_new_tokens, int) or not 1 <= max_new_tokens <= MAX_NEW_TOKENS_LIMIT:
+            raise ValueError(f"max_new_tokens must be a whole number from 1 to {MAX_NEW_TOKENS_LIMIT}, "
+                             f"got {max_new_tokens!r}")
+        encoded = [self.encode(p) for p in prompts]
+        for ids in encoded:
+            self._check_prompt(ids, max_new_tokens)
+        return encoded
+
     @torch.inference_mode()
     def generate(self, prompts: Sequence[str], *, sampling: SamplingConfig, stop: StopSpec = StopSpec(),
                  max_new_tokens: int = 256, seed: int = 0,
                  should_stop: Callable[[], bool] | None = None) -> list[Generation]:
-        """One continuation per prompt (batched, left-padded). ``should_stop()`` is polled before
-        every forward pass; when it turns true the generation is abandoned with `Stopped` (the
-        prefix cache keeps nothing of it)."""
-        if not isinstance(max_new_tokens, int) or not 1 <= max_new_tokens <= MAX_NEW_TOKENS_LIMIT:
-            raise ValueError(f"max_new_tokens must be a whole number from 1 to {MAX_NEW_TOKENS_LIMIT}, "
-                             f"got {max_new_tokens!r}")
-        if not prompts:
+        """One continuation per prompt (batched, left-padded; the loop is engine/models/decode.py).
+        ``should_stop()`` is polled before every forward pass; when it turns true the generation is
+        abandoned with `Stopped` (the prefix cache keeps nothing of it). Out of GPU memory, the
+        batch is halved and each half run with the same seed (so the tokens can differ from one
+        run of the whole batch); one prompt that does not fit raises `OutOfMemory`."""
+        encoded = self.check_request(prompts, max_new_tokens)
+        if not encoded:
             return []
-        encoded = [self.encode(p) for p in prompts]
-        for ids in encoded:
-            self._check_prompt(ids, max_new_tokens)
-        cached = self.prefix_cache is not None
-        cache, mask, next_pos, logits, counts = (self._prefill_cached if cached else self._prefill)(encoded)
-        gen = torch.Generator(device=self.device).manual_seed(int(seed))
-        batch = len(encoded)
-        new_ids: list[list[int]] = [[] for _ in range(batch)]
-        records: list[list[TokenLogprob]] = [[] for _ in range(batch)]
-        done = [None] * batch                                    # (reason, stop string, text)
-        fed = [0] * batch                                        # new tokens whose key/values are in `cache`
-        end_logits: list[torch.Tensor | None] = [None] * batch   # next-token logits after the last fed token
-        for step in range(max_new_tokens):
-            stop_if(should_stop)
-            logp = torch.log_softmax(logits, dim=-1)             # the model's own belief
-            if sampling.greedy:
-                chosen = logits.argmax(dim=-1)
-            else:
-                probs = torch.softmax(apply_chain(logits, sampling), dim=-1)
-                chosen = torch.multinomial(probs, 1, generator=gen).squeeze(-1)
-            top_lp, top_id = torch.topk(logp, TOP_ALTERNATIVES, dim=-1)
-            chosen_lp = logp.gather(-1, chosen[:, None]).squeeze(-1)
-            chosen_l, chosen_lp_l = chosen.tolist(), chosen_lp.tolist()
-            top_lp_l, top_id_l = top_lp.tolist(), top_id.tolist()
-            feed = []                                            # rows whose newest token goes in the cache
-            for i in range(batch):
-                if done[i] is not None:
-                    continue
-                tid = chosen_l[i]
-                new_ids[i].append(tid)
-                records[i].append(TokenLogprob(tid, self.token_text(tid), chosen_lp_l[i], tuple(
-                    (self.token_text(a), b) for a, b in zip(top_id_l[i], top_lp_l[i]))))
-                if stop.eos and tid in self._eos:
-                    done[i] = ("eos", None, self.tokenizer.decode(new_ids[i][:-1]))
-                    continue
-                if stop.strings:
-                    text = self.tokenizer.decode(new_ids[i])
-                    start = len(text) - len(text.lstrip()) if stop.after_text else 0
-                    hits = [(text.find(s, start), s) for s in stop.strings if s in text[start:]]
-                    if hits:
-                        at, s = min(hits)
-                        done[i] = ("stop", s, text[:at + len(s)])
-                if step == max_new_tokens - 1 and done[i] is None:
-                    done[i] = ("length", None, self.tokenizer.decode(new_ids[i]))
-                # a finished row's last token is fed too when caching, so a later prompt that
-                # extends this sequence (its child step) finds every key/value and the logits
-                if done[i] is None or (cached and done[i][0] != "eos"):
-                    feed.append(i)
-            if not feed:
-                break
-            col = torch.zeros((batch, 1), dtype=mask.dtype, device=self.device)
-            col[feed] = 1
-            ids_in = torch.full((batch, 1), self._pad, dtype=torch.long)
-            ids_in[feed, 0] = torch.tensor([new_ids[i][-1] for i in feed])
-            mask = torch.cat([mask, col], dim=1)
-            out = self.model(input_ids=ids_in.to(self.device), attention_mask=mask, position_ids=next_pos,
-                             past_key_values=cache, use_cache=True)
-            logits = out.logits[:, -1, :].float()
-            next_pos = next_pos + 1
-            for i in feed:
-                fed[i] += 1
-                if done[i] is not None:
-                    end_logits[i] = logits[i].clone()
-            if all(d is not None for d in done):
-                break
-        if cached:
-            self._remember(encoded, new_ids, fed, end_logits, cache, mask)
-        results = []
-        for i in range(batch):
-            reason, stop_s, text = done[i]
-            results.append(Generation(text=text, tokens=tuple(records[i]), stop_reason=reason,
-                                      stop_string=stop_s, prompt_tokens=counts[i][0], reused_tokens=counts[i][1]))
-        return results
+        return self.generate_ids(encoded, sampling=sampling, stop=stop, max_new_tokens=max_new_tokens, seed=seed,
+                                 should_stop=should_stop, prefix_cache=self.prefix_cache)
 
-    def _prefill(self, encoded: list[list[int]]):
-        """Every prompt computed in full, left-padded into one batch. Returns the cache, the
-        attention mask, the next position ids (batch, 1), the last logits (batch, vocab) and
-        (computed, reused) prompt tokens per row."""
-        batch, width = len(encoded), max(len(ids) for ids in encoded)
-        input_ids = torch.full((batch, width), self._pad, dtype=torch.long)
-        mask = torch.zeros((batch, width), dtype=torch.long)
-        for i, ids in enumerate(encoded):                       # left padding
-            input_ids[i, width - len(ids):] = torch.tensor(ids)
-            mask[i, width - len(ids):] = 1
-        input_ids, mask = input_ids.to(self.device), mask.to(self.device)
-        from transformers import DynamicCache
-        cache = DynamicCache(config=self.model.config)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
-                         past_key_values=cache, use_cache=True)
-        return cache, mask, positions[:, -1:] + 1, out.logits[:, -1, :].float(), [(len(ids), 0) for ids in encoded]
-
-    def _prefill_cached(self, encoded: list[list[int]]):
-        """Like `_prefill`, computing only what the prefix cache lacks. Equal prompts are
-        computed once and their rows copied from it. Row layout (columns):
-
-            [pad][cached prefix c][pad][new suffix s]      the mask is 0 on the pads
-
-        so rows with different cached lengths share one forward pass; position ids count only
-        real tokens, so every key/value sits at its true position."""
-        unique: dict[tuple, int] = {}
-        row_of = [unique.setdefault(tuple(ids), len(unique)) for ids in encoded]
-        prompts = [list(k) for k in unique]
-        with self._cache_lock:
-            matches = [self.prefix_cache.match(ids) for ids in prompts]
-        lens = [len(ids) for ids in prompts]
-        # a prompt whose next-token logits are not cached recomputes at least its last token
-        cached = [m.length if m.length < n or m.logits is not None else n - 1 for m, n in zip(matches, lens)]
-        suffix = [n - c for n, c in zip(lens, cached)]
-        U, C, S = len(prompts), max(cached), max(suffix)
-        from transformers import DynamicCache
-        cache = DynamicCache(config=self.model.config)
-        mask = torch.zeros((U, C + S), dtype=torch.long)
-        for u in range(U):
-            mask[u, C - cached[u]:C] = 1
-            mask[u, C + S - suffix[u]:] = 1
-        if C:
-            for layer in range(len(cache.layers)):
-                ks, vs = [], []
-                for u, m in enumerate(matches):
-                    k, v = (m.kv(layer, cached[u]) if cached[u] else (None, None))
-                    ks.append(k)
-                    vs.append(v)
-                proto_k = next(k for k in ks if k is not None)
-                proto_v = next(v for v in vs if v is not None)
-                K = proto_k.new_zeros((U, proto_k.shape[0], C, proto_k.shape[2]))   # (batch, heads, C, head_dim)
-                V = proto_v.new_zeros((U, proto_v.shape[0], C, proto_v.shape[2]))
-                for u in range(U):
-                    if cached[u]:
-                        K[u, :, C - cached[u]:] = ks[u]
-                        V[u, :, C - cached[u]:] = vs[u]
-                cache.update(K, V, layer)
-        mask = mask.to(self.device)
-        logits = [m.logits if s == 0 else None for m, s in zip(matches, suffix)]
-        if S:
-            input_ids = torch.full((U, S), self._pad, dtype=torch.long)
-            positions = torch.zeros((U, S), dtype=torch.long)
-            for u, ids in enumerate(prompts):
-                if suffix[u]:
-                    input_ids[u, S - suffix[u]:] = torch.tensor(ids[cached[u]:])
-                    positions[u, S - suffix[u]:] = torch.arange(cached[u], lens[u])
-            out = self.model(input_ids=input_ids.to(self.device), attention_mask=mask,
-                             position_ids=positions.to(self.device), past_key_values=cache, use_cache=True)
-            last = out.logits[:, -1, :].float()
-            logits = [last[u] if logits[u] is None else logits[u] for u in range(U)]
-        logits = torch.stack([x.to(self.device) for x in logits])            # (U, vocab)
-        next_pos = torch.tensor(lens, device=self.device)[:, None]
-        index = torch.tensor(row_of, device=self.device)
-        if U != len(encoded):
-            cache.batch_select_indices(index)           # copy each unique prompt's rows out (batch, ...)
-        counts, seen = [], set()
-        for r, u in enumerate(row_of):
-            counts.append((suffix[u], cached[u]) if u not in seen else (0, lens[u]))
-            seen.add(u)
-        return cache, mask[index], next_pos[index], logits[index], counts
-
-    def _remember(self, encoded, new_ids, fed, end_logits, cache, mask) -> None:
-        """Put every row's prompt + fed tokens, with its key/values, in the prefix cache."""
-        for i, ids in enumerate(encoded):
-            seq = list(ids) + new_ids[i][:fed[i]]
-            cols = mask[i].nonzero().squeeze(-1)[:len(seq)]  # this row's real tokens, in order
-
-            def kv_slice(start, end, i=i, cols=cols):
-                return [(layer.keys[i][:, cols[start:end]], layer.values[i][:, cols[start:end]])
-                        for layer in cache.layers]
-            logits = end_logits[i] if fed[i] == len(new_ids[i]) and fed[i] else None
-            with self._cache_lock:
-                self.prefix_cache.insert(seq, kv_slice, logits)
+    @torch.inference_mode()
+    def generate_ids(self, encoded: list[list[int]], *, sampling: SamplingConfig, stop: StopSpec, max_new_tokens: int,
+                     seed: int, should_stop=None, prefix_cache: PrefixCache | None = None) -> list[Generation]:
+        """`generate` for prompts already encoded and checked, reading and filling ``prefix_cache``."""
+        from engine.models.decode import Decoder, Request
+        request = Request(encoded, sampling, stop, max_new_tokens, seed, should_stop, prefix_cache)
+        try:
+            with self.model_lock:
+                return Decoder(self).run(request)
+        except Exception as e:
+            if not is_out_of_memory(e):
+                raise
+        free_accelerator_memory()
+        if len(encoded) == 1:
+            raise OutOfMemory(f"out of {self.device} memory generating one sequence of {len(encoded[0])} prompt "
+                              f"tokens + {max_new_tokens} new ones with {self.info.name}: lower the token budget, "
+                              "or load the model smaller (--dtype float16, --quantize 4bit) or spread over more "
+                              "GPUs (--device auto)")
+        half = (len(encoded) + 1) // 2
+        log.warning("out of %s memory generating %d sequences: retrying as two batches of %d and %d",
+                    self.device, len(encoded), half, len(encoded) - half)
+        kw = dict(sampling=sampling, stop=stop, max_new_tokens=max_new_tokens, seed=seed, should_stop=should_stop,
+                  prefix_cache=prefix_cache)
+        return self.generate_ids(encoded[:half], **kw) + self.generate_ids(encoded[half:], **kw)
 
     @torch.inference_mode()
     def _logits(self, ids: list[int]) -> torch.Tensor:

@@ -1,0 +1,395 @@
+"""The decoding loop behind `TransformersBackend.generate`, for one request or several at once.
+
+A `Request` is one ``generate`` call: its prompts (token ids), sampler chain, stop rule, token
+budget, seed and prefix cache. A `Decoder` holds the rows of the requests now running in one
+key/value cache and advances them together, one forward pass per token for all of them, so
+the generate calls of K searches running at once (engine/models/batching.py) share forward
+passes instead of taking turns. Requests join at any token (their prompts are prefilled in one
+pass and their cache rows left-padded onto the running batch) and leave when their last row is
+done, as continuous batching does (Orca, vLLM).
+
+What each request gets does not depend on what else runs beside it: each request samples its
+own rows with its own seeded `torch.Generator` (the draws one call alone would make, in the
+same order), keeps its own step count and token budget, stops each row on its own stop strings,
+and reads and fills its own prefix cache. Only the floats can differ: a row computed in a
+bigger or differently padded batch is not summed in the same order, so logprobs can differ in
+the last bits (measured in tests/test_concurrency.py and docs/scaling.md); the tokens are the
+same unless two candidates are that close.
+
+Row layout: every row is left-padded; position ids count only a row's real tokens, so a key/
+value sits at its true position whatever pads stand before it (the mask is 0 on pads).
+
+Not here: loading, tokenising and checking prompts (transformers_backend.py), the scheduler
+thread that collects requests from searches (batching.py), the radix tree (prefix_cache.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from engine.models.base import Generation, Stopped, StopSpec, TokenLogprob, stop_if
+from engine.models.prefix_cache import Match, PrefixCache
+from engine.sampling import SamplingConfig, apply_chain
+
+TOP_ALTERNATIVES = 5      # alternatives kept per generated token
+
+
+@dataclass(eq=False)
+class Request:
+    """One generate call and its progress (the decoder fills the fields after ``prefix_cache``)."""
+
+    encoded: list[list[int]]
+    sampling: SamplingConfig
+    stop: StopSpec
+    max_new_tokens: int
+    seed: int
+    should_stop: Callable[[], bool] | None = None
+    prefix_cache: PrefixCache | None = None
+    step: int = 0
+    gen: torch.Generator | None = None
+    counts: list = field(default_factory=list)       # (computed, reused) prompt tokens per row
+    new_ids: list = field(default_factory=list)
+    records: list = field(default_factory=list)
+    done: list = field(default_factory=list)         # per row: None or (reason, stop string, text)
+    fed: list = field(default_factory=list)          # new tokens whose key/values are in the cache
+    end_logits: list = field(default_factory=list)   # next-token logits after the last fed token
+    result: list[Generation] | None = None
+    error: BaseException | None = None
+
+    def __post_init__(self) -> None:
+        n = len(self.encoded)
+        self.new_ids, self.records = [[] for _ in range(n)], [[] for _ in range(n)]
+        self.done, self.fed, self.end_logits = [None] * n, [0] * n, [None] * n
+
+    def restart(self) -> "Request":
+        """The same call, not started (to run again after a failed batch)."""
+        return Request(self.encoded, self.sampling, self.stop, self.max_new_tokens, self.seed, self.should_stop,
+                       self.prefix_cache)
+
+    @property
+    def rows(self) -> int:
+        return len(self.encoded)
+
+    @property
+    def finished(self) -> bool:
+        return all(d is not None for d in self.done)
+
+
+class Decoder:
+    """The running batch of one backend: requests in row order, their cache, mask, next
+    positions (rows, 1) and next-token logits (rows, vocab)."""
+
+    def __init__(self, backend):
+        self.b = backend
+        self.requests: list[Request] = []
+        self.cache = self.mask = self.next_pos = self.logits = None
+
+    def clear(self) -> None:
+        self.requests = []
+        self.cache = self.mask = self.next_pos = self.logits = None
+
+    @property
+    def rows(self) -> int:
+        return sum(r.rows for r in self.requests)
+
+    def run(self, request: Request) -> list[Generation]:
+        """Decode one request alone, start to end (what ``generate`` does)."""
+        self.admit([request])
+        try:
+            while not self.step():
+                pass
+        finally:
+            self.clear()
+        if request.error is not None:
+            raise request.error
+        return request.result
+
+    # ---- joining ---------------------------------------------------------------------------
+
+    def admit(self, requests: list[Request]) -> None:
+        """Prefill the new requests' prompts in one forward pass and add their rows."""
+        encoded = [ids for r in requests for ids in r.encoded]
+        if any(r.prefix_cache is not None for r in requests):
+            groups = [k for k, r in enumerate(requests) for _ in r.encoded]
+            caches = [r.prefix_cache for r in requests for _ in r.encoded]
+            cache, mask, next_pos, logits, counts = self._prefill_cached(encoded, groups, caches)
+        else:
+            cache, mask, next_pos, logits, counts = self._prefill(encoded)
+        at = 0
+        for r in requests:
+            r.counts = counts[at:at + r.rows]
+            r.gen = torch.Generator(device=self.b.device).manual_seed(int(r.seed))
+            at += r.rows
+        if not self.requests:
+            self.cache, self.mask, self.next_pos, self.logits = cache, mask, next_pos, logits
+        else:
+            width = max(self.mask.shape[1], mask.shape[1])
+            for old, new in zip(self.cache.layers, cache.layers):   # left-pad both to one width
+                old.keys = torch.cat([_left_pad(old.keys, width), _left_pad(new.keys, width)])
+                old.values = torch.cat([_left_pad(old.values, width), _left_pad(new.values, width)])
+            self.mask = torch.cat([F.pad(self.mask, (width - self.mask.shape[1], 0)),
+                                   F.pad(mask, (width - mask.shape[1], 0))])
+            self.next_pos = torch.cat([self.next_pos, next_pos])
+            self.logits = torch.cat([self.logits, logits])
+        self.requests.extend(requests)
+
+    def _new_cache(self):
+        # plain key/value layers for every model, sliding-window ones too: the attention mask
+        # applies the window, so keeping all keys gives the same logits, and a plain layer can
+        # be cut, copied into the prefix cache and padded onto a running batch
+        from transformers import DynamicCache
+        return DynamicCache() if self.b.plain_cache else DynamicCache(config=self.b.model.config)
+
+    def _forward(self, input_ids, mask, positions, cache):
+        """The model's next-token logits (rows, vocab), as float32; only the last position's
+        logits are computed (``logits_to_keep=1``): a prompt's other positions are never read."""
+        kw = {self.b.cache_kw: cache, **({"logits_to_keep": 1} if self.b.keeps_logits else {})}
+        out = self.b.model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True, **kw)
+        return out.logits[:, -1, :].float()
+
+    def _prefill(self, encoded: list[list[int]]):
+        """Every prompt computed in full, left-padded into one batch. Returns the cache, the
+        attention mask, the next position ids (batch, 1), the last logits (batch, vocab) and
+        (computed, reused) prompt tokens per row."""
+        device = self.b.device
+        batch, width = len(encoded), max(len(ids) for ids in encoded)
+        input_ids = torch.full((batch, width), self.b._pad, dtype=torch.long)
+        mask = torch.zeros((batch, width), dtype=torch.long)
+        for i, ids in enumerate(encoded):                       # left padding
+            input_ids[i, width - len(ids):] = torch.tensor(ids)
+            mask[i, width - len(ids):] = 1
+        input_ids, mask = input_ids.to(device), mask.to(device)
+        cache = self._new_cache()
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        logits = self._forward(input_ids, mask, positions, cache)
+        return cache, mask, positions[:, -1:] + 1, logits, [(len(ids), 0) for ids in encoded]
+
+    def _prefill_cached(self, encoded: list[list[int]], groups: list[int], caches: list[PrefixCache | None]):
+        """Like `_prefill`, computing only what each row's prefix cache lacks. Equal prompts of
+        one request (same ``groups`` entry) are computed once and their rows copied from it.
+        Row layout (columns):
+
+            [pad][cached prefix c][pad][new suffix s]      the mask is 0 on the pads
+
+        so rows with different cached lengths share one forward pass; position ids count only
+        real tokens, so every key/value sits at its true position."""
+        device = self.b.device
+        unique: dict[tuple, int] = {}
+        row_of = [unique.setdefault((g, tuple(ids)), len(unique)) for g, ids in zip(groups, encoded)]
+        firsts = {u: r for r, u in reversed(list(enumerate(row_of)))}
+        prompts = [list(k[1]) for k in unique]
+        with self.b._cache_lock:
+            matches = [caches[firsts[u]].match(ids) if caches[firsts[u]] is not None else Match()
+                       for u, ids in enumerate(prompts)]
+        lens = [len(ids) for ids in prompts]
+        # a prompt whose next-token logits are not cached recomputes at least its last token
+        cached = [m.length if m.length < n or m.logits is not None else n - 1 for m, n in zip(matches, lens)]
+        suffix = [n - c for n, c in zip(lens, cached)]
+        U, C, S = len(prompts), max(cached), max(suffix)
+        cache = self._new_cache()
+        mask = torch.zeros((U, C + S), dtype=torch.long)
+        for u in range(U):
+            mask[u, C - cached[u]:C] = 1
+            mask[u, C + S - suffix[u]:] = 1
+        if C:
+            for layer in range(self.b.num_layers):
+                ks, vs = [], []
+                for u, m in enumerate(matches):
+                    k, v = (m.kv(layer, cached[u]) if cached[u] else (None, None))
+                    ks.append(k)
+                    vs.append(v)
+                proto_k = next(k for k in ks if k is not None)
+                proto_v = next(v for v in vs if v is not None)
+                K = proto_k.new_zeros((U, proto_k.shape[0], C, proto_k.shape[2]))   # (batch, heads, C, head_dim)
+                V = proto_v.new_zeros((U, proto_v.shape[0], C, proto_v.shape[2]))
+                for u in range(U):
+                    if cached[u]:
+                        K[u, :, C - cached[u]:] = ks[u]
+                        V[u, :, C - cached[u]:] = vs[u]
+                cache.update(K, V, layer)
+        mask = mask.to(device)
+        logits = [m.logits if s == 0 else None for m, s in zip(matches, suffix)]
+        if S:
+            input_ids = torch.full((U, S), self.b._pad, dtype=torch.long)
+            positions = torch.zeros((U, S), dtype=torch.long)
+            for u, ids in enumerate(prompts):
+                if suffix[u]:
+                    input_ids[u, S - suffix[u]:] = torch.tensor(ids[cached[u]:])
+                    positions[u, S - suffix[u]:] = torch.arange(cached[u], lens[u])
+            last = self._forward(input_ids.to(device), mask, positions.to(device), cache)
+            logits = [last[u] if logits[u] is None else logits[u] for u in range(U)]
+        logits = torch.stack([x.to(device) for x in logits])                # (U, vocab)
+        next_pos = torch.tensor(lens, device=device)[:, None]
+        index = torch.tensor(row_of, device=device)
+        if U != len(encoded):
+            cache.batch_select_indices(index)           # copy each unique prompt's rows out (batch, ...)
+        counts, seen = [], set()
+        for r, u in enumerate(row_of):
+            counts.append((suffix[u], cached[u]) if u not in seen else (0, lens[u]))
+            seen.add(u)
+        return cache, mask[index], next_pos[index], logits[index], counts
+
+    # ---- one token for every row ---------------------------------------------------------
+
+    def step(self) -> bool:
+        """Sample one token for every running row, feed them in one forward pass, and finish the
+        requests whose rows are all done (or whose ``should_stop()`` turned true: `Stopped`).
+        Returns True when no request is left running. Finished requests carry ``result``."""
+        stopped = []
+        for r in self.requests:
+            try:
+                stop_if(r.should_stop)
+            except Stopped as e:            # abandoned: the prefix cache keeps nothing of it
+                r.error = e
+                stopped.append(r)
+        if stopped:
+            self._drop(stopped)
+        if not self.requests:
+            return True
+        b, logits = self.b, self.logits
+        logp = torch.log_softmax(logits, dim=-1)                 # the model's own belief
+        top_lp, top_id = torch.topk(logp, TOP_ALTERNATIVES, dim=-1)
+        spans, at = [], 0
+        for r in self.requests:
+            spans.append((r, at))
+            at += r.rows
+        if len(spans) == 1:
+            chosen = self._choose(self.requests[0], logits)
+        else:
+            chosen = torch.cat([self._choose(r, logits[a:a + r.rows]) for r, a in spans])
+        chosen_lp = logp.gather(-1, chosen[:, None])
+        # one host transfer for the whole step, the only sync per token (token ids are exact in
+        # float32 below 2**24; vocabularies are smaller)
+        packed = torch.cat([chosen[:, None].to(logp.dtype), chosen_lp, top_id.to(logp.dtype), top_lp], dim=1).tolist()
+        chosen_l = [int(row[0]) for row in packed]
+        chosen_lp_l = [row[1] for row in packed]
+        top_id_l = [[int(x) for x in row[2:2 + TOP_ALTERNATIVES]] for row in packed]
+        top_lp_l = [row[2 + TOP_ALTERNATIVES:] for row in packed]
+        feed: list[int] = []                                     # rows whose newest token goes in the cache
+        for r, a in spans:
+            self._advance(r, a, chosen_l, chosen_lp_l, top_lp_l, top_id_l, feed)
+        if feed:
+            batch = len(chosen_l)
+            col = torch.zeros((batch, 1), dtype=self.mask.dtype, device=b.device)
+            col[feed] = 1
+            ids_in = torch.where(col.bool(), chosen[:, None], b._pad)    # on the device: no copy back
+            self.mask = torch.cat([self.mask, col], dim=1)
+            self.logits = self._forward(ids_in, self.mask, self.next_pos, self.cache)
+            self.next_pos = self.next_pos + 1
+            fed = set(feed)
+            for r, a in spans:
+                for i in range(r.rows):
+                    if a + i in fed:
+                        r.fed[i] += 1
+                        if r.done[i] is not None:
+                            r.end_logits[i] = self.logits[a + i].clone()
+        finished = [r for r, _ in spans if r.finished]
+        for r, a in spans:
+            r.step += 1
+        if finished:
+            for r in finished:
+                self._finish(r)
+            self._drop(finished)
+        return not self.requests
+
+    def _choose(self, r: Request, logits: torch.Tensor) -> torch.Tensor:
+        """Request ``r``'s next tokens for its rows' ``logits`` (rows, vocab), drawn with its own
+        generator: every row is drawn, done ones too, so the draws match the call alone."""
+        if r.sampling.greedy:
+            return logits.argmax(dim=-1)
+        probs = torch.softmax(apply_chain(logits, r.sampling), dim=-1)
+        return torch.multinomial(probs, 1, generator=r.gen).squeeze(-1)
+
+    def _advance(self, r: Request, a: int, chosen_l, chosen_lp_l, top_lp_l, top_id_l, feed: list[int]) -> None:
+        """Record request ``r``'s sampled tokens (its rows start at batch row ``a``), check its
+        stop rule, and list the rows to feed."""
+        b, stop, cached = self.b, r.stop, r.prefix_cache is not None
+        for i in range(r.rows):
+            if r.done[i] is not None:
+                continue
+            row = a + i
+            tid = chosen_l[row]
+            r.new_ids[i].append(tid)
+            r.records[i].append(TokenLogprob(tid, b.token_text(tid), chosen_lp_l[row], tuple(
+                (b.token_text(x), y) for x, y in zip(top_id_l[row], top_lp_l[row]))))
+            if stop.eos and tid in b._eos:
+                r.done[i] = ("eos", None, b.tokenizer.decode(r.new_ids[i][:-1]))
+                continue
+            if stop.strings:
+                text = b.tokenizer.decode(r.new_ids[i])
+                start = len(text) - len(text.lstrip()) if stop.after_text else 0
+                hits = [(text.find(s, start), s) for s in stop.strings if s in text[start:]]
+                if hits:
+                    at, s = min(hits)
+                    r.done[i] = ("stop", s, text[:at + len(s)])
+            if r.step == r.max_new_tokens - 1 and r.done[i] is None:
+                r.done[i] = ("length", None, b.tokenizer.decode(r.new_ids[i]))
+            # a finished row's last token is fed too when caching, so a later prompt that
+            # extends this sequence (its child step) finds every key/value and the logits
+            if r.done[i] is None or (cached and r.done[i][0] != "eos"):
+                feed.append(row)
+
+    # ---- leaving ---------------------------------------------------------------------------
+
+    def _finish(self, r: Request) -> None:
+        a = self._start_of(r)
+        self.b.generated_tokens += sum(len(x) for x in r.records)   # the CLI's tokens per second
+        if r.prefix_cache is not None:
+            self._remember(r, a)
+        r.result = [Generation(text=text, tokens=tuple(r.records[i]), stop_reason=reason, stop_string=stop_s,
+                               prompt_tokens=r.counts[i][0], reused_tokens=r.counts[i][1])
+                    for i, (reason, stop_s, text) in enumerate(r.done)]
+
+    def _start_of(self, r: Request) -> int:
+        at = 0
+        for q in self.requests:
+            if q is r:
+                return at
+            at += q.rows
+        raise AssertionError("request not in the batch")
+
+    def _remember(self, r: Request, a: int) -> None:
+        """Put every row's prompt + fed tokens, with its key/values, in the request's prefix cache."""
+        for i, ids in enumerate(r.encoded):
+            seq = list(ids) + r.new_ids[i][:r.fed[i]]
+            cols = self.mask[a + i].nonzero().squeeze(-1)[:len(seq)]   # this row's real tokens, in order
+
+            def kv_slice(start, end, row=a + i, cols=cols):
+                return [(layer.keys[row][:, cols[start:end]], layer.values[row][:, cols[start:end]])
+                        for layer in self.cache.layers]
+            logits = r.end_logits[i] if r.fed[i] == len(r.new_ids[i]) and r.fed[i] else None
+            with self.b._cache_lock:
+                r.prefix_cache.insert(seq, kv_slice, logits)
+
+    def _drop(self, leaving: list[Request]) -> None:
+        """Take ``leaving``'s rows out of the batch, and the columns no row uses any more."""
+        keep, at, staying = [], 0, []
+        for r in self.requests:
+            if r not in leaving:
+                keep.extend(range(at, at + r.rows))
+                staying.append(r)
+            at += r.rows
+        if not staying:
+            self.clear()
+            return
+        self.requests = staying
+        if len(keep) == self.mask.shape[0]:
+            return
+        index = torch.tensor(keep, device=self.mask.device)
+        self.cache.batch_select_indices(index)
+        self.mask, self.next_pos, self.logits = self.mask[index], self.next_pos[index], self.logits[index]
+        used = self.mask.any(dim=0).nonzero()
+        first = int(used[0]) if len(used) else 0
+        if first:                                  # columns before every row's first token
+            self.mask = self.mask[:, first:]
+            for layer in self.cache.layers:
+                layer.keys, layer.values = layer.keys[:, :, first:], layer.values[:, :, first:]
+
+
+def _left_pad(x: torch.Tensor, width: int) -> torch.Tensor:
+    """(batch, heads, T, head_dim) padded with zeros on the left to ``width`` positions."""
+    return F.pad(x, (0, 0, width - x.shape[2], 0))
