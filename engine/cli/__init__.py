@@ -247,8 +247,6 @@ def build_parser() -> argparse.ArgumentParser:
     add_pairs_parser(sub, _add_model_flags, _add_config_flags, _number)
     from engine.cli.ppm import add_ppm_parsers
     add_ppm_parsers(sub, _add_model_flags, _number)
-    from engine.cli.ppm import add_ppm_parsers
-    add_ppm_parsers(sub, _add_model_flags, _number)
 
     from engine.cli.evolve import add_evolve_parser
     add_evolve_parser(sub, _number)
@@ -453,16 +451,6 @@ def cmd_train_ppm(args) -> int:
     return train(args, _load)
 
 
-def cmd_collect_pairs(args) -> int:
-    from engine.cli.ppm import cmd_collect_pairs as collect
-    return collect(args, _load)
-
-
-def cmd_train_ppm(args) -> int:
-    from engine.cli.ppm import cmd_train_ppm as train
-    return train(args, _load)
-
-
 def cmd_evolve(args) -> int:
     from engine.cli.evolve import cmd_evolve as run_evolve
     return run_evolve(args)
@@ -525,8 +513,6 @@ COMMANDS = {"serve": cmd_serve, "models": cmd_models, "generate": cmd_generate, 
             "triage": cmd_triage}
 COMMANDS["hash-password"] = cmd_hash_password
 COMMANDS["evolve"] = cmd_evolve
-COMMANDS["collect-pairs"] = cmd_collect_pairs
-COMMANDS["train-ppm"] = cmd_train_ppm
 COMMANDS["collect-pairs"] = cmd_collect_pairs
 COMMANDS["train-ppm"] = cmd_train_ppm
 COMMANDS["compare"] = cmd_compare
