@@ -29,6 +29,7 @@ import gradio as gr  # noqa: E402
 from app import i18n, restore  # noqa: E402
 from app.i18n import t  # noqa: E402
 from app.auth import Access, Users, load_users, with_request  # noqa: E402
+from app.evolve_tab import build_evolve_tab, wire_evolve  # noqa: E402
 from app.generate_tab import MODEL_QUEUE, build_generate_tab  # noqa: E402
 from app.leco_tab import build_leco_tab  # noqa: E402
 from app.mcts_tab import build_mcts_tab, rstar_panel  # noqa: E402
@@ -224,8 +225,11 @@ def build_app(backend, store=None, *, problems_path: str | Path | None = None,
                 sampling = build_sampling_tab(backend, problems_path=problems_path)
             with gr.Tab(t("Sessions"), id="sessions", elem_id="ts-tab-sessions"):
                 sessions = build_sessions_tab(access)
+            with gr.Tab("Evolution", id="evolve", elem_id="ts-tab-evolve"):
+                evolve = build_evolve_tab(store)
         demo.thoughtscope_tabs = {"search": search, "generate": generate, "sessions": sessions,
                                   "leco": leco, "se": se, "sampling": sampling}
+        demo.thoughtscope_tabs["evolve"] = evolve
         demo.thoughtscope_store = store
         demo.thoughtscope_model = backend
         demo.thoughtscope_access = access
@@ -253,6 +257,8 @@ def build_app(backend, store=None, *, problems_path: str | Path | None = None,
                       outputs=[se["bubbles"], se["numbers"], se["bar"], se["retrieval"], se["table"], se["events"],
                                se["status"], *se_form], api_visibility="private")
         shown.success(restore.opened_tab, inputs=[opened], outputs=[tabs], api_visibility="private")
+        # a self-evolution round's example trees open in the Search view the same way (app/evolve_tab.py)
+        wire_evolve(evolve, search=search, tabs=tabs, store=access, opened=opened)
         # A finished run shows up in the Sessions list.
         filters = [sessions["method"], sessions["correct"], sessions["model"]]
         leco["run_event"].then(with_request(session_rows, access), inputs=filters,
