@@ -3,16 +3,21 @@
 The timeline slider folds the first k events; the phase stepper jumps between the events that
 start a phase of an MCTS iteration (select, expand/simulate, reward, backpropagate) and
 explains the arithmetic of that step — the UCT terms that picked a child, the reward, the
-visit and value updates. Pure functions over events: no Gradio here.
+visit and value updates, in the request's language (app/i18n.py). Pure functions over events:
+no Gradio components here.
 """
 
 from __future__ import annotations
 
 import html
 
+from app.i18n import t
 from engine import events as E
 from engine.answers import NO_ANSWER
 from engine.tree import Tree
+
+STATUS_WORDS = {"done": "done", "stopped": "stopped", "failed": "failed", "interrupted": "interrupted",
+                "running": "running"}     # a run's status, as t() keys
 
 PHASE_EVENTS = (E.IterationStarted, E.Selected, E.Reflected, E.Expanded, E.SraRollout, E.TerminalReward,
                 E.Backprop, E.FinalAnswer,
@@ -50,54 +55,64 @@ def _fmt(x) -> str:
 
 
 def explain(tree: Tree, ev: E.Event | None) -> str:
-    """Markdown saying what event ``ev`` (the last one folded into ``tree``) did."""
+    """Markdown saying what event ``ev`` (the last one folded into ``tree``) did, in the language
+    of the request (app/i18n.py)."""
     if ev is None:
-        return "Start of the run: only the question."
+        return t("Start of the run: only the question.")
     if isinstance(ev, E.IterationStarted):
-        return f"**Rollout {ev.iteration} of {ev.of} begins** at the root."
+        return t("**Rollout {i} of {n} begins** at the root.", i=ev.iteration, n=ev.of)
     if isinstance(ev, E.Selected):
-        why = {"uct": f"highest UCT = Q + {ev.c:g}·√(ln N_parent / N), N_parent = {ev.parent_visits}",
-               "unvisited": "an unvisited child is tried before UCT applies (chosen at random, seeded)",
-               "only": "the only child",
-               "sra_ucb": f"SRA-MCTS's UCB = V + {ev.c:g}·√(2·ln N_parent / N) on the 0–10 self-evaluation scale, "
-                          f"unvisited children V + a fixed bonus, N_parent = {ev.parent_visits}"}.get(ev.rule, ev.rule)
-        rows = ["| child | N | Q | explore | UCT | |", "|---|---|---|---|---|---|"]
+        rule = {"uct": lambda: t("highest UCT = Q + {c}·√(ln N_parent / N), N_parent = {n}", c=f"{ev.c:g}",
+                                 n=ev.parent_visits),
+                "unvisited": lambda: t("an unvisited child is tried before UCT applies (chosen at random, seeded)"),
+                "only": lambda: t("the only child"),
+                "sra_ucb": lambda: t("SRA-MCTS's UCB = V + {c}·√(2·ln N_parent / N) on the 0–10 self-evaluation "
+                                     "scale, unvisited children V + a fixed bonus, N_parent = {n}", c=f"{ev.c:g}",
+                                     n=ev.parent_visits)}.get(ev.rule)
+        why = rule() if rule else ev.rule
+        rows = [t("| child | N | Q | explore | UCT | |"), "|---|---|---|---|---|---|"]
         for r in ev.candidates:
-            mark = "**← chosen**" if r["node"] == ev.chosen else ""
+            mark = t("**← chosen**") if r["node"] == ev.chosen else ""
             rows.append(f"| {r['node']}: {_short(tree[r['node']].text, 40)} | {r['visits']} | {_fmt(r['q'])} | "
                         f"{_fmt(r['explore'])} | {_fmt(r['uct'])} | {mark} |")
-        return f"**Select** at node {ev.node}: {why}.\n\n" + "\n".join(rows)
+        return t("**Select** at node {node}: {why}.", node=ev.node, why=why) + "\n\n" + "\n".join(rows)
     if isinstance(ev, E.Expanded):
-        verb = "Expand" if ev.phase == "expand" else "Simulate (expand on the way down)"
-        kids = "\n".join(f"- node {c}: {_action(tree[c].action)}`{_short(tree[c].text)}`"
-                         + (" (terminal)" if tree[c].terminal else "") for c in ev.children)
+        verb = t("Expand") if ev.phase == "expand" else t("Simulate (expand on the way down)")
+        kids = "\n".join(t("- node {id}: ", id=c) + f"{_action(tree[c].action)}`{_short(tree[c].text)}`"
+                         + (t(" (terminal)") if tree[c].terminal else "") for c in ev.children)
         if ev.children and _action(tree[ev.children[0]].action):     # rStar: every legal action at once
             counts = {}
             for c in ev.children:
                 counts[tree[c].action] = counts.get(tree[c].action, 0) + 1
             what = ", ".join(f"{a} ×{n}" for a, n in counts.items())
-            return (f"**{verb}** node {ev.node}: {len(ev.children)} children, from every legal action ({what}), "
-                    f"one batched call per action.\n\n{kids}")
+            return t("**{verb}** node {node}: {n} children, from every legal action ({what}), one batched call per "
+                     "action.", verb=verb, node=ev.node, n=len(ev.children), what=what) + f"\n\n{kids}"
         n, distinct = len(ev.children), len({" ".join(tree[c].text.split()) for c in ev.children})
-        same = " (identical samples are kept: each is a vote)" if distinct < n else ""
-        return (f"**{verb}** node {ev.node}: {n} sample{'s' * (n != 1)}, {distinct} distinct next step"
-                f"{'s' * (distinct != 1)}, in one batch{same}.\n\n{kids}")
+        same = t(" (identical samples are kept: each is a vote)") if distinct < n else ""
+        key = ("**{verb}** node {node}: {n} sample, {distinct} distinct next step, in one batch{same}." if n == 1 else
+               "**{verb}** node {node}: {n} samples, {distinct} distinct next step, in one batch{same}."
+               if distinct == 1 else
+               "**{verb}** node {node}: {n} samples, {distinct} distinct next steps, in one batch{same}.")
+        return t(key, verb=verb, node=ev.node, n=n, distinct=distinct, same=same) + f"\n\n{kids}"
     if isinstance(ev, E.TerminalReward):
+        d = ev.detail or {}
         if ev.source == "gold":
-            how = "+1 if it matches the answer key, −1 otherwise (**uses the answer key**)"
+            how = t("+1 if it matches the answer key, −1 otherwise (**uses the answer key**)")
         elif ev.source == "votes":
-            d = ev.detail or {}
-            how = (f"the majority answer's share among the node's sampled completions: {d['share']} of {d['of']}"
-                   if "of" in d else f"0 — {d.get('why', 'no answer')}")
+            how = (t("the majority answer's share among the node's sampled completions: {share} of {of}",
+                     share=d["share"], of=d["of"]) if "of" in d
+                   else "0 — " + (d["why"] if d.get("why") else t("no answer")))
         else:
-            d = ev.detail or {}
-            how = f"share of this answer among terminal answers so far: {d.get('share', 0)} of {d.get('of', 0)}"
-        return f"**Reward** at node {ev.node} (answer {ev.answer}): {ev.reward:.3f} — {how}."
+            how = t("share of this answer among terminal answers so far: {share} of {of}", share=d.get("share", 0),
+                    of=d.get("of", 0))
+        return t("**Reward** at node {node} (answer {answer}): {reward} — {how}.", node=ev.node, answer=ev.answer,
+                 reward=f"{ev.reward:.3f}", how=how)
     if isinstance(ev, E.Backprop):
-        rows = ["| node | N before → after | value before → after | Q after |", "|---|---|---|---|"]
+        rows = [t("| node | N before → after | value before → after | Q after |"), "|---|---|---|---|"]
         for nid, (v0, w0), (v1, w1) in zip(ev.path, ev.before, ev.after):
             rows.append(f"| {nid} | {v0} → {v1} | {w0:.3f} → {w1:.3f} | {w1 / v1 if v1 else 0:.3f} |")
-        return f"**Backpropagate** reward {ev.reward:.3f} along the path.\n\n" + "\n".join(rows)
+        return t("**Backpropagate** reward {reward} along the path.", reward=f"{ev.reward:.3f}") + "\n\n" + \
+            "\n".join(rows)
     if isinstance(ev, (E.FinalAnswer, E.RunFinished)):
         return final_markdown(tree)
     from app.rstar_view import explain_event
@@ -105,46 +120,54 @@ def explain(tree: Tree, ev: E.Event | None) -> str:
     if words is not None:
         return words
     if isinstance(ev, E.NodeProposed):
-        return f"Node {ev.node} proposed under node {ev.parent}: `{_short(ev.text)}`"
+        return t("Node {node} proposed under node {parent}: ", node=ev.node, parent=ev.parent) + f"`{_short(ev.text)}`"
     if isinstance(ev, E.CodeExecuted):
-        verdict = "passed" if ev.passed else "failed" + (" — the branch ends, reward −1" if ev.ends_branch else "")
-        return (f"**Run code** of node {ev.node} with the earlier steps' code (sandbox: {ev.isolation or '—'}): "
-                f"`{_short(ev.code)}` → {ev.status}" + (f", value {ev.value}" if ev.value is not None else "")
-                + f"; {verdict}.")
+        verdict = t("passed") if ev.passed else (t("failed — the branch ends, reward −1") if ev.ends_branch
+                                                 else t("failed"))
+        value = t(", value {value}", value=ev.value) if ev.value is not None else ""
+        return t("**Run code** of node {node} with the earlier steps' code (sandbox: {sandbox}): ",
+                 node=ev.node, sandbox=ev.isolation or "—") + f"`{_short(ev.code)}` → {ev.status}{value}; {verdict}."
     if isinstance(ev, E.Reflected):
-        return f"**Reflect** at node {ev.node}: " + ("`<end>` — the path is finished." if ev.ends
-                                                     else f"“{_short(ev.text)}”")
+        return t("**Reflect** at node {node}: ", node=ev.node) + (t("`<end>` — the path is finished.") if ev.ends
+                                                                  else f"“{_short(ev.text)}”")
     if isinstance(ev, E.SelfEvaluated):
-        return (f"**Self-evaluate** node {ev.node}: {ev.score:g} / 10" +
-                ("" if ev.parsed else " (no score in the model's output: fallback 5)"))
+        return (t("**Self-evaluate** node {node}: {score} / 10", node=ev.node, score=f"{ev.score:g}") +
+                ("" if ev.parsed else t(" (no score in the model's output: fallback 5)")))
     if isinstance(ev, E.SraRollout):
-        return (f"**Simulate** from node {ev.node}: best rollout score {ev.best:g}; V {ev.value_before:g} → "
-                f"{ev.value_after:g} = (1 − {ev.alpha:g})·V + {ev.alpha:g}·best.")
+        return t("**Simulate** from node {node}: best rollout score {best}; V {v0} → {v1} = (1 − {a})·V + {a}·best.",
+                 node=ev.node, best=f"{ev.best:g}", v0=f"{ev.value_before:g}", v1=f"{ev.value_after:g}",
+                 a=f"{ev.alpha:g}")
     return f"`{ev.type}`"
 
 
 def final_markdown(tree: Tree) -> str:
     f = tree.final
     if f is None:
-        return "No answer yet."
+        return t("No answer yet.")
     gold = tree.run.gold if tree.run else None
     if f.answer is None:        # not a silent wrong: nothing the reader could take as an answer
-        verdict = "" if gold is None else f" — counts as wrong (gold {gold})"
+        verdict = "" if gold is None else t(" — counts as wrong (gold {gold})", gold=gold)
     else:
-        verdict = "" if f.correct is None else (" — ✓ correct" if f.correct else f" — ✗ wrong (gold {gold})")
-    alts = ", ".join(f"{rule}: **{a if a is not None else NO_ANSWER}**" for rule, a in f.alternatives.items()
+        verdict = "" if f.correct is None else (t(" — ✓ correct") if f.correct else t(" — ✗ wrong (gold {gold})",
+                                                                                      gold=gold))
+    alts = ", ".join(f"{rule}: **{a if a is not None else t(NO_ANSWER)}**" for rule, a in f.alternatives.items()
                      if rule != f.rule)
-    status = tree.finished.status if tree.finished else "running"
-    lines = [f"### Answer: {f.answer if f.answer is not None else NO_ANSWER}{verdict}", f"Chosen by **{f.rule}**" + (f"; the other rules would say {alts}" if alts else "") + "."]
+    answer = f.answer if f.answer is not None else t(NO_ANSWER)
+    chosen = (t("Chosen by **{rule}**; the other rules would say {alts}.", rule=f.rule, alts=alts) if alts
+              else t("Chosen by **{rule}**.", rule=f.rule))
+    lines = [t("### Answer: {answer}", answer=answer) + verdict, chosen]
     if tree.finished:
-        fmt = f" · {tree.run.format} format" if tree.run else ""       # which prompt format ran (engine/formats.py)
-        lines.append(f"{len(tree)} nodes · {tree.finished.generated_tokens} generated tokens{fmt} · status {status}"
-                     + (f" ({tree.finished.message})" if tree.finished.message else ""))
+        status = t(STATUS_WORDS.get(tree.finished.status, tree.finished.status))
+        fmt = t(" · {format} format", format=tree.run.format) if tree.run else ""   # which prompt format ran
+        message = f" ({t(tree.finished.message)})" if tree.finished.message else ""
+        lines.append(t("{nodes} nodes · {tokens} generated tokens", nodes=len(tree),
+                       tokens=tree.finished.generated_tokens) + fmt + t(" · status {status}", status=status) + message)
     return "\n\n".join(lines)
 
 
 def progress_markdown(tree: Tree) -> str:
     if tree.run is None:
         return ""
-    it = f"rollout {tree.iteration} of {tree.iterations} · " if tree.iterations > 1 else ""
-    return f"{tree.run.method}: {it}{len(tree)} nodes · {len(tree.terminals())} terminal"
+    it = t("rollout {i} of {n} · ", i=tree.iteration, n=tree.iterations) if tree.iterations > 1 else ""
+    return f"{tree.run.method}: {it}" + t("{nodes} nodes · {terminal} terminal", nodes=len(tree),
+                                          terminal=len(tree.terminals()))
