@@ -32,6 +32,7 @@ from app.auth import Access, Users, load_users, with_request  # noqa: E402
 from app.evolve_tab import build_evolve_tab, wire_evolve  # noqa: E402
 from app.generate_tab import MODEL_QUEUE, build_generate_tab  # noqa: E402
 from app.leco_tab import build_leco_tab  # noqa: E402
+from app.lessons.tab import build_lessons_tab  # noqa: E402
 from app.mcts_tab import build_mcts_tab, rstar_panel  # noqa: E402
 from app.model_slot import ModelSlot  # noqa: E402
 from app.sampling_tab import build_sampling_tab  # noqa: E402
@@ -225,11 +226,14 @@ def build_app(backend, store=None, *, problems_path: str | Path | None = None,
                 sampling = build_sampling_tab(backend, problems_path=problems_path)
             with gr.Tab(t("Sessions"), id="sessions", elem_id="ts-tab-sessions"):
                 sessions = build_sessions_tab(access)
+            with gr.Tab(t("Lessons"), id="lessons", elem_id="ts-tab-lessons"):
+                lessons = build_lessons_tab()
             with gr.Tab("Evolution", id="evolve", elem_id="ts-tab-evolve"):
                 evolve = build_evolve_tab(store)
         demo.thoughtscope_tabs = {"search": search, "generate": generate, "sessions": sessions,
                                   "leco": leco, "se": se, "sampling": sampling}
         demo.thoughtscope_tabs["evolve"] = evolve
+        demo.thoughtscope_tabs["lessons"] = lessons
         demo.thoughtscope_store = store
         demo.thoughtscope_model = backend
         demo.thoughtscope_access = access

@@ -17,6 +17,7 @@ import gradio as gr
 
 from app.auth import Access, user_store, with_request
 from app.export_figures import EXPORT_FORMATS, write_export
+from app.i18n import t
 from app.generate_record import METHOD as GENERATE
 from engine.search import METHODS
 from engine.export_html import ExportError
@@ -152,9 +153,9 @@ def build_sessions_tab(store) -> dict:
     with gr.Row():
         # html: one file with the tree, its timeline and node details that opens offline; svg/png: the
         # run's figure for a slide
-        c["export_format"] = gr.Dropdown(list(EXPORT_FORMATS), value="html", label="Export as", scale=1,
+        c["export_format"] = gr.Dropdown(list(EXPORT_FORMATS), value="html", label=t("Export as"), scale=1,
                                          elem_id="ts-export-format")
-        c["export_as"] = gr.Button("Export for a slide or email", scale=1, elem_id="ts-export-as")
+        c["export_as"] = gr.Button(t("Export for a slide or email"), scale=1, elem_id="ts-export-as")
     c["status"] = gr.Markdown("")
     with gr.Row():
         c["download"] = gr.File(label="Exported session", interactive=False)
