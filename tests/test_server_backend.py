@@ -265,6 +265,19 @@ def test_the_sampling_lab_refuses_a_server_model_and_says_why(server_backend):
     assert "runs on a server" in model_note(BackendPool(server_backend), ALIAS)
 
 
+@pytest.mark.slow
+def test_the_apps_load_another_model_takes_a_server_url(llama_server, tiny_backend):  # noqa: F811
+    import gradio as gr
+    from app.main import load_model
+    from app.model_slot import ModelSlot
+    slot = ModelSlot(tiny_backend)
+    with pytest.raises(gr.Error, match=r"does not serve 'nope'.* — still using tiny-llama"):
+        load_model(slot, "nope", "auto", None, llama_server)
+    header, status = load_model(slot, "", "auto", None, llama_server)
+    assert slot.info.device == "server" and ALIAS in header
+    assert status.startswith(f"Loaded **{ALIAS} (llamacpp, 134.5M parameters, server, Q4_1)** with the **chat**")
+
+
 SHORT = {"mcts": dict(rollouts=2, children=2, max_depth=2, max_step_tokens=24),
          "mcts-code": dict(rollouts=2, children=2, max_depth=2, max_step_tokens=24),
          "greedy": {}, "sc": dict(samples=2), "bon": dict(samples=2),

@@ -145,8 +145,9 @@ class ServerBackend:
         return backend
 
     def _probe(self) -> None:
-        reply = self.client.post("/v1/completions", {**self._body(PROBE_PROMPT, SamplingConfig(temperature=0),
-                                                                   StopSpec(), 1, 0), "stream": False})
+        body = {**self._body(PROBE_PROMPT, SamplingConfig(temperature=0), StopSpec(), 1, 0), "stream": False}
+        body.pop("stream_options", None)        # vLLM refuses stream options on a request that does not stream
+        reply = self.client.post("/v1/completions", body)
         choice = (reply.get("choices") or [{}])[0]
         if not pieces(choice.get("logprobs")):
             raise ServerError(f"the server at {self.client.url} returned no logprobs for {self.model_id!r}; "
