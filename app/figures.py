@@ -18,6 +18,7 @@ import html
 import math
 from typing import Sequence
 
+from app.i18n import t
 from engine.models.base import Generation, TokenLogprob
 
 # (probability, RGB) stops, interpolated linearly in between.
@@ -105,7 +106,7 @@ def token_tooltip(tok: TokenLogprob, note: str | None = None) -> str:
     if note:
         lines.append(note)
     if tok.top:
-        lines.append("top alternatives:")
+        lines.append(t("top alternatives:"))
         width = max(len(_visible(t)) for t, _ in tok.top)
         marked = False
         for text, lp in tok.top:
@@ -115,7 +116,7 @@ def token_tooltip(tok: TokenLogprob, note: str | None = None) -> str:
             marked = marked or mark
             lines.append(f"  {_visible(text):<{width}}  {math.exp(lp):.3f}" + (CHOSEN if mark else ""))
         if not marked:
-            lines.append(f"  (the chosen token is not among these {len(tok.top)})")
+            lines.append("  " + t("(the chosen token is not among these {n})", n=len(tok.top)))
     return "\n".join(lines)
 
 
@@ -143,10 +144,10 @@ def token_span(tok: TokenLogprob, *, stop: bool = False, special: bool = False) 
     note = None
     if stop:
         classes.append("ts-stop")
-        note = "(part of the stop string)"
+        note = t("(part of the stop string)")
     if special:
         classes.append("ts-special")
-        note = "(end-of-sequence token)"
+        note = t("(end-of-sequence token)")
     if "\n" in tok.token:
         classes.append("ts-nl")
     elif not tok.token.replace("\r", ""):
@@ -160,18 +161,18 @@ def token_span(tok: TokenLogprob, *, stop: bool = False, special: bool = False) 
 def legend_html() -> str:
     stops = ", ".join(f"{prob_colour(p)} {p * 100:.0f}%" for p, _ in SCALE)
     return ('<div class="ts-legend">'
-            '<span>token probability:</span><span>0</span>'
+            f'<span>{t("token probability:")}</span><span>0</span>'
             f'<span class="ts-legend-bar" style="background:linear-gradient(to right, {stops})"></span>'
             '<span>1</span>'
-            '<span class="ts-legend-hint">&middot; hover a token for its top alternatives '
-            f'&middot; {NEWLINE_MARK} = newline</span></div>')
+            f'<span class="ts-legend-hint">&middot; {t("hover a token for its top alternatives")} '
+            f'&middot; {NEWLINE_MARK} = {t("newline")}</span></div>')
 
 
 def generation_html(gen: Generation | None) -> str:
     """The whole output view: legend, then one span per generated token."""
     if gen is None:
         return (legend_html() + '<div class="ts-tokens"><span class="ts-empty">'
-                "The generated solution appears here, one coloured span per token.</span></div>")
+                + t("The generated solution appears here, one coloured span per token.") + "</span></div>")
     stop = _stop_tokens(gen.tokens, gen.stop_string) if gen.stop_reason == "stop" else set()
     last = len(gen.tokens) - 1
     spans = [token_span(t, stop=i in stop, special=gen.stop_reason == "eos" and i == last)

@@ -320,7 +320,8 @@ def build_generate_tab(backend, *, problems_path: str | Path | None = None, stor
                 c["generate"] = gr.Button(t("Generate"), variant="primary", elem_id="ts-generate")
                 c["stop"] = gr.Button(t("Stop"), variant="stop", elem_id="ts-generate-stop")
             c["summary"] = gr.Markdown("", elem_id="ts-summary")
-            c["output"] = gr.HTML(generation_html(None), css_template=TOKENS_CSS, js_on_load=TOOLTIP_JS,
+            # a callable value: made at each page load, in that page's language (app/i18n.py)
+            c["output"] = gr.HTML(lambda: generation_html(None), css_template=TOKENS_CSS, js_on_load=TOOLTIP_JS,
                                   elem_id="ts-output")
         with gr.Column(scale=2, min_width=300):
             with gr.Accordion(t("Sampling"), open=True):

@@ -139,7 +139,13 @@ def current_lang() -> str:
     if chosen:
         return chosen
     request = _request()
-    return lang_of_request(request) if request is not None else _default
+    if request is None:
+        return _default
+    lang = request.__dict__.get("_ts_lang")          # read once per request: a tree's hover asks per node
+    if lang is None:
+        lang = lang_of_request(request)
+        request.__dict__["_ts_lang"] = lang
+    return lang
 
 
 def _request():

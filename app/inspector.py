@@ -13,6 +13,7 @@ import html
 import gradio as gr
 
 from app.figures import legend_html, token_span
+from app.i18n import t
 from app.node_details import node_details_html, pairs_html
 from app.rstar_view import node_details_html as rstar_details_html
 from app.tree_figure import reward_meaning
@@ -31,21 +32,23 @@ def forced_html(text: str, tokens: list[TokenLogprob]) -> str:
     if at <= 0 or not text[:at].strip():
         return ""
     forced = text[:at]
-    return f'<span class="ts-forced" title="written by the search, not sampled">{html.escape(forced)}</span>'
+    return (f'<span class="ts-forced" title="{html.escape(t("written by the search, not sampled"))}">'
+            f'{html.escape(forced)}</span>')
 
 
 def inspect_node(view: dict | None, node_id, k) -> str:
     """The path to a node, its tokens coloured by probability, and its statistics."""
     if not view or not view.get("events"):
-        return "<p>Run a search or open a session first.</p>"
+        return "<p>" + t("Run a search or open a session first.") + "</p>"
     tree = Tree.fold(view["events"][:int(k) if k is not None else None])
     try:
         nid = int(node_id)
     except (TypeError, ValueError):
-        raise gr.Error("node id must be a whole number (hover a node to see its id)", print_exception=False) from None
+        raise gr.Error(t("node id must be a whole number (hover a node to see its id)"),
+                       print_exception=False) from None
     if not 0 <= nid < len(tree):
-        raise gr.Error(f"node {nid} does not exist at this point of the run (nodes 0–{len(tree) - 1})",
-                       print_exception=False)
+        raise gr.Error(t("node {id} does not exist at this point of the run (nodes 0–{last})", id=nid,
+                         last=len(tree) - 1), print_exception=False)
     n = tree[nid]
     parts = [rstar_details_html(tree, nid), legend_html(), '<div class="ts-tokens">']
     for pid in tree.path_to(nid):
@@ -56,28 +59,30 @@ def inspect_node(view: dict | None, node_id, k) -> str:
         tokens = [TokenLogprob.from_json(t) for t in node.tokens]
         spans = "".join(token_span(t) for t in tokens)
         style = "" if pid == nid else "opacity:.75"
-        parts.append(f'<div style="{style}"><small>node {pid}</small> {forced_html(node.text, tokens)}'
+        parts.append(f'<div style="{style}"><small>{t("node {id}", id=pid)}</small> {forced_html(node.text, tokens)}'
                      f'{spans or html.escape(node.text)}</div>')
     parts.append("</div>")
-    stats = [f"N = {n.visits}", f"Q = {n.q:.3f}", f"value = {n.value:.3f}"]
+    stats = [f"N = {n.visits}", f"Q = {n.q:.3f}", t("value = {v}", v=f"{n.value:.3f}")]
     if n.reward is not None:
-        stats.append(f"reward = {n.reward:.3f}")
+        stats.append(t("reward = {r}", r=f"{n.reward:.3f}"))
     meaning = reward_meaning(tree, nid)
     if meaning:
         stats.append(html.escape(meaning))
     if n.prior is not None:
-        stats.append(f"mean token logprob = {n.prior:.3f}")
+        stats.append(t("mean token logprob = {p}", p=f"{n.prior:.3f}"))
     if n.terminal:
-        stats.append(f"answer = {n.answer}" + ("" if n.correct is None else (" ✓" if n.correct else " ✗")))
+        stats.append(t("answer = {answer}", answer=n.answer) + ("" if n.correct is None else (" ✓" if n.correct else " ✗")))
     sel = n.last_selection
     if sel and sel.get("uct") is not None:
-        stats.append(f"last UCT = {sel['q']:.3f} + {sel['explore']:.3f} = {sel['uct']:.3f}")
-    return (f"<p><b>node {nid}</b> · depth {n.depth} · {' · '.join(stats)}</p>" + node_details_html(tree, nid)
+        stats.append(t("last UCT = {q} + {e} = {u}", q=f"{sel['q']:.3f}", e=f"{sel['explore']:.3f}",
+                       u=f"{sel['uct']:.3f}"))
+    head = t("<b>node {id}</b> · depth {depth}", id=nid, depth=n.depth)
+    return (f"<p>{head} · {' · '.join(stats)}</p>" + node_details_html(tree, nid)
             + "".join(parts))
 
 
 def show_pairs(view: dict | None, k) -> str:
     """rStar-Math preference pairs of the tree on screen."""
     if not view or not view.get("events"):
-        return "<p>Run a search or open a session first.</p>"
+        return "<p>" + t("Run a search or open a session first.") + "</p>"
     return pairs_html(Tree.fold(view["events"][:int(k) if k else None]))

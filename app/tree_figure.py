@@ -22,6 +22,7 @@ import math
 
 import plotly.graph_objects as go
 
+from app.i18n import t
 from engine import events as E
 from engine.answers import NO_ANSWER, answer_key
 from engine.tree import Tree
@@ -129,44 +130,49 @@ def reward_meaning(tree: Tree, nid: int) -> str:
         return ""
     found = [t.answer for t in tree.terminals() if t.answer is not None]
     same = sum(1 for a in found if n.answer is not None and answer_key(a) == answer_key(n.answer))
-    now = f"{same} of {len(found)} answers so far ({same / len(found):.2f})" if found else "no answers yet"
-    return (f"self-consistency: the reward {n.reward:.3f} was this answer's share of the answers found when it was "
-            f"scored, not its correctness; now {now}")
+    now = (t("{same} of {n} answers so far ({share})", same=same, n=len(found), share=f"{same / len(found):.2f}")
+           if found else t("no answers yet"))
+    return t("self-consistency: the reward {reward} was this answer's share of the answers found when it was "
+             "scored, not its correctness; now {now}", reward=f"{n.reward:.3f}", now=now)
 
 
 def _hover(tree: Tree, nid: int) -> str:
     n = tree[nid]
-    text = n.text.strip() or "(empty step)"
+    text = n.text.strip() or t("(empty step)")
     if nid == E.ROOT:
         text = tree.run.question if tree.run else text
     if len(text) > HOVER_TEXT_CHARS:
         text = text[:HOVER_TEXT_CHARS] + "…"
-    lines = [f"<b>node {nid}</b> · depth {n.depth} · {n.action}", html.escape(text).replace("\n", "<br>"),
-             f"N = {n.visits}   Q = {n.q:.3f}   value = {n.value:.3f}"]
+    lines = [t("<b>node {id}</b> · depth {depth}", id=nid, depth=n.depth) + f" · {n.action}",
+             html.escape(text).replace("\n", "<br>"),
+             f"N = {n.visits}   Q = {n.q:.3f}   " + t("value = {v}", v=f"{n.value:.3f}")]
     if n.reward is not None:
-        lines.append(f"reward = {n.reward:.3f}")
+        lines.append(t("reward = {r}", r=f"{n.reward:.3f}"))
     meaning = reward_meaning(tree, nid)
     if meaning:
         lines.append(html.escape(meaning))
     if n.terminal:
         if n.answer is None:
-            lines.append(f"terminal · {NO_ANSWER}")
+            lines.append(t("terminal · {what}", what=t(NO_ANSWER)))
         else:
-            verdict = "" if n.correct is None else (" ✓ correct" if n.correct else " ✗ wrong")
-            lines.append(f"terminal · answer {n.answer}{verdict}")
+            verdict = "" if n.correct is None else (t(" ✓ correct") if n.correct else t(" ✗ wrong"))
+            lines.append(t("terminal · answer {answer}", answer=n.answer) + verdict)
     if n.code is not None:
-        lines.append(f"code {'passed' if n.code['passed'] else 'failed'} ({n.code['status']})"
-                     + (" · branch ended" if n.code.get("ends_branch") else ""))
+        lines.append((t("code passed ({status})", status=n.code["status"]) if n.code["passed"]
+                      else t("code failed ({status})", status=n.code["status"]))
+                     + (t(" · branch ended") if n.code.get("ends_branch") else ""))
     if n.self_eval is not None:
-        lines.append(f"self-evaluation {n.self_eval['score']:g}/10" + ("" if n.self_eval["parsed"] else " (fallback)"))
+        lines.append(t("self-evaluation {score}/10", score=f"{n.self_eval['score']:g}")
+                     + ("" if n.self_eval["parsed"] else t(" (fallback)")))
     if n.reflection is not None:
-        lines.append("reflection: " + html.escape(n.reflection[:HOVER_TEXT_CHARS]))
+        lines.append(t("reflection: ") + html.escape(n.reflection[:HOVER_TEXT_CHARS]))
     sel = n.last_selection
     if sel is not None:
         if sel.get("uct") is None:
-            lines.append("last selection: unvisited (tried before UCT)")
+            lines.append(t("last selection: unvisited (tried before UCT)"))
         else:
-            lines.append(f"last selection: Q {sel['q']:.3f} + explore {sel['explore']:.3f} = UCT {sel['uct']:.3f}")
+            lines.append(t("last selection: Q {q} + explore {e} = UCT {u}", q=f"{sel['q']:.3f}",
+                           e=f"{sel['explore']:.3f}", u=f"{sel['uct']:.3f}"))
     return "<br>".join(lines)
 
 
@@ -206,13 +212,13 @@ def tree_figure(tree: Tree, *, highlight: list[int] | None = None, height: int =
         dict(type="scatter", x=ex, y=ey, mode="lines", line=dict(color="#b0b0b0", width=1),
              hoverinfo="skip", name="edges", showlegend=False),
         dict(type="scatter", x=hx, y=hy, mode="lines", line=dict(color="#ff7f0e", width=4),
-             hoverinfo="skip", name="chosen path", showlegend=bool(hx)),
+             hoverinfo="skip", name=t("chosen path"), showlegend=bool(hx)),
         dict(type="scatter", x=[xs[n.id] for n in drawn], y=[ys[n.id] for n in drawn], mode="markers",
              name="nodes", showlegend=False, customdata=[n.id for n in drawn],
              hovertext=[_hover(tree, n.id) for n in drawn], hoverinfo="text",
              marker=dict(size=sizes, symbol=symbols, color=colours,
                          cmin=q_range[0], cmax=q_range[1], colorscale="Viridis",
-                         colorbar=dict(title=dict(text="Q (share of answers)" if self_consistency(tree) else "Q"),
+                         colorbar=dict(title=dict(text=t("Q (share of answers)") if self_consistency(tree) else "Q"),
                                        thickness=12),
                          line=dict(width=lines, color=["#222222" if v else UNVISITED for v in visited]),
                          opacity=[1.0 if v else 0.45 for v in visited])),
@@ -261,14 +267,16 @@ def _not_drawn_trace(tree: Tree, xs, ys, agg: dict[int, float], hidden: dict[int
     """One grey "+n" square under each drawn node whose other descendants are not drawn."""
     return dict(type="scatter", x=list(agg.values()), y=[ys[nid] - 1 for nid in agg], mode="markers+text",
                 text=[f"+{hidden[nid]}" for nid in agg], textposition="bottom center",
-                hovertext=[f"{hidden[nid]} nodes below node {nid} not drawn<br>(the tree has {len(tree)} nodes; "
-                           f"the {drawn} most visited are drawn)" for nid in agg],
+                hovertext=[t("{hidden} nodes below node {node} not drawn<br>(the tree has {n} nodes; the {drawn} most "
+                             "visited are drawn)", hidden=hidden[nid], node=nid, n=len(tree), drawn=drawn)
+                           for nid in agg],
                 hoverinfo="text", name="not drawn", showlegend=False,
                 marker=dict(symbol="square", size=9, color=UNVISITED))
 
 
 def _bounded_title(tree: Tree, drawn: int) -> dict:
-    return dict(text=f"{drawn} of {len(tree)} nodes drawn (most visited); grey squares count the rest",
+    return dict(text=t("{drawn} of {n} nodes drawn (most visited); grey squares count the rest", drawn=drawn,
+                       n=len(tree)),
                 font=dict(size=12), x=0.01)
 
 
@@ -296,13 +304,13 @@ def _action_figure(tree: Tree, *, highlight: list[int] | None, height: int,
         fig.add_trace(_not_drawn_trace(tree, xs, ys, agg, hidden, len(drawn)))
     hx, hy = _lines(_path_edges(tree, path, keep, xs, ys))
     fig.add_trace(go.Scatter(x=hx, y=hy, mode="lines", line=dict(color="#222222", width=4, dash="dot"),
-                             hoverinfo="skip", name="chosen path", showlegend=bool(hx)))
+                             hoverinfo="skip", name=t("chosen path"), showlegend=bool(hx)))
     for a in actions:
         ids = [n.id for n in drawn if n.action == a]
         nodes = [tree[i] for i in ids]
         fig.add_trace(go.Scatter(
             x=[xs[i] for i in ids], y=[ys[i] for i in ids], mode="markers", customdata=ids,
-            name="question" if a == "root" else f"{a} {ACTION_NAMES[a]}", legendgroup=a,
+            name=t("question") if a == "root" else f"{a} {t(ACTION_NAMES[a])}", legendgroup=a,
             hovertext=[_hover(tree, i) for i in ids], hoverinfo="text",
             marker=dict(size=[min(34.0, 8.0 + 4.0 * math.sqrt(n.visits)) for n in nodes],
                         symbol=[node_symbol(n) for n in nodes],
@@ -312,7 +320,7 @@ def _action_figure(tree: Tree, *, highlight: list[int] | None, height: int,
     # the legend below the tree: above it, six actions wrap onto rows that cover the root
     fig.update_layout(height=height, margin=dict(l=10, r=10, t=30, b=60), plot_bgcolor="white",
                       xaxis=dict(visible=False), yaxis=dict(visible=False),
-                      legend=dict(orientation="h", y=-0.02, yanchor="top", x=0, title_text="action:"),
+                      legend=dict(orientation="h", y=-0.02, yanchor="top", x=0, title_text=t("action:")),
                       hoverlabel=dict(align="left"), uirevision="tree")
     if keep is not None:
         fig.update_layout(title=_bounded_title(tree, len(drawn)))

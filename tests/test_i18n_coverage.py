@@ -38,6 +38,8 @@ def page_strings(demo):
                 yield block, prop, value
         if isinstance(block, gr.Tab):
             yield block, "tab", block.label
+        if isinstance(block, gr.HTML) and isinstance(block.value, str) and MARK in block.value:
+            yield block, "value", block.value
         if isinstance(block, VALUE_TEXT) and isinstance(getattr(block, "value", None), (str, gr.i18n.I18nData)):
             if not getattr(block, "load_event_to_attach", None):        # a callable value: made per request
                 yield block, "value", block.value
@@ -61,6 +63,9 @@ def problems_in(demo) -> list[str]:
                 problems.append(f"{where}: no Chinese for {value.key!r}")
             elif "}" in value.key:
                 problems.append(f"{where}: a page marker's key cannot hold '}}' (Gradio cuts it): {value.key!r}")
+        elif isinstance(value, str) and MARK in value:
+            problems.append(f"{where}: a marker joined into other text (Gradio translates only a whole "
+                            f"value; make it per request): {value[:60]!r}")
         elif isinstance(value, str) and WORDS.search(value) and not value.startswith("<"):
             problems.append(f"{where}: {value[:60]!r} is shown without t()")
     return problems
@@ -130,3 +135,47 @@ def test_the_scan_finds_a_bare_literal(tmp_path):
                    'raise gr.Error(f"bad {x}")\n')
     assert bare_literals(bad) == ["bad.py:3 gr.Textbox(label=...) without t()",
                                   "bad.py:5 gr.Error(first=...) without t()"]
+
+
+# ---- the text callbacks make ----------------------------------------------------------------
+
+CJK = re.compile(r"[\u4e00-\u9fff]")
+
+
+def shown_in_chinese(store) -> list[str]:
+    """Every recorded sample run opened as the Sessions tab opens it, then stepped event by
+    event through the Search view's words, its node inspector and the rStar panel, in Chinese.
+    Returns the texts made (each must be Chinese)."""
+    from app import restore
+    from app.inspector import inspect_node
+    from app.mcts_tab import rstar_panel, view_outputs
+    from app.replay import explain
+    from engine.tree import Tree
+    texts = []
+    with i18n.using("zh"):
+        for row in store.list_sessions():
+            view = {"session_id": row["session_id"], "events": store.events(row["session_id"])}
+            shown = {"leco": restore.show_in_leco, "se": restore.show_in_se}.get(restore.tab_of(view),
+                                                                               restore.show_in_search)
+            texts += [x for x in shown(view, None) if isinstance(x, str)]
+            events = view["events"]
+            tree = Tree()
+            for k, ev in enumerate(events, 1):
+                tree.apply(ev)
+                texts.append(explain(tree, ev))
+            _, progress, final, _ = view_outputs(events)
+            texts += [progress, final, rstar_panel(view)]
+            for nid in range(len(tree)):
+                texts.append(inspect_node(view, nid, len(events)))
+    return [x for x in texts if x]
+
+
+def test_recorded_runs_are_told_in_chinese_with_no_missing_entry(store):
+    from engine.sample_runs import import_samples
+    assert len(import_samples(store)) >= 10
+    i18n.missing.clear()
+    texts = shown_in_chinese(store)
+    assert len(texts) > 500
+    assert sorted(i18n.missing) == []
+    untold = [x[:80] for x in texts if not CJK.search(x)]
+    assert untold == []
