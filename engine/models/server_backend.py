@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import math
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -245,9 +246,13 @@ class ServerBackend:
         return results
 
     def _one(self, body: dict, stop: StopSpec, should_stop) -> Generation:
+        with closing(self.client.stream("/v1/completions", body)) as stream:
+            return self._read(stream, body, stop, should_stop)
+
+    def _read(self, stream, body: dict, stop: StopSpec, should_stop) -> Generation:
         text, toks, ends = "", [], []   # ends[i]: length of the joined token texts through token i
         counts, finish = None, None
-        for chunk in self.client.stream("/v1/completions", body):
+        for chunk in stream:
             stop_if(should_stop)        # leaving the loop closes the stream: the server aborts
             counts = usage_counts(chunk) or counts
             choice = (chunk.get("choices") or [None])[0]
