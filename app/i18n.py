@@ -245,8 +245,13 @@ PAGE_SCRIPT = """<script>
 </script>""" % {"cookie": COOKIE, "tags": json.dumps(BROWSER_TAG)}
 
 
+# Scripts that must run before Gradio's own: this module's, then what other modules add
+# (app/url_state.py's address helpers).
+PAGE_SCRIPTS: list[str] = [PAGE_SCRIPT]
+
+
 class LangScript:
-    """ASGI middleware: puts `PAGE_SCRIPT` at the top of <head> of Gradio's page (the HTML that
+    """ASGI middleware: puts `PAGE_SCRIPTS` at the top of <head> of Gradio's page (the HTML that
     carries ``window.gradio_config``); every other response passes untouched. Given to launch
     as ``app_kwargs={"middleware": [...]}`` (`middleware`)."""
 
@@ -274,7 +279,7 @@ class LangScript:
                     return None
                 body = b"".join(chunks)
                 if self.MARK in body:
-                    body = body.replace(b"<head>", b"<head>" + PAGE_SCRIPT.encode(), 1)
+                    body = body.replace(b"<head>", b"<head>" + "".join(PAGE_SCRIPTS).encode(), 1)
                 headers = [(k, v) for k, v in start["headers"] if k.lower() != b"content-length"]
                 await send({**start, "headers": [*headers, (b"content-length", str(len(body)).encode())]})
                 return await send({"type": "http.response.body", "body": body})

@@ -26,7 +26,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")   # before gradio is 
 
 import gradio as gr  # noqa: E402
 
-from app import i18n, restore  # noqa: E402
+from app import i18n, restore, url_state  # noqa: E402
 from app.i18n import t  # noqa: E402
 from app.auth import Access, Users, load_users, with_request  # noqa: E402
 from app.evolve_tab import build_evolve_tab, wire_evolve  # noqa: E402
@@ -38,6 +38,7 @@ from app.model_slot import ModelSlot  # noqa: E402
 from app.sampling_tab import build_sampling_tab  # noqa: E402
 from app.se_tab import build_se_tab  # noqa: E402
 from app.sessions_tab import build_sessions_tab, open_session, refresh, session_rows  # noqa: E402
+from app.welcome import build_welcome, wire_welcome  # noqa: E402
 from engine import formats  # noqa: E402
 from engine.inputs import check_text, number  # noqa: E402
 
@@ -91,6 +92,13 @@ def header_html(backend) -> str:
 def header_now(slot) -> str:
     """The header in the language of the page that asks (its load event)."""
     return header_html(slot)
+
+
+def welcome_problems(problems_path=None) -> list:
+    """The easy problems the Start tab's "Run a search now" picks from (the Search tab's)."""
+    from engine.demo_model.problems import load_problems
+    from engine.evaluation.evaluate import HELDOUT
+    return load_problems(Path(problems_path) if problems_path is not None else HELDOUT, "easy")
 
 
 def format_options(name, instruction) -> dict:
@@ -200,7 +208,12 @@ def build_app(backend, store=None, *, problems_path: str | Path | None = None,
         store = Store(Path(tempfile.mkdtemp(prefix="thoughtscope-")) / "runs.db")
     access = Access(store, multi_user=multi_user)
     with gr.Blocks(title=f"{TITLE} — {backend.info.name}", analytics_enabled=False) as demo:
-        header = gr.HTML(header_html(backend), css_template=HEADER_CSS, js_on_load=None, elem_id="ts-header")
+        with gr.Row(equal_height=True):
+            header = gr.HTML(header_html(backend), css_template=HEADER_CSS, js_on_load=None, elem_id="ts-header",
+                             scale=10)
+            url_state.copy_button()              # the address holds the view (app/url_state.py)
+        # the header again in the page's language (it was made before any browser asked)
+        demo.load(functools.partial(header_now, backend), outputs=[header], api_visibility="private")
         if model_switch:
             m = model_switcher(backend)
             # in the model queue: each waits for a running search instead of changing the model under it
@@ -214,6 +227,8 @@ def build_app(backend, store=None, *, problems_path: str | Path | None = None,
             m["format"].change(instruction_box, inputs=[m["format"]], outputs=[m["instruction"]],
                                api_visibility="private")
         with gr.Tabs(elem_id="ts-tabs") as tabs:
+            with gr.Tab(t("Start"), id="start", elem_id="ts-tab-start"):     # the first screen (app/welcome.py)
+                welcome = build_welcome()
             with gr.Tab(t("Generate"), id="generate", elem_id="ts-tab-generate"):
                 generate = build_generate_tab(backend, problems_path=problems_path, store=access)
             with gr.Tab(t("Search"), id="search", elem_id="ts-tab-search"):
@@ -247,20 +262,27 @@ def build_app(backend, store=None, *, problems_path: str | Path | None = None,
         shown = sessions["open"].click(
             with_request(open_session, access), inputs=[sessions["session_id"]],
             outputs=[opened, sessions["status"]], api_name="open_session")
-        shown.success(
-            restore.show_in_search, inputs=[opened, search["picked"]],
-            outputs=[search["view"], search["plot"], search["progress"], search["final"], search["explain"],
-                     search["timeline"], search["inspector"], search["pairs"], *search_form],
-            api_visibility="private",
-        ).then(rstar_panel, inputs=[search["view"], search["timeline"]], outputs=[search["rstar_panel"]],
-               api_visibility="private")
-        shown.success(restore.show_in_leco, inputs=[opened, leco["picked"]],
-                      outputs=[leco["heatmap"], leco["steps"], leco["diff"], leco["summary"], leco["progress"],
-                               leco["view"], *leco_form], api_visibility="private")
-        shown.success(restore.show_in_se, inputs=[opened, se["picked"]],
-                      outputs=[se["bubbles"], se["numbers"], se["bar"], se["retrieval"], se["table"], se["events"],
-                               se["status"], *se_form], api_visibility="private")
-        shown.success(restore.opened_tab, inputs=[opened], outputs=[tabs], api_visibility="private")
+
+        def show_opened(shown, opened):
+            """The run an event opened into the ``opened`` state, in its tab; returns the Search
+            view's last step. Also for the Start tab's watch button and a link (app/url_state.py)."""
+            last = shown.success(
+                restore.show_in_search, inputs=[opened, search["picked"]],
+                outputs=[search["view"], search["plot"], search["progress"], search["final"], search["explain"],
+                         search["timeline"], search["inspector"], search["pairs"], *search_form],
+                api_visibility="private",
+            ).then(rstar_panel, inputs=[search["view"], search["timeline"]], outputs=[search["rstar_panel"]],
+                   api_visibility="private")
+            shown.success(restore.show_in_leco, inputs=[opened, leco["picked"]],
+                          outputs=[leco["heatmap"], leco["steps"], leco["diff"], leco["summary"], leco["progress"],
+                                   leco["view"], *leco_form], api_visibility="private")
+            shown.success(restore.show_in_se, inputs=[opened, se["picked"]],
+                          outputs=[se["bubbles"], se["numbers"], se["bar"], se["retrieval"], se["table"],
+                                   se["events"], se["status"], *se_form], api_visibility="private")
+            shown.success(restore.opened_tab, inputs=[opened], outputs=[tabs], api_visibility="private")
+            return last
+
+        show_opened(shown, opened)
         # a self-evolution round's example trees open in the Search view the same way (app/evolve_tab.py)
         wire_evolve(evolve, search=search, tabs=tabs, store=access, opened=opened)
         # A finished run shows up in the Sessions list.
@@ -272,6 +294,11 @@ def build_app(backend, store=None, *, problems_path: str | Path | None = None,
         search["run_event"].then(with_request(session_rows, access), inputs=filters,
                                  outputs=[sessions["table"]],
                                  api_visibility="private")
+        # The Start tab's three buttons, and the view in the address (tab, run, moment, node, lesson page)
+        watched = wire_welcome(welcome, access=access, search=search, tabs=tabs, lessons=lessons,
+                               problems=welcome_problems(problems_path), show_opened=show_opened)
+        url_state.wire(demo, tabs=tabs, access=access, search=search, lessons=lessons, show_opened=show_opened,
+                       opens=[(shown, opened), watched])
         if multi_user:   # the page was built with the shared runs only: list the user's own
             demo.load(with_request(refresh, access), inputs=filters,
                       outputs=[sessions["table"], sessions["model"]], api_visibility="private")

@@ -42,7 +42,8 @@ def tab_of(view: dict | None) -> str:
 
 
 def opened_tab(view: dict | None):
-    return gr.Tabs(selected=tab_of(view))
+    """The opened run's tab; nothing changes when nothing was opened (a link without a run)."""
+    return gr.Tabs(selected=tab_of(view)) if view else gr.skip()
 
 
 def _settings(run: E.RunStarted, names) -> list:
