@@ -29,6 +29,8 @@ import gradio as gr  # noqa: E402
 from app import i18n, restore, url_state  # noqa: E402
 from app.i18n import t  # noqa: E402
 from app.auth import Access, Users, load_users, with_request  # noqa: E402
+from app.compare_tab import build_compare_tab, wire_compare  # noqa: E402
+from app.experiments_tab import build_experiments_tab  # noqa: E402
 from app.evolve_tab import build_evolve_tab, wire_evolve  # noqa: E402
 from app.generate_tab import MODEL_QUEUE, build_generate_tab  # noqa: E402
 from app.leco_tab import build_leco_tab  # noqa: E402
@@ -241,12 +243,17 @@ def build_app(backend, store=None, *, problems_path: str | Path | None = None,
                 sampling = build_sampling_tab(backend, problems_path=problems_path)
             with gr.Tab(t("Sessions"), id="sessions", elem_id="ts-tab-sessions"):
                 sessions = build_sessions_tab(access)
+            with gr.Tab(t("Compare"), id="compare", elem_id="ts-tab-compare"):
+                compare = build_compare_tab(access)
+            with gr.Tab(t("Experiments"), id="experiments", elem_id="ts-tab-experiments"):
+                experiments = build_experiments_tab(access)
             with gr.Tab(t("Lessons"), id="lessons", elem_id="ts-tab-lessons"):
                 lessons = build_lessons_tab()
             with gr.Tab("Evolution", id="evolve", elem_id="ts-tab-evolve"):
                 evolve = build_evolve_tab(store)
         demo.thoughtscope_tabs = {"search": search, "generate": generate, "sessions": sessions,
-                                  "leco": leco, "se": se, "sampling": sampling}
+                                  "leco": leco, "se": se, "sampling": sampling, "compare": compare,
+                                  "experiments": experiments}
         demo.thoughtscope_tabs["evolve"] = evolve
         demo.thoughtscope_tabs["lessons"] = lessons
         demo.thoughtscope_store = store
@@ -285,6 +292,10 @@ def build_app(backend, store=None, *, problems_path: str | Path | None = None,
         show_opened(shown, opened)
         # a self-evolution round's example trees open in the Search view the same way (app/evolve_tab.py)
         wire_evolve(evolve, search=search, tabs=tabs, store=access, opened=opened)
+        # Compare (app/compare_tab.py): from the Sessions tab and the Search view; a run opened in the
+        # Search view gets its token cost beside the same problem's other runs
+        wire_compare(compare, sessions=sessions, search=search, tabs=tabs, store=access, opened=shown,
+                     opened_state=opened)
         # A finished run shows up in the Sessions list.
         filters = [sessions["method"], sessions["correct"], sessions["model"]]
         leco["run_event"].then(with_request(session_rows, access), inputs=filters,

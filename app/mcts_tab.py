@@ -23,6 +23,7 @@ from typing import Any
 import gradio as gr
 
 from app.auth import user_store, with_request
+from app.compare_tab import cost_line
 from app.controls import Slider
 from app.figures import TOKENS_CSS
 from app.i18n import t
@@ -265,6 +266,8 @@ def build_mcts_tab(backend, store, *, problems_path: str | Path | None = None,
             c["limit_hint"] = limit_hint(run_limit_s, "search")
             c["progress"] = gr.Markdown("", elem_id="ts-search-progress")
             c["final"] = gr.Markdown("", elem_id="ts-search-final")
+            c["cost"] = gr.Markdown("", elem_id="ts-search-cost")        # tokens beside comparable runs
+            c["compare_with"] = gr.Button("Compare with…", size="sm", elem_id="ts-search-compare")
         with gr.Column(scale=3, min_width=420):
             c["plot"] = gr.Plot(label=t("Search tree: colour = Q (rStar: action), size = visits; ★ right, ✗ wrong, "
                                         "□ no answer stated, ◆ unjudged"), elem_id="ts-search-plot")
@@ -297,9 +300,12 @@ def build_mcts_tab(backend, store, *, problems_path: str | Path | None = None,
         concurrency_limit=1, concurrency_id=MODEL_QUEUE)
     c["run"].click(cleared_inspector, outputs=[c["inspector"], c["pairs"], c["rstar_panel"]],
                    api_visibility="private", queue=False)
+    c["run"].click(lambda: "", outputs=[c["cost"]], api_visibility="private", queue=False)   # the last run's cost
     panel = dict(fn=rstar_panel, inputs=[c["view"], c["timeline"]], outputs=[c["rstar_panel"]],
                  api_visibility="private")
     c["run_event"].then(**panel)
+    c["run_event"].then(with_request(cost_line, store), inputs=[c["view"]], outputs=[c["cost"]],
+                        api_visibility="private")
     c["run_event"].then(run_ended, inputs=[c["view"], c["control"]], outputs=[c["progress"]], api_visibility="private")
     c["stop"].click(stop_search, inputs=[c["control"]], outputs=[c["progress"]], api_name="stop_search",
                     concurrency_limit=None, queue=False)   # Stop works even when the queue is full

@@ -148,6 +148,7 @@ def build_sessions_tab(store) -> dict:
     with gr.Row():
         c["session_id"] = gr.Textbox(label="Session id (click a row)", scale=2, elem_id="ts-session-id")
         c["open"] = gr.Button("Open in Search view", variant="primary", scale=1)
+        c["compare"] = gr.Button("Compare…", scale=1, elem_id="ts-sessions-compare")   # app/compare_tab.py
         c["export"] = gr.Button("Export JSON", scale=1)
         c["delete"] = gr.Button("Delete", variant="stop", scale=1)
     with gr.Row():

@@ -195,7 +195,9 @@ def test_build_app_reads_the_given_problems_file(tiny_backend, hard, tmp_path):
     path = tmp_path / "mine.jsonl"
     path.write_text("".join(json.dumps(p.to_json()) + "\n" for p in hard[:2]))
     demo = build_app(tiny_backend, problems_path=path)
-    assert set(demo.thoughtscope_tabs) == {"search", "generate", "sessions", "leco", "sampling", "se"}
+    # a superset: other views add their own tabs
+    assert {"search", "generate", "sessions", "leco", "sampling", "se", "compare", "experiments"} <= set(
+        demo.thoughtscope_tabs)
     fns = {f.api_name: f.fn for f in demo.fns.values()}
     assert {"generate", "random_easy", "random_medium", "random_hard"} <= set(fns)
     question, gold, _ = fns["random_hard"](new_pick_state())
