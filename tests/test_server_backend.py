@@ -150,9 +150,12 @@ def test_no_server_at_the_url_is_one_line_from_the_cli():
     assert lines[0].endswith("): start it, or check the --server URL")
 
 
-def test_server_flags_need_a_server():
+def test_server_flags_need_a_server_and_bench_refuses_one(capsys):
     from engine.cli import main
     assert main(["generate", "--server-model", "x", "--prompt", "hi"]) == 2
+    assert capsys.readouterr().err == "thoughtscope: --server-model needs --server URL\n"
+    assert main(["bench", "--quick", "--server", "http://127.0.0.1:9"]) == 2      # refused before connecting
+    assert "bench measures a model loaded here" in capsys.readouterr().err
 
 
 # ---- the real llama.cpp server ----------------------------------------------------------------

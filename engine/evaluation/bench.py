@@ -223,6 +223,10 @@ def format_report(r: dict) -> str:
 
 
 def cmd_bench(args, load) -> int:
+    if getattr(args, "server", None):
+        # bench measures this process's own decode loop, prefix cache and batching; a server's are its own
+        raise ValueError("bench measures a model loaded here (its prefix cache and batching), not a server: "
+                         "time an eval through the server instead (docs/scaling.md)")
     backend = load(args)
     cfg = QUICK if args.quick else BenchConfig()
     if not args.prefix_cache_mb:
