@@ -2,11 +2,12 @@
 
 Every tab is built around one backend object; the app hands them a `ModelSlot`, which answers
 every attribute (``generate``, ``info``, ``render_prompt``, ...) from the model it holds now.
-``swap(model)`` loads the new model *first* and only then replaces the old one, so a load that
-fails — missing files, a folder of the wrong architecture, a hub id with no network, out of
-memory, the chat format asked of a model without a chat template — raises `ModelLoadError`
-with one line and leaves the previous model serving. `set_format` changes the prompt format
-(engine/formats.py) of the model it holds without reloading it. Both run in the same
+``swap(model)`` loads the new model *first* and only then replaces the old one (on a GPU the
+old model is first moved to CPU memory, so the two never share the GPU, and moved back if the
+new one fails), so a load that fails — missing files, a folder of the wrong architecture, a hub
+id with no network, out of memory, the chat format asked of a model without a chat template —
+raises `ModelLoadError` with one line and leaves the previous model serving. `set_format`
+changes the prompt format (engine/formats.py) of the model it holds without reloading it. Both run in the same
 one-at-a-time queue as every model run (app/main.py), so neither happens under a running search.
 
 Not here: loading itself (engine/models/registry.py, TransformersBackend.load).
@@ -54,23 +55,30 @@ class ModelSlot:
         model = (model or "").strip()
         previous = self._backend.info.describe()
         with self._lock:
+            # on a GPU the old model leaves it first (two seldom fit at once), parked in CPU memory
+            # so that a failed load can put it back
+            parked = _park(self._backend)
             try:
-                new = (loader or load_backend)(model, **{**self._load_kwargs, **format_options})
                 try:
-                    check_format_runs(new)
-                except ValueError as e:
-                    raise ModelLoadError(str(e)) from None
-            except ModelLoadError as e:
-                raise ModelLoadError(f"{e} — still using {previous}") from None
-            except MemoryError:
-                raise ModelLoadError(f"out of memory loading {model!r} — still using {previous}; "
-                                     "try a smaller model, --dtype float16 or bfloat16, or free memory") from None
-            except Exception as e:      # a library error load() did not foresee: still one line
-                first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-                memory = "out of memory" in first.lower() or "not enough memory" in first.lower()
-                hint = "; try a smaller model or a lower --dtype" if memory else ""
-                raise ModelLoadError(f"could not load {model!r}: {type(e).__name__}: {first}{hint} — "
-                                     f"still using {previous}") from None
+                    new = (loader or load_backend)(model, **{**self._load_kwargs, **format_options})
+                    try:
+                        check_format_runs(new)
+                    except ValueError as e:
+                        raise ModelLoadError(str(e)) from None
+                except ModelLoadError as e:
+                    raise ModelLoadError(f"{e} — still using {previous}") from None
+                except MemoryError:
+                    raise ModelLoadError(f"out of memory loading {model!r} — still using {previous}; "
+                                         "try a smaller model, --dtype float16 or bfloat16, or free memory") from None
+                except Exception as e:      # a library error load() did not foresee: still one line
+                    first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+                    memory = "out of memory" in first.lower() or "not enough memory" in first.lower()
+                    hint = "; try a smaller model or a lower --dtype" if memory else ""
+                    raise ModelLoadError(f"could not load {model!r}: {type(e).__name__}: {first}{hint} — "
+                                         f"still using {previous}") from None
+            except BaseException:
+                _unpark(self._backend, parked)
+                raise
             old = self._backend
             object.__setattr__(self, "_backend", new)
         del old
@@ -103,6 +111,27 @@ def check_format_runs(backend, fmt=None) -> None:
     if fmt.name == "chat" and not getattr(backend.info, "chat_template", False):
         raise ValueError(f"{backend.info.name} has no chat template, so it cannot run the chat format: "
                          "choose base (a few-shot prompt) or auto")
+
+
+def _park(backend):
+    """Move a model held whole on a CUDA GPU to CPU memory and free its GPU memory; returns the
+    device it was on (None: nothing moved: a CPU model, a server, or one spread or quantised
+    over GPUs, which cannot simply be moved)."""
+    model = getattr(backend, "model", None)
+    device = str(getattr(backend, "device", ""))
+    if model is None or not device.startswith("cuda") or getattr(model, "hf_device_map", None) \
+            or getattr(model, "is_quantized", False):
+        return None
+    getattr(backend, "reset_prefix_cache", lambda: None)()   # pragma: no cover - needs a GPU (its KV is there)
+    model.to("cpu")                     # pragma: no cover
+    _free_memory()                      # pragma: no cover
+    return device                       # pragma: no cover
+
+
+def _unpark(backend, device) -> None:
+    """Put a parked model back on its GPU (the new model failed to load)."""
+    if device is not None:              # pragma: no cover - needs a GPU
+        backend.model.to(device)
 
 
 def _free_memory() -> None:

@@ -57,7 +57,10 @@ def _add_model_flags(p: argparse.ArgumentParser) -> None:
     from engine.models.registry import DEFAULT_MODEL
     p.add_argument("--model", default=DEFAULT_MODEL,
                    help=f"embedded model name, local folder, .gguf file or hub id (default {DEFAULT_MODEL})")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--device", default="auto",
+                   help="auto, cpu, cuda or cuda:N (auto with GPUs: spread over all of them by accelerate's device_map)")
+    p.add_argument("--quantize", choices=("4bit", "8bit"), default=None,
+                   help="load the weights quantised by bitsandbytes (needs it installed and a CUDA GPU)")
     p.add_argument("--dtype", default="auto", help="auto, float32, float16 or bfloat16")
     p.add_argument("--threads", type=_number(int, 1, 256, "--threads"), default=None,
                    help="torch threads (default: the idle cores)")
@@ -281,8 +284,9 @@ def _server_kwargs(args) -> dict:
 
 def _load(args):
     from engine.models.registry import load_backend
+    quantize = {"quantize": args.quantize} if getattr(args, "quantize", None) else {}
     return load_backend(args.model, device=args.device, dtype=args.dtype, threads=args.threads,
-                        prefix_cache_mb=args.prefix_cache_mb, **_format_kwargs(args), **_server_kwargs(args))
+                        prefix_cache_mb=args.prefix_cache_mb, **quantize, **_format_kwargs(args), **_server_kwargs(args))
 
 
 def cmd_models(args) -> int:

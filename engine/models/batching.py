@@ -8,6 +8,9 @@ prefill pass for all of them), advances every running row by one token in one fo
 and hands back the calls whose rows are all done. So K searches cost about one forward pass
 per token instead of K, and a search's call never waits for another's to end.
 
+Sliding-window models (Gemma2, ...) are not merged: their calls run one at a time, each as it
+runs alone, because transformers counts the window in mask columns, pads included.
+
 Each client keeps its own prefix cache (as large as the backend's), which its search resets
 when it starts, as a search alone resets the backend's: what a search reuses, and so its token
 counts, do not depend on what runs beside it. Memory: up to K times the prefix cache.
@@ -43,6 +46,7 @@ class Batcher:
             raise ValueError(f"max_rows must be a whole number >= 1, got {max_rows!r}")
         self.backend = backend
         self.max_rows = max_rows
+        self.merge = not backend.sliding_window
         self.decoder = Decoder(backend)
         self._cv = threading.Condition()
         self._pending: list[Request] = []
@@ -74,8 +78,11 @@ class Batcher:
         return request.result
 
     def _take(self) -> list[Request]:
-        """Pending calls that fit beside the running rows (the first always runs)."""
+        """Pending calls that fit beside the running rows (the first always runs); one at a time
+        for a sliding-window model (see `TransformersBackend`: padding would change its window)."""
         take, rows = [], self.decoder.rows
+        if not self.merge:
+            return [self._pending.pop(0)] if self._pending and not rows else []
         while self._pending and (not rows or rows + self._pending[0].rows <= self.max_rows):
             r = self._pending.pop(0)
             take.append(r)

@@ -149,7 +149,7 @@ class Decoder:
         logits are computed (``logits_to_keep=1``): a prompt's other positions are never read."""
         kw = {self.b.cache_kw: cache, **({"logits_to_keep": 1} if self.b.keeps_logits else {})}
         out = self.b.model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True, **kw)
-        return out.logits[:, -1, :].float()
+        return out.logits[:, -1, :].float().to(self.b.device)   # spread over GPUs: from the last one
 
     def _prefill(self, encoded: list[list[int]]):
         """Every prompt computed in full, left-padded into one batch. Returns the cache, the

@@ -71,6 +71,34 @@ def _resolve_device(device: str) -> str:
     return device
 
 
+def _placement(device: str, spread: bool, quantize: str | None, torch_dtype) -> dict:
+    """from_pretrained's placement kwargs: accelerate's device_map (``spread``: over every GPU)
+    and bitsandbytes' quantization config; {} for a model loaded whole and moved to ``device``."""
+    out = {"device_map": "auto"} if spread else {}
+    if quantize is None:
+        return out
+    import importlib.util
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise ModelLoadError(f"--quantize {quantize} needs the bitsandbytes package and a CUDA GPU: "
+                             "pip install 'thoughtscope[gpu]' (or pip install bitsandbytes), or drop --quantize")
+    if not device.startswith("cuda"):
+        raise ModelLoadError(f"--quantize {quantize} needs a CUDA GPU (bitsandbytes) and this run is on {device}: "
+                             "drop --quantize")
+    from transformers import BitsAndBytesConfig   # pragma: no cover - needs a GPU
+    bits = (dict(load_in_4bit=True, bnb_4bit_compute_dtype=torch_dtype, bnb_4bit_quant_type="nf4")
+            if quantize == "4bit" else dict(load_in_8bit=True))
+    return {**out, "device_map": out.get("device_map", device), "quantization_config": BitsAndBytesConfig(**bits)}
+
+
+def _quantized(model) -> str | None:
+    q = getattr(getattr(model, "config", None), "quantization_config", None)
+    if q is None:
+        return None
+    get = q.get if isinstance(q, dict) else lambda k, d=None: getattr(q, k, d)
+    # bitsandbytes' only: a GGUF file's quantization is undone when transformers reads it
+    return "4-bit" if get("load_in_4bit", False) else "8-bit" if get("load_in_8bit", False) else None
+
+
 def _plain_attention_cache(config) -> bool:
     """Whether every layer's cache is key/value attention, full or sliding-window (decode.py
     then keeps plain key/value layers, which the prefix cache and batching can cut and pad)."""
@@ -96,14 +124,18 @@ class TransformersBackend:
                  prefix_cache_mb: float | None = None):
         self.model = model.eval()
         self.tokenizer = tokenizer
-        self.device = str(next(model.parameters()).device)
+        # inputs go where the embeddings are: with a device_map that is the first of several GPUs
+        self.device = str(model.get_input_embeddings().weight.device)
+        placed = sorted({str(d) for d in (getattr(model, "hf_device_map", None) or {}).values()})
         has_template = bool(getattr(tokenizer, "chat_template", None))
         self.use_chat_template = has_template if use_chat_template is None else (use_chat_template and has_template)
         cfg = model.config
         self.info = ModelInfo(
             name=name, source=source,
             parameters=sum(p.numel() for p in model.parameters()),
-            device=self.device, dtype=str(next(model.parameters()).dtype).replace("torch.", ""),
+            device="+".join(placed) if len(placed) > 1 else self.device,
+            dtype=str(next(model.parameters()).dtype).replace("torch.", "")
+            + (f", {quantized} quantized" if (quantized := _quantized(model)) else ""),
             vocab_size=int(cfg.vocab_size),
             context_length=int(getattr(cfg, "max_position_embeddings", 2048) or 2048),
             chat_template=self.use_chat_template,
@@ -128,6 +160,13 @@ class TransformersBackend:
         # transformers 5 renamed the forward's past_key_values to cache (the old name goes in 5.40)
         self.cache_kw = "cache" if "cache" in params else "past_key_values"
         self.plain_cache = _plain_attention_cache(model.config)
+        # transformers counts a sliding window in mask columns, pads included, so a row padded
+        # in a batch sees fewer real tokens past the window than alone: batching.py does not
+        # merge such models' calls
+        text_cfg = cfg.get_text_config()
+        types = getattr(text_cfg, "layer_types", None)
+        self.sliding_window = bool(getattr(text_cfg, "sliding_window", None)) and (
+            types is None or "sliding_attention" in types)
         self.configure_prefix_cache(prefix_cache_mb)
 
     # ---- loading -------------------------------------------------------------------------
@@ -135,15 +174,23 @@ class TransformersBackend:
     @classmethod
     def load(cls, source: str | os.PathLike, *, name: str | None = None, gguf_file: str | None = None,
              device: str = "auto", dtype: str = "auto", threads: int | None = None,
-             use_chat_template: bool | None = None,
-             prefix_cache_mb: float | None = None) -> "TransformersBackend":
-        """Load by local folder, a ``.gguf`` file, or hub id (downloaded only if allowed)."""
+             use_chat_template: bool | None = None, prefix_cache_mb: float | None = None,
+             quantize: str | None = None) -> "TransformersBackend":
+        """Load by local folder, a ``.gguf`` file, or hub id (downloaded only if allowed).
+
+        ``device="auto"`` with CUDA GPUs loads through accelerate's ``device_map="auto"``: a model
+        too big for one GPU is spread over all of them (layers in order, CPU last). ``quantize``
+        (``4bit`` or ``8bit``) loads the weights quantised by bitsandbytes, on a CUDA GPU."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
+        if quantize is not None and quantize not in QUANTIZE:
+            raise ModelLoadError(f"quantize must be one of {', '.join(QUANTIZE)}, got {quantize!r}")
         configure_threads(threads)
+        spread = device == "auto" and torch.cuda.is_available()
         device = _resolve_device(device)
         torch_dtype = _resolve_dtype(dtype, device)
+        placement = _placement(device, spread, quantize, torch_dtype)
         src = str(source)
         path = Path(src).expanduser()
         if path.suffix == ".gguf":
@@ -158,13 +205,15 @@ class TransformersBackend:
         elif src.startswith((".", "/", "~")) or src.count("/") > 1:   # a path, not "org/name"
             raise ModelLoadError(f"no model at {src}: the path does not exist")
         kwargs = {"gguf_file": gguf_file} if gguf_file else {}
+        kwargs.update(placement)
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()
         logging.getLogger("transformers").setLevel(logging.ERROR)
         try:
             tokenizer = AutoTokenizer.from_pretrained(src, **kwargs)
             model = AutoModelForCausalLM.from_pretrained(src, dtype=torch_dtype, **kwargs)
-            model.to(device)                      # inside: moving to the GPU is where memory runs out
+            if "device_map" not in placement:
+                model.to(device)                  # inside: moving to the GPU is where memory runs out
         except torch.cuda.OutOfMemoryError as e:  # pragma: no cover - needs a GPU
             raise ModelLoadError(f"out of GPU memory loading {src}; try --dtype float16 or --device cpu") from e
         except (OSError, ValueError, KeyError, ImportError, RuntimeError, SafetensorError) as e:
@@ -286,14 +335,18 @@ class TransformersBackend:
         return self.generate_ids(encoded[:half], **kw) + self.generate_ids(encoded[half:], **kw)
 
     @torch.inference_mode()
-    def _logits(self, ids: list[int]) -> torch.Tensor:
+    def _logits(self, ids: list[int], last: int) -> torch.Tensor:
+        """Next-token logits after each of the ``last`` final tokens of ``ids``: (last, vocab), only
+        those computed (a 150k vocabulary times every prompt position is most of the memory)."""
         x = torch.tensor([ids], device=self.device)
-        return self.model(input_ids=x).logits[0].float()         # (len, vocab)
+        kw = {"logits_to_keep": last} if self.keeps_logits else {}
+        with self.model_lock:
+            return self.model(input_ids=x, **kw).logits[0, -last:].float()
 
     def distribution(self, prompt: str) -> TokenDistribution:
         ids = self.encode(prompt)
         self._check_prompt(ids, 1)
-        logits = self._logits(ids)[-1].cpu()
+        logits = self._logits(ids, 1)[-1].cpu()
         vocab = [self.token_text(i) for i in range(logits.shape[0])]   # ids past the tokenizer: "<id>"
         return TokenDistribution(logits=logits, probs=logits.softmax(-1), tokens=vocab)
 
@@ -305,8 +358,7 @@ class TransformersBackend:
         self._check_prompt(ids, max(1, len(continuation_ids)))
         if not continuation_ids:
             return torch.empty((0, self.info.vocab_size))
-        rows = self._logits(ids + list(continuation_ids))[len(ids) - 1: len(ids) - 1 + len(continuation_ids)]
-        return rows.cpu()
+        return self._logits(ids + list(continuation_ids), len(continuation_ids) + 1)[:-1].cpu()
 
     def score(self, prompt: str, continuation: str) -> list[TokenLogprob]:
         """Logprob of each token of ``continuation`` after ``prompt``, tokenised separately
@@ -318,8 +370,8 @@ class TransformersBackend:
         self._check_prompt(ids, max(1, len(continuation_ids)))
         if not continuation_ids:
             return []
-        logp = torch.log_softmax(self._logits(ids + list(continuation_ids)), dim=-1)
-        rows = logp[len(ids) - 1: len(ids) - 1 + len(continuation_ids)]   # (cont, vocab)
+        # (cont, vocab): the logits before each continuation token
+        rows = torch.log_softmax(self._logits(ids + list(continuation_ids), len(continuation_ids) + 1)[:-1], dim=-1)
         top_lp, top_id = torch.topk(rows, TOP_ALTERNATIVES, dim=-1)
         out = []
         for j, tid in enumerate(continuation_ids):
