@@ -62,7 +62,9 @@ class ProcessPreferenceModel(nn.Module):
         folder. The body gets the policy's weights; the head is zero (every score 0 at first), so
         training starts from the policy's own features and no random preference."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
         from engine.formats import format_of
+        hf_logging.disable_progress_bar()       # no "Loading weights" bar on a CLI's stderr
         if hasattr(source, "model") and hasattr(source, "tokenizer"):
             causal, tokenizer = source.model, source.tokenizer
             fmt = format_of(source)

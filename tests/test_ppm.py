@@ -1,0 +1,181 @@
+"""The process preference model (engine/ppm/): its head and loss on a tiny real Llama, the saved
+folder, PPM-guided MCTS and its events, bad --ppm paths, and the training data's problems."""
+
+import json
+import math
+
+import pytest
+
+from engine import events as E
+from engine.pairs import Pair
+from engine.tree import Tree
+
+QUESTION = "Mia has 12 apples. She buys 5 more. How many apples does Mia have now?"
+
+
+def _pair(chosen: str, rejected: str, sid: str = "p0") -> Pair:
+    return Pair(prompt=f"Question: {QUESTION}\n", chosen=chosen, rejected=rejected, q_chosen=0.8, q_rejected=-0.6,
+                parent=0, chosen_node=1, rejected_node=2, session_id=sid)
+
+
+@pytest.fixture(scope="module")
+def tiny_ppm_dir(tiny_llama_dir, tmp_path_factory):
+    """A PPM trained on one pair from the tiny random Llama (so its head is not zero)."""
+    import torch
+    from engine.ppm.train import train_ppm
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("ppm")
+    pairs = [_pair("Step 1: 12 + 5 = 17\n", "Step 1: 12 + 5 = 18\n", sid=f"p{i}") for i in range(4)]
+    train_ppm(pairs, init_from=str(tiny_llama_dir), out=out, epochs=20, lr=3e-3, batch_size=4, seed=0,
+              held_out=pairs[:1])
+    return out
+
+
+def test_the_ppm_starts_from_the_policy_and_scores_zero_with_its_zero_head(tiny_llama_dir):
+    import torch
+    from transformers import AutoModelForCausalLM
+    from engine.ppm.model import ProcessPreferenceModel
+    ppm = ProcessPreferenceModel.from_policy(str(tiny_llama_dir))
+    policy = AutoModelForCausalLM.from_pretrained(str(tiny_llama_dir))
+    # the body's weights are the policy's own (rStar-Math initialises the PPM from the policy)
+    for k, v in policy.model.state_dict().items():
+        assert torch.equal(ppm.body.state_dict()[k], v), k
+    assert ppm.score(QUESTION, ["Step 1: 12 + 5 = 17\n"]) == 0.0
+    # the text scored is the policy's prompt: its root prompt, then the steps as written
+    assert ppm.prompt(QUESTION, ["Step 1: 12 + 5 = 17\n"]) == f"Question: {QUESTION}\nStep 1: 12 + 5 = 17\n"
+
+
+def test_bradley_terry_training_lowers_the_loss_and_orders_its_pair(tiny_llama_dir, tmp_path):
+    import torch
+    from engine.ppm.model import ProcessPreferenceModel
+    from engine.ppm.train import pair_loss, train_ppm
+    torch.set_num_threads(1)
+    pairs = [_pair("Step 1: 12 + 5 = 17\n", "Step 1: 12 + 5 = 18\n", sid=f"p{i}") for i in range(4)]
+    before = ProcessPreferenceModel.from_policy(str(tiny_llama_dir))
+    loss0, _ = pair_loss(before, pairs)
+    assert math.isclose(float(loss0.detach()), math.log(2), abs_tol=1e-6)    # zero head: both scores 0, loss ln 2
+    metrics = train_ppm(pairs, init_from=str(tiny_llama_dir), out=tmp_path / "ppm", epochs=20, lr=3e-3,
+                        batch_size=4, seed=0, held_out=pairs[:1])
+    after = ProcessPreferenceModel.load(tmp_path / "ppm")
+    loss1, margin = pair_loss(after, pairs)
+    assert float(loss1.detach()) < float(loss0.detach()) - 0.05
+    assert (margin > 0).all()
+    assert after.score(QUESTION, ["Step 1: 12 + 5 = 17\n"]) > after.score(QUESTION, ["Step 1: 12 + 5 = 18\n"])
+    assert metrics["train_accuracy"] == 1.0 and metrics["held_out_accuracy"] == 1.0
+    meta = json.loads((tmp_path / "ppm" / "ppm.json").read_text())
+    assert meta["training"]["loss"] == "bradley_terry" and len(meta["log"]) == 20
+    assert meta["metrics"]["final_epoch_loss"] < meta["metrics"]["first_batch_loss"]
+
+
+def test_save_and_load_give_the_same_scores(tiny_ppm_dir, tmp_path):
+    from engine.ppm.model import ProcessPreferenceModel
+    ppm = ProcessPreferenceModel.load(tiny_ppm_dir)
+    paths = [["Step 1: 12 + 5 = 17\n"], ["Step 1: 12 + 5 = 17\n", "The answer is 17.\n"], []]
+    want = ppm.score_many(QUESTION, paths)
+    assert all(-1 < s < 1 for s in want) and len(set(want)) == 3
+    ppm.save(tmp_path / "again")
+    got = ProcessPreferenceModel.load(tmp_path / "again").score_many(QUESTION, paths)
+    assert max(abs(a - b) for a, b in zip(want, got)) < 1e-5
+    # batched and one at a time agree (right padding reads each row's own last token)
+    assert max(abs(ppm.score(QUESTION, p) - w) for p, w in zip(paths, want)) < 1e-5
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "ppm.json"):
+        assert (tmp_path / "again" / name).is_file()
+
+
+def test_mcts_with_the_ppm_reward_scores_every_step_and_rewards_terminals_with_it(tiny_backend, tiny_ppm_dir):
+    from engine.search.mcts import MCTSConfig, run
+    cfg = MCTSConfig(rollouts=3, children=2, max_depth=3, reward="ppm", ppm=str(tiny_ppm_dir), final_rule="ppm")
+    events = list(run(QUESTION, tiny_backend, config=cfg, seed=0))
+    tree = Tree.fold(events)
+    scored = {e.node: e for e in events if isinstance(e, E.StepScored)}
+    assert set(scored) == {n.id for n in tree.nodes if n.id != E.ROOT}       # every proposed step, once
+    assert all(e.q_init and e.source == "ppm" and -1 < e.score < 1 for e in scored.values())
+    for r in (e for e in events if isinstance(e, E.TerminalReward)):
+        want = scored[r.node].score if r.answer is not None else -1.0
+        assert r.source == "ppm" and r.reward == want
+    # Q starts from the PPM score as one pseudo-visit
+    n = next(n for n in tree.nodes if n.id != E.ROOT and n.visits)
+    assert math.isclose(n.q, (scored[n.id].score + n.value) / (n.visits + 1), abs_tol=1e-9)
+    assert tree.final.rule == "ppm" and "ppm" in tree.final.alternatives
+    # the score is the PPM's score of the policy's own text for that path
+    from engine.ppm.model import ProcessPreferenceModel
+    ppm = ProcessPreferenceModel.load(tiny_ppm_dir)
+    leaf = max(scored)
+    assert abs(ppm.score_texts([tree[0].text + tree.path_text(leaf)])[0] - scored[leaf].score) < 1e-5
+    # and the log round-trips through JSON (the store), folding to the same scores
+    again = Tree.fold(E.loads(e.dumps()) for e in events)
+    assert [n.score for n in again.nodes] == [n.score for n in tree.nodes]
+
+
+def test_without_a_ppm_the_run_and_its_config_json_are_unchanged(tiny_backend):
+    from engine.search.mcts import MCTSConfig, run
+    cfg = MCTSConfig(rollouts=2, children=2, max_depth=3)
+    assert "ppm" not in cfg.to_json()           # recorded sample runs replay with their old config keys
+    events = list(run(QUESTION, tiny_backend, config=cfg, seed=0))
+    assert not any(isinstance(e, E.StepScored) for e in events)
+    assert set(Tree.fold(events).final.alternatives) == {"majority", "most_visited", "highest_q"}
+
+
+def test_a_missing_or_corrupt_ppm_is_one_clear_line(tiny_backend, tiny_ppm_dir, tmp_path):
+    import shutil
+    from engine.ppm.model import PPMLoadError, ProcessPreferenceModel
+    from engine.search.mcts import MCTSConfig, run
+    with pytest.raises(PPMLoadError, match="no PPM at .*does not exist"):
+        list(run(QUESTION, tiny_backend, config=MCTSConfig(reward="ppm", ppm=str(tmp_path / "nope")), seed=0))
+    bad = tmp_path / "bad"
+    shutil.copytree(tiny_ppm_dir, bad)
+    (bad / "model.safetensors").write_bytes(b"\x00" * 64)
+    with pytest.raises(PPMLoadError, match="could not load the PPM"):
+        ProcessPreferenceModel.load(bad)
+    (bad / "ppm.json").unlink()
+    with pytest.raises(PPMLoadError, match="not a PPM folder: it has no ppm.json"):
+        ProcessPreferenceModel.load(bad)
+    # a model that ships no PPM, with no --ppm: says how to get one
+    with pytest.raises(PPMLoadError, match="ships no PPM: give one with --ppm"):
+        list(run(QUESTION, tiny_backend, config=MCTSConfig(reward="ppm"), seed=0))
+    with pytest.raises(ValueError, match="final_rule"):
+        MCTSConfig(final_rule="ppm")
+
+
+def test_the_cli_says_a_bad_ppm_path_in_one_line(tmp_path, capsys):
+    from engine.cli import main
+    code = main(["run", "mcts", "--question", QUESTION, "--reward", "ppm", "--ppm", str(tmp_path / "nope"),
+                 "--db", str(tmp_path / "runs.db"), "--rollouts", "1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and "no PPM at" in err[-1] and "Traceback" not in "".join(err)
+
+
+def test_training_problems_are_never_held_out_or_reserved_eval_problems():
+    from engine.demo_model.problems import load_problems
+    from engine.evaluation.evaluate import HELDOUT, fresh_problems
+    from engine.ppm.data import RESERVED_FRESH_SEEDS, check_disjoint, training_problems
+    probs = training_problems(60, seed=1)
+    held = {p.question for p in load_problems(HELDOUT)}
+    fresh = {p.question for s in RESERVED_FRESH_SEEDS for t in ("hard", "medium")
+             for p in fresh_problems(t, 200, s)}
+    assert len({p.question for p in probs}) == 60
+    assert not {p.question for p in probs} & (held | fresh)
+    check_disjoint(probs)
+    leaked = [load_problems(HELDOUT, "hard")[0]]
+    with pytest.raises(ValueError, match="must not be held-out"):
+        check_disjoint(probs[:3] + leaked)
+
+
+def test_collect_pairs_refuses_held_out_problems_before_any_search(tiny_backend):
+    from engine.demo_model.problems import load_problems
+    from engine.evaluation.evaluate import HELDOUT
+    from engine.ppm.data import collect_pairs
+    with pytest.raises(ValueError, match="must not be held-out"):
+        collect_pairs(tiny_backend, load_problems(HELDOUT, "hard")[:2], rollouts=1)
+
+
+def test_collect_pairs_on_training_problems_gives_sibling_pairs_and_right_trajectories(default_backend):
+    from engine.ppm.data import collect_pairs, training_problems
+    probs = training_problems(4, seed=3)
+    res = collect_pairs(default_backend, probs, rollouts=8, seed=3)
+    assert res.summary["problems"] == 4 and len(res.session_ids) == 4
+    for t in res.trajectories:
+        assert t.steps[-1].strip().endswith(f"{t.answer}.")
+        assert next(p for p in probs if p.id == t.problem_id).answer == int(t.answer)
+    for p in res.pairs:
+        assert p.chosen.strip() != p.rejected.strip() and p.prompt.startswith("Question: ")
