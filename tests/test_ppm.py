@@ -179,3 +179,22 @@ def test_collect_pairs_on_training_problems_gives_sibling_pairs_and_right_trajec
         assert next(p for p in probs if p.id == t.problem_id).answer == int(t.answer)
     for p in res.pairs:
         assert p.chosen.strip() != p.rejected.strip() and p.prompt.startswith("Question: ")
+
+
+def test_best_of_n_and_beam_rank_by_the_ppm_with_scorer_ppm(tiny_backend, tiny_ppm_dir):
+    from engine.search.baselines import BaselineConfig, run_beam, run_best_of_n
+    cfg = BaselineConfig(samples=4, beam_width=2, children=2, max_depth=3, scorer="ppm", ppm=str(tiny_ppm_dir))
+    events = list(run_best_of_n(QUESTION, tiny_backend, config=cfg, seed=0))
+    tree = Tree.fold(events)
+    leaves = [n for n in tree.nodes if n.id != E.ROOT and not n.children]
+    assert leaves and all(n.score is not None and n.score["source"] == "ppm" for n in leaves)
+    best = max(leaves, key=lambda n: (n.score["score"], -n.id))
+    assert tree.final.path[-1] == best.id and tree.final.rule == "best_of_n"
+    events = list(run_beam(QUESTION, tiny_backend, config=cfg, seed=0))
+    tree = Tree.fold(events)
+    # every candidate step is scored before the beam keeps the best-scored paths
+    assert all(n.score is not None for n in tree.nodes if n.id != E.ROOT)
+    assert BaselineConfig().to_json().keys() == {"samples", "temperature", "top_p", "min_p", "beam_width",
+                                                 "children", "max_depth"}
+    with pytest.raises(ValueError, match="scorer must be one of"):
+        BaselineConfig(scorer="votes")

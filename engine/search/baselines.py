@@ -7,11 +7,15 @@ self-consistency run shows where samples agreed).
 
 - greedy: one argmax solution.
 - sc (self-consistency, Wang et al.): N sampled solutions, majority answer.
-- bon (best-of-N): N sampled solutions, the one the model itself is most confident in (highest
-  mean token logprob). No reward model is involved: ThoughtScope has none by default, and the
-  UI says the score is the model's own.
+- bon (best-of-N): N sampled solutions, the one with the best score: by default the model's own
+  confidence (highest mean token logprob, ``scorer="logprob"``), or with ``scorer="ppm"`` a
+  process preference model's score of the whole solution (engine/ppm/; ``ppm`` names its folder,
+  default the one the model ships), as rStar-Math picks among trajectories.
 - beam: step-level beam search: each beam proposes ``children`` next steps, the ``beam_width``
-  paths with the highest mean token logprob survive; ends when every beam has answered.
+  paths with the best score survive (mean token logprob, or with ``scorer="ppm"`` the PPM's score
+  of the path so far: PRM-guided beam search); ends when every beam has answered.
+
+A PPM's scores are events (``StepScored``, q_init false), so the viewer shows them on hover.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from engine.search.common import (SampledConfig, MAX_STEP_TOKENS, Step, StepProp
 from engine.steps import answers_equal
 from engine.tree import Tree
 
+SCORERS = ("logprob", "ppm")
+
 
 @dataclass(frozen=True)
 class BaselineConfig(SampledConfig):
@@ -39,13 +45,24 @@ class BaselineConfig(SampledConfig):
     beam_width: int = 3        # beam
     children: int = 3          # beam: proposals per beam per step
     max_depth: int = 8
+    scorer: str = "logprob"    # bon, beam: "logprob" (the model's own confidence) or "ppm"
+    ppm: str = ""              # with scorer ppm: a PPM folder ("" = the model's shipped one)
 
     def __post_init__(self) -> None:
         _check("samples", self.samples, _int(self.samples) and 1 <= self.samples <= 256, "from 1 to 256")
         _check("beam_width", self.beam_width, _int(self.beam_width) and 1 <= self.beam_width <= 32, "from 1 to 32")
         _check("children", self.children, _int(self.children) and 1 <= self.children <= 32, "from 1 to 32")
         _check("max_depth", self.max_depth, _int(self.max_depth) and 1 <= self.max_depth <= 64, "from 1 to 64")
+        _check("scorer", self.scorer, self.scorer in SCORERS, f"one of {SCORERS}")
+        _check("ppm", self.ppm, isinstance(self.ppm, str) and len(self.ppm) <= 4096, "a folder path or empty")
         self.sampling
+
+    def to_json(self) -> dict:
+        out = super().to_json()
+        for k in ("scorer", "ppm"):     # runs recorded before the PPM have neither key, and replay byte for byte
+            if out[k] == BaselineConfig.__dataclass_fields__[k].default:
+                del out[k]
+        return out
 
 
 
@@ -59,6 +76,10 @@ class _Run:
                                      should_stop=should_stop, max_step_tokens=MAX_STEP_TOKENS)
         self.tree = Tree()
         self.config = config
+        self.scorer = None
+        if method in ("bon", "beam") and config.scorer == "ppm":
+            from engine.search.mcts import PathScorer
+            self.scorer = PathScorer(backend, config.ppm)       # a bad folder fails before any event
         self.start = [E.RunStarted(method=method, question=question, prompt=self.proposer.prompt, gold=self.gold,
                                    config=config.to_json(), seed=seed, model=backend.info.name,
                                    format=self.proposer.format.name),
@@ -91,6 +112,22 @@ class _Run:
             path.append(node_id)
         self.last_path = path
         yield self.emit(backprop_event(self.tree, path, 0.0))
+
+    def score_nodes(self, nodes: list[int]) -> Iterator[E.Event]:
+        """StepScored events for ``nodes`` not scored yet (one batched PPM call)."""
+        todo = [n for n in nodes if self.tree[n].score is None]
+        if self.scorer is None or not todo:
+            return
+        scores = self.scorer.ppm.score_texts([self.tree[E.ROOT].text + self.tree.path_text(n) for n in todo])
+        for n, sc in zip(todo, scores):
+            yield self.emit(E.StepScored(node=n, score=sc, source="ppm", model=self.scorer.name, q_init=False))
+
+    def path_score(self, path: list[int]) -> float:
+        """The ranking score of a path: its PPM score, or the mean logprob of its tokens."""
+        if self.scorer is not None:
+            score = self.tree[path[-1]].score
+            return score["score"] if score is not None else float("-inf")     # the root alone: nothing to score
+        return _mean_logprob(self.tree, path)
 
     def finish(self, answer, rule, path, alternatives, status, message="") -> Iterator[E.Event]:
         yield self.emit(E.FinalAnswer(answer=answer, rule=rule, path=path,
@@ -130,7 +167,9 @@ def _sampled(method: str, question: str, backend, *, config: BaselineConfig, see
     votes = [tree[p[-1]].answer if len(p) > 1 and tree[p[-1]].terminal else None for p in chains]
     maj = majority_answer(votes)
     maj_path = next((p for p, a in zip(leaves, answers) if a is not None and answers_equal(a, maj)), [E.ROOT])
-    best_path = max(leaves, key=lambda p: _mean_logprob(tree, p), default=[E.ROOT])
+    if method == "bon":
+        yield from r.score_nodes([p[-1] for p in leaves])
+    best_path = max(leaves, key=r.path_score, default=[E.ROOT])
     best = tree[best_path[-1]].answer
     alternatives = {"majority": maj, "best_of_n": best}
     if method == "bon":
@@ -185,7 +224,8 @@ def run_beam(question, backend, *, config: BaselineConfig = BaselineConfig(), se
                     kids.append(ev.node)
                 yield r.emit(E.Expanded(node=b, children=kids, phase="expand"))
                 candidates += kids
-            ranked = sorted(candidates, key=lambda n: (-_mean_logprob(tree, tree.path_to(n)), n))
+            yield from r.score_nodes(candidates)
+            ranked = sorted(candidates, key=lambda n: (-r.path_score(tree.path_to(n)), n))
             keep = ranked[:config.beam_width]
             for n in keep:
                 yield r.emit(backprop_event(tree, tree.path_to(n), 0.0))
@@ -194,7 +234,7 @@ def run_beam(question, backend, *, config: BaselineConfig = BaselineConfig(), se
     except Stopped as e:
         status, message = "stopped", str(e) or E.USER_STOP
     pool = finished or beams or [E.ROOT]
-    best = max(pool, key=lambda n: (_mean_logprob(tree, tree.path_to(n)), -n))
+    best = max(pool, key=lambda n: (r.path_score(tree.path_to(n)), -n))
     maj = majority_answer([tree[n].answer for n in finished])
     yield from r.finish(tree[best].answer, "best_beam", tree.path_to(best),
                         {"best_beam": tree[best].answer, "majority": maj}, status, message)
