@@ -20,6 +20,7 @@ from engine.models.registry import DEFAULT_MODEL, load_backend
 from engine.models.transformers_backend import TransformersBackend
 from engine.sampling import GREEDY, SamplingConfig
 from engine.search import METHODS
+from llama_server import llama_server  # noqa: F401 (the fixture: a real llama.cpp server, skipped where none is built)
 
 WARM = SamplingConfig(temperature=0.8)
 STEP = StopSpec(("\n",), eos=False)
@@ -135,3 +136,15 @@ def test_concurrency_settings_are_checked_with_a_message_naming_them(embedded):
                        capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.strip().splitlines() == [
         "thoughtscope: error: concurrency must be 1 for method 'sc': it batches problems already (use --batch-size)"]
+
+
+@pytest.mark.slow
+def test_through_a_server_k_searches_run_from_k_threads_with_the_answers_of_one_at_a_time(llama_server):  # noqa: F811
+    from engine.evaluation.concurrent import mergeable
+    b = load_backend(server=llama_server, max_solution_tokens=48)
+    assert not mergeable(b)           # the server batches: no merging layer in front of it
+    cfg = METHODS["bon"].config(samples=2)
+    one = run_eval(b, "bon", "easy", 3, 0, cfg)
+    three = run_eval(b, "bon", "easy", 3, 0, cfg, concurrency=3)
+    assert [(r["problem_id"], r["answer"]) for r in one["results"]] == \
+           [(r["problem_id"], r["answer"]) for r in three["results"]]
