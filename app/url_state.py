@@ -27,7 +27,9 @@ import gradio as gr
 from app import i18n
 from app.i18n import t
 
-PARAMS = ("tab", "session", "k", "node", "lesson", "page", "lang")
+# "lesson_page", not "page": Gradio reads ?page= itself (a multipage app's page) and fails to
+# serve the app for any value it does not know
+PARAMS = ("tab", "session", "k", "node", "lesson", "lesson_page", "lang")
 MAX_PARAM_CHARS = 200          # longer values are not ours: ignored
 
 # Runs first in the page (i18n.LangScript puts every PAGE_SCRIPTS entry at the top of <head>).
@@ -36,7 +38,10 @@ PAGE_SCRIPT = """<script>
   const KEYS = %(keys)s;
   window.tsUrl = {
     // set({k: 41, node: null}): null or '' drops a key; the history entry is replaced, not added
+    ready: false,       // true once a link's view is restored: until then the page's own first
+                        // events (the first tab selected as it mounts) must not overwrite the link
     set(changes) {
+      if (!this.ready) return;
       const u = new URL(location.href);
       for (const [key, value] of Object.entries(changes)) {
         if (!KEYS.includes(key)) continue;
@@ -73,7 +78,7 @@ def _whole(value, low: int = 0) -> int | None:
 def read(params, tabs: set[str] | None = None) -> dict:
     """The view a query string asks for, each value checked: ``tab`` (one of ``tabs``),
     ``session`` (an id or its prefix), ``k`` (events folded, ≥ 0), ``node`` (≥ 0), ``lesson``,
-    ``page`` (≥ 1). A value that is malformed is left out rather than refused: a link with a
+    ``lesson_page`` (≥ 1). A value that is malformed is left out rather than refused: a link with a
     bad part still opens the rest."""
     view: dict = {}
     get = (lambda key: params.get(key)) if params is not None else (lambda key: None)
@@ -83,7 +88,7 @@ def read(params, tabs: set[str] | None = None) -> dict:
     session = (get("session") or "").strip()
     if session and len(session) <= MAX_PARAM_CHARS and all(ch.isalnum() or ch in "-_" for ch in session):
         view["session"] = session
-    for key, low in (("k", 0), ("node", 0), ("page", 1)):
+    for key, low in (("k", 0), ("node", 0), ("lesson_page", 1)):
         n = _whole(get(key), low) if get(key) is not None else None
         if n is not None:
             view[key] = n
@@ -180,7 +185,7 @@ def wire(demo, *, tabs, access, search: dict, lessons: dict | None, show_opened,
         event.success(session_of, inputs=[state], outputs=[session], api_visibility="private")
     if lessons:
         track(lessons["lesson"], "lesson")
-        track(lessons["page"], "page")
+        track(lessons["page"], "lesson_page")
 
     opened, wanted = gr.State(None), gr.State(None)
     loaded = demo.load(with_request(open_from_link, access, tab_ids), outputs=[opened, wanted, session],
@@ -190,6 +195,8 @@ def wire(demo, *, tabs, access, search: dict, lessons: dict | None, show_opened,
                        outputs=[search["timeline"], search["plot"], search["progress"], search["final"],
                                 search["explain"], search["node_id"], search["inspector"]], api_visibility="private")
     moment.then(tab_from_link, inputs=[wanted], outputs=[tabs], api_visibility="private")
+    # after the link was read (whether its run opened or not): from now on the address follows the page
+    loaded.then(None, js="() => { window.tsUrl.ready = true; return []; }")
     if lessons:
         loaded.then(lesson_from_link, inputs=[wanted], outputs=[lessons["lesson"], lessons["page"]],
                     api_visibility="private")
@@ -199,4 +206,4 @@ def lesson_from_link(wanted: dict | None):
     """The Lessons tab's lesson and page from the link (left as they are when it names none)."""
     wanted = wanted or {}
     return (wanted["lesson"] if "lesson" in wanted else gr.skip(),
-            wanted["page"] if "page" in wanted else gr.skip())
+            wanted["lesson_page"] if "lesson_page" in wanted else gr.skip())

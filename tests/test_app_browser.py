@@ -169,7 +169,7 @@ def browser(tmp_path):
 def test_dump_dom_shows_the_generate_tab(app_url, tmp_path, tiny_backend):
     out = subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}",
                           f"--window-size={WIDTH},{HEIGHT}", "--virtual-time-budget=20000",
-                          "--dump-dom", app_url], capture_output=True, text=True, timeout=120)
+                          "--dump-dom", app_url + "?tab=generate"], capture_output=True, text=True, timeout=120)
     dom = out.stdout
     assert 'id="ts-tab-generate"' in dom, out.stderr[-2000:]
     assert re.search(r'role="tab"[^>]*>\s*Generate', dom) or ">Generate<" in dom
@@ -180,7 +180,7 @@ def test_dump_dom_shows_the_generate_tab(app_url, tmp_path, tiny_backend):
 
 
 def test_click_random_then_generate_shows_coloured_tokens(app_url, browser, tmp_path):
-    browser.goto(app_url)
+    browser.goto(app_url + "?tab=generate")        # the page opens on the Start tab (app/welcome.py)
     browser.wait_for("!!document.querySelector('#ts-generate')", what="the Generate button")
     browser.js("document.querySelector('#ts-random-hard').click()")
     question = browser.wait_for("document.querySelector('#ts-question textarea').value",
@@ -209,7 +209,7 @@ def test_click_random_then_generate_shows_coloured_tokens(app_url, browser, tmp_
 
 
 def test_editing_the_question_withdraws_the_gold(app_url, browser):
-    browser.goto(app_url)
+    browser.goto(app_url + "?tab=generate")        # the page opens on the Start tab (app/welcome.py)
     browser.wait_for("!!document.querySelector('#ts-generate')", what="the Generate button")
     browser.js("document.querySelector('#ts-random-easy').click()")
     browser.wait_for("document.querySelector('#ts-gold').innerText.startsWith('Gold answer')")
@@ -221,7 +221,7 @@ def test_editing_the_question_withdraws_the_gold(app_url, browser):
 
 
 def test_empty_question_shows_an_error_toast_not_a_traceback(app_url, browser):
-    browser.goto(app_url)
+    browser.goto(app_url + "?tab=generate")        # the page opens on the Start tab (app/welcome.py)
     browser.wait_for("!!document.querySelector('#ts-generate')", what="the Generate button")
     browser.js("document.querySelector('#ts-generate').click()")
     toast = browser.wait_for("[...document.querySelectorAll('[data-testid=toast-text]')]"
@@ -231,7 +231,7 @@ def test_empty_question_shows_an_error_toast_not_a_traceback(app_url, browser):
 
 
 def test_shift_enter_in_the_question_generates(app_url, browser):
-    browser.goto(app_url)
+    browser.goto(app_url + "?tab=generate")        # the page opens on the Start tab (app/welcome.py)
     browser.wait_for("!!document.querySelector('#ts-generate')", what="the Generate button")
     browser.js("document.querySelector('#ts-random-easy').click()")
     browser.wait_for("document.querySelector('#ts-question textarea').value", what="a random question")
@@ -285,7 +285,7 @@ def test_readme_screenshot(request, tmp_path):
                             prevent_thread_lock=True, **LAUNCH_KWARGS)
     browser = Browser(tmp_path / "profile")
     try:
-        browser.goto(url)
+        browser.goto(url + "?tab=generate")
         browser.wait_for("!!document.querySelector('#ts-generate')", what="the Generate button")
         browser.js("document.querySelector('#ts-random-hard').click()")
         browser.wait_for("document.querySelector('#ts-question textarea').value", what="a random question")
