@@ -212,10 +212,43 @@ def test_a_browser_steps_through_the_mcts_lesson_and_predicts(lessons_url, tmp_p
         b.close()
 
 
+def _link(url: str, lesson_id: str, page: int, lang: str) -> str:
+    from app.url_state import link
+    return link(url, {"tab": "lessons", "lesson": lesson_id, "lesson_page": page, "lang": lang})
+
+
+def _wait_page(b, lesson_id: str, page: int, lang: str) -> None:
+    of = len(C.lesson(lesson_id).pages)
+    marker = i18n.t("Page {n} of {of}", lang=lang, n=page, of=of)
+    title = C.content(lang)[lesson_id]["title"]
+    b.wait_for(f"(document.querySelector('#ts-lesson-head')?.innerText || '').includes({marker!r}) && "
+               f"document.querySelector('#ts-lesson-head').innerText.includes({title!r}) && "
+               "document.querySelector('#ts-lesson-head').offsetParent !== null", what=f"{lesson_id} {marker}")
+    b.wait_for("document.querySelectorAll('#ts-lesson-plot .main-svg').length > 0", what="the figure")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not __import__("os").path.exists(CHROMIUM), reason=f"{CHROMIUM} is not installed")
+def test_a_lesson_link_opens_that_page_in_chinese(lessons_url, tmp_path):
+    from test_app_browser import Browser
+    b = Browser(tmp_path / "profile")
+    try:
+        b.goto(_link(lessons_url, "semantic-entropy", 2, "zh"))
+        _wait_page(b, "semantic-entropy", 2, "zh")
+        text = b.js("document.querySelector('#ts-lesson-text').innerText")
+        ent = next(ev for ev in C.run_events(C.SUGAR_RUN) if isinstance(ev, E.EntropyMeasured))
+        assert "四种熵" in b.js("document.querySelector('#ts-lesson-head').innerText")
+        assert f"{ent.mc2023:.3f}" in text and "小于零" in text
+    finally:
+        b.close()
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not SHOTS, reason="set THOUGHTSCOPE_LESSON_SHOTS=docs/screenshots to remake the lessons' screenshots")
 def test_lesson_screenshots(lessons_url, tmp_path):
-    """One screenshot per lesson, at its most telling page (docs/classroom.md), English and Chinese."""
+    """One screenshot per lesson, at its most telling page (docs/classroom.md), English and Chinese,
+    each opened by its link."""
+    import time
     from pathlib import Path
 
     from test_app_browser import Browser
@@ -224,29 +257,9 @@ def test_lesson_screenshots(lessons_url, tmp_path):
         b = Browser(tmp_path / f"profile-{lang}")
         try:
             for lesson in C.LESSONS:
-                b.goto(lessons_url + f"?lang={lang}")
-                b.wait_for("[...document.querySelectorAll('[role=tab]')].length > 3", what="the tabs")
-                b.js("document.querySelector('#ts-tab-lessons-button, [id$=lessons-button]')?.click()")
-                b.js("[...document.querySelectorAll('[role=tab]')].find(e => e.innerText.trim() === "
-                     f"{i18n.t('Lessons', lang=lang)!r}).click()")
-                b.wait_for("document.querySelector('#ts-lesson-head')?.innerText.includes('###') === false && "
-                           "document.querySelector('#ts-lesson-head')?.innerText.length > 5", what="a lesson page")
-                title = C.content(lang)[lesson.id]["title"]
-                b.js("document.querySelector('#ts-lesson input').click()")
-                b.wait_for("document.querySelectorAll('ul.options li').length > 0", what="the lesson list")
-                b.js(f"[...document.querySelectorAll('ul.options li')].find(li => li.innerText.trim() === {title!r})"
-                     ".dispatchEvent(new MouseEvent('mousedown', {bubbles: true}))")
-                b.wait_for(f"document.querySelector('#ts-lesson-head').innerText.includes({title!r})", what=title)
-                page = telling[lesson.id]
-                b.js(f"""(() => {{ const i = document.querySelector('#ts-lesson-page input');
-                        i.value = {page}; i.dispatchEvent(new Event('input', {{bubbles: true}}));
-                        i.dispatchEvent(new Event('change', {{bubbles: true}}));
-                        i.dispatchEvent(new KeyboardEvent('keypress', {{key: 'Enter', bubbles: true}})); }})()""")
-                of = len(lesson.pages)
-                marker = f"Page {page} of {of}" if lang == "en" else f"第 {page} 页，共 {of} 页"
-                b.wait_for(f"document.querySelector('#ts-lesson-head').innerText.includes({marker!r})", what=marker)
-                b.wait_for("document.querySelectorAll('#ts-lesson-plot .main-svg').length > 0", what="the figure")
-                __import__("time").sleep(1.0)                      # plotly's transition
+                b.goto(_link(lessons_url, lesson.id, telling[lesson.id], lang))
+                _wait_page(b, lesson.id, telling[lesson.id], lang)
+                time.sleep(1.0)                                   # plotly's first draw settles
                 b.screenshot(Path(SHOTS) / f"lesson-{lesson.id}{suffix}.png")
         finally:
             b.close()
