@@ -48,9 +48,9 @@ def session_rows(store, method: str = "any", correct: str = "any", model: str = 
 def model_choices(store, request: gr.Request = None) -> list[str]:
     store = user_store(store, request)
     try:
-        return ["any", *sorted({r["model"] for r in store.list_sessions() if r.get("model")})]
+        return [(t("any"), "any"), *sorted({r["model"] for r in store.list_sessions() if r.get("model")})]
     except StoreError:
-        return ["any"]
+        return [(t("any"), "any")]
 
 
 def _with_session(store, session_id: str, action):
@@ -58,7 +58,7 @@ def _with_session(store, session_id: str, action):
     no id or a store error becomes a gr.Error."""
     sid = (session_id or "").strip()
     if not sid:
-        raise gr.Error("select a session in the table (or type its id) first", print_exception=False)
+        raise gr.Error(t("select a session in the table (or type its id) first"), print_exception=False)
     try:
         return action(store.resolve(sid))
     except StoreError as e:
@@ -69,14 +69,15 @@ def open_session(store, session_id: str, request: gr.Request = None):
     """The session's events as a view for the Search tab, and a status line."""
     store = user_store(store, request)
     sid, events, meta = _with_session(store, session_id, lambda i: (i, store.events(i), store.session(i)))
-    return {"session_id": sid, "events": events}, f"Opened `{sid}` ({meta['method']}, {len(events)} events, {meta['status']})."
+    return {"session_id": sid, "events": events}, t("Opened `{id}` ({method}, {n} events, {status}).", id=sid,
+                                                    method=meta["method"], n=len(events), status=t(meta["status"]))
 
 
 def delete_session(store, session_id: str, method: str, correct: str, model: str = "any",
                    request: gr.Request = None):
     store = user_store(store, request)
     sid = _with_session(store, session_id, lambda i: (store.delete(i), i)[1])
-    return session_rows(store, method, correct, model), f"Deleted `{sid}`.", ""
+    return session_rows(store, method, correct, model), t("Deleted `{id}`.", id=sid), ""
 
 
 def export_session(store, session_id: str, request: gr.Request = None) -> str:
@@ -91,8 +92,8 @@ def export_as(store, session_id: str, fmt: str, request: gr.Request = None) -> s
     """The session as ``fmt`` (app/export_figures.py: html, svg, png, graphml, json), a file to download."""
     store = user_store(store, request)
     if fmt not in EXPORT_FORMATS:
-        raise gr.Error(f"export format must be one of {', '.join(EXPORT_FORMATS)}, got {fmt!r}",
-                       print_exception=False)
+        raise gr.Error(t("export format must be one of {choices}, got {value}", choices=", ".join(EXPORT_FORMATS),
+                         value=repr(fmt)), print_exception=False)
     sid = _with_session(store, session_id, lambda i: i)
     out = Path(tempfile.mkdtemp(prefix="thoughtscope-export-")) / f"session-{sid}.{fmt}"
     try:
@@ -106,17 +107,18 @@ def import_session(store, file: Any, method: str, correct: str, model: str = "an
                    request: gr.Request = None):
     store = user_store(store, request)
     if file is None:
-        raise gr.Error("choose a session JSON file to import", print_exception=False)
+        raise gr.Error(t("choose a session JSON file to import"), print_exception=False)
     path = Path(file if isinstance(file, str) else getattr(file, "name", file))
     try:
         data = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise gr.Error(f"{path.name} is not a session JSON file: {e}", print_exception=False) from None
+        raise gr.Error(t("{name} is not a session JSON file: {why}", name=path.name, why=e),
+                       print_exception=False) from None
     try:
         sid = store.import_session(data)
     except StoreError as e:
         raise gr.Error(str(e), print_exception=False) from None
-    return session_rows(store, method, correct, model), f"Imported as `{sid}`."
+    return session_rows(store, method, correct, model), t("Imported as `{id}`.", id=sid)
 
 
 def selected_id(rows, evt: gr.SelectData) -> str:
@@ -139,18 +141,18 @@ def build_sessions_tab(store) -> dict:
     shown = store.shared_view() if isinstance(store, Access) else store
     c: dict[str, Any] = {}
     with gr.Row():
-        c["method"] = gr.Dropdown(["any", *METHODS, GENERATE], value="any", label="Method", scale=1)
-        c["model"] = gr.Dropdown(model_choices(shown), value="any", label="Model", scale=1)
-        c["correct"] = gr.Dropdown(list(CORRECT_FILTER), value="any", label="Result", scale=1)
-        c["refresh"] = gr.Button("Refresh", size="sm", scale=0)
+        c["method"] = gr.Dropdown([(t("any"), "any"), *METHODS, GENERATE], value="any", label=t("Method"), scale=1)
+        c["model"] = gr.Dropdown(model_choices(shown), value="any", label=t("Model"), scale=1)
+        c["correct"] = gr.Dropdown([(t(k), k) for k in CORRECT_FILTER], value="any", label=t("Result"), scale=1)
+        c["refresh"] = gr.Button(t("Refresh"), size="sm", scale=0)
     c["table"] = gr.Dataframe(session_rows(shown), headers=COLUMNS, interactive=False, wrap=True,
                               elem_id="ts-sessions-table")
     with gr.Row():
-        c["session_id"] = gr.Textbox(label="Session id (click a row)", scale=2, elem_id="ts-session-id")
-        c["open"] = gr.Button("Open in Search view", variant="primary", scale=1)
-        c["compare"] = gr.Button("Compare…", scale=1, elem_id="ts-sessions-compare")   # app/compare_tab.py
-        c["export"] = gr.Button("Export JSON", scale=1)
-        c["delete"] = gr.Button("Delete", variant="stop", scale=1)
+        c["session_id"] = gr.Textbox(label=t("Session id (click a row)"), scale=2, elem_id="ts-session-id")
+        c["open"] = gr.Button(t("Open in Search view"), variant="primary", scale=1)
+        c["compare"] = gr.Button(t("Compare…"), scale=1, elem_id="ts-sessions-compare")   # app/compare_tab.py
+        c["export"] = gr.Button(t("Export JSON"), scale=1)
+        c["delete"] = gr.Button(t("Delete"), variant="stop", scale=1)
     with gr.Row():
         # html: one file with the tree, its timeline and node details that opens offline; svg/png: the
         # run's figure for a slide
@@ -159,8 +161,8 @@ def build_sessions_tab(store) -> dict:
         c["export_as"] = gr.Button(t("Export for a slide or email"), scale=1, elem_id="ts-export-as")
     c["status"] = gr.Markdown("")
     with gr.Row():
-        c["download"] = gr.File(label="Exported session", interactive=False)
-        c["upload"] = gr.File(label="Import a session JSON", file_types=[".json"])
+        c["download"] = gr.File(label=t("Exported session"), interactive=False)
+        c["upload"] = gr.File(label=t("Import a session JSON"), file_types=[".json"])
 
     filters = [c["method"], c["correct"], c["model"]]
     for trigger in (c["method"].change, c["correct"].change, c["model"].change):

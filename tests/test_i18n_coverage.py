@@ -2,8 +2,9 @@
 
 Three nets, each able to fail on its own:
 - the built page: every component's label, info line, placeholder, button text, tab name,
-  fixed Markdown, dropdown choice label and table header is a `t()` marker (not a bare string)
-  whose key is in app/locales/zh.json;
+  fixed Markdown and dropdown choice label is a `t()` marker (not a bare string) whose key is in
+  app/locales/zh.json (a choice shown as its own value — a method id, a model name — is data, and
+  so are the Sessions table's column names, the store's field names as the CLI prints them);
 - the text the callbacks make: recorded sample runs shown through the app's text builders in
   Chinese, with every `t()` lookup that found no entry counted (`i18n.missing`);
 - the source: a string literal passed to a Gradio component's text arguments or to gr.Error /
@@ -43,12 +44,9 @@ def page_strings(demo):
         if isinstance(block, VALUE_TEXT) and isinstance(getattr(block, "value", None), (str, gr.i18n.I18nData)):
             if not getattr(block, "load_event_to_attach", None):        # a callable value: made per request
                 yield block, "value", block.value
-        for label, _ in getattr(block, "choices", None) or []:
-            yield block, "choice", label
-        headers = getattr(block, "headers", None)
-        if isinstance(block, gr.Dataframe) and headers:
-            for h in headers:
-                yield block, "header", h
+        for label, value in getattr(block, "choices", None) or []:
+            if label != value:          # a choice shown as its own value is data (a method's or model's name)
+                yield block, "choice", label
 
 
 def problems_in(demo) -> list[str]:
