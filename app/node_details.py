@@ -83,11 +83,26 @@ def sra_html(tree: Tree, nid: int) -> str:
     return "".join(parts)
 
 
+def ppm_html(tree: Tree, nid: int) -> str:
+    """A process preference model's score of the path to ``nid`` and what the search did with it."""
+    n = tree[nid]
+    if n.score is None:
+        return ""
+    out = "<p>" + t("<b>PPM score</b> {score} from {model}: the process preference model's score of the "
+                    "question and the steps up to this one", score=f"{n.score['score']:.3f}",
+                    model=html.escape(n.score["model"]))
+    if n.q_init is not None:
+        out += t("; MCTS started this step's Q from it (one pseudo-visit)")
+    if n.reward is not None and tree.run is not None and tree.run.config.get("reward") == "ppm":
+        out += t("; the terminal reward is this score (the answer key is not used)")
+    return out + ".</p>"
+
+
 def node_details_html(tree: Tree, nid: int) -> str:
     """The method-specific details of node ``nid`` ("" when it has none)."""
     n = tree[nid]
     out = code_html(n.code) if n.code is not None else ""
-    return out + sra_html(tree, nid)
+    return out + sra_html(tree, nid) + ppm_html(tree, nid)
 
 
 def pairs_html(tree: Tree, cfg: PairConfig = PairConfig()) -> str:

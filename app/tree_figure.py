@@ -148,6 +148,10 @@ def _hover(tree: Tree, nid: int) -> str:
              f"N = {n.visits}   Q = {n.q:.3f}   " + t("value = {v}", v=f"{n.value:.3f}")]
     if n.reward is not None:
         lines.append(t("reward = {r}", r=f"{n.reward:.3f}"))
+        if tree.run is not None and tree.run.config.get("reward") == "ppm":
+            lines.append(t("reward source: the PPM's score of this path (no answer key)"))
+    if n.score is not None:
+        lines.append(t("PPM score = {score} ({model})", score=f"{n.score['score']:.3f}", model=n.score["model"]))
     meaning = reward_meaning(tree, nid)
     if meaning:
         lines.append(html.escape(meaning))
@@ -198,7 +202,7 @@ def tree_figure(tree: Tree, *, highlight: list[int] | None = None, height: int =
     ex, ey = _lines([*_edges(drawn[1:], xs, ys), *_stubs(agg, xs, ys)])
     hx, hy = _lines(_path_edges(tree, path, keep, xs, ys))
     if q_range is None:
-        gold = bool(tree.run and tree.run.config.get("reward") == "gold")
+        gold = bool(tree.run and tree.run.config.get("reward") in ("gold", "ppm"))     # both in [-1, 1]
         q_range = (-1.0, 1.0) if gold else (0.0, 1.0)
     colours, sizes, symbols, lines, visited = [], [], [], [], []
     for n in drawn:

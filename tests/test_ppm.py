@@ -198,3 +198,19 @@ def test_best_of_n_and_beam_rank_by_the_ppm_with_scorer_ppm(tiny_backend, tiny_p
                                                  "children", "max_depth"}
     with pytest.raises(ValueError, match="scorer must be one of"):
         BaselineConfig(scorer="votes")
+
+
+def test_the_tree_hover_and_the_inspector_show_the_ppm_score_and_the_reward_source(tiny_backend, tiny_ppm_dir):
+    from app.node_details import node_details_html
+    from app.tree_figure import _hover, tree_figure
+    from engine.search.mcts import MCTSConfig, run
+    cfg = MCTSConfig(rollouts=2, children=2, max_depth=3, reward="ppm", ppm=str(tiny_ppm_dir))
+    tree = Tree.fold(run(QUESTION, tiny_backend, config=cfg, seed=0))
+    leaf = next(n for n in tree.nodes if n.reward is not None)
+    hover = _hover(tree, leaf.id)
+    assert f"PPM score = {leaf.score['score']:.3f} ({tiny_ppm_dir.name})" in hover
+    assert "reward source: the PPM's score of this path" in hover
+    details = node_details_html(tree, leaf.id)
+    assert f"{leaf.score['score']:.3f}" in details and "pseudo-visit" in details and "answer key is not used" in details
+    assert "PPM" not in _hover(tree, 0) and node_details_html(tree, 0) == ""     # the root is not scored
+    assert tree_figure(tree) is not None
