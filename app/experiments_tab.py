@@ -56,10 +56,11 @@ def table_markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
-def show_experiment(store, eid: str | None, request: gr.Request = None):
-    """(chart, table) of the chosen experiment."""
+def show_experiment(store, eid: str | list[str] | None, request: gr.Request = None):
+    """(chart, table) of the chosen experiment, or of several on the same problems as one (say,
+    a method run later beside the others)."""
     from engine.cli.compare import experiment_report
-    from engine.evaluation.compare import results
+    from engine.compare_store import CompareStore
     from engine.evaluation.compare_chart import compare_figure
     if not eid:
         raise gr.Error("choose an experiment (made by `thoughtscope compare`)", print_exception=False)
@@ -67,19 +68,21 @@ def show_experiment(store, eid: str | None, request: gr.Request = None):
     store = user_store(store, request)
     store = getattr(store, "store", store)
     try:
-        report = experiment_report(store, eid)
-        if report["experiment"] is None:
-            raise gr.Error(f"no experiment {eid!r} in this database", print_exception=False)
+        eids = [eid] if isinstance(eid, str) else list(eid)
+        missing = [e for e in eids if CompareStore(store).experiment(e) is None]
+        if missing:
+            raise gr.Error(f"no experiment {missing[0]!r} in this database", print_exception=False)
+        report = experiment_report(store, eids)
         exp = report["experiment"]
-        fig = compare_figure(results(store, eid), f"{exp['model']}, {exp['tier']} tier, n={exp['n']}")
-    except StoreError as e:
+        fig = compare_figure(report.pop("results"), f"{exp['model']}, {exp['tier']} tier, n={exp['n']}")
+    except (StoreError, ValueError) as e:
         raise gr.Error(str(e), print_exception=False) from None
     return fig, table_markdown(report)
 
 
 def refresh(store, request: gr.Request = None):
     choices = experiment_choices(store, request)
-    return gr.Dropdown(choices=choices, value=choices[0][1] if choices else None)
+    return gr.Dropdown(choices=choices, value=[choices[0][1]] if choices else [])
 
 
 def build_experiments_tab(store) -> dict:
@@ -90,7 +93,8 @@ def build_experiments_tab(store) -> dict:
     gr.Markdown("Methods at equal generated tokens per problem, made by `thoughtscope compare` "
                 "(docs/compare.md). Each run is a stored session: open it from the Sessions tab.")
     with gr.Row():
-        c["experiment"] = gr.Dropdown(choices, value=choices[0][1] if choices else None, label="Experiment",
+        c["experiment"] = gr.Dropdown(choices, value=[choices[0][1]] if choices else [], multiselect=True,
+                                      label="Experiment (several on the same problems show as one)",
                                       scale=4, elem_id="ts-experiment")
         c["refresh"] = gr.Button("Refresh", size="sm", scale=0)
         c["show"] = gr.Button("Show", variant="primary", scale=0, elem_id="ts-experiment-show")

@@ -128,3 +128,54 @@ def test_cli_bad_input_is_one_line(argv, says, tmp_path, capsys):
     assert cli_main(argv + ["--db", str(tmp_path / "x.db")]) == 2
     err = capsys.readouterr().err.strip()
     assert says in err and "\n" not in err
+
+
+@pytest.fixture(scope="module")
+def second(experiment, default_backend):
+    """best-of-N on the same three problems, as a second experiment in the same file."""
+    from engine.store import Store
+    path, _, problems, _ = experiment
+    with Store(path) as store:
+        return C.run_compare(default_backend, store, C.CompareRequest(("bon",), (200, 600), seed=0, pilot=2),
+                             problems, source="held-out", tier="hard")
+
+
+def test_two_experiments_on_the_same_problems_show_as_one(experiment, second, capsys, tmp_path):
+    path, eid, _, _ = experiment
+    assert cli_main(["compare", "--show", f"{eid},{second}", "--db", str(path), "--json",
+                     "--out", str(tmp_path / "both.html")]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["experiment"]["experiment_id"] == f"{eid}+{second}"
+    assert {a["method"] for a in report["arms"]} == {"greedy", "sc", "mcts", "bon"}
+    assert (tmp_path / "both.html").exists()
+
+
+def test_experiments_of_other_problems_are_not_merged(experiment, default_backend, tmp_path):
+    from engine.cli.compare import experiment_report
+    from engine.store import Store
+    path, eid, problems, _ = experiment
+    with Store(path) as store:
+        other = C.run_compare(default_backend, store, C.CompareRequest(("greedy",), (100,), pilot=1),
+                              problems[:1], source="held-out", tier="hard")
+        with pytest.raises(ValueError, match="ran on different problems"):
+            experiment_report(store, [eid, other])
+
+
+def test_the_experiments_tab_lists_and_shows_a_stored_experiment(experiment):
+    import gradio as gr
+
+    from app import experiments_tab as X
+    from engine.store import Store
+    path, eid, _, _ = experiment
+    with Store(path) as store:
+        assert eid in [v for _, v in X.experiment_choices(store)]
+        fig, table = X.show_experiment(store, [eid])
+        assert {t.name for t in fig.data} == {"greedy", "sc", "mcts"}
+        arms = C.results(store, eid)
+        sc = [a for a in arms if a.method == "sc"][0]
+        assert f"| sc | samples = {sc.size} | {', '.join(map(str, sc.budgets))} | {sc.mean_tokens:.0f} |" in table
+        assert "budget 200 tokens: best" in table
+        with pytest.raises(gr.Error, match="no experiment .*nope"):
+            X.show_experiment(store, ["nope"])
+        with pytest.raises(gr.Error, match="choose an experiment"):
+            X.show_experiment(store, [])

@@ -1,7 +1,7 @@
 """``thoughtscope compare``: methods at equal generated tokens per problem, stored and charted.
 
     thoughtscope compare --methods greedy,sc,mcts,rstar,mcts-code --budgets 700,2000,6000 --tier hard --n 100
-    thoughtscope compare --show ID [--out chart.png] [--json]
+    thoughtscope compare --show ID[,ID2...] [--out chart.png] [--json]
     thoughtscope compare --list
 
 engine/cli/__init__.py adds the parser with `add_compare_parser`. The problems are picked, and a
@@ -30,7 +30,9 @@ def add_compare_parser(subparsers, add_model_flags, number) -> argparse.Argument
                                               "tokens and wall time, stored and charted (docs/compare.md)")
     add_model_flags(p)
     what = p.add_mutually_exclusive_group()
-    what.add_argument("--show", default=None, metavar="ID", help="a stored experiment's table (and --out chart)")
+    what.add_argument("--show", default=None, metavar="ID[,ID2...]",
+                      help="a stored experiment's table (and --out chart); several ids on the same problems "
+                           "are shown as one")
     what.add_argument("--list", action="store_true", help="the stored experiments")
     p.add_argument("--methods", default=None, metavar="M1,M2,...",
                    help=f"methods to compare, from {','.join(available_methods())}")
@@ -73,20 +75,35 @@ def _problems(args):
     return problems, "held-out" if args.fresh is None else f"fresh:{args.fresh}", tier
 
 
-def experiment_report(store, eid: str) -> dict:
-    """The experiment row, its arms (with the triage of each arm's wrong runs) and the winners."""
+def experiment_report(store, eid: str | list[str]) -> dict:
+    """The experiment row, its arms (with the triage of each arm's wrong runs) and the winners.
+    Several ids (experiments on the same problems: model, problems, tier, n and seed equal, such
+    as one method run later or beside the others) are reported as one: their arms together."""
     from engine.compare_store import CompareStore
     from engine.evaluation.compare import results, winners
     from engine.triage import summarize, triage
     cs = CompareStore(store)
-    exp = cs.experiment(eid)
-    arms = []
-    for a in results(store, eid):
-        reports = [triage(store.tree(r["session_id"])) for r in cs.runs(eid, a.method)
-                   if r["size"] == (a.size or 0) and not r["correct"]]
-        arms.append({**a.to_json(), "triage": summarize(reports)})
-    res = results(store, eid)
-    return {"experiment": exp, "arms": arms,
+    eids = [eid] if isinstance(eid, str) else list(eid)
+    exps = [cs.experiment(e) for e in eids]
+    same = ("model", "problems", "tier", "n", "seed")
+    for e in exps[1:]:
+        if any(e[k] != exps[0][k] for k in same):
+            raise ValueError(f"experiments {exps[0]['experiment_id']} and {e['experiment_id']} ran on different "
+                             f"problems or models ({', '.join(same)} must be equal) and cannot be shown as one")
+    arms, res = [], []
+    for e in eids:
+        for a in results(store, e):
+            reports = [triage(store.tree(r["session_id"])) for r in cs.runs(e, a.method)
+                       if r["size"] == (a.size or 0) and not r["correct"]]
+            arms.append({**a.to_json(), "triage": summarize(reports)})
+            res.append(a)
+    exp = dict(exps[0])
+    if len(exps) > 1:
+        exp.update(experiment_id="+".join(eids), methods=[m for e in exps for m in e["methods"]],
+                   budgets=sorted({b for e in exps for b in e["budgets"]}),
+                   status="done" if all(e["status"] == "done" for e in exps) else "+".join(e["status"] for e in exps),
+                   wall_s=sum(e["wall_s"] or 0 for e in exps))
+    return {"experiment": exp, "arms": arms, "results": res,
             "winners": {str(b): w for b, w in winners(res, exp["budgets"]).items()}}
 
 
@@ -134,15 +151,15 @@ def cmd_compare(args, load) -> int:
         with Store(db) as store, progress(total, "compare", "run") as bar:
             eid = run_compare(backend, store, req, problems, source=source, tier=tier, progress=bar.update)
     with Store(db) as store:
-        eid = CompareStore(store).resolve(args.show) if args.show is not None else eid
-        report = experiment_report(store, eid)
+        eids = [CompareStore(store).resolve(x) for x in args.show.split(",")] if args.show is not None else [eid]
+        report = experiment_report(store, eids)
         if args.out:
-            from engine.evaluation.compare import results
             from engine.evaluation.compare_chart import compare_figure, write_chart
             exp = report["experiment"]
-            fig = compare_figure(results(store, eid), f"{exp['model']}, {exp['tier']} tier, n={exp['n']}")
+            fig = compare_figure(report["results"], f"{exp['model']}, {exp['tier']} tier, n={exp['n']}")
             path, note = write_chart(fig, args.out)
             print(f"thoughtscope compare: wrote {path} ({note})", file=sys.stderr)
+    report.pop("results")
     if args.json:
         print(json.dumps(report, indent=1))
     else:
