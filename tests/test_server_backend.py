@@ -31,9 +31,10 @@ PROBLEMS = ("Tom has 3 apples and buys 4 more. How many apples does he have?",
             "A book costs 12 dollars. How much do 3 books cost?",
             "Sara had 20 stickers and gave 8 away. How many are left?")
 # Q4_1 weights: llama.cpp multiplies them quantised (activations in 8 bits), transformers reads the
-# same GGUF dequantised to float32; measured on these problems the chosen tokens' logprobs differ by
-# at most ~0.05 nats, so 0.25 leaves room for other CPUs' kernels without hiding a real mismatch
-LOGPROB_TOLERANCE = 0.25
+# same GGUF dequantised to float32. Measured over 349 shared greedy tokens of 10 held-out problems:
+# |server - local| mean 0.020, median 0.006, max 0.211 nats (docs/scaling.md; 0.195 on the 3 problems
+# below); 0.3 is that max with room for another CPU's kernels, not enough to hide another model or prompt
+LOGPROB_TOLERANCE = 0.3
 
 
 @pytest.fixture(scope="module")
@@ -181,18 +182,26 @@ def test_greedy_through_the_server_matches_the_local_model(server_backend):
     from engine.models.registry import load_backend
     local = load_backend("smollm2-135m", threads=1, max_solution_tokens=48)
     stop = StopSpec(("\n\n",), after_text=True)
-    worst = 0.0
+    worst, shared, whole = 0.0, 0, 0
     for q in PROBLEMS:
         prompt = local.render_prompt(q)
         assert server_backend.render_prompt(q) == prompt         # the server's template renders the same text
         there = server_backend.generate([prompt], sampling=GREEDY, stop=stop, max_new_tokens=40, seed=0)[0]
         here = local.generate([prompt], sampling=GREEDY, stop=stop, max_new_tokens=40, seed=0)[0]
-        assert (there.text, there.stop_reason, there.stop_string) == (here.text, here.stop_reason, here.stop_string)
-        assert there.token_ids == here.token_ids
-        worst = max(worst, *(abs(a - b) for a, b in zip(there.logprobs, here.logprobs)))
-        # the alternatives agree where they are clear: the top one is the chosen token
-        assert [t.top[0][0] for t in there.tokens] == [t.token for t in there.tokens]
+        for x, y in zip(there.tokens, here.tokens):
+            if x.token_id != y.token_id:
+                # the two kernels may choose differently only where the local top two are within the
+                # tolerance of each other (measured: 7 of 10 64-token continuations part at such a tie)
+                alternatives = dict(y.top)
+                assert x.token in alternatives and y.logprob - alternatives[x.token] < 2 * LOGPROB_TOLERANCE
+                break
+            worst = max(worst, abs(x.logprob - y.logprob))
+            shared += 1
+        if there.token_ids == here.token_ids:
+            whole += 1
+            assert (there.text, there.stop_reason, there.stop_string) == (here.text, here.stop_reason, here.stop_string)
     assert worst < LOGPROB_TOLERANCE, f"largest logprob difference {worst:.4f}"
+    assert shared >= 20 and whole >= 1, (shared, whole)        # measured here: all 3 whole, 93 tokens
 
 
 @pytest.mark.slow
