@@ -9,7 +9,11 @@ stream of their own (``ppm-train:SEED:TIER``), and every one is checked against 
 (``eval --fresh SEED`` for each seed in ``RESERVED_FRESH_SEEDS``): a question in either is
 skipped while generating and refused by `collect_pairs` (`check_disjoint`).
 
-Optionally (``hard_negatives``) a second kind of pair is added, which rStar-Math does not have:
+rStar-Math's final-answer pairs (``final_pairs``, on by default) relax the shared-prefix rule for
+the last step: two right whole trajectories with the highest mean Q against two wrong ones with
+the lowest (`final_answer_pairs`; engine/pairs.py builds sibling pairs only).
+
+Optionally (``hard_negatives``) a third kind of pair is added, which rStar-Math does not have:
 at a node whose children disagree on arithmetic, a child whose ``a op b = c`` claim is false
 (engine/triage.py's check) is rejected against a sibling with a true claim that reaches the
 right answer. The embedded model's slips are exactly such claims, and Q-values alone rarely
@@ -139,10 +143,33 @@ def hard_negative_pairs(tree: Tree, session_id: str | None = None) -> list[Pair]
     return out
 
 
+def final_answer_pairs(tree: Tree, top: int = 2, session_id: str | None = None) -> list[Pair]:
+    """rStar-Math's pairs for the final answer step, which relax the shared-prefix rule: the
+    ``top`` right full trajectories with the highest mean Q against the ``top`` wrong ones (a
+    stated, wrong answer) with the lowest; the prompt is the root alone, chosen and rejected are
+    whole solutions. Distinct texts only."""
+    def mean_q(n) -> float:
+        path = tree.path_to(n.id)[1:]
+        return sum(tree[i].q for i in path) / len(path)
+    right, wrong, seen = [], [], set()
+    for n in tree.terminals():
+        text = tree.path_text(n.id)
+        if n.answer is None or n.correct is None or text in seen:
+            continue
+        seen.add(text)
+        (right if n.correct else wrong).append((mean_q(n), n.id, n, text))
+    right.sort(key=lambda r: (-r[0], r[1]))
+    wrong.sort(key=lambda r: (r[0], r[1]))
+    root = tree[E.ROOT].text
+    return [Pair(prompt=root, chosen=c[3], rejected=r[3], q_chosen=round(c[0], 6), q_rejected=round(r[0], 6),
+                 parent=E.ROOT, chosen_node=c[1], rejected_node=r[1], session_id=session_id)
+            for c in right[:top] for r in wrong[:top]]
+
+
 def collect_pairs(backend, problems: Sequence[Problem], *, rollouts: int = 16, seed: int = 0, ppm=None,
                   code: bool = False, progress: Callable[[int], None] | None = None,
-                  pair_config: PairConfig = PairConfig(), hard_negatives: bool = True, children: int = 3,
-                  store=None) -> CollectResult:
+                  pair_config: PairConfig = PairConfig(), hard_negatives: bool = True, final_pairs: bool = True,
+                  children: int = 3, store=None) -> CollectResult:
     """MCTS (``mcts``, or ``mcts-code`` with ``code``) on each training problem with the gold
     reward, then its pairs and right trajectories. ``ppm`` (a folder path) initialises each new
     step's Q from that PPM's score, as rStar-Math's later rounds do; the terminal reward stays
@@ -154,7 +181,7 @@ def collect_pairs(backend, problems: Sequence[Problem], *, rollouts: int = 16, s
     extra = {"ppm": str(ppm)} if ppm else {}
     cfg = cls(rollouts=rollouts, children=children, reward="gold", final_rule="highest_q", **extra)
     pairs, trajs, sids = [], [], []
-    solved = q_pairs = neg_pairs = 0
+    solved = q_pairs = neg_pairs = fin_pairs = 0
     for i, p in enumerate(problems):
         events = list(METHODS[method].run(p.question, backend, config=cfg, seed=seed + i, gold=str(p.answer)))
         sid = f"train:{p.id}"
@@ -170,6 +197,10 @@ def collect_pairs(backend, problems: Sequence[Problem], *, rollouts: int = 16, s
                            if (x.parent, x.chosen.strip(), x.rejected.strip()) not in have]
             neg_pairs += len(extra_pairs)
             got += extra_pairs
+        if final_pairs:
+            fin = final_answer_pairs(tree, session_id=sid)
+            fin_pairs += len(fin)
+            got += fin
         pairs += got
         t = trajectories_from_tree(tree, p)
         solved += bool(t)
@@ -178,6 +209,7 @@ def collect_pairs(backend, problems: Sequence[Problem], *, rollouts: int = 16, s
             progress(1)
     summary = {"problems": len(problems), "method": method, "rollouts": rollouts, "children": children,
                "seed": seed, "pairs": len(pairs), "q_value_pairs": q_pairs, "hard_negative_pairs": neg_pairs,
+               "final_answer_pairs": fin_pairs,
                "trajectories": len(trajs), "problems_solved": solved, "ppm": str(ppm) if ppm else None}
     return CollectResult(pairs, trajs, sids, summary)
 
