@@ -25,6 +25,8 @@ from plotly.subplots import make_subplots
 from app.auth import user_store, with_request
 from app.controls import Slider
 from app.figures import SCALE, TOKENS_CSS, legend_html, token_span
+from app.i18n import t
+from app.number_notes import leco_note
 from app.generate_tab import MODEL_QUEUE, gold_for, limit_hint, new_pick_state, question_picker
 from app.recording import Recording, RunControl, checked_seed, stop_search, stop_settled
 from app.replay import final_markdown
@@ -45,7 +47,7 @@ ROUNDS_PER_ROW = 4      # heatmap panels side by side at most (more wrap onto th
 NARROW_FROM = 4         # with this many panels a row, a round's title takes two lines
 DEVIATIONS = ("Differences from the official LeCo code: rethinks are sampled (temperature, seeded), because "
               "the embedded model has one prompt format and a greedy rethink would repeat the cut step; "
-              "step labels (\u201cStep k:\u201d) are left out of all three scores. See docs/leco.md.")
+              "step labels (\u201cStep k:\u201d) are left out of all three scores. See docs/leco.md.")   # a t() key
 LECO_CSS = TOKENS_CSS + """
 .ts-leco-round { margin: 8px 0 14px 0; }
 .ts-leco-round h4 { margin: 4px 0; font-size: 14px; }
@@ -97,9 +99,10 @@ def _sureness(values: list[float | None], invert: bool) -> list[float | None]:
 def _round_title(r: dict, gold: str | None, narrow: bool = False) -> str:
     """"round 2: answer 47 ✓"; on two lines when the panels are ``narrow`` (many rounds a row)."""
     a = r["answer"]
-    answer = "…" if a is None else (a.answer if a.answer is not None else "none")
+    answer = "…" if a is None else (a.answer if a.answer is not None else t("none"))
     mark = "" if a is None or a.correct is None else (" ✓" if a.correct else " ✗")
-    return f"round {r['round']}{'<br>' if narrow else ': '}answer {answer}{mark}"
+    return (t("round {n}", n=r["round"]) + ("<br>" if narrow else ": ") + t("answer {answer}", answer=answer)
+            + mark)
 
 
 def panel_grid(n: int) -> tuple[int, int]:
@@ -137,18 +140,19 @@ def heatmap_figure(events: list[E.Event]) -> go.Figure | None:
             if cut is not None and cut.node == s["node"]:
                 label = f"{CUT_MARK} {label}"
             if not s["new"]:
-                label += " kept"
+                label += " " + t("kept")
             elif not s["candidate"]:
                 label += " ·"
             labels.append(label)
-        hover = [[f"step {s['index'] + 1}: {html.escape(tree[s['node']].text.strip()[:60])}<br>{c} = {t}"
-                  + ("" if s["candidate"] else f"<br>not a candidate ({s['reason'] or 'kept from an earlier round'})")
-                  for c, t in zip(COLUMNS, row)] for s, row in zip(steps, text)]
+        hover = [[t("step {i}: ", i=s["index"] + 1) + f"{html.escape(tree[s['node']].text.strip()[:60])}<br>{c} = {val}"
+                  + ("" if s["candidate"] else "<br>" + t("not a candidate ({why})",
+                                                          why=t(s["reason"] or "kept from an earlier round")))
+                  for c, val in zip(COLUMNS, row)] for s, row in zip(steps, text)]
         fig.add_trace(go.Heatmap(
             z=[list(row) for row in z], x=list(range(len(COLUMNS))), y=list(range(len(steps))), text=text,
             texttemplate="%{text}", customdata=hover, hovertemplate="%{customdata}<extra></extra>",
             colorscale=colours, zmin=0, zmax=1, showscale=i == len(rs) - 1,
-            colorbar=dict(title="rank in<br>round", tickvals=[0, 1], ticktext=["least sure", "most sure"]),
+            colorbar=dict(title=t("rank in<br>round"), tickvals=[0, 1], ticktext=[t("least sure"), t("most sure")]),
             xgap=2, ygap=2), row=row, col=col)
         fig.update_xaxes(tickvals=list(range(len(COLUMNS))), ticktext=["avg", "div", "trans", "total"],
                          row=row, col=col)
@@ -158,10 +162,10 @@ def heatmap_figure(events: list[E.Event]) -> go.Figure | None:
                           line=dict(color="#b2182b", width=3), row=row, col=col)
     height = 150 + n_rows * (36 * max(len(r["scores"].steps) for r in rs) + (40 if n_rows > 1 else 0))
     fig.update_layout(height=height, margin=dict(l=10, r=10, t=80, b=10),
-                      title=dict(text=f"Step confidence = avg + trans − div &nbsp; ({rs[0]['scores'].mode} "
-                                      f"probabilities of the written token; {CUT_MARK} = cut, · = may not be cut)"
-                                      "<br><sup>official LECO scores the top-1 token's share instead: the same under "
-                                      "greedy decoding, not in sampled rethinks (docs/leco.md)</sup>",
+                      title=dict(text=t("Step confidence = avg + trans − div &nbsp; ({mode} probabilities of the "
+                                        "written token; {cut} = cut, · = may not be cut)<br><sup>official LECO scores "
+                                        "the top-1 token's share instead: the same under greedy decoding, not in "
+                                        "sampled rethinks (docs/leco.md)</sup>", mode=rs[0]["scores"].mode, cut=CUT_MARK),
                                  font=dict(size=13)))
     return fig
 
@@ -170,7 +174,8 @@ def steps_html(events: list[E.Event]) -> str:
     """Every round's steps, tokens coloured by probability; the cut step outlined, kept steps dimmed."""
     rs = rounds(events)
     if not rs:
-        return legend_html() + '<div class="ts-tokens"><span class="ts-empty">Run LECO or open a LECO session.</span></div>'
+        return (legend_html() + '<div class="ts-tokens"><span class="ts-empty">'
+                + t("Run LECO or open a LECO session.") + "</span></div>")
     tree = Tree.fold(events)
     gold = tree.run.gold if tree.run else None
     parts = [legend_html()]
@@ -179,20 +184,21 @@ def steps_html(events: list[E.Event]) -> str:
         parts.append(f'<div class="ts-leco-round"><h4>{html.escape(_round_title(r, gold))}</h4><div class="ts-tokens">')
         for s in r["scores"].steps:
             node = tree[s["node"]]
-            joined = "".join(t[1] for t in node.tokens)
+            joined = "".join(tok[1] for tok in node.tokens)
             written = node.text[:len(node.text) - len(joined)] if node.text.endswith(joined) else ""
-            spans = (f'<span style="opacity:.6" title="written by the search, not generated">{html.escape(written)}</span>'
+            spans = (f'<span style="opacity:.6" title="{html.escape(t("written by the search, not generated"))}">'
+                     f'{html.escape(written)}</span>'
                      if written else "")
-            spans += "".join(token_span(TokenLogprob.from_json(t)) for t in node.tokens) or html.escape(node.text)
+            spans += "".join(token_span(TokenLogprob.from_json(tok)) for tok in node.tokens) or html.escape(node.text)
             classes = ["ts-leco-step"]
             badge = ""
             if not s["new"]:
                 classes.append("ts-leco-kept")
             if cut is not None and cut.node == s["node"]:
                 classes.append("ts-leco-cut")
-                badge = f' <span class="ts-leco-badge">{CUT_MARK} cut: regenerated from here</span>'
+                badge = f' <span class="ts-leco-badge">{CUT_MARK} {t("cut: regenerated from here")}</span>'
             conf = "—" if s["confidence"] is None else f"{s['confidence']:.3f}"
-            meta = f"step {s['index'] + 1} · {conf}" + ("" if s["candidate"] or not s["new"] else " ·")
+            meta = t("step {i}", i=s["index"] + 1) + f" · {conf}" + ("" if s["candidate"] or not s["new"] else " ·")
             parts.append(f'<div class="{" ".join(classes)}"><span class="ts-leco-meta">{meta}</span>'
                          f'<span>{spans}{badge}</span></div>')
         parts.append("</div></div>")
@@ -207,7 +213,7 @@ def diff_html(events: list[E.Event]) -> str:
     """Each rethink's solution as a line diff against the round before (− removed, + added)."""
     rs = rounds(events)
     if len(rs) < 2:
-        return "<p><i>The rethinks appear here as diffs once a round has been regenerated.</i></p>"
+        return "<p><i>" + t("The rethinks appear here as diffs once a round has been regenerated.") + "</i></p>"
     tree = Tree.fold(events)
     parts = []
     for prev, cur in zip(rs, rs[1:]):
@@ -220,8 +226,8 @@ def diff_html(events: list[E.Event]) -> str:
                 rows.append(f"<ins>+ {text}</ins>")
             elif tag == "  ":
                 rows.append(f"<span>&nbsp; {text}</span>")
-        same = "" if any(r.startswith(("<del", "<ins")) for r in rows) else " (no change)"
-        parts.append(f"<h4>round {prev['round']} → round {cur['round']}{same}</h4>"
+        same = "" if any(r.startswith(("<del", "<ins")) for r in rows) else t(" (no change)")
+        parts.append("<h4>" + t("round {a} → round {b}", a=prev["round"], b=cur["round"]) + f"{same}</h4>"
                      f'<div class="ts-leco-diff">{"".join(rows)}</div>')
     return "".join(parts)
 
@@ -230,17 +236,20 @@ def summary_markdown(events: list[E.Event]) -> str:
     """The final answer against gold, and one line per round."""
     tree = Tree.fold(events)
     rs = rounds(events)
-    lines = [final_markdown(tree)] if tree.final else ["Running…" if rs else ""]
+    lines = [final_markdown(tree)] if tree.final else [t("Running…") if rs else ""]
     if rs:
-        table = ["| round | answer | cut at | stop |", "|---|---|---|---|"]
+        table = [t("| round | answer | cut at | stop |"), "|---|---|---|---|"]
         for r in rs:
             a, cut = r["answer"], r["cut"]
             ans = "…" if a is None else f"{a.answer}" + ("" if a.correct is None else (" ✓" if a.correct else " ✗"))
-            where = "—" if cut is None else ("whole solution (no candidate)" if cut.node is None else f"step {cut.index + 1}")
-            stop = "" if a is None or not a.stop else a.reason
+            where = "—" if cut is None else (t("whole solution (no candidate)") if cut.node is None
+                                             else t("step {i}", i=cut.index + 1))
+            stop = "" if a is None or not a.stop else t(a.reason)
             table.append(f"| {r['round']} | {ans} | {where} | {stop} |")
         lines.append("\n".join(table))
-    lines.append(f"<small>{DEVIATIONS}</small>")
+    if rs:
+        lines.append(leco_note())
+    lines.append(f"<small>{t(DEVIATIONS)}</small>")
     return "\n\n".join(lines)
 
 
@@ -276,10 +285,11 @@ def run_leco(backend, store, question: str, picked: dict | None, max_rounds, low
         now = time.perf_counter()
         if isinstance(ev, E.RoundAnswer) and now - last >= REDRAW_S:
             last = now
-            yield (*view_outputs(rec.events), f"LECO: round {ev.round} answered {ev.answer}…",
+            yield (*view_outputs(rec.events), t("LECO: round {n} answered {answer}…", n=ev.round, answer=ev.answer),
                    {"session_id": rec.sid, "events": rec.events})
     status = rec.finished.status if rec.finished else "done"
-    yield (*view_outputs(rec.events), f"LECO {status} · session `{rec.sid}`" + control.limit_note(),
+    yield (*view_outputs(rec.events), t("LECO {status} · session `{id}`", status=t(status), id=rec.sid)
+           + control.limit_note(),
            {"session_id": rec.sid, "events": rec.events})
 
 
@@ -288,16 +298,17 @@ def open_leco(store, session_id: str, request: gr.Request = None):
     store = user_store(store, request)
     sid = (session_id or "").strip()
     if not sid:
-        raise gr.Error("type a session id (see the Sessions tab)", print_exception=False)
+        raise gr.Error(t("type a session id (see the Sessions tab)"), print_exception=False)
     try:
         full = store.resolve(sid)
         meta, events = store.session(full), store.events(full)
     except StoreError as e:
         raise gr.Error(str(e), print_exception=False) from None
     if meta["method"] != "leco":
-        raise gr.Error(f"session {full} is a {meta['method']} run, not LECO: open it in the Search tab",
-                       print_exception=False)
-    return (*view_outputs(events), f"Opened `{full}` ({len(events)} events, {meta['status']})",
+        raise gr.Error(t("session {id} is a {method} run, not LECO: open it in the Search tab", id=full,
+                         method=meta["method"]), print_exception=False)
+    return (*view_outputs(events), t("Opened `{id}` ({n} events, {status})", id=full, n=len(events),
+                                     status=t(meta["status"])),
             {"session_id": full, "events": events})
 
 
@@ -311,31 +322,32 @@ def build_leco_tab(backend, store, *, problems_path: str | Path | None = None,
     with gr.Row(equal_height=False):
         with gr.Column(scale=2, min_width=340):
             question_picker(c, problems, elem_prefix="ts-leco")
-            with gr.Accordion("Settings", open=False):
+            with gr.Accordion(t("Settings"), open=False):
                 with gr.Row():
-                    c["max_rounds"] = Slider(1, 10, value=defaults.max_rounds, step=1, label="Max rethink rounds")
+                    c["max_rounds"] = Slider(1, 10, value=defaults.max_rounds, step=1, label=t("Max rethink rounds"))
                     c["lowest"] = Slider(1, 8, value=defaults.lowest, step=1,
-                                         label="Cut at the earliest of the N least confident steps")
+                                         label=t("Cut at the earliest of the N least confident steps"))
                 c["token_probs"] = gr.Radio(list(PROB_MODES), value=defaults.token_probs,
-                                            label="Token probabilities: top5 (official: softmax over the 5 "
-                                                  "largest logits) or full vocabulary")
+                                            label=t("Token probabilities: top5 (official: softmax over the 5 "
+                                                    "largest logits) or full vocabulary"))
                 with gr.Row():
                     c["temperature"] = Slider(0, 2, value=defaults.temperature, step=0.05,
-                                              label="Rethink temperature (round 0 is greedy)")
-                    c["seed"] = gr.Number(0, precision=0, minimum=0, label="Seed")
+                                              label=t("Rethink temperature (round 0 is greedy)"))
+                    c["seed"] = gr.Number(0, precision=0, minimum=0, label=t("Seed"))
             with gr.Row():
-                c["run"] = gr.Button("Run LECO", variant="primary", elem_id="ts-leco-run")
-                c["stop"] = gr.Button("Stop", variant="stop", elem_id="ts-leco-stop")
+                c["run"] = gr.Button(t("Run LECO"), variant="primary", elem_id="ts-leco-run")
+                c["stop"] = gr.Button(t("Stop"), variant="stop", elem_id="ts-leco-stop")
             c["limit_hint"] = limit_hint(run_limit_s, "leco")
             c["progress"] = gr.Markdown("", elem_id="ts-leco-progress")
             c["summary"] = gr.Markdown("", elem_id="ts-leco-summary")
             with gr.Row():
-                c["session_id"] = gr.Textbox(label="Open a stored LECO session (id or prefix)", scale=3)
-                c["open"] = gr.Button("Open", size="sm", scale=1)
+                c["session_id"] = gr.Textbox(label=t("Open a stored LECO session (id or prefix)"), scale=3)
+                c["open"] = gr.Button(t("Open"), size="sm", scale=1)
         with gr.Column(scale=3, min_width=420):
-            c["heatmap"] = gr.Plot(label="Step scores per round", elem_id="ts-leco-heatmap")
-            c["steps"] = gr.HTML(steps_html([]), css_template=LECO_CSS, elem_id="ts-leco-steps")
-            c["diff"] = gr.HTML(diff_html([]), css_template=LECO_CSS, elem_id="ts-leco-diff")
+            c["heatmap"] = gr.Plot(label=t("Step scores per round"), elem_id="ts-leco-heatmap")
+            # callable values: the empty views' words are made at each page load, in its language
+            c["steps"] = gr.HTML(lambda: steps_html([]), css_template=LECO_CSS, elem_id="ts-leco-steps")
+            c["diff"] = gr.HTML(lambda: diff_html([]), css_template=LECO_CSS, elem_id="ts-leco-diff")
 
     outputs = [c["heatmap"], c["steps"], c["diff"], c["summary"], c["progress"], c["view"]]
     c["run_event"] = c["run"].click(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gradio as gr
 
+from app.i18n import t
 from engine import events as E
 
 # the tab a method's stored runs open in; every method not named here opens in the Search view
@@ -98,7 +99,7 @@ def show_in_leco(view: dict | None, picked: dict | None) -> tuple:
     if tab_of(view) != "leco":
         return tuple(gr.skip() for _ in range(10 + len(LECO_SETTINGS)))
     run, events, sid = started(view), view["events"], view["session_id"]
-    return (*view_outputs(events), f"Opened `{sid}` ({len(events)} events)", view,
+    return (*view_outputs(events), t("Opened `{id}` ({n} events)", id=sid, n=len(events)), view,
             *_question(run, picked, sid), run.seed, *_settings(run, LECO_SETTINGS))
 
 
@@ -113,5 +114,6 @@ def show_in_se(view: dict | None, picked: dict | None) -> tuple:
     cfg = run.config
     drawn = view_outputs(events, cfg.get("mode", "strict"), float(cfg.get("low", -1.0)), float(cfg.get("high", 0.5)),
                          cfg.get("route_on", "mc2023"))
-    return (*drawn, events, f"Opened `{sid}` ({run.method}, {len(events)} events)", *_question(run, picked, sid),
+    return (*drawn, events, t("Opened `{id}` ({method}, {n} events)", id=sid, method=run.method, n=len(events)),
+            *_question(run, picked, sid),
             OPEN_MODEL if run.model == OPEN_MODEL else "loaded", run.method, run.seed, *_settings(run, SE_SETTINGS))
