@@ -214,3 +214,40 @@ def test_the_tree_hover_and_the_inspector_show_the_ppm_score_and_the_reward_sour
     assert f"{leaf.score['score']:.3f}" in details and "pseudo-visit" in details and "answer key is not used" in details
     assert "PPM" not in _hover(tree, 0) and node_details_html(tree, 0) == ""     # the root is not scored
     assert tree_figure(tree) is not None
+
+
+def _tree(rows) -> Tree:
+    """Root 0 and rows (id, parent, text, Q, end) in id order; end None (a step), "right" or
+    "wrong"; every node visited 10 times at Q."""
+    evs = [E.RunStarted(method="mcts", question="Q?", prompt="Question: Q?\n", gold="17", config={}, seed=0, model="m"),
+           E.NodeProposed(node=0, parent=-1, depth=0, action="root", text="Question: Q?\n")]
+    for nid, parent, text, q, end in rows:
+        answer = {"right": "17", "wrong": "18"}.get(end)
+        evs.append(E.NodeProposed(node=nid, parent=parent, depth=1, action="step", text=text, terminal=end is not None,
+                                  answer=answer, correct=None if end is None else end == "right"))
+        evs.append(E.Backprop(path=[nid], reward=q, before=[[0, 0.0]], after=[[10, 10 * q]]))
+    return Tree.fold(evs)
+
+
+def test_final_answer_pairs_put_the_best_right_solutions_against_the_worst_wrong_ones():
+    from engine.ppm.data import final_answer_pairs
+    tree = _tree([(1, 0, "Step 1: 12 + 5 = 17\n", 0.9, None), (2, 1, "The answer is 17.\n", 0.9, "right"),
+                  (3, 0, "Step 1: 12 + 5 = 18\n", -0.5, None), (4, 3, "The answer is 18.\n", -0.9, "wrong"),
+                  (5, 0, "Step 1: 12 + 6 = 18\n", 0.1, None), (6, 5, "The answer is 18.\n", 0.3, "wrong"),
+                  (7, 0, "Step 1: 5 + 12 = 17\n", 0.2, None), (8, 7, "The answer is 17.\n", 0.0, "right"),
+                  (9, 0, "Step 1: 12 - 5 = 7\n", 0.5, None), (10, 9, "The answer is 18.\n", 0.8, "wrong")])
+    pairs = final_answer_pairs(tree, top=2)
+    # right by mean Q: 2 (0.9), 8 (0.1); wrong by lowest mean Q: 4 (-0.7), 6 (0.2); 10 (0.65) left out
+    assert [(p.chosen_node, p.rejected_node) for p in pairs] == [(2, 4), (2, 6), (8, 4), (8, 6)]
+    assert all(p.prompt == "Question: Q?\n" for p in pairs)
+    assert pairs[0].chosen == "Step 1: 12 + 5 = 17\nThe answer is 17.\n"
+
+
+def test_hard_negatives_are_taken_at_the_first_false_claim_only():
+    from engine.ppm.data import hard_negative_pairs
+    tree = _tree([(1, 0, "Step 1: 12 + 5 = 17\n", 0.9, None), (2, 1, "The answer is 17.\n", 0.9, "right"),
+                  (3, 0, "Step 1: 12 + 5 = 18\n", -0.5, None), (4, 3, "The answer is 18.\n", -0.9, "wrong"),
+                  # below a false claim: a later false step is not a *first* wrong step
+                  (5, 3, "Step 2: 18 + 1 = 20\n", 0.0, None), (6, 3, "Step 2: 18 + 1 = 19\n", 0.0, None)])
+    pairs = hard_negative_pairs(tree)
+    assert [(p.chosen_node, p.rejected_node) for p in pairs] == [(1, 3)]
