@@ -268,6 +268,16 @@ def test_distribution_is_the_servers_top_k_only_and_score_is_refused(server_back
         server_backend.score(prompt, " The answer is 7.")
 
 
+def test_the_lm_judge_reads_each_top_k_afresh():
+    from engine.scoring.semantic_entropy import LMJudge
+    judge = LMJudge.__new__(LMJudge)            # read() needs no backend
+    judge._verdict_of_token, judge._vocab = None, 0
+    # two servers' top-3 lists of one length: the verdict words sit at other places in each
+    assert judge.read(["Ent", "x", "y"], [0.5, 0.2, 0.1], complete=False) == "entailment"
+    assert judge.read(["x", "contr", "y"], [0.5, 0.3, 0.1], complete=False) == "contradiction"
+    assert judge.read(["x", "y", "neutral"], [0.5, 0.2, 0.2], complete=False) == "neutral"
+
+
 @pytest.mark.slow
 def test_the_sampling_lab_refuses_a_server_model_and_says_why(server_backend):
     from app.sampling_tab import BackendPool, model_note

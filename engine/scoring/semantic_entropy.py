@@ -255,19 +255,25 @@ class LMJudge:
         t = token_text.strip().lower()
         return next((v for v in VERDICTS if len(t) >= 2 and v.startswith(t)), None)
 
-    def read(self, tokens: Sequence[str], probs: Sequence[float]) -> str:
-        """The verdict from a next-token distribution (token texts and their probabilities)."""
-        if self._verdict_of_token is None or self._vocab != len(tokens):     # built once per vocabulary
-            self._verdict_of_token = {i: v for i, t in enumerate(tokens) if (v := self.verdict_of(t))}
-            self._vocab = len(tokens)
+    def read(self, tokens: Sequence[str], probs: Sequence[float], complete: bool = True) -> str:
+        """The verdict from a next-token distribution (token texts and their probabilities).
+        ``complete=False``: only a server's top-k (engine/models/server_backend.py), other tokens
+        at every call, so the token -> verdict map is built for this call alone."""
+        if not complete:
+            verdict_of_token = {i: v for i, t in enumerate(tokens) if (v := self.verdict_of(t))}
+        else:
+            if self._verdict_of_token is None or self._vocab != len(tokens):     # built once per vocabulary
+                self._verdict_of_token = {i: v for i, t in enumerate(tokens) if (v := self.verdict_of(t))}
+                self._vocab = len(tokens)
+            verdict_of_token = self._verdict_of_token
         mass = dict.fromkeys(VERDICTS, 0.0)
-        for i, v in self._verdict_of_token.items():
+        for i, v in verdict_of_token.items():
             mass[v] += float(probs[i])
         return max(VERDICTS, key=lambda v: (mass[v], -VERDICTS.index(v)))
 
     def check(self, premise: str, hypothesis: str, question: str = "") -> str:
         d = self.backend.distribution(self.prompt(premise, hypothesis, question))
-        return self.read(d.tokens, d.probs.tolist())
+        return self.read(d.tokens, d.probs.tolist(), complete=getattr(d, "complete", True))
 
 
 # ---- estimators ------------------------------------------------------------------------------
