@@ -19,6 +19,8 @@ import math
 
 import gradio as gr
 
+from app import i18n
+
 
 class Slider(gr.Slider):
     """`gr.Slider` whose API input must be a finite number within its bounds."""
@@ -26,12 +28,13 @@ class Slider(gr.Slider):
     is_template = True          # the page draws it with Gradio's slider
 
     def preprocess(self, payload):
-        name = self.label or "a slider"
+        name = i18n.plain(self.label) if self.label else i18n.t("a slider")   # the label in the user's language
         lo, hi = self.minimum, self.maximum
         number = isinstance(payload, (int, float)) and not isinstance(payload, bool) and math.isfinite(payload)
         if not number or not lo <= payload <= hi:
             shown = repr(payload)
             shown = shown if len(shown) <= 40 else shown[:37] + "..."
-            kind = "must be a number from" if not number else "must be from"
-            raise gr.Error(f"{name} {kind} {lo:g} to {hi:g}, got {shown}", print_exception=False)
+            key = ("{name} must be a number from {lo} to {hi}, got {value}" if not number
+                   else "{name} must be from {lo} to {hi}, got {value}")
+            raise gr.Error(i18n.t(key, name=name, lo=f"{lo:g}", hi=f"{hi:g}", value=shown), print_exception=False)
         return super().preprocess(payload)

@@ -45,6 +45,10 @@ from engine.search.rstar_discriminator import CONSISTENCY_RULES
 from engine.tree import Tree
 
 REDRAW_S = 0.3          # live redraws at most ~3 per second
+CONSISTENCY_WORDS = {"mid": "mid: at least half of the completions agree",          # t() keys
+                     "loose": "loose: at least one completion agrees",
+                     "strict": "strict: every completion agrees",
+                     "maj": "maj: the completions' majority answer is the candidate's"}
 REWARD_CHOICES = [("self-consistency: share of the answer among answers found (no answer key)", "self_consistency"),
                   ("answer key: +1 right / −1 wrong (uses the gold answer — analysis only)", "gold")]   # t() keys
 
@@ -254,7 +258,7 @@ def build_mcts_tab(backend, store, *, problems_path: str | Path | None = None,
                                               (t("whole steps at random (paper)"), "steps")],
                                              value="words", label=t("Cut the candidates by"))
                     c["cuts"] = Slider(1, 8, value=4, step=1, label=t("Cuts per candidate"))
-                c["consistency"] = gr.Radio([(t(r), r) for r in CONSISTENCY_RULES], value="mid",
+                c["consistency"] = gr.Radio([(t(CONSISTENCY_WORDS[r]), r) for r in CONSISTENCY_RULES], value="mid",
                                             label=t("Consistent when (mid: at least half of the completions agree)"))
                 c["discriminator_model"] = gr.Dropdown(discriminator_choices(backend), value="",
                                                        label=t("Discriminator model"))

@@ -30,6 +30,7 @@ import plotly.graph_objects as go
 from app.auth import refuse_server_paths, user_store, with_request
 from app.controls import Slider
 from app.generate_tab import MODEL_QUEUE, gold_for, gold_markdown, limit_hint, new_pick_state, pick_random_problem
+from app.i18n import t
 from app.recording import Recording, RunControl, checked_seed, stop_search, stop_settled
 from engine import events as E
 from engine.demo_model.problems import Problem, load_problems
@@ -43,13 +44,17 @@ from engine.search.sugar import JUDGES, POLICIES
 OPEN_MODEL = "smollm2-135m"
 SHORT = {"entailment": "E", "neutral": "N", "contradiction": "C"}
 BAND_COLOURS = {"none": "#c7e9c0", "single": "#fdd0a2", "multi": "#fcbba1"}
-ESTIMATOR_WORDS = {
+ESTIMATOR_WORDS = {             # t() keys
     "discrete": "discrete (cluster frequencies)",
     "rao": "likelihood-weighted (Nature 2024)",
     "mc2023": "Monte-Carlo (Kuhn et al. 2023; SUGAR's formula)",
     "naive": "naive predictive entropy (raw strings, no clusters)",
 }
-DECISION_WORDS = {"none": "no retrieval", "single": "single-step retrieval", "multi": "multi-step retrieval"}
+DECISION_WORDS = {"none": "no retrieval", "single": "single-step retrieval", "multi": "multi-step retrieval"}  # t() keys
+JUDGE_WORDS = {"auto": "auto", "math": "math: math-verify", "lm": "lm: the language model asks itself",
+               "nli": "nli: an NLI model"}                                                     # t() keys
+POLICY_WORDS = {"adaptive": "adaptive (SUGAR)", "always": "always retrieve", "never": "never retrieve",
+                "sweep": "sweep: every answer, to score thresholds"}                                                 # t() keys
 
 
 @functools.lru_cache(maxsize=1)
@@ -101,8 +106,8 @@ def fold(events: list[E.Event], mode: str) -> dict[str, Any]:
 
 
 def _short(text: str | None, n: int = 48) -> str:
-    t = " ".join((text or "—").split())
-    return t if len(t) <= n else t[:n - 1] + "…"
+    s = " ".join((text or "—").split())
+    return s if len(s) <= n else s[:n - 1] + "…"
 
 
 def bubble_figure(view: dict) -> go.Figure | None:
@@ -126,8 +131,9 @@ def bubble_figure(view: dict) -> go.Figure | None:
                                  hoverinfo="skip", showlegend=False))
         fig.add_trace(go.Scatter(
             x=[(x0 + x1) / 2], y=[(y0 + y1) / 2], mode="text", text=[label], textfont=dict(size=10),
-            hovertext=[f"sample {row['a']} → sample {row['b']}: {row['forward']}<br>"
-                       f"sample {row['b']} → sample {row['a']}: {row['backward']}"],
+            hovertext=[t("sample {a} → sample {b}: {verdict}", a=row["a"], b=row["b"], verdict=t(row["forward"]))
+                       + "<br>" + t("sample {a} → sample {b}: {verdict}", a=row["b"], b=row["a"],
+                                    verdict=t(row["backward"]))],
             hoverinfo="text", showlegend=False))
     samples = view["samples"]
     sizes = [24 + 90 * math.sqrt(m) for m in c.mass]
@@ -140,7 +146,8 @@ def bubble_figure(view: dict) -> go.Figure | None:
                              marker=dict(size=sizes, color=colours, opacity=0.55, line=dict(width=1, color="#333")),
                              showlegend=False))
     fig.update_layout(height=420, margin=dict(l=10, r=10, t=30, b=10),
-                      title=dict(text=f"{k} cluster{'s' if k != 1 else ''} ({c.mode}, judge: {c.judge})",
+                      title=dict(text=t("{k} cluster ({mode}, judge: {judge})" if k == 1 else
+                                        "{k} clusters ({mode}, judge: {judge})", k=k, mode=t(c.mode), judge=c.judge),
                                  font=dict(size=13)),
                       xaxis=dict(visible=False, range=[-1.7, 1.7]), yaxis=dict(visible=False, range=[-1.7, 1.6]),
                       plot_bgcolor="white")
@@ -161,13 +168,15 @@ def threshold_figure(view: dict, low: float, high: float, route_on: str) -> go.F
             fig.add_annotation(x=(a + b) / 2, y=0.5, text=DECISION_WORDS[name], showarrow=False, font=dict(size=11))
     if value is not None:
         fig.add_shape(type="line", x0=value, x1=value, y0=-0.15, y1=1.15, line=dict(color="black", width=3))
-        fig.add_annotation(x=value, y=1.25, text=f"SE = {value:.3f}", showarrow=False)
+        fig.add_annotation(x=value, y=1.25, text=t("SE = {v}", v=f"{value:.3f}"), showarrow=False)
     decision = routed.decision if routed else "—"
     fig.update_layout(height=150, margin=dict(l=10, r=10, t=40, b=20), plot_bgcolor="white",
-                      title=dict(text=f"Routing on {route_on}: {DECISION_WORDS.get(decision, decision)}"
-                                 + (f" (policy {routed.policy})" if routed and routed.policy != "adaptive" else ""),
+                      title=dict(text=t("Routing on {estimator}: {decision}", estimator=route_on,
+                                        decision=t(DECISION_WORDS[decision]) if decision in DECISION_WORDS else decision)
+                                 + (t(" (policy {policy})", policy=routed.policy)
+                                    if routed and routed.policy != "adaptive" else ""),
                                  font=dict(size=13)),
-                      xaxis=dict(range=[bottom, top], title="nats"), yaxis=dict(visible=False, range=[-0.2, 1.4]))
+                      xaxis=dict(range=[bottom, top], title=t("nats")), yaxis=dict(visible=False, range=[-0.2, 1.4]))
     return fig
 
 
@@ -195,15 +204,16 @@ def comparison_rows(view: dict) -> list[list]:
         return []
     s = view["samples"]
     return [[r["a"], _short(s[r["a"]].text, 60), r["b"], _short(s[r["b"]].text, 60), r["forward"], r["backward"],
-             "yes" if r["equivalent"] else "no", r["source"]] for r in c.comparisons]
+             t("yes") if r["equivalent"] else t("no"), r["source"]] for r in c.comparisons]
 
 
 def retrieval_markdown(view: dict) -> str:
     out = []
     for step in view["passages"]:
-        out.append(f"**Retrieval step {step.step}** — query: *{html.escape(_short(step.query, 160))}*")
+        out.append(t("**Retrieval step {n}** — query: *{query}*", n=step.step,
+                     query=html.escape(_short(step.query, 160))))
         out += [f"{i}. {html.escape(p['text'])} <small>({html.escape(p['title'])}, BM25 {p['score']:.2f})</small>"
-                for i, p in enumerate(step.passages, start=1)] or ["(no passage shares a word with the query)"]
+                for i, p in enumerate(step.passages, start=1)] or [t("(no passage shares a word with the query)")]
         out.append("")
     answers = view["answers"]
 
@@ -213,14 +223,15 @@ def retrieval_markdown(view: dict) -> str:
         mark = "" if node.correct is None else (" ✓" if node.correct else " ✗")
         return f"- {label}: **{html.escape(_short(node.answer, 200))}**{mark}"
     if view["routed"] is not None:
-        out.append(line("Answer without retrieval (greedy)", answers.get("answer")))
+        out.append(line(t("Answer without retrieval (greedy)"), answers.get("answer")))
         if "sub_answer" in answers:
-            out.append(line("Intermediate answer (step 1 passages)", answers["sub_answer"]))
-        out.append(line("Answer with retrieval", answers.get("answer_retrieval")))
+            out.append(line(t("Intermediate answer (step 1 passages)"), answers["sub_answer"]))
+        out.append(line(t("Answer with retrieval"), answers.get("answer_retrieval")))
     elif view["final"] is not None:
         f = view["final"]
         mark = "" if f.correct is None else (" ✓" if f.correct else " ✗")
-        out.append(f"- Answer (first answer of the most probable cluster): **{html.escape(_short(f.answer, 200))}**{mark}")
+        out.append(t("- Answer (first answer of the most probable cluster): **{answer}**",
+                     answer=html.escape(_short(f.answer, 200))) + mark)
     return "\n".join(out)
 
 
@@ -261,10 +272,12 @@ def run_se(loaded, store, question: str, picked: dict | None, model_choice: str,
     for ev in rec.follow(METHODS[method].run(question.strip(), backend, config=cfg, seed=seed, gold=gold,
                                              should_stop=control.stopped)):
         if isinstance(ev, (E.ClustersFormed, E.RetrievalRouted, E.PassagesRetrieved)):
-            yield (*view_outputs(rec.events, mode, low, high, route_on), rec.events, f"running… session `{rec.sid}`")
+            yield (*view_outputs(rec.events, mode, low, high, route_on), rec.events,
+                   t("running… session `{id}`", id=rec.sid))
     f = rec.finished
-    note = (f"{f.status if f else 'done'} · {backend.info.name} · {f.generated_tokens if f else 0} generated tokens · "
-            f"{rec.wall_s:.1f} s · session `{rec.sid}`" + control.limit_note())
+    note = (t(f.status if f else "done") + f" · {backend.info.name} · "
+            + t("{n} generated tokens", n=f.generated_tokens if f else 0)
+            + f" · {rec.wall_s:.1f} s · " + t("session `{id}`", id=rec.sid) + control.limit_note())
     yield (*view_outputs(rec.events, mode, low, high, route_on), rec.events, note)
 
 
@@ -282,56 +295,58 @@ def build_se_tab(backend, store, *, problems_path: str | Path | None = None,
     open_problems = velmora_problems()
     c: dict[str, Any] = {"picked": gr.State(new_pick_state("se")), "events": gr.State([]),
                          "control": gr.State(RunControl(run_limit_s))}
-    gr.Markdown("Sample several answers, group them by meaning, and measure how spread the meanings are "
-                "(semantic entropy). SUGAR uses that number to decide whether to look facts up. "
-                "The Velmora questions are about a **fictional** town: no model knows the answers without "
-                "the shipped corpus.")
+    gr.Markdown(t("Sample several answers, group them by meaning, and measure how spread the meanings are "
+                  "(semantic entropy). SUGAR uses that number to decide whether to look facts up. "
+                  "The Velmora questions are about a **fictional** town: no model knows the answers without "
+                  "the shipped corpus."))
     with gr.Row(equal_height=False):
         with gr.Column(scale=2, min_width=340):
-            c["question"] = gr.Textbox(label="Question", lines=3, elem_id="ts-se-question")
+            c["question"] = gr.Textbox(label=t("Question"), lines=3, elem_id="ts-se-question")
             with gr.Row():
-                c["random_math"] = gr.Button("Random arithmetic problem", size="sm")
-                c["random_open"] = gr.Button("Random Velmora question", size="sm")
+                c["random_math"] = gr.Button(t("Random arithmetic problem"), size="sm")
+                c["random_open"] = gr.Button(t("Random Velmora question"), size="sm")
             c["gold"] = gr.Markdown("")
-            c["model"] = gr.Radio([("the loaded model (named in the header) — math", "loaded"),
-                                   (f"{OPEN_MODEL} — open questions", OPEN_MODEL)], value="loaded", label="Model")
-            c["method"] = gr.Radio([("SUGAR: entropy decides retrieval", "sugar"), ("Semantic entropy only", "se")],
-                                   value="sugar", label="Method")
-            with gr.Accordion("Settings", open=False):
+            c["model"] = gr.Radio([(t("the loaded model (named in the header) — math"), "loaded"),
+                                   (t("smollm2-135m — open questions"), OPEN_MODEL)], value="loaded", label=t("Model"))
+            c["method"] = gr.Radio([(t("SUGAR: entropy decides retrieval"), "sugar"),
+                                    (t("Semantic entropy only"), "se")], value="sugar", label=t("Method"))
+            with gr.Accordion(t("Settings"), open=False):
                 with gr.Row():
-                    c["samples"] = Slider(2, 20, value=10, step=1, label="Samples N")
-                    c["temperature"] = Slider(0.1, 2, value=1.0, step=0.05, label="Temperature")
-                c["judge"] = gr.Radio(list(JUDGES), value="auto", label="Equivalence judge (auto: math for the "
-                                      "reasoning model, NLI when a model is named, else the language model)")
-                c["nli_model"] = gr.Textbox(label="NLI model (hub id or folder, e.g. microsoft/deberta-large-mnli)")
-                c["route_on"] = gr.Dropdown([(ESTIMATOR_WORDS[e], e) for e in ESTIMATORS], value="mc2023",
-                                            label="Route on")
+                    c["samples"] = Slider(2, 20, value=10, step=1, label=t("Samples N"))
+                    c["temperature"] = Slider(0.1, 2, value=1.0, step=0.05, label=t("Temperature"))
+                c["judge"] = gr.Radio([(t(JUDGE_WORDS[j]), j) for j in JUDGES], value="auto",
+                                      label=t("Equivalence judge (auto: math for the reasoning model, NLI when a "
+                                              "model is named, else the language model)"))
+                c["nli_model"] = gr.Textbox(label=t("NLI model (hub id or folder, e.g. microsoft/deberta-large-mnli)"))
+                c["route_on"] = gr.Dropdown([(t(ESTIMATOR_WORDS[e]), e) for e in ESTIMATORS], value="mc2023",
+                                            label=t("Route on"))
                 with gr.Row():
-                    c["low"] = gr.Number(-1.0, label="low threshold (below: no retrieval)")
-                    c["high"] = gr.Number(0.5, label="high threshold (at or above: multi-step)")
-                c["policy"] = gr.Radio(list(POLICIES), value="adaptive", label="Policy (always/never: baselines)")
+                    c["low"] = gr.Number(-1.0, label=t("low threshold (below: no retrieval)"))
+                    c["high"] = gr.Number(0.5, label=t("high threshold (at or above: multi-step)"))
+                c["policy"] = gr.Radio([(t(POLICY_WORDS[p]), p) for p in POLICIES], value="adaptive",
+                                       label=t("Policy (always/never: baselines)"))
                 with gr.Row():
-                    c["passages"] = Slider(1, 10, value=3, step=1, label="Passages per retrieval")
-                    c["seed"] = gr.Number(0, precision=0, minimum=0, label="Seed")
-                c["corpus"] = gr.Textbox(label="Your corpus folder (.txt / .jsonl), searched with the shipped one")
+                    c["passages"] = Slider(1, 10, value=3, step=1, label=t("Passages per retrieval"))
+                    c["seed"] = gr.Number(0, precision=0, minimum=0, label=t("Seed"))
+                c["corpus"] = gr.Textbox(label=t("Your corpus folder (.txt / .jsonl), searched with the shipped one"))
             with gr.Row():
-                c["run"] = gr.Button("Run", variant="primary", elem_id="ts-se-run")
-                c["stop"] = gr.Button("Stop", variant="stop", elem_id="ts-se-stop")
+                c["run"] = gr.Button(t("Run"), variant="primary", elem_id="ts-se-run")
+                c["stop"] = gr.Button(t("Stop"), variant="stop", elem_id="ts-se-stop")
             c["limit_hint"] = limit_hint(run_limit_s, "se")
             c["status"] = gr.Markdown("", elem_id="ts-se-status")
         with gr.Column(scale=3, min_width=420):
-            c["mode"] = gr.Radio([("strict (entail both ways — Nature paper default)", "strict"),
-                                  ("lenient (no contradiction, not both neutral — official code's option)",
-                                   "lenient")], value="strict", label="Equivalence")
-            c["bubbles"] = gr.Plot(label="Clusters: area = probability mass; lines: judge verdicts "
-                                         "→ / ← (E entailment, N neutral, C contradiction); ✓ green, ✗ red",
+            c["mode"] = gr.Radio([(t("strict (entail both ways — Nature paper default)"), "strict"),
+                                  (t("lenient (no contradiction, not both neutral — official code's option)"),
+                                   "lenient")], value="strict", label=t("Equivalence"))
+            c["bubbles"] = gr.Plot(label=t("Clusters: area = probability mass; lines: judge verdicts "
+                                           "→ / ← (E entailment, N neutral, C contradiction); ✓ green, ✗ red"),
                                    elem_id="ts-se-bubbles")
             c["numbers"] = gr.Markdown("", elem_id="ts-se-numbers")
-            c["bar"] = gr.Plot(label="Thresholds (SUGAR's own values are not published: these are settings)",
+            c["bar"] = gr.Plot(label=t("Thresholds (SUGAR's own values are not published: these are settings)"),
                                elem_id="ts-se-bar")
             c["retrieval"] = gr.Markdown("", elem_id="ts-se-retrieval")
     c["table"] = gr.Dataframe(headers=["sample", "text", "vs cluster of", "text", "→ verdict", "← verdict",
-                                       "same meaning", "how"], label="Every judge call", wrap=True)
+                                       "same meaning", "how"], label=t("Every judge call"), wrap=True)
     for name, problems, tier in (("random_math", math_problems, "medium"), ("random_open", open_problems, "velmora")):
         c[name].click(functools.partial(pick_random_problem, problems, tier=tier), inputs=[c["picked"]],
                       outputs=[c["question"], c["gold"], c["picked"]], api_visibility="private")
