@@ -14,6 +14,7 @@ import gradio as gr
 
 from app.figures import legend_html, token_span
 from app.i18n import t
+from app.number_notes import q_note
 from app.node_details import node_details_html, pairs_html
 from app.rstar_view import node_details_html as rstar_details_html
 from app.tree_figure import reward_meaning
@@ -62,7 +63,8 @@ def inspect_node(view: dict | None, node_id, k) -> str:
         parts.append(f'<div style="{style}"><small>{t("node {id}", id=pid)}</small> {forced_html(node.text, tokens)}'
                      f'{spans or html.escape(node.text)}</div>')
     parts.append("</div>")
-    stats = [f"N = {n.visits}", f"Q = {n.q:.3f}", t("value = {v}", v=f"{n.value:.3f}")]
+    stats = [f"N = {n.visits}", f"Q = {n.q:.3f}", t("value = {v}", v=f"{n.value:.3f}"),
+             html.escape(q_note(tree.run.config.get("reward") if tree.run else None))]
     if n.reward is not None:
         stats.append(t("reward = {r}", r=f"{n.reward:.3f}"))
     meaning = reward_meaning(tree, nid)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import html
 
 from app.i18n import t
+from app.number_notes import explore_note
 from engine import events as E
 from engine.answers import NO_ANSWER
 from engine.tree import Tree
@@ -75,7 +76,8 @@ def explain(tree: Tree, ev: E.Event | None) -> str:
             mark = t("**← chosen**") if r["node"] == ev.chosen else ""
             rows.append(f"| {r['node']}: {_short(tree[r['node']].text, 40)} | {r['visits']} | {_fmt(r['q'])} | "
                         f"{_fmt(r['explore'])} | {_fmt(r['uct'])} | {mark} |")
-        return t("**Select** at node {node}: {why}.", node=ev.node, why=why) + "\n\n" + "\n".join(rows)
+        note = f"\n\n{explore_note()}" if ev.rule == "uct" else ""
+        return t("**Select** at node {node}: {why}.", node=ev.node, why=why) + "\n\n" + "\n".join(rows) + note
     if isinstance(ev, E.Expanded):
         verb = t("Expand") if ev.phase == "expand" else t("Simulate (expand on the way down)")
         kids = "\n".join(t("- node {id}: ", id=c) + f"{_action(tree[c].action)}`{_short(tree[c].text)}`"

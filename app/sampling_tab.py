@@ -27,6 +27,7 @@ from app.auth import refuse_server_paths
 from app.controls import Slider
 from app.figures import TOKENS_CSS, token_span
 from app.generate_tab import MODEL_QUEUE, gold_for, gold_markdown, new_pick_state, pick_random_problem
+from app.number_notes import min_p_note
 from app.sampling_figures import (empty_figure, generation_figure, orders_figure, pool_figure, sweep_figure,
                                   top_tokens)
 from engine.demo_model.problems import load_problems
@@ -143,7 +144,8 @@ def position_markdown(view, cfg: LabConfig) -> str:
     return (f"Position **{view.position}**: drawn `{html.escape(view.drawn)!s}` (rank {view.drawn_rank}, "
             f"p = {view.drawn_p:.3f} by the model, {view.drawn_p_t:.3f} at T={cfg.temperature:g}). "
             f"p_max {view.p_max:.3f}, min-p threshold {cfg.min_p:g} × p_max = {view.threshold:.4f}, "
-            f"entropy {view.entropy:.2f} nats.\n\nPools at T={cfg.temperature:g}: {pools}")
+            f"entropy {view.entropy:.2f} nats. {min_p_note(cfg.min_p, view.p_max)}\n\n"
+            f"Pools at T={cfg.temperature:g}: {pools}")
 
 
 def orders_markdown(results, custom_error: str | None) -> str:

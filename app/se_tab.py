@@ -31,6 +31,7 @@ from app.auth import refuse_server_paths, user_store, with_request
 from app.controls import Slider
 from app.generate_tab import MODEL_QUEUE, gold_for, gold_markdown, limit_hint, new_pick_state, pick_random_problem
 from app.i18n import t
+from app.number_notes import entropy_note
 from app.recording import Recording, RunControl, checked_seed, stop_search, stop_settled
 from engine import events as E
 from engine.demo_model.problems import Problem, load_problems
@@ -185,14 +186,14 @@ def numbers_markdown(view: dict, route_on: str) -> str:
     if ent is None:
         return "*No samples: the fixed policies (always / never) skip semantic entropy.*" if view["routed"] else ""
     n = len(view["samples"])
-    rows = [f"| {ESTIMATOR_WORDS[e]}{' ← routes' if e == route_on else ''} | {getattr(ent, e):.3f} |"
-            for e in ESTIMATORS]
+    rows = [f"| {ESTIMATOR_WORDS[e]}{' ← routes' if e == route_on else ''} | {getattr(ent, e):.3f} | "
+            f"{entropy_note(e, n)} |" for e in ESTIMATORS]
     k = len(c.clusters)
     out = [f"**{n} samples, {k} cluster{'s' if k != 1 else ''} ({c.mode})** — entropies in nats (max for {n} "
            f"clusters: ln {n} = {math.log(n):.3f}); per-answer log-likelihood: {ent.loglik} token logprob under "
            "the model's own distribution (the reference code: under the sampling distribution, after temperature "
            "and top-k 50; docs/semantic_entropy.md).",
-           "", "| estimator | value |", "| --- | --- |", *rows]
+           "", "| estimator | value | " + t("reads as") + " |", "| --- | --- | --- |", *rows]
     if c.judge_note:
         out += ["", f"Judge: {c.judge_note}."]
     return "\n".join(out)
