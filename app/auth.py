@@ -38,6 +38,7 @@ from typing import Any, Callable
 
 import gradio as gr
 
+from app.i18n import t
 from engine.store import SessionNotFound, StoreError
 
 SCHEME = "pbkdf2_sha256"
@@ -199,7 +200,7 @@ class Access:
             return None
         name = getattr(request, "username", None) if request is not None else None
         if not name:
-            raise gr.Error("log in first: this server keeps each user's runs apart", print_exception=False)
+            raise gr.Error(t("log in first: this server keeps each user's runs apart"), print_exception=False)
         return name
 
     def view(self, request: gr.Request | None) -> "UserStore":
@@ -311,8 +312,8 @@ def refuse_server_paths(store_or_access, request: gr.Request | None, **fields: s
         return
     for name, value in fields.items():
         if value is not None and str(value).strip():
-            raise gr.Error(f"{name} names a file, folder or download on the server; a shared (classroom) "
-                           "server does not allow that: leave it empty", print_exception=False)
+            raise gr.Error(t("{name} names a file, folder or download on the server; a shared (classroom) "
+                             "server does not allow that: leave it empty", name=t(name)), print_exception=False)
 
 
 # ---- handlers that receive the request -------------------------------------------------------

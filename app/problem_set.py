@@ -23,11 +23,13 @@ from typing import Any
 
 import gradio as gr
 
+from app.i18n import t
+
 from app.generate_tab import gold_markdown, new_pick_state
 from engine.evaluation.datasets import SUFFIXES, load_problems
 from engine.inputs import whole
 
-NO_SET = "No problem set loaded."
+NO_SET = "No problem set loaded."          # a t() key
 # the CLI flags engine/evaluation/datasets.py names in its messages, and the boxes that set them here
 FLAG_BOXES = {"--question-field": "the Question field box", "--answer-field": "the Answer field box",
               "--split": "the Split box"}
@@ -52,15 +54,21 @@ def _for_the_page(message: str, actual: str, shown: str) -> str:
 def set_status(problem_set: dict | None) -> str:
     """The line under the loader: what the set holds and which rows were left out and why."""
     if not problem_set:
-        return NO_SET
+        return t(NO_SET)
     ds, shown = problem_set["dataset"], problem_set["shown"]
     n = len(ds.problems)
-    line = (f"**{shown}**: {n:,} problem{'s' * (n != 1)} (index 0–{n - 1}) read from {ds.rows:,} "
-            f"row{'s' * (ds.rows != 1)}; question from `{ds.question_field}`, gold answer from `{ds.answer_field}`.")
+    # English plurals are in the keys (one key per form), so each language words its own
+    problems = t("{n} problem", n=f"{n:,}") if n == 1 else t("{n} problems", n=f"{n:,}")
+    rows = t("{n} row", n=f"{ds.rows:,}") if ds.rows == 1 else t("{n} rows", n=f"{ds.rows:,}")
+    line = t("**{shown}**: {problems} (index 0–{last}) read from {rows}; question from `{qf}`, gold answer "
+             "from `{af}`.", shown=shown, problems=problems, last=n - 1, rows=rows, qf=ds.question_field,
+             af=ds.answer_field)
     if ds.skipped:
-        parts = [f"{len(rows)} {why} (row{'s' * (len(rows) != 1)} {', '.join(map(str, rows[:ROWS_SHOWN]))}"
-                 f"{', …' if len(rows) > ROWS_SHOWN else ''})" for why, rows in ds.skipped.items()]
-        line += f" Skipped {ds.skipped_count:,} row{'s' * (ds.skipped_count != 1)}: {'; '.join(parts)}."
+        parts = [t("{n} {why} (row {rows})" if len(at) == 1 else "{n} {why} (rows {rows})", n=len(at), why=t(why),
+                   rows=", ".join(map(str, at[:ROWS_SHOWN])) + (", …" if len(at) > ROWS_SHOWN else ""))
+                 for why, at in ds.skipped.items()]
+        line += " " + t("Skipped {n} row: {parts}." if ds.skipped_count == 1 else "Skipped {n} rows: {parts}.",
+                        n=f"{ds.skipped_count:,}", parts="; ".join(parts))
     return line
 
 
@@ -82,7 +90,7 @@ def _load(source: str, shown: str, split, question_field, answer_field) -> tuple
 def load_uploaded_set(upload, split=None, question_field=None, answer_field=None) -> tuple[dict, str, Any]:
     """An uploaded problem file (its path on the server): (set state, status line, index box)."""
     if not upload:
-        raise gr.Error(f"choose a problem file ({', '.join(SUFFIXES)})", print_exception=False)
+        raise gr.Error(t("choose a problem file ({kinds})", kinds=", ".join(SUFFIXES)), print_exception=False)
     path = str(upload)
     return _load(path, Path(path).name, split, question_field, answer_field)
 
@@ -90,7 +98,8 @@ def load_uploaded_set(upload, split=None, question_field=None, answer_field=None
 def load_set_from_path(path, split=None, question_field=None, answer_field=None) -> tuple[dict, str, Any]:
     """A problem file by its path on this computer, or a hub id: (set state, status line, index box)."""
     if not isinstance(path, str) or not path.strip():
-        raise gr.Error(f"type the path of a problem file ({', '.join(SUFFIXES)}) or a hub id, or upload a file",
+        raise gr.Error(t("type the path of a problem file ({kinds}) or a hub id, or upload a file",
+                         kinds=", ".join(SUFFIXES)),
                        print_exception=False)
     return _load(path.strip(), path.strip(), split, question_field, answer_field)
 
@@ -102,7 +111,7 @@ def pick_from_set(problem_set: dict | None, picked: dict | None, index=None, *,
     pick state's click counter seeds it, so a given state picks the same problem again):
     (question, gold line, pick state, gold box, index)."""
     if not problem_set:
-        raise gr.Error("load a problem set first: upload a file (or type its path) above", print_exception=False)
+        raise gr.Error(t("load a problem set first: upload a file (or type its path) above"), print_exception=False)
     problems = problem_set["dataset"].problems
     state = dict(picked or new_pick_state())
     clicks = int(state.get("clicks") or 0)
@@ -112,7 +121,7 @@ def pick_from_set(problem_set: dict | None, picked: dict | None, index=None, *,
         try:
             i = whole(index, "the index", 0, len(problems) - 1)
         except ValueError as e:
-            raise gr.Error(f"{e} ({problem_set['shown']} holds {len(problems)} problems)",
+            raise gr.Error(t("{why} ({shown} holds {n} problems)", why=e, shown=problem_set["shown"], n=len(problems)),
                            print_exception=False) from None
     p = problems[i]
     state.update(clicks=clicks + 1, id=p.id, question=p.question, answer=p.answer)
@@ -125,26 +134,26 @@ def problem_set_panel(c: dict, *, allow_paths: bool = True) -> None:
     them; its components are stored in ``c``. ``allow_paths`` adds the path box (one-person
     servers only)."""
     c["problem_set"] = gr.State(None)
-    with gr.Accordion("Problem set: your own file of problems", open=False, elem_id="ts-set"):
-        c["set_file"] = gr.File(label=f"Upload a problem file ({', '.join(SUFFIXES)}): one question and "
-                                      "gold answer a row", file_types=list(SUFFIXES), type="filepath",
+    with gr.Accordion(t("Problem set: your own file of problems"), open=False, elem_id="ts-set"):
+        c["set_file"] = gr.File(label=t("Upload a problem file (.jsonl, .json, .csv, .parquet): one question and "
+                                        "gold answer a row"), file_types=list(SUFFIXES), type="filepath",
                                 elem_id="ts-set-file")
         if allow_paths:
             with gr.Row():
-                c["set_path"] = gr.Textbox(label="…or its path on this computer (or a hub id, with network)",
+                c["set_path"] = gr.Textbox(label=t("…or its path on this computer (or a hub id, with network)"),
                                            scale=4, elem_id="ts-set-path")
-                c["set_load"] = gr.Button("Load", scale=0, elem_id="ts-set-load")
+                c["set_load"] = gr.Button(t("Load"), scale=0, elem_id="ts-set-load")
         with gr.Row():
-            c["set_split"] = gr.Textbox(label="Split", placeholder="for several lists", elem_id="ts-set-split")
-            c["set_question_field"] = gr.Textbox(label="Question field", placeholder="found by name",
+            c["set_split"] = gr.Textbox(label=t("Split"), placeholder=t("for several lists"), elem_id="ts-set-split")
+            c["set_question_field"] = gr.Textbox(label=t("Question field"), placeholder=t("found by name"),
                                                  elem_id="ts-set-question-field")
-            c["set_answer_field"] = gr.Textbox(label="Answer field", placeholder="found by name",
+            c["set_answer_field"] = gr.Textbox(label=t("Answer field"), placeholder=t("found by name"),
                                                elem_id="ts-set-answer-field")
-        c["set_status"] = gr.Markdown(NO_SET, elem_id="ts-set-status")
+        c["set_status"] = gr.Markdown(t(NO_SET), elem_id="ts-set-status")
         with gr.Row():
-            c["set_index"] = gr.Number(0, precision=0, minimum=0, label="Index", elem_id="ts-set-index")
-            c["set_pick"] = gr.Button("Pick this one", size="sm", elem_id="ts-set-pick")
-            c["set_random"] = gr.Button("Random from the set", size="sm", elem_id="ts-set-random")
+            c["set_index"] = gr.Number(0, precision=0, minimum=0, label=t("Index"), elem_id="ts-set-index")
+            c["set_pick"] = gr.Button(t("Pick this one"), size="sm", elem_id="ts-set-pick")
+            c["set_random"] = gr.Button(t("Random from the set"), size="sm", elem_id="ts-set-random")
     options = [c["set_split"], c["set_question_field"], c["set_answer_field"]]
     loaded = [c["problem_set"], c["set_status"], c["set_index"]]
     c["set_file"].upload(load_uploaded_set, inputs=[c["set_file"], *options], outputs=loaded,

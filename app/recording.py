@@ -14,6 +14,8 @@ from typing import Any
 
 import gradio as gr
 
+from app.i18n import t
+
 from app.generate_tab import RunControl
 from engine import events as E
 from engine.inputs import MAX_SEED, whole
@@ -25,7 +27,7 @@ from engine.store import StoreError
 def make_config(method: str, values: dict[str, Any]):
     """The method's config from the form; a bad value is a gr.Error naming the field."""
     if method not in METHODS:
-        raise gr.Error(f"unknown method {method!r}", print_exception=False)
+        raise gr.Error(t("unknown method {method}", method=repr(method)), print_exception=False)
     cls = METHODS[method].config
     kwargs = {}
     for f in dataclasses.fields(cls):
@@ -57,7 +59,7 @@ def fail_session(store, sid: str, e: Exception, wall_s: float):
         store.finish(sid, status="failed", message=str(e) if users else f"{type(e).__name__}: {e}", wall_s=wall_s)
     except StoreError:
         pass                         # the run's own error is the one to show
-    raise gr.Error(str(e) if users or isinstance(e, StoreError) else f"the run failed: {e}",
+    raise gr.Error(str(e) if users or isinstance(e, StoreError) else t("the run failed: {why}", why=e),
                    print_exception=False) from None
 
 
@@ -105,15 +107,15 @@ class Recording:
                           wall_s=self.wall_s)
 
 
-STOPPING = "Stopping…"
+STOPPING = "Stopping…"          # a t() key
 
 
 def stop_search(control: RunControl) -> str:
     control.request_stop()
-    return STOPPING if control.running else "No run is going: nothing to stop."
+    return t(STOPPING) if control.running else t("No run is going: nothing to stop.")
 
 
 def stop_settled(control: RunControl, line: str | None):
     """After a LECO or semantic-entropy run: a status line still saying "Stopping…" says the
     run has stopped (no change otherwise)."""
-    return "Stopped." if control.end() and (line or "").strip() == STOPPING else gr.skip()
+    return t("Stopped.") if control.end() and (line or "").strip() in (STOPPING, t(STOPPING)) else gr.skip()

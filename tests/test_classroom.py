@@ -201,7 +201,7 @@ def test_handlers_check_the_logged_in_user(store):
     alice, bob = gr.Request(username="alice"), gr.Request(username="bob")
     assert [r[0] for r in S.session_rows(access, request=alice)] == [alice_run]
     assert S.session_rows(access, request=bob) == []
-    assert S.model_choices(access, request=bob) == ["any"]
+    assert S.model_choices(access, request=bob) == [("any", "any")]        # (label, value): the label is translated
     for call in (lambda: S.open_session(access, alice_run, request=bob),
                  lambda: S.export_session(access, alice_run, request=bob),
                  lambda: S.delete_session(access, alice_run, "any", "any", request=bob),
