@@ -24,7 +24,9 @@ What the server cannot do as the contract says is emulated, and said:
 - `distribution`: a server returns only its top-k next tokens (vLLM's default maximum is 20),
   never the whole vocabulary, so it returns a `TopKDistribution` over those k. The Sampling lab
   refuses a server model with a message (engine/sampling_lab.py `check_full_distribution`).
-- `score`: prompt logprobs through ``echo`` (vLLM); a server that does not echo them
+- `score`: prompt logprobs through ``echo`` (vLLM); the continuation's tokens are those the
+  server cut the joined text into (a token across the boundary counts with the continuation's
+  side only if it starts there). A server that does not echo them
   (llama.cpp's) raises `ServerError` "this server cannot score text".
 - Token counts: computed and reused prompt tokens come from llama.cpp's ``timings``
   (``prompt_n``, ``cache_n``) or vLLM's ``usage.prompt_tokens_details.cached_tokens``
@@ -305,11 +307,13 @@ class ServerBackend:
 
     def score(self, prompt: str, continuation: str) -> list[TokenLogprob]:
         """Logprob of each token of ``continuation`` after ``prompt``, from the server's prompt
-        logprobs (``echo`` with ``max_tokens`` 0). A server that does not echo them raises
+        logprobs (``echo``). A server that does not echo them raises
         `ServerError`: the text cannot be scored there."""
         if not continuation:
             return []
-        body = {"model": self.model_id, "prompt": prompt + continuation, "max_tokens": 0, "echo": True,
+        # max_tokens 1, not 0, as lm-evaluation-harness asks vLLM: some servers refuse 0; the one
+        # generated token is dropped below
+        body = {"model": self.model_id, "prompt": prompt + continuation, "max_tokens": 1, "echo": True,
                 "logprobs": TOP_ALTERNATIVES, "temperature": 0}
         try:
             reply = self.client.post("/v1/completions", body)
@@ -322,8 +326,9 @@ class ServerBackend:
         if not str(choice.get("text", "")).startswith(prompt + continuation) or not offsets or len(got) != len(offsets):
             raise ServerError(f"this server cannot score text: the server at {self.client.url} does not return "
                               "prompt logprobs (echo); vLLM does, llama.cpp's server does not")
+        end = len(prompt + continuation)
         return [TokenLogprob(p.token_id, p.token, p.logprob, p.top)
-                for p, off in zip(got, offsets) if off >= len(prompt) and not math.isnan(p.logprob)]
+                for p, off in zip(got, offsets) if len(prompt) <= off < end and not math.isnan(p.logprob)]
 
 
 def find_stop(text: str, stop: StopSpec) -> tuple[int, str] | None:
