@@ -26,6 +26,7 @@ import gradio as gr
 from app.auth import refuse_server_paths
 from app.controls import Slider
 from app.figures import TOKENS_CSS, token_span
+from app.i18n import t
 from app.generate_tab import MODEL_QUEUE, gold_for, gold_markdown, new_pick_state, pick_random_problem
 from app.number_notes import min_p_note
 from app.sampling_figures import (empty_figure, generation_figure, orders_figure, pool_figure, sweep_figure,
@@ -45,7 +46,8 @@ TOP_N = 20                  # tokens shown per position
 ORDER_TOKENS = 12           # tokens shown in the order comparison
 DEFAULT_MAX_NEW_TOKENS = 100
 OPEN_PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."
-STAGE_LABELS = {"temperature": "temperature", "top_k": "top-k", "top_p": "top-p", "min_p": "min-p"}
+STAGE_LABELS = {"temperature": "temperature", "top_k": "top-k", "top_p": "top-p", "min_p": "min-p"}   # t() keys
+STAGE_NUMBERS = ("stage 1", "stage 2", "stage 3", "stage 4")                                          # t() keys
 
 
 class BackendPool:
@@ -86,12 +88,12 @@ def model_note(pool: BackendPool, name: str) -> str:
     m = EMBEDDED.get(name)
     if pool.loaded(name):
         if not full_distribution(pool.get(name)):
-            return (f"⚠ **{name}** runs on a server, which returns only its top-k alternatives, not the whole "
-                    "distribution the lab's pools are drawn from: choose a local model here.")
-        return f"**{name}** is loaded."
+            return t("⚠ **{name}** runs on a server, which returns only its top-k alternatives, not the whole "
+                     "distribution the lab's pools are drawn from: choose a local model here.", name=name)
+        return t("**{name}** is loaded.", name=name)
     if m is not None and m.path() is None:
         return f"⚠ {m.missing_message()}"
-    return f"**{name}** loads on first use (a few seconds)." + (f" {m.description}." if m else "")
+    return t("**{name}** loads on first use (a few seconds).", name=name) + (f" {m.description}." if m else "")
 
 
 # ---- callbacks ----------------------------------------------------------------------------
@@ -166,7 +168,7 @@ def show_position(pool: BackendPool, state: dict | None, position: float, temper
     The orders get the top-k value only when ``orders_top_k``; otherwise top-k is not passed,
     and the table shows that transformers' ``generate()`` still applies its default of 50."""
     if not state or not state.get("run") or not state["run"].generation.tokens:
-        msg = "Generate first: the pools of every position show here."
+        msg = t("Generate first: the pools of every position show here.")
         return empty_figure(msg), "", empty_figure(msg), empty_figure(msg), ""
     try:
         cfg = lab_config(temperature, min_p, top_p, top_k)
@@ -194,7 +196,7 @@ def branch_here(pool: BackendPool, state: dict | None, position: float, draw: st
                 min_p: float, top_p: float, top_k: float, seed: float, max_new_tokens: float) -> str:
     """Resample from ``position`` on with another sampler: both continuations side by side (HTML)."""
     if not state or not state.get("run"):
-        raise gr.Error("generate first, then branch at a position", print_exception=False)
+        raise gr.Error(t("generate first, then branch at a position"), print_exception=False)
     run = state["run"]
     try:
         backend = pool.get(run.model)
@@ -229,10 +231,10 @@ def show_sweep(path: str, request: gr.Request = None):
     if path and Path(str(path).strip()).expanduser().resolve() != SWEEP_FILE:
         refuse_server_paths(None, request, **{"The sweep file": path})
     if not path or not str(path).strip():
-        return sweep_figure(None), "Give the path of a sweep file."
+        return sweep_figure(None), t("Give the path of a sweep file.")
     if not Path(path).expanduser().exists():
-        return sweep_figure(None), (f"No sweep at `{path}` yet. Run e.g. `thoughtscope sweep --n 100 --out {path}` "
-                                    "(accuracy on the hard tier per sampler and temperature).")
+        return sweep_figure(None), t("No sweep at `{path}` yet. Run e.g. `thoughtscope sweep --n 100 --out {path}` "
+                                     "(accuracy on the hard tier per sampler and temperature).", path=path)
     try:
         data = load_sweep(Path(path).expanduser())
     except ValueError as e:
@@ -251,54 +253,61 @@ def build_sampling_tab(backend, *, problems_path: str | Path | None = None, pool
     c: dict[str, Any] = {"picked": gr.State(new_pick_state("sampling")), "lab": gr.State(None), "pool": pool}
     with gr.Row(equal_height=False):
         with gr.Column(scale=2, min_width=320):
-            c["model"] = gr.Radio(pool.choices, value=pool.choices[0], label="Model", elem_id="ts-lab-model")
-            c["model_note"] = gr.Markdown(model_note(pool, pool.choices[0]))
-            c["question"] = gr.Textbox(label="Question or prompt", lines=3, max_lines=10, elem_id="ts-lab-question",
-                                       placeholder="An arithmetic problem, or open-ended text for SmolLM2.")
+            c["model"] = gr.Radio(pool.choices, value=pool.choices[0], label=t("Model"), elem_id="ts-lab-model")
+            # a callable value: made at each page load, in that page's language
+            c["model_note"] = gr.Markdown(lambda: model_note(pool, pool.choices[0]))
+            c["question"] = gr.Textbox(label=t("Question or prompt"), lines=3, max_lines=10, elem_id="ts-lab-question",
+                                       placeholder=t("An arithmetic problem, or open-ended text for SmolLM2."))
             with gr.Row():
-                c["random"] = gr.Button("Random hard problem", size="sm", elem_id="ts-lab-random")
-                c["open"] = gr.Button("Open-ended prompt", size="sm")
+                c["random"] = gr.Button(t("Random hard problem"), size="sm", elem_id="ts-lab-random")
+                c["open"] = gr.Button(t("Open-ended prompt"), size="sm")
             c["gold"] = gr.Markdown("")
-            c["draw"] = gr.Dropdown([(DRAW_LABELS[d], d) for d in DRAWS], value="min_p", label="Draw the generation with")
-            c["temperature"] = Slider(0.05, 3, value=1.0, step=0.05, label="Temperature",
-                                      info="for drawing and for every view")
+            c["draw"] = gr.Dropdown([(t(DRAW_LABELS[d]), d) for d in DRAWS], value="min_p",
+                                    label=t("Draw the generation with"))
+            c["temperature"] = Slider(0.05, 3, value=1.0, step=0.05, label=t("Temperature"),
+                                      info=t("for drawing and for every view"))
             with gr.Row():
-                c["min_p"] = Slider(0.01, 1, value=0.1, step=0.01, label="Min-p p_base")
-                c["top_p"] = Slider(0.01, 1, value=0.9, step=0.01, label="Top-p")
-                c["top_k"] = Slider(1, 200, value=40, step=1, label="Top-k")
+                c["min_p"] = Slider(0.01, 1, value=0.1, step=0.01, label=t("Min-p p_base"))
+                c["top_p"] = Slider(0.01, 1, value=0.9, step=0.01, label=t("Top-p"))
+                c["top_k"] = Slider(1, 200, value=40, step=1, label=t("Top-k"))
             with gr.Row():
-                c["seed"] = gr.Number(0, precision=0, minimum=0, label="Seed")
-                c["max_new_tokens"] = gr.Number(DEFAULT_MAX_NEW_TOKENS, precision=0, minimum=1, label="Max new tokens")
-            c["generate"] = gr.Button("Generate", variant="primary", elem_id="ts-lab-generate")
+                c["seed"] = gr.Number(0, precision=0, minimum=0, label=t("Seed"))
+                c["max_new_tokens"] = gr.Number(DEFAULT_MAX_NEW_TOKENS, precision=0, minimum=1,
+                                                label=t("Max new tokens"))
+            c["generate"] = gr.Button(t("Generate"), variant="primary", elem_id="ts-lab-generate")
         with gr.Column(scale=3, min_width=420):
             c["summary"] = gr.Markdown("", elem_id="ts-lab-summary")
             c["tokens"] = gr.HTML("", css_template=TOKENS_CSS, elem_id="ts-lab-tokens")
-            c["position"] = Slider(0, 1, value=0, step=1, label="Position (generated token)", elem_id="ts-lab-position")
-            c["pool_plot"] = gr.Plot(label="Pool at this position", elem_id="ts-lab-pool")
+            c["position"] = Slider(0, 1, value=0, step=1, label=t("Position (generated token)"),
+                                   elem_id="ts-lab-position")
+            c["pool_plot"] = gr.Plot(label=t("Pool at this position"), elem_id="ts-lab-pool")
             c["position_text"] = gr.Markdown("", elem_id="ts-lab-position-text")
-    c["generation_plot"] = gr.Plot(label="Pool size, entropy and p_max per position", elem_id="ts-lab-generation")
-    with gr.Accordion("Engine orders: the same logits through transformers, vLLM V1, llama.cpp and your order", open=True):
-        c["orders_top_k"] = gr.Checkbox(False, label="Pass the top-k value to the orders too (unchecked: top-k "
-                                        "not passed, and transformers' generate() still applies its default 50)")
+    c["generation_plot"] = gr.Plot(label=t("Pool size, entropy and p_max per position"), elem_id="ts-lab-generation")
+    with gr.Accordion(t("Engine orders: the same logits through transformers, vLLM V1, llama.cpp and your order"),
+                      open=True):
+        c["orders_top_k"] = gr.Checkbox(False, label=t("Pass the top-k value to the orders too (unchecked: top-k "
+                                                       "not passed, and transformers' generate() still applies its "
+                                                       "default 50)"))
         with gr.Row():
-            c["stages"] = [gr.Dropdown([(STAGE_LABELS[s], s) for s in STAGES], value=s, label=f"stage {i + 1}")
+            c["stages"] = [gr.Dropdown([(t(STAGE_LABELS[s]), s) for s in STAGES], value=s, label=t(STAGE_NUMBERS[i]))
                            for i, s in enumerate(TRANSFORMERS_ORDER)]
-        c["orders_plot"] = gr.Plot(label="Sampling probability under each order", elem_id="ts-lab-orders")
+        c["orders_plot"] = gr.Plot(label=t("Sampling probability under each order"), elem_id="ts-lab-orders")
         c["orders_text"] = gr.Markdown("", elem_id="ts-lab-orders-text")
-    with gr.Accordion("Branch here: resample the rest from this position", open=False):
+    with gr.Accordion(t("Branch here: resample the rest from this position"), open=False):
         with gr.Row():
-            c["branch_draw"] = gr.Dropdown([(DRAW_LABELS[d], d) for d in DRAWS], value="plain", label="Branch with")
-            c["branch_temperature"] = Slider(0.05, 3, value=1.5, step=0.05, label="Branch temperature")
-            c["branch_seed"] = gr.Number(1, precision=0, minimum=0, label="Branch seed")
-            c["branch"] = gr.Button("Branch here", elem_id="ts-lab-branch")
+            c["branch_draw"] = gr.Dropdown([(t(DRAW_LABELS[d]), d) for d in DRAWS], value="plain",
+                                           label=t("Branch with"))
+            c["branch_temperature"] = Slider(0.05, 3, value=1.5, step=0.05, label=t("Branch temperature"))
+            c["branch_seed"] = gr.Number(1, precision=0, minimum=0, label=t("Branch seed"))
+            c["branch"] = gr.Button(t("Branch here"), elem_id="ts-lab-branch")
         c["branch_view"] = gr.HTML("", css_template=TOKENS_CSS, elem_id="ts-lab-branch-view")
-    with gr.Accordion("Temperature sweep: accuracy per sampler (from `thoughtscope sweep --out FILE`)", open=False):
+    with gr.Accordion(t("Temperature sweep: accuracy per sampler (from `thoughtscope sweep --out FILE`)"), open=False):
         with gr.Row():
-            c["sweep_path"] = gr.Textbox(str(SWEEP_FILE), label="Sweep file", scale=4)
-            c["sweep_load"] = gr.Button("Load", size="sm", scale=1)
-        fig, text = show_sweep(str(SWEEP_FILE))
-        c["sweep_plot"] = gr.Plot(fig, label="Accuracy against temperature", elem_id="ts-lab-sweep")
-        c["sweep_text"] = gr.Markdown(text)
+            c["sweep_path"] = gr.Textbox(str(SWEEP_FILE), label=t("Sweep file"), scale=4)
+            c["sweep_load"] = gr.Button(t("Load"), size="sm", scale=1)
+        fig, _ = show_sweep(str(SWEEP_FILE))
+        c["sweep_plot"] = gr.Plot(fig, label=t("Accuracy against temperature"), elem_id="ts-lab-sweep")
+        c["sweep_text"] = gr.Markdown(lambda: show_sweep(str(SWEEP_FILE))[1])     # per page load, in its language
 
     c["model"].change(functools.partial(model_note, pool), inputs=[c["model"]], outputs=[c["model_note"]],
                       api_visibility="private")
