@@ -16,7 +16,8 @@ import json
 from pathlib import Path
 
 from engine import events as E
-from engine.export_html import ExportError, write_session_html
+from app.i18n import t
+from engine.export_html import LABELS, ExportError, write_session_html
 from engine.export_images import IMAGE_FORMATS, figure_image
 from engine.tree import Tree
 
@@ -44,6 +45,11 @@ def session_figure(events: list[E.Event]):
     return fig
 
 
+def page_labels() -> dict:
+    """The standalone page's words in the reader's language (the request's, or the CLI's LANG)."""
+    return {key: t(text) for key, text in LABELS.items()}
+
+
 def write_export(store, session_id: str, fmt: str, out: str | Path) -> Path:
     """Write the session ``session_id`` (already resolved) of ``store`` as ``fmt`` to ``out``."""
     if fmt not in EXPORT_FORMATS:
@@ -56,7 +62,7 @@ def write_export(store, session_id: str, fmt: str, out: str | Path) -> Path:
         _write(out, (json.dumps(data, indent=1, ensure_ascii=False) + "\n").encode("utf-8"))
         return out
     if fmt == "html":
-        return write_session_html(store.export_session(session_id), out)
+        return write_session_html(store.export_session(session_id), out, page_labels())
     assert fmt in IMAGE_FORMATS
     fig = session_figure(store.events(session_id))
     if fig is None:

@@ -26,6 +26,22 @@ import re
 from pathlib import Path
 
 
+# The page's words, English; `session_html(labels=...)` replaces any of them (the app passes its
+# translations: app/export_figures.py). ``{name}`` fields are filled in by the page's script.
+LABELS = {
+    "prev": "◀ step", "next": "step ▶", "play": "play", "pause": "pause",
+    "click": "Click a node to see its details.",
+    "event": "event {k} of {n}", "nodes": "{n} nodes", "iteration": "iteration {i} of {n}",
+    "root": "root N={n}", "final": "answer {answer} ({rule})",
+    "node": "node {id} · {action} · depth {depth} · parent {parent}",
+    "stats": "visits N={n} · value {value} · Q={q}", "reward": "reward {r}",
+    "answer": "answer {answer} · correct {correct}",
+    "selection": "last selection: N={n} Q={q} explore={explore} UCT={uct} (c={c}, parent N={pn}, {rule})",
+    "method": "method", "model": "model", "status": "status", "seed": "seed", "gold": "gold",
+    "correct": "correct", "answer_head": "answer",
+}
+
+
 class ExportError(Exception):
     """An export that cannot be made here (a missing renderer, an unwritable file)."""
 
@@ -35,8 +51,9 @@ def _script_json(data) -> str:
     return json.dumps(data, ensure_ascii=False, sort_keys=True).replace("</", "<\\/")
 
 
-def session_html(export: dict) -> str:
-    """The standalone page for ``export``, a `Store.export_session` dict."""
+def session_html(export: dict, labels: dict | None = None) -> str:
+    """The standalone page for ``export``, a `Store.export_session` dict; ``labels`` replaces
+    any of `LABELS` (the page's words, e.g. in Chinese)."""
     if not isinstance(export, dict) or not isinstance(export.get("events"), list) \
             or not isinstance(export.get("session"), dict):
         raise ValueError("export must be a Store.export_session dict with 'session' and 'events'")
@@ -51,15 +68,16 @@ def session_html(export: dict) -> str:
     head = {k: meta.get(k) for k in ("session_id", "method", "model", "question", "gold", "answer",
                                       "correct", "status", "seed", "created", "config")}
     parts = {"TITLE": html.escape(title), "PLOTLY": plotly_js.replace("</script", "<\\/script"),
-             "SESSION": _script_json(head), "EVENTS": _script_json(export["events"])}
+             "SESSION": _script_json(head), "EVENTS": _script_json(export["events"]),
+             "LABELS": _script_json({**LABELS, **(labels or {})})}
     # one pass, so a question that happens to contain "%EVENTS%" is never substituted into
-    return re.sub(r"%(TITLE|PLOTLY|SESSION|EVENTS)%", lambda m: parts[m.group(1)], PAGE)
+    return re.sub(r"%(TITLE|PLOTLY|SESSION|EVENTS|LABELS)%", lambda m: parts[m.group(1)], PAGE)
 
 
-def write_session_html(export: dict, path: str | Path) -> Path:
+def write_session_html(export: dict, path: str | Path, labels: dict | None = None) -> Path:
     path = Path(path)
     try:
-        path.write_text(session_html(export), encoding="utf-8")
+        path.write_text(session_html(export, labels), encoding="utf-8")
     except OSError as e:
         raise ExportError(f"cannot write {path}: {e}") from None
     return path
@@ -83,17 +101,20 @@ PAGE = """<!DOCTYPE html>
 </head><body>
 <div id="ts-head"></div>
 <div id="ts-controls">
- <button id="ts-prev" type="button">&#9664; step</button>
+ <button id="ts-prev" type="button"></button>
  <input id="ts-step" type="range" min="0" value="0" step="1">
- <button id="ts-next" type="button">step &#9654;</button>
- <button id="ts-play" type="button">play</button>
+ <button id="ts-next" type="button"></button>
+ <button id="ts-play" type="button"></button>
 </div>
 <div id="ts-status"></div>
-<div id="ts-main"><div id="ts-tree"></div><div id="ts-details">Click a node to see its details.</div></div>
+<div id="ts-main"><div id="ts-tree"></div><div id="ts-details"></div></div>
 <script>
 const SESSION = %SESSION%;
 const EVENTS = %EVENTS%;
+const L = %LABELS%;
 const NO_PARENT = -1;
+// a label with its {fields} filled: say("event", {k: 3, n: 9})
+const say = (key, f) => L[key].replace(/\{(\w+)\}/g, (m, name) => (name in (f || {})) ? String(f[name]) : m);
 
 // The tree after the first k events: engine/tree.py's Tree.apply, for what this view draws.
 function fold(k) {
@@ -167,10 +188,10 @@ function draw(k) {
     nodes], {height: 560, margin: {l: 10, r: 10, t: 10, b: 10}, plot_bgcolor: "white",
              xaxis: {visible: false}, yaxis: {visible: false}, uirevision: "tree"}, {displaylogo: false});
   const e = k ? EVENTS[k - 1] : null;
-  let s = `event ${k} of ${EVENTS.length}` + (e ? ` (${e.type})` : "") + ` · ${t.nodes.length} nodes`;
-  if (t.of) s += ` · iteration ${t.iteration} of ${t.of}`;
-  if (t.nodes.length) s += ` · root N=${t.nodes[0].visits}`;
-  if (t.final) s += ` · answer ${t.final.answer} (${t.final.rule})`;
+  let s = say("event", {k: k, n: EVENTS.length}) + (e ? ` (${e.type})` : "") + " · " + say("nodes", {n: t.nodes.length});
+  if (t.of) s += " · " + say("iteration", {i: t.iteration, n: t.of});
+  if (t.nodes.length) s += " · " + say("root", {n: t.nodes[0].visits});
+  if (t.final) s += " · " + say("final", {answer: t.final.answer, rule: t.final.rule});
   document.getElementById("ts-status").textContent = s;
   document.getElementById("ts-step").value = k;
 }
@@ -178,12 +199,12 @@ function draw(k) {
 function showNode(nid) {
   const t = window.tsState.tree, n = t.nodes[nid];
   if (!n) return;
-  let s = `node ${n.id} · ${n.action} · depth ${n.depth} · parent ${n.parent}\\n` +
-          `visits N=${n.visits} · value ${fmt(n.value, 4)} · Q=${fmt(q(n), 4)}` +
-          (n.reward !== null ? ` · reward ${fmt(n.reward, 4)}` : "") + "\\n";
-  if (n.terminal || n.answer !== null) s += `answer ${n.answer} · correct ${n.correct}\\n`;
-  if (n.sel) s += `last selection: N=${n.sel.visits} Q=${fmt(n.sel.q, 4)} explore=${fmt(n.sel.explore, 4)} ` +
-                  `UCT=${fmt(n.sel.uct, 4)} (c=${n.sel.c}, parent N=${n.sel.parent_visits}, ${n.sel.rule})\\n`;
+  let s = say("node", {id: n.id, action: n.action, depth: n.depth, parent: n.parent}) + "\\n" +
+          say("stats", {n: n.visits, value: fmt(n.value, 4), q: fmt(q(n), 4)}) +
+          (n.reward !== null ? " · " + say("reward", {r: fmt(n.reward, 4)}) : "") + "\\n";
+  if (n.terminal || n.answer !== null) s += say("answer", {answer: n.answer, correct: n.correct}) + "\\n";
+  if (n.sel) s += say("selection", {n: n.sel.visits, q: fmt(n.sel.q, 4), explore: fmt(n.sel.explore, 4),
+                                    uct: fmt(n.sel.uct, 4), c: n.sel.c, pn: n.sel.parent_visits, rule: n.sel.rule}) + "\\n";
   s += "\\n" + n.text;
   document.getElementById("ts-details").textContent = s;
 }
@@ -192,12 +213,16 @@ window.tsShowNode = showNode;
 const head = document.getElementById("ts-head");
 head.innerHTML = "";
 [["method", SESSION.method], ["model", SESSION.model], ["status", SESSION.status], ["seed", SESSION.seed],
- ["answer", SESSION.answer], ["gold", SESSION.gold], ["correct", SESSION.correct]].forEach(([k, v]) => {
-  const b = document.createElement("b"); b.textContent = k + ": ";
+ ["answer_head", SESSION.answer], ["gold", SESSION.gold], ["correct", SESSION.correct]].forEach(([k, v]) => {
+  const b = document.createElement("b"); b.textContent = L[k] + ": ";
   head.append(b, String(v === null || v === undefined ? "-" : v), "   ");
 });
 const qd = document.createElement("div"); qd.textContent = SESSION.question || ""; head.append(qd);
 
+document.getElementById("ts-prev").textContent = L.prev;
+document.getElementById("ts-next").textContent = L.next;
+document.getElementById("ts-play").textContent = L.play;
+document.getElementById("ts-details").textContent = L.click;
 const step = document.getElementById("ts-step");
 step.max = EVENTS.length;
 step.addEventListener("input", () => draw(Number(step.value)));
@@ -205,9 +230,9 @@ document.getElementById("ts-prev").onclick = () => draw(Math.max(0, window.tsSta
 document.getElementById("ts-next").onclick = () => draw(Math.min(EVENTS.length, window.tsState.k + 1));
 let timer = null;
 document.getElementById("ts-play").onclick = ev => {
-  if (timer) { clearInterval(timer); timer = null; ev.target.textContent = "play"; return; }
-  ev.target.textContent = "pause";
-  timer = setInterval(() => { if (window.tsState.k >= EVENTS.length) { clearInterval(timer); timer = null; ev.target.textContent = "play"; }
+  if (timer) { clearInterval(timer); timer = null; ev.target.textContent = L.play; return; }
+  ev.target.textContent = L.pause;
+  timer = setInterval(() => { if (window.tsState.k >= EVENTS.length) { clearInterval(timer); timer = null; ev.target.textContent = L.play; }
                               else draw(window.tsState.k + 1); }, 150);
 };
 draw(EVENTS.length);

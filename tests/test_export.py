@@ -175,3 +175,24 @@ def test_sessions_tab_exports_each_format_and_respects_owners(store, tmp_path):
     with pytest.raises(gr.Error, match=f"no session '{sid}'"):
         export_as(access, sid, "html", request=gr.Request(username="bob"))
     assert Path(export_as(access, sid, "json", request=gr.Request(username="alice"))).exists()
+
+
+@needs_chromium
+def test_exported_html_speaks_the_readers_language(store, mcts_sid, tmp_path):
+    from test_app_browser import Browser
+
+    from app import i18n
+    from app.export_figures import write_export
+    with i18n.using("zh"):
+        out = write_export(store, mcts_sid, "html", tmp_path / "zh.html")
+    n = len(store.events(mcts_sid))
+    b = Browser(tmp_path / "profile")
+    try:
+        b.goto(out.as_uri())
+        b.wait_for("window.tsState && document.getElementById('ts-status').textContent", what="the status line")
+        assert b.js("document.getElementById('ts-status').textContent").startswith(f"第 {n} 个事件，共 {n} 个")
+        assert b.js("document.getElementById('ts-play').textContent") == "播放"
+        b.js("window.tsShowNode(1)")
+        assert b.js("document.getElementById('ts-details').textContent").startswith("节点 1 · ")
+    finally:
+        b.close()
