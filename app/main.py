@@ -39,7 +39,7 @@ from app.mcts_tab import build_mcts_tab, rstar_panel  # noqa: E402
 from app.model_slot import ModelSlot  # noqa: E402
 from app.sampling_tab import build_sampling_tab  # noqa: E402
 from app.se_tab import build_se_tab  # noqa: E402
-from app.sessions_tab import build_sessions_tab, open_session, refresh, session_rows  # noqa: E402
+from app.sessions_tab import build_sessions_tab, open_session, refresh, selected_id, session_rows  # noqa: E402
 from app.welcome import build_welcome, wire_welcome  # noqa: E402
 from engine import formats  # noqa: E402
 from engine.inputs import check_text, number  # noqa: E402
@@ -296,6 +296,13 @@ def build_app(backend, store=None, *, problems_path: str | Path | None = None,
         # Search view gets its token cost beside the same problem's other runs
         wire_compare(compare, sessions=sessions, search=search, tabs=tabs, store=access, opened=shown,
                      opened_state=opened)
+        # a row of the Sessions tab's failures list opens its run (app/triage_view.py)
+        failures = sessions["failures"]
+        picked = failures["table"].select(selected_id, inputs=[failures["table"]], outputs=[sessions["session_id"]],
+                                          api_visibility="private").success(
+            with_request(open_session, access), inputs=[sessions["session_id"]], outputs=[opened, sessions["status"]],
+            api_visibility="private")
+        show_opened(picked, opened)
         # A finished run shows up in the Sessions list.
         filters = [sessions["method"], sessions["correct"], sessions["model"]]
         leco["run_event"].then(with_request(session_rows, access), inputs=filters,

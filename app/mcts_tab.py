@@ -36,6 +36,7 @@ from app.replay import explain, final_markdown, phase_points, progress_markdown,
 from app.restore import SEARCH_SETTINGS
 from app.rstar_view import discriminator_markdown, discriminator_progress, is_rstar
 from app.tree_figure import tree_figure
+from app.triage_view import COLOUR_CHOICES, coloured_figure, first_wrong, recolour, tally_markdown
 from engine import events as E
 from engine.demo_model.problems import TIERS, load_problems
 from engine.evaluation.evaluate import HELDOUT
@@ -272,13 +273,18 @@ def build_mcts_tab(backend, store, *, problems_path: str | Path | None = None,
             c["final"] = gr.Markdown("", elem_id="ts-search-final")
             c["cost"] = gr.Markdown("", elem_id="ts-search-cost")        # tokens beside comparable runs
             c["compare_with"] = gr.Button("Compare with…", size="sm", elem_id="ts-search-compare")
+            c["tally"] = gr.Markdown("", elem_id="ts-search-tally")      # answer tally and triage (app/triage_view.py)
         with gr.Column(scale=3, min_width=420):
             c["plot"] = gr.Plot(label=t("Search tree: colour = Q (rStar: action), size = visits; ★ right, ✗ wrong, "
                                         "□ no answer stated, ◆ unjudged"), elem_id="ts-search-plot")
             c["timeline"] = Slider(0, 1, value=0, step=1, label=t("Timeline (events folded)"), elem_id="ts-timeline")
+            c["colour"] = gr.Radio(COLOUR_CHOICES, value="q", label="Colour by (rStar: its actions)",
+                                   elem_id="ts-search-colour")
             with gr.Row():
                 c["prev_phase"] = gr.Button(t("◀ previous phase"), size="sm")
                 c["next_phase"] = gr.Button(t("next phase ▶"), size="sm")
+                c["first_wrong"] = gr.Button("Jump to first wrong step", size="sm", elem_id="ts-search-first-wrong")
+            c["wrong_note"] = gr.Markdown("", elem_id="ts-search-wrong-note")
             c["explain"] = gr.Markdown("", elem_id="ts-search-explain")
     with gr.Row():
         c["node_id"] = gr.Number(0, precision=0, minimum=0, label=t("Node id (hover a node to see it)"), scale=1,
@@ -325,6 +331,16 @@ def build_mcts_tab(backend, store, *, problems_path: str | Path | None = None,
     c["method"].change(functools.partial(method_settings, backend), inputs=[c["method"]],
                        outputs=[c["method_note"], c["rstar_settings"], *(c[k] for k in SEARCH_SETTINGS)],
                        api_visibility="private")
+    # triage (app/triage_view.py): the tally follows the timeline; another colour redraws the tree
+    c["timeline"].change(tally_markdown, inputs=[c["view"], c["timeline"]], outputs=[c["tally"]],
+                         api_visibility="private", trigger_mode="always_last")
+    c["timeline"].change(recolour, inputs=[c["view"], c["timeline"], c["colour"]], outputs=[c["plot"]],
+                         api_visibility="private", trigger_mode="always_last")
+    c["colour"].input(coloured_figure, inputs=[c["view"], c["timeline"], c["colour"]], outputs=[c["plot"]],
+                      api_visibility="private")
+    c["first_wrong"].click(first_wrong, inputs=[c["view"], c["timeline"], c["colour"]],
+                           outputs=[c["node_id"], c["inspector"], c["plot"], c["wrong_note"]], api_name="first_wrong_step")
+    c["run"].click(lambda: "", outputs=[c["wrong_note"]], api_visibility="private", queue=False)
     c["show_pairs"].click(show_pairs, inputs=[c["view"], c["timeline"]], outputs=[c["pairs"]],
                           api_visibility="private")
     c["inspect"].click(inspect_node, inputs=[c["view"], c["node_id"], c["timeline"]], outputs=[c["inspector"]],

@@ -19,6 +19,7 @@ from app.auth import Access, user_store, with_request
 from app.export_figures import EXPORT_FORMATS, write_export
 from app.i18n import t
 from app.generate_record import METHOD as GENERATE
+from app.triage_view import build_failures_panel
 from engine.search import METHODS
 from engine.export_html import ExportError
 from engine.store import StoreError
@@ -160,6 +161,7 @@ def build_sessions_tab(store) -> dict:
                                          elem_id="ts-export-format")
         c["export_as"] = gr.Button(t("Export for a slide or email"), scale=1, elem_id="ts-export-as")
     c["status"] = gr.Markdown("")
+    c["failures"] = build_failures_panel(store, [*METHODS])     # a row opens the run (app/main.py)
     with gr.Row():
         c["download"] = gr.File(label=t("Exported session"), interactive=False)
         c["upload"] = gr.File(label=t("Import a session JSON"), file_types=[".json"])

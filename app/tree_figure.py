@@ -180,9 +180,34 @@ def _hover(tree: Tree, nid: int) -> str:
     return "<br>".join(lines)
 
 
+COLOUR_BY = ("q", "correct", "source")      # the Search view's "Colour by" (rStar: "action")
+# reward sources (TerminalReward.source) as colours; others get OTHER_SOURCE
+SOURCE_COLOURS = {"self_consistency": "#0072B2", "gold": "#E69F00", "ppm": "#CC79A7", "votes": "#009E73",
+                  "code": "#D55E00", "none": "#999999"}
+OTHER_SOURCE = "#56B4E9"
+
+
+def right_share(tree: Tree) -> dict[int, float]:
+    """Per node, the share of right answers among the terminals below it (itself for a terminal);
+    nodes with no judged terminal below are left out. A terminal with no answer stated counts as
+    not right."""
+    from engine.answers import answers_equal
+    gold = tree.run.gold if tree.run is not None else None
+    below: dict[int, list[int]] = {}
+    for n in tree.terminals():
+        right = n.correct if n.correct is not None else (None if gold is None else answers_equal(n.answer, gold))
+        if right is None:
+            continue            # no gold: nothing to count
+        nid = n.id
+        while nid != -1:
+            below.setdefault(nid, []).append(1 if right else 0)
+            nid = tree[nid].parent
+    return {nid: sum(v) / len(v) for nid, v in below.items()}
+
+
 def tree_figure(tree: Tree, *, highlight: list[int] | None = None, height: int = 560,
                 q_range: tuple[float, float] | None = None, colour_by: str = "q",
-                max_nodes: int = MAX_DRAWN_NODES) -> go.Figure:
+                max_nodes: int = MAX_DRAWN_NODES, sources: dict[int, str] | None = None) -> go.Figure:
     """The whole tree; ``highlight`` (default: the final answer's path) is drawn thick. A tree
     of more than ``max_nodes`` nodes draws its most visited ones and one grey "+n" square per
     node whose other descendants are not drawn, so the browser never gets more than about
@@ -190,11 +215,14 @@ def tree_figure(tree: Tree, *, highlight: list[int] | None = None, height: int =
     validation (most of a redraw's time otherwise).
 
     ``colour_by="action"`` (rStar) colours nodes and the edges into them by action, with a
-    legend naming the actions; the default colours nodes by Q."""
+    legend naming the actions; the default colours nodes by Q. ``"correct"``: by the share of
+    right answers among the terminals below a node (red 0 → green 1; pale: none judged below),
+    so a bright Q on a wrong path is seen for what it is; ``"source"``: each rewarded terminal by
+    where its reward came from (``sources``: node -> `E.TerminalReward.source`), the rest pale."""
     if colour_by == "action":
         return _action_figure(tree, highlight=highlight, height=height, max_nodes=max_nodes)
-    if colour_by != "q":
-        raise ValueError(f"colour_by must be 'q' or 'action', got {colour_by!r}")
+    if colour_by not in COLOUR_BY:
+        raise ValueError(f"colour_by must be one of {', '.join(COLOUR_BY + ('action',))}, got {colour_by!r}")
     path = highlight if highlight is not None else (tree.final.path if tree.final else [])
     keep, hidden = visible_nodes(tree, path, max_nodes)
     xs, ys, agg = layout_some(tree, keep, hidden)
@@ -212,6 +240,22 @@ def tree_figure(tree: Tree, *, highlight: list[int] | None = None, height: int =
         sizes.append(min(34.0, 8.0 + 4.0 * math.sqrt(n.visits)))
         symbols.append(node_symbol(n))
         lines.append(2.5 if n.terminal else 0.8)
+    marker = dict(size=sizes, symbol=symbols, color=colours, cmin=q_range[0], cmax=q_range[1], colorscale="Viridis",
+                  colorbar=dict(title=dict(text=t("Q (share of answers)") if self_consistency(tree) else "Q"),
+                                thickness=12),
+                  line=dict(width=lines, color=["#222222" if v else UNVISITED for v in visited]),
+                  opacity=[1.0 if v else 0.45 for v in visited])
+    if colour_by == "correct":
+        share = right_share(tree)
+        marker.update(color=[share.get(n.id, 0.5) for n in drawn], cmin=0.0, cmax=1.0, colorscale="RdYlGn",
+                      colorbar=dict(title=dict(text="share right below"), thickness=12),
+                      opacity=[1.0 if n.id in share else 0.25 for n in drawn])
+    elif colour_by == "source":
+        sources = sources or {}
+        marker.pop("colorbar"), marker.pop("colorscale"), marker.pop("cmin"), marker.pop("cmax")
+        marker.update(color=[SOURCE_COLOURS.get(sources[n.id], OTHER_SOURCE) if n.id in sources else UNVISITED
+                             for n in drawn],
+                      opacity=[1.0 if n.id in sources else 0.35 for n in drawn])
     traces = [
         dict(type="scatter", x=ex, y=ey, mode="lines", line=dict(color="#b0b0b0", width=1),
              hoverinfo="skip", name="edges", showlegend=False),
@@ -219,14 +263,12 @@ def tree_figure(tree: Tree, *, highlight: list[int] | None = None, height: int =
              hoverinfo="skip", name=t("chosen path"), showlegend=bool(hx)),
         dict(type="scatter", x=[xs[n.id] for n in drawn], y=[ys[n.id] for n in drawn], mode="markers",
              name="nodes", showlegend=False, customdata=[n.id for n in drawn],
-             hovertext=[_hover(tree, n.id) for n in drawn], hoverinfo="text",
-             marker=dict(size=sizes, symbol=symbols, color=colours,
-                         cmin=q_range[0], cmax=q_range[1], colorscale="Viridis",
-                         colorbar=dict(title=dict(text=t("Q (share of answers)") if self_consistency(tree) else "Q"),
-                                       thickness=12),
-                         line=dict(width=lines, color=["#222222" if v else UNVISITED for v in visited]),
-                         opacity=[1.0 if v else 0.45 for v in visited])),
+             hovertext=[_hover(tree, n.id) for n in drawn], hoverinfo="text", marker=marker),
     ]
+    if colour_by == "source":      # one legend entry per source present
+        for src in dict.fromkeys((sources or {}).values()):
+            traces.append(dict(type="scatter", x=[None], y=[None], mode="markers", name=f"reward: {src}",
+                               marker=dict(size=10, color=SOURCE_COLOURS.get(src, OTHER_SOURCE))))
     if agg:
         traces.append(_not_drawn_trace(tree, xs, ys, agg, hidden, len(drawn)))
     title = _bounded_title(tree, len(drawn)) if keep is not None else None
