@@ -81,10 +81,12 @@ class Request:
 
 class Decoder:
     """The running batch of one backend: requests in row order, their cache, mask, next
-    positions (rows, 1) and next-token logits (rows, vocab)."""
+    positions (rows, 1) and next-token logits (rows, vocab). ``growing``: key/value layers with
+    room to grow (`GrowingLayer`), for a long-running batch."""
 
-    def __init__(self, backend):
+    def __init__(self, backend, *, growing: bool = False):
         self.b = backend
+        self.growing = growing
         self.requests: list[Request] = []
         self.cache = self.mask = self.next_pos = self.logits = None
 
@@ -142,7 +144,13 @@ class Decoder:
         # applies the window, so keeping all keys gives the same logits, and a plain layer can
         # be cut, copied into the prefix cache and padded onto a running batch
         from transformers import DynamicCache
-        return DynamicCache() if self.b.plain_cache else DynamicCache(config=self.b.model.config)
+        if not self.b.plain_cache:
+            return DynamicCache(config=self.b.model.config)
+        cache = DynamicCache()
+        if self.growing:
+            from engine.models.growing_cache import growing_layer
+            cache.layer_class_to_replicate = growing_layer()
+        return cache
 
     def _forward(self, input_ids, mask, positions, cache):
         """The model's next-token logits (rows, vocab), as float32; only the last position's
@@ -393,3 +401,4 @@ class Decoder:
 def _left_pad(x: torch.Tensor, width: int) -> torch.Tensor:
     """(batch, heads, T, head_dim) padded with zeros on the left to ``width`` positions."""
     return F.pad(x, (0, 0, width - x.shape[2], 0))
+
