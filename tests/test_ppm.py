@@ -251,3 +251,23 @@ def test_hard_negatives_are_taken_at_the_first_false_claim_only():
                   (5, 3, "Step 2: 18 + 1 = 20\n", 0.0, None), (6, 3, "Step 2: 18 + 1 = 19\n", 0.0, None)])
     pairs = hard_negative_pairs(tree)
     assert [(p.chosen_node, p.rejected_node) for p in pairs] == [(1, 3)]
+
+
+def test_a_frozen_body_trains_only_the_larger_head_and_orders_its_pairs(tiny_llama_dir, tmp_path):
+    import torch
+    from transformers import AutoModelForCausalLM
+    from engine.ppm.model import ProcessPreferenceModel
+    from engine.ppm.train import train_ppm
+    torch.set_num_threads(1)
+    pairs = [_pair("Step 1: 12 + 5 = 17\n", "Step 1: 12 + 5 = 18\n", sid="a"),
+             _pair("Step 1: 12 + 5 = 17\nThe answer is 17.\n", "Step 1: 12 + 5 = 17\nThe answer is 18.\n", sid="b")]
+    metrics = train_ppm(pairs, init_from=str(tiny_llama_dir), out=tmp_path / "ppm", epochs=60, lr=3e-3,
+                        batch_size=2, seed=0, held_out=pairs[:1], freeze_body=True, head_hidden=16)
+    assert metrics["train_accuracy"] == 1.0 and metrics["final_epoch_loss"] < metrics["first_batch_loss"]
+    ppm = ProcessPreferenceModel.load(tmp_path / "ppm")
+    assert ppm.head_hidden == 16
+    policy = AutoModelForCausalLM.from_pretrained(str(tiny_llama_dir))
+    for k, v in policy.model.state_dict().items():       # the body is the policy's, untouched
+        assert torch.equal(ppm.body.state_dict()[k], v), k
+    for p in pairs:
+        assert ppm.score_texts([p.prompt + p.chosen])[0] > ppm.score_texts([p.prompt + p.rejected])[0]

@@ -52,6 +52,10 @@ def add_ppm_parsers(subparsers, add_model_flags, number) -> None:
                    help="body learning rate (the head's is 10 times this; default 1e-4)")
     t.add_argument("--batch-size", type=number(int, 1, 1024, "--batch-size"), default=16)
     t.add_argument("--seed", type=number(int, 0, 2**31, "--seed"), default=0)
+    t.add_argument("--freeze-body", action="store_true",
+                   help="train only the head on the policy's fixed last-token states (fast; one epoch is cheap)")
+    t.add_argument("--head-hidden", type=number(int, 0, 4096, "--head-hidden"), default=0,
+                   help="0: rStar-Math's linear head; N: a LayerNorm + N-wide GELU layer before it")
     t.add_argument("--save-dtype", choices=("float32", "float16"), default="float32",
                    help="weights on disk (float16 halves the folder; scores move by ~1e-3)")
     _collect_flags(t, number)
@@ -106,11 +110,12 @@ def cmd_train_ppm(args, load_backend) -> int:
     if not pairs:
         raise ValueError("no pairs to train on: collect from more problems or with more --rollouts")
     train, _ = split_by_problem(pairs, seed=args.seed)
-    steps = ((len(train) + args.batch_size - 1) // args.batch_size) * args.epochs
-    with progress(steps, "train PPM", unit="step") as bar:
+    steps = args.epochs if args.freeze_body else ((len(train) + args.batch_size - 1) // args.batch_size) * args.epochs
+    with progress(steps, "train PPM", unit="epoch" if args.freeze_body else "step") as bar:
         metrics = train_ppm(pairs, init_from=init, out=out, epochs=args.epochs, lr=args.lr,
                             batch_size=args.batch_size, seed=args.seed, threads=args.threads or 1,
-                            progress=bar.update, save_dtype=args.save_dtype, data_info=info)
+                            progress=bar.update, save_dtype=args.save_dtype, data_info=info,
+                            freeze_body=args.freeze_body, head_hidden=args.head_hidden)
     if args.json:
         print(json.dumps(metrics))
     else:

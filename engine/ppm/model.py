@@ -41,12 +41,18 @@ class ProcessPreferenceModel(nn.Module):
     """``body`` (a transformers base model) + ``head`` (hidden -> 1) + tanh."""
 
     def __init__(self, body: nn.Module, tokenizer, *, format_name: str = "embedded", instruction: str = "",
-                 add_special_tokens: bool = True, meta: dict | None = None):
+                 add_special_tokens: bool = True, meta: dict | None = None, head_hidden: int = 0):
         super().__init__()
         self.body = body
         self.tokenizer = tokenizer
         hidden = int(body.config.hidden_size)
-        self.head = nn.Linear(hidden, 1)
+        # rStar-Math's head is one linear layer; head_hidden > 0 puts a GELU layer of that width
+        # before it (a larger head for a frozen body, docs/ppm.md)
+        self.head_hidden = int(head_hidden)
+        # (the larger head normalises its input first: the body's last states reach tens, which
+        # would drive the tanh into saturation, where chosen and rejected both score 1)
+        self.head = nn.Linear(hidden, 1) if not head_hidden else nn.Sequential(
+            nn.LayerNorm(hidden), nn.Linear(hidden, head_hidden), nn.GELU(), nn.Linear(head_hidden, 1))
         self.format_name = format_name
         self.instruction = instruction
         self.add_special_tokens = add_special_tokens
@@ -56,8 +62,12 @@ class ProcessPreferenceModel(nn.Module):
 
     # ---- building ----------------------------------------------------------------------------
 
+    @property
+    def out_layer(self) -> nn.Linear:
+        return self.head if isinstance(self.head, nn.Linear) else self.head[-1]
+
     @classmethod
-    def from_policy(cls, source, *, seed: int = 0) -> "ProcessPreferenceModel":
+    def from_policy(cls, source, *, seed: int = 0, head_hidden: int = 0) -> "ProcessPreferenceModel":
         """A PPM initialised from a policy: ``source`` is a loaded `TransformersBackend` or a model
         folder. The body gets the policy's weights; the head is zero (every score 0 at first), so
         training starts from the policy's own features and no random preference."""
@@ -79,9 +89,10 @@ class ProcessPreferenceModel(nn.Module):
         body = _fresh_body(base.config)
         body.load_state_dict(base.state_dict())
         torch.manual_seed(seed)
-        ppm = cls(body, tokenizer, format_name=fmt_name, instruction=instruction, add_special_tokens=special)
-        nn.init.zeros_(ppm.head.weight)
-        nn.init.zeros_(ppm.head.bias)
+        ppm = cls(body, tokenizer, format_name=fmt_name, instruction=instruction, add_special_tokens=special,
+                  head_hidden=head_hidden)
+        nn.init.zeros_(ppm.out_layer.weight)
+        nn.init.zeros_(ppm.out_layer.bias)
         ppm.float().eval()
         return ppm
 
@@ -107,9 +118,17 @@ class ProcessPreferenceModel(nn.Module):
 
     def forward_texts(self, texts: Sequence[str]) -> torch.Tensor:
         """Scores in (-1, 1) with gradients, one forward pass: (len(texts),)."""
+        return self.from_features(self.features(texts))
+
+    def from_features(self, h: torch.Tensor) -> torch.Tensor:
+        """Scores from last-token hidden states (batch, hidden) -> (batch,)."""
+        return torch.tanh(self.head(h.float())).squeeze(-1)
+
+    def features(self, texts: Sequence[str]) -> torch.Tensor:
+        """The body's hidden state at each text's last token: (len(texts), hidden)."""
         ids = [self._encode(t) for t in texts]
         width = max(len(x) for x in ids)
-        device = self.head.weight.device
+        device = self.out_layer.weight.device
         # right padding: the last real token of each row is at len - 1, positions start at 0
         batch = torch.full((len(ids), width), self.pad_id, dtype=torch.long, device=device)
         mask = torch.zeros((len(ids), width), dtype=torch.long, device=device)
@@ -118,8 +137,7 @@ class ProcessPreferenceModel(nn.Module):
             mask[i, :len(x)] = 1
         hidden = self.body(input_ids=batch, attention_mask=mask).last_hidden_state    # (batch, width, hidden)
         last = torch.tensor([len(x) - 1 for x in ids], device=device)
-        h = hidden[torch.arange(len(ids), device=device), last]                      # (batch, hidden)
-        return torch.tanh(self.head(h.float())).squeeze(-1)
+        return hidden[torch.arange(len(ids), device=device), last]                   # (batch, hidden)
 
     @torch.no_grad()
     def score_texts(self, texts: Sequence[str], batch_size: int = SCORE_BATCH) -> list[float]:
@@ -153,12 +171,13 @@ class ProcessPreferenceModel(nn.Module):
         self.tokenizer.save_pretrained(str(out))
         cast = torch.float16 if dtype == "float16" else torch.float32
         state = {f"body.{k}": v.detach().to(cast).contiguous() for k, v in self.body.state_dict().items()}
-        state["head.weight"] = self.head.weight.detach().float().contiguous()    # the head stays float32
-        state["head.bias"] = self.head.bias.detach().float().contiguous()
+        for k, v in self.head.state_dict().items():
+            state[f"head.{k}"] = v.detach().float().contiguous()               # the head stays float32
         save_file(state, str(out / WEIGHTS_FILE), metadata={"format": "pt", "thoughtscope": "ppm"})
         meta = {**self.meta, "ppm_version": PPM_VERSION, "format": self.format_name,
                 "instruction": self.instruction, "add_special_tokens": self.add_special_tokens,
-                "head": {"in": int(self.head.in_features), "out": 1, "activation": "tanh"}, "dtype": dtype}
+                "head": {"in": int(self.body.config.hidden_size), "hidden": self.head_hidden, "out": 1,
+                         "activation": "tanh"}, "dtype": dtype}
         (out / PPM_FILE).write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
         self.meta = meta
         return out
@@ -185,7 +204,8 @@ class ProcessPreferenceModel(nn.Module):
             state = load_file(str(folder / WEIGHTS_FILE))
             body = _fresh_body(config)
             ppm = cls(body, tokenizer, format_name=meta["format"], instruction=meta.get("instruction", ""),
-                      add_special_tokens=bool(meta.get("add_special_tokens", True)), meta=meta)
+                      add_special_tokens=bool(meta.get("add_special_tokens", True)), meta=meta,
+                      head_hidden=int(meta.get("head", {}).get("hidden", 0)))
             missing = ppm.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
             del missing
         except (OSError, ValueError, KeyError, RuntimeError, SafetensorError, json.JSONDecodeError) as e:

@@ -63,7 +63,8 @@ def pairwise_accuracy(ppm, pairs: Sequence[Pair], batch_size: int = 32) -> float
 def train_ppm(pairs: Sequence[Pair], *, init_from, out, epochs: int = 2, lr: float = 1e-4, batch_size: int = 16,
               seed: int = 0, threads: int = 1, progress: Callable[[int], None] | None = None,
               held_out: Sequence[Pair] | None = None, holdout_share: float = HOLDOUT_SHARE,
-              save_dtype: str = "float32", data_info: dict | None = None) -> dict:
+              save_dtype: str = "float32", data_info: dict | None = None, freeze_body: bool = False,
+              head_hidden: int = 0) -> dict:
     """Train a PPM initialised from ``init_from`` (a policy folder, embedded model name or loaded
     backend) and save it to ``out``. ``held_out``: pairs for the held-out accuracy (default: a
     by-problem split of ``pairs``). Returns the metrics, also written to ``out``/ppm.json with the
@@ -83,7 +84,13 @@ def train_ppm(pairs: Sequence[Pair], *, init_from, out, epochs: int = 2, lr: flo
         train, held = list(pairs), list(held_out)
     if not train:
         raise ValueError("pairs must leave some for training after the held-out split")
-    ppm = ProcessPreferenceModel.from_policy(init_from, seed=seed)
+    ppm = ProcessPreferenceModel.from_policy(init_from, seed=seed, head_hidden=head_hidden)
+    if freeze_body:
+        metrics, log = _train_head(ppm, train, held, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
+                                   progress=progress)
+        return _save(ppm, out, metrics, log, init_from, save_dtype, data_info,
+                     dict(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, threads=threads,
+                          holdout_share=holdout_share, freeze_body=True, head_hidden=head_hidden))
     # the head starts at zero, so the body gets no gradient until the head has grown: the head
     # learns HEAD_LR_FACTOR times faster (the body is already a good feature extractor)
     opt = torch.optim.AdamW([{"params": ppm.body.parameters(), "lr": lr},
@@ -121,13 +128,73 @@ def train_ppm(pairs: Sequence[Pair], *, init_from, out, epochs: int = 2, lr: flo
                "held_out_accuracy": round(pairwise_accuracy(ppm, held), 4) if held else None,
                "first_batch_loss": round(first_loss, 5), "final_epoch_loss": log[-1]["loss"],
                "seconds": round(time.perf_counter() - t0, 1)}
-    ppm.meta = {"training": {"init_from": str(getattr(init_from, "info", None) and init_from.info.source or init_from),
-                             "epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed,
-                             "threads": threads, "loss": "bradley_terry", "holdout_share": holdout_share,
-                             "data": data_info or {}},
+    return _save(ppm, out, metrics, log, init_from, save_dtype, data_info,
+                 dict(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, threads=threads,
+                      holdout_share=holdout_share, freeze_body=False, head_hidden=head_hidden))
+
+
+def _save(ppm, out, metrics: dict, log: list, init_from, save_dtype: str, data_info, config: dict) -> dict:
+    source = init_from.info.source if hasattr(init_from, "info") else init_from
+    ppm.meta = {"training": {"init_from": str(source), **config, "loss": "bradley_terry", "data": data_info or {}},
                 "metrics": metrics, "log": log}
     ppm.save(out, dtype=save_dtype)
     return metrics
+
+
+@torch.no_grad()
+def _features(ppm, texts: list[str], batch_size: int = 32) -> torch.Tensor:
+    ppm.eval()
+    return torch.cat([ppm.features(texts[i:i + batch_size]) for i in range(0, len(texts), batch_size)])
+
+
+def _train_head(ppm, train: list[Pair], held: list[Pair], *, epochs: int, lr: float, batch_size: int, seed: int,
+                progress) -> tuple[dict, list]:
+    """A frozen body: every text's last-token state is computed once, then only the head learns
+    (the same loss; many epochs cost seconds). ``progress`` gets one call per epoch."""
+    t0 = time.perf_counter()
+    texts = sorted({p.prompt + x for p in list(train) + list(held) for x in (p.chosen, p.rejected)})
+    index = {t: i for i, t in enumerate(texts)}
+    feats = _features(ppm, texts)                                              # (texts, hidden)
+
+    def sides(pairs):
+        return (torch.tensor([index[p.prompt + p.chosen] for p in pairs], dtype=torch.long),
+                torch.tensor([index[p.prompt + p.rejected] for p in pairs], dtype=torch.long))
+
+    def accuracy(pairs) -> float | None:
+        if not pairs:
+            return None
+        c, r = sides(pairs)
+        with torch.no_grad():
+            s = ppm.from_features(feats)
+        return round(float((s[c] > s[r]).float().mean()), 4)
+
+    tc, tr = sides(train)
+    opt = torch.optim.AdamW(ppm.head.parameters(), lr=lr, weight_decay=1e-4)
+    gen = torch.Generator().manual_seed(seed)
+    log, first = [], None
+    ppm.head.train()
+    for epoch in range(1, epochs + 1):
+        order = torch.randperm(len(train), generator=gen)
+        losses = []
+        for i in range(0, len(order), batch_size):
+            j = order[i:i + batch_size]
+            margin = ppm.from_features(feats[tc[j]]) - ppm.from_features(feats[tr[j]])
+            loss = -F.logsigmoid(margin).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.detach()))
+            first = losses[0] if first is None else first
+        if progress:
+            progress(1)
+        if epoch == 1 or epoch == epochs or epoch % max(1, epochs // 20) == 0:
+            log.append({"epoch": epoch, "loss": round(sum(losses) / len(losses), 5),
+                        "held_out_accuracy": accuracy(held), "seconds": round(time.perf_counter() - t0, 1)})
+    ppm.eval()
+    metrics = {"train_pairs": len(train), "held_out_pairs": len(held), "train_accuracy": accuracy(train),
+               "held_out_accuracy": accuracy(held), "first_batch_loss": round(first, 5),
+               "final_epoch_loss": log[-1]["loss"], "seconds": round(time.perf_counter() - t0, 1)}
+    return metrics, log
 
 
 def log_lines(metrics: dict, log: list[dict]) -> str:
