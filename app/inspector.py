@@ -32,7 +32,14 @@ def forced_html(text: str, tokens: list[TokenLogprob]) -> str:
     at = text.find(head) if head else -1
     if at <= 0 or not text[:at].strip():
         return ""
-    forced = text[:at]
+    return forced_span(text[:at])
+
+
+def forced_span(forced: str) -> str:
+    """``forced`` (text written before the model's tokens) marked as not sampled: the inspector's
+    and the Sampling lab's markup ("" for no text)."""
+    if not forced:
+        return ""
     return (f'<span class="ts-forced" title="{html.escape(t("written by the search, not sampled"))}">'
             f'{html.escape(forced)}</span>')
 

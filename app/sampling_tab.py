@@ -26,6 +26,7 @@ import gradio as gr
 from app.auth import refuse_server_paths
 from app.controls import Slider
 from app.figures import TOKENS_CSS, token_span
+from app.inspector import forced_span
 from app.i18n import t
 from app.generate_tab import MODEL_QUEUE, gold_for, gold_markdown, new_pick_state, pick_random_problem
 from app.number_notes import min_p_note
@@ -107,7 +108,9 @@ def generate_lab(pool: BackendPool, model: str, question: str, draw: str, temper
         if draw not in DRAWS:
             raise ValueError(f"sampler must be one of {DRAWS}, got {draw!r}")
         cfg = lab_config(temperature, min_p, top_p, top_k)
-        prompt = backend.render_prompt(question if isinstance(question, str) else "") + backend.solution_prefix()
+        # the forced "Step 1:" (non-chat models) is part of the prompt, shown before the tokens as the tree shows it
+        forced = backend.solution_prefix()
+        prompt = backend.render_prompt(question if isinstance(question, str) else "") + forced
         run = run_lab(backend, prompt, draw=draw, cfg=cfg, seed=whole(seed, "seed", 0, MAX_SEED),
                       max_new_tokens=whole(max_new_tokens, "max_new_tokens", 1, MAX_NEW_TOKENS_LIMIT), stop=SOLUTION_STOP)
     except (ValueError, ModelLoadError) as e:
@@ -122,7 +125,7 @@ def generate_lab(pool: BackendPool, model: str, question: str, draw: str, temper
     if gold is not None:
         parts.append(("✓ correct" if answers_equal(answer, gold) else "✗ incorrect") + f" (gold {gold})")
     spans = "".join(token_span(t) for t in gen.tokens)
-    tokens_html = f'<div class="ts-tokens">{spans or "<i>(no tokens)</i>"}</div>'
+    tokens_html = f'<div class="ts-tokens">{forced_span(forced)}{spans or "<i>(no tokens)</i>"}</div>'
     state = {"run": run, "views": (cfg, run.positions)}
     # start at the most uncertain position: where the samplers disagree most
     start = max(run.positions, key=lambda v: v.entropy).position if run.positions else 0
@@ -209,6 +212,7 @@ def branch_here(pool: BackendPool, state: dict | None, position: float, draw: st
     except (ValueError, ModelLoadError) as e:
         raise _error(e) from None
     prefix = html.escape(b.prefix).replace("\n", "<br>")
+    forced = backend.solution_prefix() if run.prompt.endswith(backend.solution_prefix()) else ""
     old = "".join(token_span(t) for t in run.generation.tokens[b.position:])
     new = "".join(token_span(t) for t in b.generation.tokens)
     was = "greedy" if run.draw == "greedy" else f"{DRAW_LABELS[run.draw]}, T={run.sampling.temperature:g}"
@@ -218,7 +222,7 @@ def branch_here(pool: BackendPool, state: dict | None, position: float, draw: st
         answer = extract_answer(b.prefix + text)
         tail = f"<p>answer: <b>{html.escape(str(answer))}</b></p>" if answer is not None else ""
         return (f'<div style="flex:1;min-width:300px"><h4>{html.escape(title)}</h4><div class="ts-tokens">'
-                f'<span style="opacity:.55">{prefix}</span>{body}</div>{tail}</div>')
+                f'{forced_span(forced)}<span style="opacity:.55">{prefix}</span>{body}</div>{tail}</div>')
     return (f"<p>Kept the first {b.position} generated tokens (greyed) and resampled the rest.</p>"
             '<div style="display:flex;gap:14px;flex-wrap:wrap">'
             + column(f"original ({was})", old, b.original) + column(f"branch ({now})", new, b.generation.text)
