@@ -93,6 +93,8 @@ def experiment_report(store, eid: str | list[str]) -> dict:
     arms, res = [], []
     for e in eids:
         for a in results(store, e):
+            if len(eids) > 1 and not a.runs:
+                continue            # an arm stopped before its first run: another experiment has it
             reports = [triage(store.tree(r["session_id"])) for r in cs.runs(e, a.method)
                        if r["size"] == (a.size or 0) and not r["correct"]]
             arms.append({**a.to_json(), "triage": summarize(reports)})
