@@ -34,7 +34,7 @@ from engine.search.common import MAX_SOLUTION_TOKENS
 from engine.steps import answers_equal, extract_answer
 
 from app.controls import Slider
-from app.i18n import t
+from app.i18n import per_request, t
 from app.figures import TOKENS_CSS, TOOLTIP_JS, generation_html
 
 DEFAULT_MAX_NEW_TOKENS = MAX_SOLUTION_TOKENS   # room for a fully worked hard solution
@@ -245,8 +245,8 @@ def limit_hint(run_limit_s: float | None, tab: str) -> gr.Markdown | None:
     if not run_limit_s:
         return None
     # a marker cannot carry a number: a callable value is made again at each page load, in its language
-    return gr.Markdown(lambda: t("*This server stops each run after {s} s and keeps what it found by then.*",
-                                 s=f"{run_limit_s:g}"), elem_id=f"ts-{tab}-limit")
+    return gr.Markdown(per_request(lambda: t("*This server stops each run after {s} s and keeps what it found by then.*",
+                                             s=f"{run_limit_s:g}")), elem_id=f"ts-{tab}-limit")
 
 
 def run_generation(backend, question: str, temperature: float, top_k: float, top_p: float,
@@ -321,7 +321,7 @@ def build_generate_tab(backend, *, problems_path: str | Path | None = None, stor
                 c["stop"] = gr.Button(t("Stop"), variant="stop", elem_id="ts-generate-stop")
             c["summary"] = gr.Markdown("", elem_id="ts-summary")
             # a callable value: made at each page load, in that page's language (app/i18n.py)
-            c["output"] = gr.HTML(lambda: generation_html(None), css_template=TOKENS_CSS, js_on_load=TOOLTIP_JS,
+            c["output"] = gr.HTML(per_request(lambda: generation_html(None)), css_template=TOKENS_CSS, js_on_load=TOOLTIP_JS,
                                   elem_id="ts-output")
         with gr.Column(scale=2, min_width=300):
             with gr.Accordion(t("Sampling"), open=True):

@@ -39,6 +39,7 @@ LOCALES = Path(__file__).with_name("locales")
 BROWSER_TAG = {"en": "en", "zh": "zh-CN"}     # the locale Gradio's frontend is switched to
 
 _override: contextvars.ContextVar[str | None] = contextvars.ContextVar("ts_lang", default=None)
+_finished: contextvars.ContextVar[bool] = contextvars.ContextVar("ts_finished_text", default=False)
 _default = DEFAULT
 
 
@@ -190,10 +191,24 @@ def t(text: str, /, lang: str | None = None, **fields):
     ``fields`` filled in by `str.format` (``t("{n} rollouts", n=5)``: the key keeps the braces)."""
     if not isinstance(text, str):
         raise ValueError(f"text must be a str, got {type(text).__name__}")
-    if lang is None and not fields and _building_page() and _override.get() is None:
+    if lang is None and not fields and _building_page() and _override.get() is None and not _finished.get():
         return i18n()(text)
     out = translate(text, lang)
     return out.format(**fields) if fields else out
+
+
+def per_request(fn):
+    """A component's callable value that is made again at each page load, in that page's language:
+    ``gr.HTML(per_request(lambda: steps_html([])))``. Gradio also calls it once while the page is
+    laid out (the value shown until the load event answers): then it gives English text, never
+    markers joined into HTML."""
+    def value():
+        token = _finished.set(True)
+        try:
+            return fn()
+        finally:
+            _finished.reset(token)
+    return value
 
 
 def plain(value, lang: str | None = None) -> str:

@@ -25,7 +25,7 @@ from plotly.subplots import make_subplots
 from app.auth import user_store, with_request
 from app.controls import Slider
 from app.figures import SCALE, TOKENS_CSS, legend_html, token_span
-from app.i18n import t
+from app.i18n import per_request, t
 from app.number_notes import leco_note
 from app.generate_tab import MODEL_QUEUE, gold_for, limit_hint, new_pick_state, question_picker
 from app.recording import Recording, RunControl, checked_seed, stop_search, stop_settled
@@ -346,8 +346,8 @@ def build_leco_tab(backend, store, *, problems_path: str | Path | None = None,
         with gr.Column(scale=3, min_width=420):
             c["heatmap"] = gr.Plot(label=t("Step scores per round"), elem_id="ts-leco-heatmap")
             # callable values: the empty views' words are made at each page load, in its language
-            c["steps"] = gr.HTML(lambda: steps_html([]), css_template=LECO_CSS, elem_id="ts-leco-steps")
-            c["diff"] = gr.HTML(lambda: diff_html([]), css_template=LECO_CSS, elem_id="ts-leco-diff")
+            c["steps"] = gr.HTML(per_request(lambda: steps_html([])), css_template=LECO_CSS, elem_id="ts-leco-steps")
+            c["diff"] = gr.HTML(per_request(lambda: diff_html([])), css_template=LECO_CSS, elem_id="ts-leco-diff")
 
     outputs = [c["heatmap"], c["steps"], c["diff"], c["summary"], c["progress"], c["view"]]
     c["run_event"] = c["run"].click(

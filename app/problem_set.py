@@ -80,11 +80,12 @@ def _load(source: str, shown: str, split, question_field, answer_field) -> tuple
         raise gr.Error(_for_the_page(str(e), source, shown), print_exception=False) from None
     except Exception as e:              # something the reader did not foresee: still one line, no traceback
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise gr.Error(_for_the_page(f"could not read {source}: {type(e).__name__}: {first}", source, shown),
+        raise gr.Error(_for_the_page(t("could not read {source}: {why}", source=source,
+                                       why=f"{type(e).__name__}: {first}"), source, shown),
                        print_exception=False) from None
     state = {"dataset": ds, "shown": shown}
     # no maximum on the box: pick_from_set says the range, with the set's name
-    return state, set_status(state), gr.Number(value=0, label=f"Index (0–{len(ds.problems) - 1})")
+    return state, set_status(state), gr.Number(value=0, label=t("Index (0–{last})", last=len(ds.problems) - 1))
 
 
 def load_uploaded_set(upload, split=None, question_field=None, answer_field=None) -> tuple[dict, str, Any]:

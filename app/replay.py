@@ -139,7 +139,9 @@ def explain(tree: Tree, ev: E.Event | None) -> str:
         return t("**Simulate** from node {node}: best rollout score {best}; V {v0} → {v1} = (1 − {a})·V + {a}·best.",
                  node=ev.node, best=f"{ev.best:g}", v0=f"{ev.value_before:g}", v1=f"{ev.value_after:g}",
                  a=f"{ev.alpha:g}")
-    return f"`{ev.type}`"
+    if isinstance(ev, E.RunStarted):
+        return t("Start of the run: only the question.")
+    return t("Event `{type}`.", type=ev.type)      # an event this view has no words for (another tab's)
 
 
 def final_markdown(tree: Tree) -> str:

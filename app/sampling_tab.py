@@ -27,7 +27,7 @@ from app.auth import refuse_server_paths
 from app.controls import Slider
 from app.figures import TOKENS_CSS, token_span
 from app.inspector import forced_span
-from app.i18n import t
+from app.i18n import per_request, t
 from app.generate_tab import MODEL_QUEUE, gold_for, gold_markdown, new_pick_state, pick_random_problem
 from app.number_notes import min_p_note
 from app.sampling_figures import (empty_figure, generation_figure, orders_figure, pool_figure, sweep_figure,
@@ -259,7 +259,7 @@ def build_sampling_tab(backend, *, problems_path: str | Path | None = None, pool
         with gr.Column(scale=2, min_width=320):
             c["model"] = gr.Radio(pool.choices, value=pool.choices[0], label=t("Model"), elem_id="ts-lab-model")
             # a callable value: made at each page load, in that page's language
-            c["model_note"] = gr.Markdown(lambda: model_note(pool, pool.choices[0]))
+            c["model_note"] = gr.Markdown(per_request(lambda: model_note(pool, pool.choices[0])))
             c["question"] = gr.Textbox(label=t("Question or prompt"), lines=3, max_lines=10, elem_id="ts-lab-question",
                                        placeholder=t("An arithmetic problem, or open-ended text for SmolLM2."))
             with gr.Row():
@@ -311,7 +311,7 @@ def build_sampling_tab(backend, *, problems_path: str | Path | None = None, pool
             c["sweep_load"] = gr.Button(t("Load"), size="sm", scale=1)
         fig, _ = show_sweep(str(SWEEP_FILE))
         c["sweep_plot"] = gr.Plot(fig, label=t("Accuracy against temperature"), elem_id="ts-lab-sweep")
-        c["sweep_text"] = gr.Markdown(lambda: show_sweep(str(SWEEP_FILE))[1])     # per page load, in its language
+        c["sweep_text"] = gr.Markdown(per_request(lambda: show_sweep(str(SWEEP_FILE))[1]))     # per page load, in its language
 
     c["model"].change(functools.partial(model_note, pool), inputs=[c["model"]], outputs=[c["model_note"]],
                       api_visibility="private")

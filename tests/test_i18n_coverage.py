@@ -28,6 +28,7 @@ TEXT_PROPS = ("label", "info", "placeholder")
 VALUE_TEXT = (gr.Button, gr.Markdown)       # components whose value is text the app wrote
 WORDS = re.compile(r"[A-Za-z]{2,}")
 MARK = "__i18n__"
+URL = re.compile(r"^[a-z]+://")                # an example address in a placeholder is data
 
 
 def page_strings(demo):
@@ -45,7 +46,7 @@ def page_strings(demo):
             if not getattr(block, "load_event_to_attach", None):        # a callable value: made per request
                 yield block, "value", block.value
         for label, value in getattr(block, "choices", None) or []:
-            if label != value:          # a choice shown as its own value is data (a method's or model's name)
+            if not (value and str(label).startswith(str(value))):   # shown as its own value: data (a model name)
                 yield block, "choice", label
 
 
@@ -64,7 +65,7 @@ def problems_in(demo) -> list[str]:
         elif isinstance(value, str) and MARK in value:
             problems.append(f"{where}: a marker joined into other text (Gradio translates only a whole "
                             f"value; make it per request): {value[:60]!r}")
-        elif isinstance(value, str) and WORDS.search(value) and not value.startswith("<"):
+        elif isinstance(value, str) and WORDS.search(value) and not value.startswith("<") and not URL.match(value):
             problems.append(f"{where}: {value[:60]!r} is shown without t()")
     return problems
 
@@ -101,7 +102,7 @@ def bare_literals(path: Path) -> list[str]:
 
     def is_text(node) -> bool:
         if isinstance(node, ast.Constant) and isinstance(node.value, str):
-            return bool(WORDS.search(node.value))
+            return bool(WORDS.search(node.value)) and not URL.match(node.value)
         return isinstance(node, ast.JoinedStr)
 
     for node in ast.walk(tree):
@@ -155,7 +156,9 @@ def shown_in_chinese(store) -> list[str]:
             view = {"session_id": row["session_id"], "events": store.events(row["session_id"])}
             shown = {"leco": restore.show_in_leco, "se": restore.show_in_se}.get(restore.tab_of(view),
                                                                                restore.show_in_search)
-            texts += [x for x in shown(view, None) if isinstance(x, str)]
+            # the form's values (the question, the gold answer, the method id) are data, not words
+            texts += [x for x in shown(view, None) if isinstance(x, str) and " " in x.strip()
+                      and x != row["question"]]
             events = view["events"]
             tree = Tree()
             for k, ev in enumerate(events, 1):

@@ -126,7 +126,7 @@ def test_sessions_tab_lists_opens_exports_imports_and_deletes(tiny_backend, stor
     assert S.session_rows(store, method="sc") == []
     assert S.session_rows(store, model="another-model") == []
     assert S.session_rows(store, model=tiny_backend.info.name)[0][0] == sid
-    assert S.model_choices(store) == ["any", tiny_backend.info.name]
+    assert S.model_choices(store) == [("any", "any"), tiny_backend.info.name]     # "any" is a translated label
     opened, status = S.open_session(store, sid[:6])
     assert [e.dumps() for e in opened["events"]] == [e.dumps() for e in view["events"]]
     exported = S.export_session(store, sid)
