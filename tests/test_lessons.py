@@ -223,8 +223,9 @@ def _wait_page(b, lesson_id: str, page: int, lang: str) -> None:
     title = C.content(lang)[lesson_id]["title"]
     b.wait_for(f"(document.querySelector('#ts-lesson-head')?.innerText || '').includes({marker!r}) && "
                f"document.querySelector('#ts-lesson-head').innerText.includes({title!r}) && "
-               "document.querySelector('#ts-lesson-head').offsetParent !== null", what=f"{lesson_id} {marker}")
-    b.wait_for("document.querySelectorAll('#ts-lesson-plot .main-svg').length > 0", what="the figure")
+               "document.querySelector('#ts-lesson-head').offsetParent !== null", what=f"{lesson_id} {marker}",
+               timeout=180)                                  # a loaded 2-core machine: the page script reloads once
+    b.wait_for("document.querySelectorAll('#ts-lesson-plot .main-svg').length > 0", what="the figure", timeout=120)
 
 
 @pytest.mark.slow
