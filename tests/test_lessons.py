@@ -28,8 +28,8 @@ def _t(lang):
     return lambda text, **f: i18n.t(text, lang=lang, **f)
 
 
-def test_at_least_five_lessons_each_in_both_languages_page_for_page():
-    assert len(C.LESSONS) >= 5
+def test_six_lessons_each_in_both_languages_page_for_page():
+    assert len(C.LESSONS) == 6
     for lang in C.LANGS:
         words = C.content(lang)
         assert set(words) == set(C.BY_ID), lang
@@ -47,7 +47,8 @@ def test_at_least_five_lessons_each_in_both_languages_page_for_page():
 def test_every_page_renders_from_its_recorded_run(lesson_id, page, lang):
     r = P.render(lesson_id, page, lang, _t(lang))
     events = C.run_events(C.page_of(lesson_id, page).run)
-    assert 1 <= r["k"] <= len(events)
+    # a run's page: a moment inside the run; a sampling page: recorded distributions, no events
+    assert 1 <= r["k"] <= len(events) if events else r["k"] == 0
     assert r["figure"] is not None and (r["figure"].data or r["figure"].layout.shapes)     # something drawn
     for key in ("title", "text"):
         assert r[key].strip() and "{" not in r[key], (key, r[key])      # every field filled
@@ -70,6 +71,34 @@ def test_a_page_tells_the_run_it_shows():
         tree = Tree.fold(C.run_events(run))
         assert f"c = {tree.run.config['c']:g}" in text
         assert " / ".join(str(tree[c].visits) for c in tree[0].children) in text
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4])
+def test_min_p_pages_count_each_pool_from_the_recorded_logits(n):
+    import torch
+    page = C.page_of("min-p", n)
+    rec = C.sampling_data()["positions"][page.position]
+    # the pools by hand: softmax(logits / T); min-p keeps p >= 0.1 p_max; top-p the fewest holding 0.9
+    p = torch.softmax(torch.tensor(rec["logits"], dtype=torch.float64) / page.temperature, dim=-1)
+    min_p_pool = int((p >= 0.1 * p.max()).sum())
+    cum = torch.cumsum(torch.sort(p, descending=True).values, dim=0)
+    top_p_pool = int((cum < 0.9).sum()) + 1
+    text = P.render("min-p", n, "en", _t("en"))["text"]
+    assert f"{min_p_pool} tokens" in text or f"keeps {min_p_pool}" in text or f"keep {min_p_pool} and" in text
+    assert str(top_p_pool) in text
+    if n == 3:                      # the point of the lesson, as recorded: top-p floods at T = 3, min-p does not
+        assert top_p_pool > 10 * min_p_pool
+
+
+def test_the_recorded_distributions_are_the_embedded_models(default_backend):
+    """Re-record content/sampling.json: the same tokens and positions, every logit within 1e-4."""
+    from app.lessons.sampling_record import record
+    fresh, stored = record(default_backend), C.sampling_data()
+    assert fresh["token_ids"] == stored["token_ids"] and fresh["vocab"] == stored["vocab"]
+    for name, rec in stored["positions"].items():
+        assert fresh["positions"][name]["position"] == rec["position"]
+        assert fresh["positions"][name]["token_id"] == rec["token_id"]
+        assert fresh["positions"][name]["logits"] == pytest.approx(rec["logits"], abs=1e-4)
 
 
 @pytest.mark.parametrize("lesson_id,page", PREDICT_PAGES)
@@ -253,7 +282,7 @@ def test_lesson_screenshots(lessons_url, tmp_path):
     from pathlib import Path
 
     from test_app_browser import Browser
-    telling = {"mcts-phases": 6, "exploration": 2, "leco": 2, "semantic-entropy": 2, "rstar": 3}
+    telling = {"mcts-phases": 6, "exploration": 2, "min-p": 3, "leco": 2, "semantic-entropy": 2, "rstar": 3}
     for lang, suffix in (("en", ""), ("zh", "-zh")):
         b = Browser(tmp_path / f"profile-{lang}")
         try:

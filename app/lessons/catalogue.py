@@ -34,6 +34,7 @@ MCTS_SMALL_C_RUN = "lesson-c-small-heldout-hard-0023-mcts"       # c = 0.25, sam
 LECO_RUN = "leco-fixes-error-heldout-hard-0061-leco"
 SUGAR_RUN = "lesson-sugar-heldout-hard-0023-sugar"
 RSTAR_RUN = "mcts-fixes-greedy-heldout-hard-0023-rstar"
+SAMPLING = "sampling"          # not a run: content/sampling.json, recorded distributions (sampling_record.py)
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ class Moment:
 
     def resolve(self, events: list[E.Event]) -> int:
         if self.event is None:
-            return len(events)
+            return len(events)          # the run's end (0 for the sampling pages, which have no events)
         seen = 0
         for i, ev in enumerate(events):
             if ev.type == self.event and all(getattr(ev, f, None) == v for f, v in self.where):
@@ -61,8 +62,10 @@ class Moment:
 class Page:
     run: str                          # a sample_runs/ file name without .json
     moment: Moment
-    figure: str = "tree"              # tree | leco | se-clusters | se-routing
-    panel: str = "explain"            # explain | predict | compare-c | leco | se-numbers | se-answers | rstar | final
+    figure: str = "tree"              # tree | leco | se-clusters | se-routing | sampling
+    panel: str = "explain"            # explain | predict | compare-c | leco | se-numbers | se-answers | rstar | final | sampling
+    temperature: float = 1.0          # sampling pages: the temperature the pools are seen at
+    position: str = ""                # sampling pages: "unsure" or "sure" (content/sampling.json)
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,12 @@ LESSONS: tuple[Lesson, ...] = (
         Page(MCTS_SMALL_C_RUN, Moment(), panel="final"),
         Page(MCTS_RUN, Moment(), panel="final"),
         Page(MCTS_SMALL_C_RUN, Moment(), panel="compare-c"),
+    )),
+    Lesson("min-p", (
+        Page(SAMPLING, Moment(), figure="sampling", panel="sampling", temperature=1.0, position="unsure"),
+        Page(SAMPLING, Moment(), figure="sampling", panel="sampling", temperature=2.0, position="unsure"),
+        Page(SAMPLING, Moment(), figure="sampling", panel="sampling", temperature=3.0, position="unsure"),
+        Page(SAMPLING, Moment(), figure="sampling", panel="sampling", temperature=3.0, position="sure"),
     )),
     Lesson("leco", (
         Page(LECO_RUN, Moment("leco_scores", 1), figure="leco", panel="leco"),
@@ -119,9 +128,18 @@ def lesson(lesson_id: str) -> Lesson:
 
 @functools.lru_cache(maxsize=16)
 def run_events(name: str) -> tuple[E.Event, ...]:
-    """A recorded run's events, read once (the files are part of the install)."""
+    """A recorded run's events, read once (the files are part of the install); none for the
+    sampling pages, which read `sampling_data`."""
+    if name == SAMPLING:
+        return ()
     data = json.loads((SAMPLES / f"{name}.json").read_text(encoding="utf-8"))
     return tuple(E.from_json(d) for d in data["events"])
+
+
+@functools.lru_cache(maxsize=1)
+def sampling_data() -> dict:
+    """content/sampling.json: the recorded logits of two positions (app/lessons/sampling_record.py)."""
+    return json.loads((CONTENT / "sampling.json").read_text(encoding="utf-8"))
 
 
 @functools.lru_cache(maxsize=4)

@@ -119,8 +119,40 @@ def page_facts(page: C.Page, events, k: int, t=_plain) -> dict:
     return f
 
 
+def sampling_view(page: C.Page):
+    """(PositionView, LabConfig, the position's record) of a sampling page: the recorded logits
+    seen through min-p, top-p and top-k at the page's temperature (engine/sampling_lab.py)."""
+    import torch
+
+    from engine.sampling_lab import LabConfig, position_view
+    data = C.sampling_data()
+    rec = data["positions"][page.position]
+    cfg = LabConfig(temperature=page.temperature)
+    view = position_view(torch.tensor(rec["logits"]), rec["token_id"], cfg, lambda i: data["vocab"][i],
+                         rec["position"])
+    return view, cfg, rec
+
+
+def _sampling_facts(page: C.Page, t) -> dict:
+    view, cfg, rec = sampling_view(page)
+    data = C.sampling_data()
+    ids = data["token_ids"][:rec["position"]]
+    line = "".join(data["vocab"][i] for i in ids).split("\n")[-1]
+    top = view.top
+    return {"T": f"{cfg.temperature:g}", "min_p": f"{cfg.min_p:g}", "top_p": f"{cfg.top_p:g}",
+            "pool_min_p": view.pool["min_p"], "pool_top_p": view.pool["top_p"], "vocab": len(data["vocab"]),
+            "p_max": f"{view.p_max:.3f}", "threshold": f"{view.threshold:.4f}", "line": line.strip(),
+            "drawn": view.drawn, "first": top[0].text, "p_first": f"{top[0].p_t:.3f}",
+            "second": top[1].text, "p_second": f"{top[1].p_t:.3f}",
+            "mass_min_p": f"{view.pool_mass['min_p']:.0%}", "mass_top_p": f"{view.pool_mass['top_p']:.0%}"}
+
+
 def figure(page: C.Page, events, k: int):
     """The plotly figure of the page's moment."""
+    if page.figure == "sampling":
+        from app.sampling_figures import pool_figure
+        view, cfg, _ = sampling_view(page)
+        return pool_figure(view, cfg)
     shown = list(events[:k])
     if page.figure == "tree":
         from app.mcts_tab import figure_for
@@ -169,6 +201,10 @@ def panel(page: C.Page, events, k: int, t) -> str:
         for nid, ev in view["samples"].items():
             lines.append(f"| {nid} | {ev.answer if ev.answer is not None else '—'} | {cluster_of.get(nid, '—')} |")
         return "\n".join(lines) if page.panel == "se-answers" else retrieval_markdown(view)
+    if page.panel == "sampling":
+        from app.sampling_tab import position_markdown
+        view, cfg, _ = sampling_view(page)
+        return position_markdown(view, cfg)
     if page.panel == "rstar":
         from app.rstar_view import discriminator_markdown
         return discriminator_markdown(tree)
@@ -182,7 +218,7 @@ def render(lesson_id: str, page_no: int, lang: str, t) -> dict:
     k = page.moment.resolve(list(events))
     words = C.content(lang)[lesson_id]
     pw = words["pages"][page_no - 1]
-    facts = page_facts(page, events, k, t)
+    facts = _sampling_facts(page, t) if page.figure == "sampling" else page_facts(page, events, k, t)
     return {"lesson": lesson_id, "page": page_no, "pages": len(C.lesson(lesson_id).pages), "k": k,
             "lesson_title": words["title"], "title": pw["title"].format_map(facts), "text": pw["text"].format_map(facts),
             "figure": figure(page, events, k), "panel": panel(page, events, k, t),
