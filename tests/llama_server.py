@@ -39,7 +39,8 @@ def skip_reason() -> str | None:
     """Why the server tests cannot run here, or None when they can."""
     from engine.models.registry import EMBEDDED
     if find_binary() is None:
-        return (f"llama-server not found (${ENV_VAR} or {CACHE_BINARY}): build it with .ci/build-llama-server")
+        where = os.environ.get(ENV_VAR) or CACHE_BINARY
+        return (f"no llama-server at {where} (${ENV_VAR}, else the cache): build it with .ci/build-llama-server")
     if EMBEDDED["smollm2-135m"].path() is None:
         return EMBEDDED["smollm2-135m"].missing_message()
     return None
