@@ -8,6 +8,9 @@ and Simplified Chinese (app/lessons/content/en.json, zh.json), keyed by lesson i
 number, with ``{fields}`` that `page_facts` computes from the run (so "the search chose node
 {chosen}" is read from the event, never typed in).
 
+The min-p lesson's pages have no run: they view two recorded next-token distributions
+(content/sampling.json, written by sampling_record.py) at the page's temperature.
+
 Moments are `Moment` specs resolved against the run's events ("just before the first UCT
 selection"), not event numbers, so a re-recorded sample keeps its pages on the right events.
 
