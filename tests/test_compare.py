@@ -55,9 +55,10 @@ def experiment(tmp_path_factory, default_backend):
     problems = eval_problems("mcts", "hard", 3)
     req = C.CompareRequest(("greedy", "sc", "mcts"), (200, 600), seed=0, pilot=2)
     with Store(path) as store:
-        ticks = []
+        ticks, planned = [], []
         eid = C.run_compare(default_backend, store, req, problems, source="held-out", tier="hard",
-                            progress=ticks.append)
+                            progress=ticks.append, planned=planned.append)
+    assert planned == [sum(ticks)]          # the bar's total, once the pilot has chosen the sizes
     return path, eid, problems, sum(ticks)
 
 

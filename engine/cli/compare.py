@@ -148,10 +148,11 @@ def cmd_compare(args, load) -> int:
         from engine.cli.progress import progress
         from engine.evaluation.compare import run_compare
         # the pilot, then each method's arms: the arm count is known only after the pilot, so the
-        # bar's total is an upper bound (one arm per budget) until then
+        # bar's total is an upper bound (one arm per budget) until the pilot sets it
         total = pilot_runs(req) + len(problems) * sum(1 if m == "greedy" else len(req.budgets) for m in req.methods)
         with Store(db) as store, progress(total, "compare", "run") as bar:
-            eid = run_compare(backend, store, req, problems, source=source, tier=tier, progress=bar.update)
+            eid = run_compare(backend, store, req, problems, source=source, tier=tier, progress=bar.update,
+                              planned=lambda total: setattr(bar, "total", total))
     with Store(db) as store:
         eids = [CompareStore(store).resolve(x) for x in args.show.split(",")] if args.show is not None else [eid]
         report = experiment_report(store, eids)

@@ -164,14 +164,17 @@ def pilot_runs(req: CompareRequest) -> int:
 
 
 def run_compare(backend, store, req: CompareRequest, problems: Sequence[Problem], *, source: str, tier: str,
-                progress: Callable[[int], None] = lambda k: None) -> str:
+                progress: Callable[[int], None] = lambda k: None,
+                planned: Callable[[int], None] = lambda total: None) -> str:
     """Calibrate, then run every arm on every problem, storing each run as a session linked to a
-    new experiment; returns the experiment id. Ctrl-C ends the experiment as 'stopped' (its
+    new experiment; returns the experiment id. ``planned`` is told the runs in all (pilot
+    included) once the pilot has chosen the sizes. Ctrl-C ends the experiment as 'stopped' (its
     finished runs kept) and is re-raised."""
     if len(problems) < req.pilot:
         raise ValueError(f"n must be at least the pilot's {req.pilot} problems, got {len(problems)}")
     t0 = time.perf_counter()
     calibration = calibrate(backend, req, problems, progress)
+    planned(pilot_runs(req) + len(problems) * len(arms(req, calibration)))
     cs = CompareStore(store)
     eid = cs.create(model=backend.info.name, problems=source, tier=tier, n=len(problems), seed=req.seed,
                     methods=list(req.methods), budgets=list(req.budgets), calibration=calibration)
