@@ -51,7 +51,8 @@ CONSISTENCY_WORDS = {"mid": "mid: at least half of the completions agree",      
                      "strict": "strict: every completion agrees",
                      "maj": "maj: the completions' majority answer is the candidate's"}
 REWARD_CHOICES = [("self-consistency: share of the answer among answers found (no answer key)", "self_consistency"),
-                  ("answer key: +1 right / −1 wrong (uses the gold answer — analysis only)", "gold")]   # t() keys
+                  ("answer key: +1 right / −1 wrong (uses the gold answer — analysis only)", "gold"),
+                  ("PPM: the process preference model's score of the path (no answer key)", "ppm")]   # t() keys
 
 
 def figure_for(tree: Tree, highlight: list[int] | None = None):

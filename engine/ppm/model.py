@@ -33,8 +33,9 @@ PPM_VERSION = 1              # ppm.json's format: bumped when its keys change me
 SCORE_BATCH = 16             # texts per forward pass in score_texts
 
 
-class PPMLoadError(ModelLoadError):
-    """A --ppm path that is missing, not a PPM folder, or damaged."""
+class PPMLoadError(ModelLoadError, ValueError):
+    """A --ppm path that is missing, not a PPM folder, or damaged (a ValueError too, so the app's
+    boundary shows it as a message like any bad setting)."""
 
 
 class ProcessPreferenceModel(nn.Module):
