@@ -114,7 +114,7 @@ const EVENTS = %EVENTS%;
 const L = %LABELS%;
 const NO_PARENT = -1;
 // a label with its {fields} filled: say("event", {k: 3, n: 9})
-const say = (key, f) => L[key].replace(/\{(\w+)\}/g, (m, name) => (name in (f || {})) ? String(f[name]) : m);
+const say = (key, f) => L[key].replace(/\\{(\\w+)\\}/g, (m, name) => (name in (f || {})) ? String(f[name]) : m);
 
 // The tree after the first k events: engine/tree.py's Tree.apply, for what this view draws.
 function fold(k) {
