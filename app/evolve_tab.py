@@ -6,7 +6,7 @@ The rounds are read from the run database (engine/evolution_store.py); this tab 
 method (greedy, self-consistency, MCTS — with the round's PPM, or the reward round 0 had) and
 the PPM's pairwise accuracy on pairs from problems it was not trained on, per round.
 The example trees are ordinary stored sessions; opening one hands its events to the Search
-view exactly as the Sessions tab does (the wiring is in app/main.py).
+view exactly as the Sessions tab does (app/main.py wires the Open button to its `show_opened`).
 
 Callbacks are plain functions over the store; store errors become gr.Error here.
 Not here: running rounds (engine/ppm/evolve.py).
@@ -151,24 +151,3 @@ def build_evolve_tab(store) -> dict:
                        api_visibility="private")
     return c
 
-
-def wire_evolve(c: dict, *, search: dict, tabs, store, opened) -> None:
-    """Open the chosen example tree in the Search view, as the Sessions tab's Open does
-    (app/main.py's wiring for it): the store's view of the session into ``opened``, then the
-    Search view restored from it and that tab selected. ``store``: the app's `Access`."""
-    from app import restore
-    from app.auth import with_request
-    from app.mcts_tab import rstar_panel
-    from app.sessions_tab import open_session
-    form = [search[k] for k in ("question", "gold", "picked", "gold_answer", "method", "seed",
-                                *restore.SEARCH_SETTINGS)]
-    shown = c["open"].click(with_request(open_session, store), inputs=[c["example"]], outputs=[opened, c["status"]],
-                            api_name="open_evolution_example")
-    shown.success(
-        restore.show_in_search, inputs=[opened, search["picked"]],
-        outputs=[search["view"], search["plot"], search["progress"], search["final"], search["explain"],
-                 search["timeline"], search["inspector"], search["pairs"], *form],
-        api_visibility="private",
-    ).then(rstar_panel, inputs=[search["view"], search["timeline"]], outputs=[search["rstar_panel"]],
-           api_visibility="private")
-    shown.success(restore.opened_tab, inputs=[opened], outputs=[tabs], api_visibility="private")

@@ -31,7 +31,7 @@ from app.i18n import t  # noqa: E402
 from app.auth import Access, Users, load_users, with_request  # noqa: E402
 from app.compare_tab import build_compare_tab, wire_compare  # noqa: E402
 from app.experiments_tab import build_experiments_tab  # noqa: E402
-from app.evolve_tab import build_evolve_tab, wire_evolve  # noqa: E402
+from app.evolve_tab import build_evolve_tab  # noqa: E402
 from app.generate_tab import MODEL_QUEUE, build_generate_tab  # noqa: E402
 from app.leco_tab import build_leco_tab  # noqa: E402
 from app.lessons.tab import build_lessons_tab  # noqa: E402
@@ -290,8 +290,10 @@ def build_app(backend, store=None, *, problems_path: str | Path | None = None,
             return last
 
         show_opened(shown, opened)
-        # a self-evolution round's example trees open in the Search view the same way (app/evolve_tab.py)
-        wire_evolve(evolve, search=search, tabs=tabs, store=access, opened=opened)
+        # a self-evolution round's example trees (app/evolve_tab.py) open the same way
+        show_opened(evolve["open"].click(with_request(open_session, access), inputs=[evolve["example"]],
+                                          outputs=[opened, evolve["status"]], api_name="open_evolution_example"),
+                    opened)
         # Compare (app/compare_tab.py): from the Sessions tab and the Search view; a run opened in the
         # Search view gets its token cost beside the same problem's other runs
         wire_compare(compare, sessions=sessions, search=search, tabs=tabs, store=access, opened=shown,

@@ -61,6 +61,8 @@ class EvolveConfig:
     ppm_val_share: float = 0.2    # problems whose pairs measure the PPM, never train it
     ppm_epochs: int = 2           # PPM training (engine/ppm/train.py's defaults)
     ppm_lr: float = 1e-4
+    ppm_freeze_body: bool = False  # train the head alone on cached last-token states (train.py)
+    ppm_head_hidden: int = 0      # a hidden layer in the head (0: rStar-Math's linear + tanh)
     code: bool = False            # code-verified collection (see the module docstring)
     seed: int = 0
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
@@ -84,6 +86,8 @@ class EvolveConfig:
              "a number between 0 and 1")
         need("ppm_epochs", whole(self.ppm_epochs) and 1 <= self.ppm_epochs <= 1000, "a whole number from 1 to 1000")
         need("ppm_lr", isinstance(self.ppm_lr, (int, float)) and 0 < self.ppm_lr <= 1, "a number in (0, 1]")
+        need("ppm_head_hidden", whole(self.ppm_head_hidden) and 0 <= self.ppm_head_hidden <= 65_536,
+             "a whole number from 0 to 65536")
         need("seed", whole(self.seed) and 0 <= self.seed < 2**32, "a whole number from 0 to 2**32 - 1")
 
     def to_json(self) -> dict:
@@ -150,10 +154,12 @@ def open_run(store, out: str | Path, *, model: str, ppm: str | None, config: Evo
             if given != was:
                 raise ValueError(f"--out {out} holds a run started with {name} {was!r}, not {given!r}: "
                                  "use another --out for a new run")
-        old, new = saved["config"], config.to_json()
+        # a setting added since the run started counts as its default there
+        old, new, default = saved["config"], config.to_json(), EvolveConfig().to_json()
         for k in new:
-            if old.get(k) != new[k]:
-                raise ValueError(f"--out {out} holds a run started with {k} {old.get(k)!r}, not {new[k]!r}: "
+            was = old.get(k, default[k])
+            if was != new[k]:
+                raise ValueError(f"--out {out} holds a run started with {k} {was!r}, not {new[k]!r}: "
                                  "give the same settings to resume it, or use another --out")
         if evo.run(saved["run_id"]) is None:
             raise ValueError(f"--out {out} holds run {saved['run_id']}, which is not in {store.path}: "

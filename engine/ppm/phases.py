@@ -129,11 +129,13 @@ def ppm_phase(run, rnd: int, problems: list[Problem], progress) -> None:
                              metrics={"ppm": {"skipped": "no preference pair on the training problems: "
                                                          "the PPM is kept", "val_pairs": len(val_pairs)}})
         return
-    epochs, batch = run.config.ppm_epochs, PPM_BATCH
-    with progress(f"round {rnd} PPM", epochs * math.ceil(len(train_pairs) / batch)) as bar:
+    epochs, batch, frozen = run.config.ppm_epochs, PPM_BATCH, run.config.ppm_freeze_body
+    # train.py calls progress once a step, or once an epoch with a frozen body
+    with progress(f"round {rnd} PPM", epochs if frozen else epochs * math.ceil(len(train_pairs) / batch)) as bar:
         metrics = train_ppm(train_pairs, init_from=run.policy(rnd), out=folder / "ppm", held_out=val_pairs,
                             epochs=epochs, lr=run.config.ppm_lr, batch_size=batch, seed=run.config.seed * 1000 + rnd,
-                            threads=run.config.finetune.threads, progress=bar.update,
+                            threads=run.config.finetune.threads, progress=bar.update, freeze_body=frozen,
+                            head_hidden=run.config.ppm_head_hidden,
                             data_info={"round": rnd, "run_id": run.run_id, "train_problems": len(train_ps),
                                        "held_out_problems": len(val_ps)})
     acc = metrics.get("held_out_accuracy")
