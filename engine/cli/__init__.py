@@ -26,9 +26,32 @@ class CliError(Exception):
     """Shown as one line, exit code 2."""
 
 
+def _t(text: str, **fields) -> str:
+    """The CLI's words in the language of LANG / LC_ALL (app/i18n.py's catalogue; English when
+    the app's package is not there). Help texts and the error line's frame go through it; the
+    messages the engine raises are English."""
+    try:
+        from app.i18n import t
+    except ImportError:
+        return text.format(**fields) if fields else text
+    return t(text, **fields)
+
+
+def _use_environment_language() -> None:
+    """LANG=zh_CN.UTF-8 thoughtscope ...: help and errors in Chinese, argparse's own words too
+    (argparse looks its words up through the module's ``_``, gettext's, at call time)."""
+    try:
+        from app import i18n
+    except ImportError:
+        return
+    i18n.set_default(i18n.lang_from_env())
+    if i18n.current_lang() != i18n.DEFAULT:
+        argparse._ = lambda text: i18n.translate(text)
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line instead of usage + message
-        raise CliError(f"{self.prog}: {message} (see {self.prog} --help)")
+        raise CliError(_t("{prog}: {message} (see {prog} --help)", prog=self.prog, message=message))
 
 
 def _number(kind, lo, hi, name):
@@ -56,45 +79,47 @@ def _boolean(name):
 def _add_model_flags(p: argparse.ArgumentParser) -> None:
     from engine.models.registry import DEFAULT_MODEL
     p.add_argument("--model", default=DEFAULT_MODEL,
-                   help=f"embedded model name, local folder, .gguf file or hub id (default {DEFAULT_MODEL})")
+                   help=_t("embedded model name, local folder, .gguf file or hub id (default {model})",
+                           model=DEFAULT_MODEL))
     p.add_argument("--device", default="auto",
-                   help="auto, cpu, cuda or cuda:N (auto with GPUs: spread over all of them by accelerate's device_map)")
+                   help=_t("auto, cpu, cuda or cuda:N (auto with GPUs: spread over all of them by accelerate's device_map)"))
     p.add_argument("--quantize", choices=("4bit", "8bit"), default=None,
-                   help="load the weights quantised by bitsandbytes (needs it installed and a CUDA GPU)")
-    p.add_argument("--dtype", default="auto", help="auto, float32, float16 or bfloat16")
+                   help=_t("load the weights quantised by bitsandbytes (needs it installed and a CUDA GPU)"))
+    p.add_argument("--dtype", default="auto", help=_t("auto, float32, float16 or bfloat16"))
     p.add_argument("--threads", type=_number(int, 1, 256, "--threads"), default=None,
-                   help="torch threads (default: the idle cores)")
+                   help=_t("torch threads (default: the idle cores)"))
     from engine.models.prefix_cache import PREFIX_CACHE_MB
     p.add_argument("--prefix-cache-mb", type=_number(float, 0, 10**6, "--prefix-cache-mb"), default=PREFIX_CACHE_MB,
-                   help=f"MB of key/value states kept for shared prompt prefixes (default {PREFIX_CACHE_MB}; 0 = off)")
+                   help=_t("MB of key/value states kept for shared prompt prefixes (default {mb}; 0 = off)",
+                           mb=PREFIX_CACHE_MB))
     from engine.formats import CHOICES
     p.add_argument("--format", choices=CHOICES, default="auto",
-                   help="prompt format: embedded (ThoughtScope's model), chat (chat template, \\boxed{} answers), "
+                   help=_t("prompt format: embedded (ThoughtScope's model), chat (chat template, \\boxed{} answers), "
                         "base (few-shot); auto picks from the model (docs/models.md). --format base on a chat "
-                        "model runs it without its chat template")
-    p.add_argument("--instruction", default=None, help="chat format: the instruction before the question")
+                        "model runs it without its chat template"))
+    p.add_argument("--instruction", default=None, help=_t("chat format: the instruction before the question"))
     p.add_argument("--exemplars", default=None, metavar="FILE",
-                   help="base format: your few-shot exemplars (JSON/JSONL of question, steps, answer)")
+                   help=_t("base format: your few-shot exemplars (JSON/JSONL of question, steps, answer)"))
     p.add_argument("--max-solution-tokens", type=_number(int, 1, 32768, "--max-solution-tokens"), default=None,
-                   help="tokens a whole solution may take (default: the format's: embedded 256, chat 1024, base 512)")
+                   help=_t("tokens a whole solution may take (default: the format's: embedded 256, chat 1024, base 512)"))
     p.add_argument("--server", default=None, metavar="URL",
-                   help="run on an OpenAI-compatible server (vLLM, SGLang, llama.cpp's llama-server) at URL, e.g. "
-                        "http://127.0.0.1:8080, instead of loading --model here (docs/scaling.md)")
+                   help=_t("run on an OpenAI-compatible server (vLLM, SGLang, llama.cpp's llama-server) at URL, e.g. "
+                        "http://127.0.0.1:8080, instead of loading --model here (docs/scaling.md)"))
     p.add_argument("--server-model", default=None, metavar="NAME",
-                   help="with --server: which of the server's models (default: the only one it serves)")
+                   help=_t("with --server: which of the server's models (default: the only one it serves)"))
     p.add_argument("--api-key-env", default=None, metavar="VAR",
-                   help="with --server: the environment variable holding the server's API key")
+                   help=_t("with --server: the environment variable holding the server's API key"))
 
 
 def _add_sampling_flags(p: argparse.ArgumentParser, temperature: float) -> None:
     from engine.sampling import ORDERS
     p.add_argument("--temperature", type=_number(float, 0, 100, "--temperature"), default=temperature,
-                   help="0 = greedy")
-    p.add_argument("--top-k", type=_number(int, 0, 10**6, "--top-k"), default=0, help="0 = off")
-    p.add_argument("--top-p", type=_number(float, 1e-9, 1, "--top-p"), default=1.0, help="1 = off")
-    p.add_argument("--min-p", type=_number(float, 0, 1, "--min-p"), default=0.0, help="0 = off")
+                   help=_t("0 = greedy"))
+    p.add_argument("--top-k", type=_number(int, 0, 10**6, "--top-k"), default=0, help=_t("0 = off"))
+    p.add_argument("--top-p", type=_number(float, 1e-9, 1, "--top-p"), default=1.0, help=_t("1 = off"))
+    p.add_argument("--min-p", type=_number(float, 0, 1, "--min-p"), default=0.0, help=_t("0 = off"))
     p.add_argument("--order", choices=sorted(ORDERS), default="transformers",
-                   help="order of the sampler stages, as that engine applies them")
+                   help=_t("order of the sampler stages, as that engine applies them"))
 
 
 def _add_config_flags(p: argparse.ArgumentParser, config_classes, hidden: bool = False,
@@ -140,55 +165,55 @@ def build_parser() -> argparse.ArgumentParser:
     from engine.evaluation.evaluate import EVAL_METHODS, EVAL_N, EvalConfig
     from engine.search import METHODS
 
-    ap = _Parser(prog="thoughtscope", description="Watch language models reason: a local web app and its engine.")
+    ap = _Parser(prog="thoughtscope", description=_t("Watch language models reason: a local web app and its engine."))
     sub = ap.add_subparsers(dest="command", parser_class=_Parser)
 
-    s = sub.add_parser("serve", help="start the web app (the default command)")
+    s = sub.add_parser("serve", help=_t("start the web app (the default command)"))
     _add_model_flags(s)
-    s.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
+    s.add_argument("--host", default="127.0.0.1", help=_t("address to bind (default loopback only)"))
     s.add_argument("--port", type=_number(int, 1, 65535, "--port"), default=7860)
-    s.add_argument("--db", default=None, help="SQLite file for runs (default: the user data folder)")
+    s.add_argument("--db", default=None, help=_t("SQLite file for runs (default: the user data folder)"))
     s.add_argument("--auth", default=None, metavar="USERS_FILE",
-                   help="classroom mode: a login page for the users of this file (lines name:hash from "
-                        "`thoughtscope hash-password NAME`); each user sees only their own runs (docs/classroom.md)")
+                   help=_t("classroom mode: a login page for the users of this file (lines name:hash from "
+                        "`thoughtscope hash-password NAME`); each user sees only their own runs (docs/classroom.md)"))
     s.add_argument("--queue-size", type=_number(int, 1, 10_000, "--queue-size"), default=32,
-                   help="events that may wait in the queue; more are turned away (default 32)")
+                   help=_t("events that may wait in the queue; more are turned away (default 32)"))
     s.add_argument("--run-limit", type=_number(float, 0, 86_400, "--run-limit"), default=None, metavar="SECONDS",
-                   help="end each Search, LECO or Semantic-entropy run this long after it starts, keeping what it "
+                   help=_t("end each Search, LECO or Semantic-entropy run this long after it starts, keeping what it "
                         "found (0: never; default 120 with --auth, so one student cannot hold the model queue, "
-                        "else never)")
-    s.add_argument("--ssl-certfile", default=None, help="serve HTTPS with this certificate (with --ssl-keyfile)")
-    s.add_argument("--ssl-keyfile", default=None, help="the certificate's private key")
+                        "else never)"))
+    s.add_argument("--ssl-certfile", default=None, help=_t("serve HTTPS with this certificate (with --ssl-keyfile)"))
+    s.add_argument("--ssl-keyfile", default=None, help=_t("the certificate's private key"))
 
-    h = sub.add_parser("hash-password", help="a users-file line for classroom mode (serve --auth)")
-    h.add_argument("user", help="the user name (1-64 of A-Z a-z 0-9 _ . @ -)")
+    h = sub.add_parser("hash-password", help=_t("a users-file line for classroom mode (serve --auth)"))
+    h.add_argument("user", help=_t("the user name (1-64 of A-Z a-z 0-9 _ . @ -)"))
     h.add_argument("--iterations", type=_number(int, 1000, 10**8, "--iterations"), default=600_000,
-                   help="PBKDF2-HMAC-SHA256 iterations (default 600000)")
+                   help=_t("PBKDF2-HMAC-SHA256 iterations (default 600000)"))
 
-    m = sub.add_parser("models", help="list the embedded models")
+    m = sub.add_parser("models", help=_t("list the embedded models"))
     m.add_argument("--json", action="store_true")
 
-    g = sub.add_parser("generate", help="one generation with its per-token logprobs")
+    g = sub.add_parser("generate", help=_t("one generation with its per-token logprobs"))
     _add_model_flags(g)
-    g.add_argument("--prompt", required=True, help="the question (wrapped in the model's prompt format)")
-    g.add_argument("--raw", action="store_true", help="send the prompt as is, without the question format")
+    g.add_argument("--prompt", required=True, help=_t("the question (wrapped in the model's prompt format)"))
+    g.add_argument("--raw", action="store_true", help=_t("send the prompt as is, without the question format"))
     _add_sampling_flags(g, temperature=0.0)
     g.add_argument("--max-new-tokens", type=_number(int, 1, 4096, "--max-new-tokens"), default=MAX_SOLUTION_TOKENS)
     g.add_argument("--seed", type=_number(int, 0, 2**63 - 1, "--seed"), default=0)
     g.add_argument("--json", action="store_true")
 
-    r = sub.add_parser("run", help="run one search headless and store it as a session",
-                       description="run one search headless and store it as a session; "
-                                   "`thoughtscope run METHOD --help` lists that method's own settings")
+    r = sub.add_parser("run", help=_t("run one search headless and store it as a session"),
+                       description=_t("run one search headless and store it as a session; "
+                                   "`thoughtscope run METHOD --help` lists that method's own settings"))
     methods = r.add_subparsers(dest="method", required=True, metavar="METHOD")
     for name in sorted(METHODS):
         m = METHODS[name]
         mp = methods.add_parser(name, help=m.label, description=f"{m.label}: one search, stored as a session. "
                                 "The settings below are this method's own; docs/ explains each method.")
         mp.add_argument("--question", required=True)
-        mp.add_argument("--answer", default=None, help="the gold answer, to mark the result right or wrong")
+        mp.add_argument("--answer", default=None, help=_t("the gold answer, to mark the result right or wrong"))
         mp.add_argument("--seed", type=_number(int, 0, 2**63 - 1, "--seed"), default=0)
-        mp.add_argument("--db", default=None, help="SQLite file (default: the user data folder)")
+        mp.add_argument("--db", default=None, help=_t("SQLite file (default: the user data folder)"))
         mp.add_argument("--json", action="store_true")
         _add_model_flags(mp)
         _add_config_flags(mp, [m.config])
@@ -203,47 +228,47 @@ def build_parser() -> argparse.ArgumentParser:
     from engine.cli.triage import add_triage_parser
     add_triage_parser(sub, "SQLite file for runs (default: $THOUGHTSCOPE_DB or the user data folder)")
 
-    e = sub.add_parser("eval", help="accuracy on the held-out problems, or on your own data set")
+    e = sub.add_parser("eval", help=_t("accuracy on the held-out problems, or on your own data set"))
     _add_model_flags(e)
     e.add_argument("--method", choices=sorted(EVAL_METHODS), default="greedy")
     # None: not given (hard), so --dataset can refuse a tier it would ignore
-    e.add_argument("--tier", choices=TIERS, default=None, help="held-out tier (default hard)")
+    e.add_argument("--tier", choices=TIERS, default=None, help=_t("held-out tier (default hard)"))
     e.add_argument("--n", type=_number(int, 1, 10**6, "--n"), default=None,
-                   help=f"problems to evaluate (default {EVAL_N}, or every usable row of a smaller --dataset)")
+                   help=_t("problems to evaluate (default {n}, or every usable row of a smaller --dataset)", n=EVAL_N))
     e.add_argument("--seed", type=_number(int, 0, 2**63 - 1, "--seed"), default=0)
     e.add_argument("--fresh", type=_number(int, 0, 2**63 - 1, "--fresh"), default=None, metavar="GEN_SEED",
-                   help="evaluate on --n problems generated now with this generator seed (none from the "
-                        "held-out file) instead of the held-out set: a second test set")
+                   help=_t("evaluate on --n problems generated now with this generator seed (none from the "
+                        "held-out file) instead of the held-out set: a second test set"))
     e.add_argument("--events", type=int, nargs=2, metavar=("LO", "HI"), default=None,
-                   help="with --fresh: LO to HI events a problem instead of the tier's own count "
-                        "(numbers as the tier), to test past what the model was trained on")
+                   help=_t("with --fresh: LO to HI events a problem instead of the tier's own count "
+                        "(numbers as the tier), to test past what the model was trained on"))
     e.add_argument("--dataset", default=None, metavar="PATH_OR_HUB_ID",
-                   help="evaluate on your own problems instead of the held-out set: a .jsonl, .json, .csv or "
+                   help=_t("evaluate on your own problems instead of the held-out set: a .jsonl, .json, .csv or "
                         ".parquet file, or a hub data set id (ID or ID:CONFIG; needs the datasets library and "
                         "network). Gold answers are read as GSM8K (#### 18) and MATH (\\boxed{}) write them; "
-                        "rows whose gold cannot be read are skipped and counted")
-    e.add_argument("--split", default=None, help="with --dataset: the hub split (default test), or which list "
-                                                 "of a JSON file holding several")
+                        "rows whose gold cannot be read are skipped and counted"))
+    e.add_argument("--split", default=None, help=_t("with --dataset: the hub split (default test), or which list "
+                                                 "of a JSON file holding several"))
     e.add_argument("--question-field", default=None, metavar="FIELD",
-                   help="with --dataset: the question's field (default the first of question, problem, prompt, "
-                        "input, query)")
+                   help=_t("with --dataset: the question's field (default the first of question, problem, prompt, "
+                        "input, query)"))
     e.add_argument("--answer-field", default=None, metavar="FIELD",
-                   help="with --dataset: the gold answer's field (default the first of answer, final_answer, "
-                        "solution, target, output, gold)")
-    e.add_argument("--json", action="store_true", help="print the summary as JSON")
-    e.add_argument("--details", action="store_true", help="include per-problem results in the JSON")
+                   help=_t("with --dataset: the gold answer's field (default the first of answer, final_answer, "
+                        "solution, target, output, gold)"))
+    e.add_argument("--json", action="store_true", help=_t("print the summary as JSON"))
+    e.add_argument("--details", action="store_true", help=_t("include per-problem results in the JSON"))
     e.add_argument("--concurrency", type=_number(int, 1, 256, "--concurrency"), default=1, metavar="K",
-                   help="solve K problems at once (tree searches, se, sugar): locally their model calls share "
+                   help=_t("solve K problems at once (tree searches, se, sugar): locally their model calls share "
                         "forward passes, through --server K requests are in flight; each search's events are "
-                        "those it yields alone (docs/scaling.md)")
+                        "those it yields alone (docs/scaling.md)"))
     _add_config_flags(e, [EvalConfig] + [m.config for m in METHODS.values()])
 
     from engine.cli.sweep import add_sweep_parser
     add_sweep_parser(sub, _add_model_flags, _number)
 
-    b = sub.add_parser("bench", help="tokens computed per tree token, batching, redraw time, memory")
+    b = sub.add_parser("bench", help=_t("tokens computed per tree token, batching, redraw time, memory"))
     _add_model_flags(b)
-    b.add_argument("--quick", action="store_true", help="a tiny workload (seconds; for tests)")
+    b.add_argument("--quick", action="store_true", help=_t("a tiny workload (seconds; for tests)"))
     b.add_argument("--json", action="store_true")
 
     from engine.cli.pairs import add_pairs_parser
@@ -258,11 +283,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_compare_parser(sub, _add_model_flags, _number)
 
     from engine.sandbox import ISOLATIONS
-    sb = sub.add_parser("sandbox", help="run a Python file exactly as model-written code is run, print the outcome")
-    sb.add_argument("file", help="a Python file")
+    sb = sub.add_parser("sandbox", help=_t("run a Python file exactly as model-written code is run, print the outcome"))
+    sb.add_argument("file", help=_t("a Python file"))
     sb.add_argument("--isolation", choices=ISOLATIONS, default=None,
-                    help="force an isolation level (default: the strongest that works here)")
-    sb.add_argument("--json", action="store_true", help="print status, output, seconds, isolation as JSON")
+                    help=_t("force an isolation level (default: the strongest that works here)"))
+    sb.add_argument("--json", action="store_true", help=_t("print status, output, seconds, isolation as JSON"))
     return ap
 
 
@@ -525,6 +550,7 @@ COMMANDS["export"] = cmd_sessions          # `export --session ID` is `sessions 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    _use_environment_language()
     if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
         argv = ["serve", *argv]
     from engine.export_html import ExportError
@@ -535,17 +561,17 @@ def main(argv: list[str] | None = None) -> int:
     except (CliError, InputError, ModelLoadError, StoreError, ExportError, ValueError, OSError) as e:
         msg = str(e)
         if isinstance(e, UnicodeError):     # an argument with bytes that are not UTF-8 (surrogate escapes)
-            msg = f"an argument is not valid UTF-8 text ({e}): re-type it in UTF-8"
+            msg = _t("an argument is not valid UTF-8 text ({why}): re-type it in UTF-8", why=e)
         # one line, printable on any terminal whatever the message quotes
         msg = " ".join(msg.split()).encode("utf-8", "backslashreplace").decode("utf-8")
-        print(msg if msg.startswith("thoughtscope") else f"thoughtscope: error: {msg}", file=sys.stderr)
+        print(msg if msg.startswith("thoughtscope") else _t("thoughtscope: error: {msg}", msg=msg), file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("thoughtscope: interrupted", file=sys.stderr)
+        print(_t("thoughtscope: interrupted"), file=sys.stderr)
         return 130
     except Exception as e:      # a bug, not bad input: still one line, and a distinct exit code
         msg = " ".join(f"{type(e).__name__}: {e}".split()).encode("utf-8", "backslashreplace").decode("utf-8")
-        print(f"thoughtscope: internal error ({msg}); please report it", file=sys.stderr)
+        print(_t("thoughtscope: internal error ({msg}); please report it", msg=msg), file=sys.stderr)
         return EXIT_INTERNAL
 
 

@@ -1,0 +1,60 @@
+"""The CLI in Chinese (issue 24 part 1): LANG / LC_ALL choose the language of the help texts and
+of the error line's frame, argparse's own words included (the engine's own messages stay
+English). The help texts built in engine/cli/__init__.py (serve, hash-password, models, generate,
+eval, bench, sandbox, the model and sampling flags) go through the catalogue and each has a
+Chinese entry; the other command families' modules (sessions, sweep, export-pairs, triage,
+compare, evolve, ppm) and `run METHOD`'s generated config flags are still English."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from app import i18n
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cli(*args: str, lang: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG")}
+    env["LANG"] = lang
+    return subprocess.run([sys.executable, "-m", "engine.cli", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_a_bad_flag_is_one_line_in_the_environment_language():
+    zh = cli("eval", "--tier", "nope", lang="zh_CN.UTF-8")
+    assert zh.returncode == 2 and zh.stdout == ""
+    assert zh.stderr.strip() == ("thoughtscope eval：参数 --tier：无效的选择：'nope'（可选：'easy', 'medium', 'hard'）"
+                                 "（见 thoughtscope eval --help）")
+    en = cli("eval", "--tier", "nope", lang="C.UTF-8")
+    assert en.returncode == 2
+    assert en.stderr.strip() == ("thoughtscope eval: argument --tier: invalid choice: 'nope' (choose from 'easy', "
+                                 "'medium', 'hard') (see thoughtscope eval --help)")
+
+
+def test_help_is_chinese_under_a_chinese_locale():
+    out = cli("serve", "--help", lang="zh_CN.UTF-8")
+    assert out.returncode == 0
+    assert out.stdout.startswith("用法：thoughtscope serve")
+    assert "显示此帮助信息并退出" in out.stdout
+    assert "绑定的地址（默认只绑定回环地址）" in out.stdout
+    assert "address to bind" in cli("serve", "--help", lang="en_US.UTF-8").stdout
+
+
+def test_every_help_text_through_the_catalogue_has_a_chinese_entry(monkeypatch):
+    import engine.cli as c
+    monkeypatch.setattr(argparse, "_", lambda text: i18n.translate(text))
+    i18n.missing.clear()
+    with i18n.using("zh"):
+        parser = c.build_parser()
+        texts = [parser.format_help()]
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                texts += [sub.format_help() for name, sub in action.choices.items() if name != "run"]
+    assert len(texts) > 8
+    assert sorted(i18n.missing) == []
+    assert "启动网页应用（默认命令）" in texts[0] and "在留出题目或你自己的数据集上测准确率" in texts[0]
