@@ -116,16 +116,18 @@ def generate_lab(pool: BackendPool, model: str, question: str, draw: str, temper
     except (ValueError, ModelLoadError) as e:
         raise _error(e) from None
     gen = run.generation
-    how = "greedy" if draw == "greedy" else f"{DRAW_LABELS[draw]} at T={cfg.temperature:g}, seed {run.seed}"
-    parts = [f"**{len(gen.tokens)}** tokens from **{run.model}**, drawn {how}"]
+    how = t("greedy") if draw == "greedy" else t("{sampler} at T={temp}, seed {seed}", sampler=t(DRAW_LABELS[draw]),
+                                                temp=f"{cfg.temperature:g}", seed=run.seed)
+    parts = [t("**{n}** tokens from **{model}**, drawn {how}", n=len(gen.tokens), model=run.model, how=how)]
     answer = extract_answer(gen.text)
     gold = gold_for(question, picked)
     if answer is not None:
-        parts.append(f"answer **{answer}**")
+        parts.append(t("answer **{answer}**", answer=answer))
     if gold is not None:
-        parts.append(("✓ correct" if answers_equal(answer, gold) else "✗ incorrect") + f" (gold {gold})")
-    spans = "".join(token_span(t) for t in gen.tokens)
-    tokens_html = f'<div class="ts-tokens">{forced_span(forced)}{spans or "<i>(no tokens)</i>"}</div>'
+        parts.append((t("✓ correct") if answers_equal(answer, gold) else t("✗ incorrect"))
+                     + t(" (gold {gold})", gold=gold))
+    spans = "".join(token_span(tok) for tok in gen.tokens)
+    tokens_html = f'<div class="ts-tokens">{forced_span(forced)}{spans or "<i>" + t("(no tokens)") + "</i>"}</div>'
     state = {"run": run, "views": (cfg, run.positions)}
     # start at the most uncertain position: where the samplers disagree most
     start = max(run.positions, key=lambda v: v.entropy).position if run.positions else 0
@@ -144,19 +146,22 @@ def _views(state: dict, cfg: LabConfig, token_text):
 
 
 def position_markdown(view, cfg: LabConfig) -> str:
-    pools = " · ".join(f"{VIEW_LABELS[v]}: **{view.pool[v]}** tokens ({view.pool_mass[v]:.0%} of the mass)"
-                       + ("" if view.drawn_in[v] else " — drawn token outside") for v in VIEWS)
-    return (f"Position **{view.position}**: drawn `{html.escape(view.drawn)!s}` (rank {view.drawn_rank}, "
-            f"p = {view.drawn_p:.3f} by the model, {view.drawn_p_t:.3f} at T={cfg.temperature:g}). "
-            f"p_max {view.p_max:.3f}, min-p threshold {cfg.min_p:g} × p_max = {view.threshold:.4f}, "
-            f"entropy {view.entropy:.2f} nats. {min_p_note(cfg.min_p, view.p_max)}\n\n"
-            f"Pools at T={cfg.temperature:g}: {pools}")
+    pools = " · ".join(t("{name}: **{n}** tokens ({mass} of the mass)", name=VIEW_LABELS[v], n=view.pool[v],
+                         mass=f"{view.pool_mass[v]:.0%}")
+                       + ("" if view.drawn_in[v] else t(" — drawn token outside")) for v in VIEWS)
+    return (t("Position **{pos}**: drawn `{token}` (rank {rank}, p = {p} by the model, {pt} at T={temp}). p_max "
+              "{pmax}, min-p threshold {minp} × p_max = {thr}, entropy {ent} nats.", pos=view.position,
+              token=html.escape(view.drawn), rank=view.drawn_rank, p=f"{view.drawn_p:.3f}",
+              pt=f"{view.drawn_p_t:.3f}", temp=f"{cfg.temperature:g}", pmax=f"{view.p_max:.3f}",
+              minp=f"{cfg.min_p:g}", thr=f"{view.threshold:.4f}", ent=f"{view.entropy:.2f}")
+            + f" {min_p_note(cfg.min_p, view.p_max)}\n\n"
+            + t("Pools at T={temp}: {pools}", temp=f"{cfg.temperature:g}", pools=pools))
 
 
 def orders_markdown(results, custom_error: str | None) -> str:
-    lines = ["| order | stages (pool size after each) | kept | top token's p |", "| --- | --- | ---: | ---: |"]
+    lines = [t("| order | stages (pool size after each) | kept | top token's p |"), "| --- | --- | ---: | ---: |"]
     for r in results:
-        stages = " → ".join(f"{STAGE_LABELS[s]} ({n})" for s, n in r.stages)
+        stages = " → ".join(f"{t(STAGE_LABELS[s])} ({n})" for s, n in r.stages)
         lines.append(f"| {r.name} | {stages} | {r.size} | {r.probs[0]:.3f} |")
     notes = [f"*{r.name}*: {r.note}" for r in results if "not passed" in r.name]
     if custom_error:
