@@ -36,6 +36,25 @@ MAX_PARAM_CHARS = 200          # longer values are not ours: ignored
 PAGE_SCRIPT = """<script>
 (() => {
   const KEYS = %(keys)s;
+  // The link's tab is chosen in the page's configuration before Gradio reads it, so that tab is
+  // the one drawn first (no flash of the Start tab; the load event still opens the run).
+  const wantedTab = new URL(location.href).searchParams.get('tab');
+  if (wantedTab) {
+    let config;
+    Object.defineProperty(window, 'gradio_config', {configurable: true, enumerable: true,
+      get() { return config; },
+      set(value) {
+        try {
+          const comps = (value && value.components) || [];
+          if (comps.some(c => c.type === 'tabitem' && c.props && c.props.id === wantedTab)) {
+            for (const c of comps) {
+              if (c.type === 'tabs' && c.props && c.props.elem_id === 'ts-tabs') c.props.selected = wantedTab;
+            }
+          }
+        } catch (e) {}
+        config = value;
+      }});
+  }
   window.tsUrl = {
     // set({k: 41, node: null}): null or '' drops a key; the history entry is replaced, not added
     ready: false,       // true once a link's view is restored: until then the page's own first

@@ -68,9 +68,10 @@ def see_the_moment(browser, store, sid) -> None:
     said = plain(explain(tree, events[K - 1]))
     shown = browser.wait_for(f"{EXPLAIN}.trim()", what="the explanation")
     assert " ".join(shown.split()) == said
-    drawn = browser.js("(() => { const p = document.querySelector('#ts-search-plot .js-plotly-plot');"
-                       " return p && p.data ? p.data[2].x.length : -1; })()")
-    assert drawn == len(tree)                        # the tree at moment K, not the finished one
+    # the tree at moment K, not the finished one
+    browser.wait_for("(() => { const p = document.querySelector('#ts-search-plot .js-plotly-plot');"
+                     f" return p && p.data && p.data[2].x.length === {len(tree)}; }})()",
+                     what=f"the tree drawn with its {len(tree)} nodes at moment {K}")
     assert "Traceback" not in browser.js("document.body.innerText")
 
 
