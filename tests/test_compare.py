@@ -180,3 +180,16 @@ def test_the_experiments_tab_lists_and_shows_a_stored_experiment(experiment):
             X.show_experiment(store, ["nope"])
         with pytest.raises(gr.Error, match="choose an experiment"):
             X.show_experiment(store, [])
+
+
+def test_an_arm_in_two_merged_experiments_is_shown_once(experiment, default_backend, capsys):
+    from engine.store import Store
+    path, eid, problems, _ = experiment
+    with Store(path) as store:       # greedy again on the same problems: the same seeds, the same runs
+        again = C.run_compare(default_backend, store, C.CompareRequest(("greedy",), (200, 600), pilot=2),
+                              problems, source="held-out", tier="hard")
+        first = [r["generated_tokens"] for r in CompareStore(store).runs(eid, "greedy")]
+        assert [r["generated_tokens"] for r in CompareStore(store).runs(again, "greedy")] == first
+    assert cli_main(["compare", "--show", f"{eid},{again}", "--db", str(path), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [a["method"] for a in report["arms"]].count("greedy") == 1

@@ -90,11 +90,19 @@ def experiment_report(store, eid: str | list[str]) -> dict:
         if any(e[k] != exps[0][k] for k in same):
             raise ValueError(f"experiments {exps[0]['experiment_id']} and {e['experiment_id']} ran on different "
                              f"problems or models ({', '.join(same)} must be equal) and cannot be shown as one")
+    # merged: one arm per (method, size), the experiment's with the most runs (the same seeds give
+    # the same runs, so a shorter copy is a prefix of the longer one); none stopped before a run
+    best: dict[tuple, tuple[str, int]] = {}
+    for e in eids:
+        for a in results(store, e):
+            key = (a.method, a.size)
+            if a.runs and a.runs > best.get(key, ("", 0))[1]:
+                best[key] = (e, a.runs)
     arms, res = [], []
     for e in eids:
         for a in results(store, e):
-            if len(eids) > 1 and not a.runs:
-                continue            # an arm stopped before its first run: another experiment has it
+            if len(eids) > 1 and best.get((a.method, a.size), ("", 0))[0] != e:
+                continue
             reports = [triage(store.tree(r["session_id"])) for r in cs.runs(e, a.method)
                        if r["size"] == (a.size or 0) and not r["correct"]]
             arms.append({**a.to_json(), "triage": summarize(reports)})
