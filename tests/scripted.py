@@ -20,7 +20,9 @@ def word_generation(text: str, prompt: str, logprob: Callable[[int], float] = la
 
 
 class ScriptBackend:
-    info = ModelInfo("scripted", "test", 0, "cpu", "float32", 0, 4096, False, "Scripted")
+    # a small vocabulary, as the embedded model's: formats.auto_name picks the embedded format
+    # (a vocabulary size of 0 means "not known", a server's, and picks the base format)
+    info = ModelInfo("scripted", "test", 0, "cpu", "float32", 64, 4096, False, "Scripted")
 
     def __init__(self) -> None:
         self.prompts: list[str] = []
