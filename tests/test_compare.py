@@ -193,3 +193,13 @@ def test_an_arm_in_two_merged_experiments_is_shown_once(experiment, default_back
     assert cli_main(["compare", "--show", f"{eid},{again}", "--db", str(path), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert [a["method"] for a in report["arms"]].count("greedy") == 1
+
+
+def test_an_arm_over_its_budget_does_not_win_it():
+    def arm(method, size, budgets, tokens, right, knob="samples"):
+        return C.ArmResult(method, knob, size, budgets, 100, right / 100, tokens, 1.0, right)
+    arms = [arm("greedy", None, [300, 1000], 85, 53, knob=None), arm("sc", 3, [300], 256, 55),
+            arm("sc", 12, [1000], 1022, 52), arm("rstar", 1, [300, 1000], 5134, 54, knob="rollouts")]
+    # rStar's one rollout spends 5,134 tokens: above both budgets, so it wins neither
+    assert C.winners(arms, [300, 1000]) == {300: ["sc"], 1000: ["greedy"]}
+    assert C.winners(arms[3:], [300]) == {300: []}

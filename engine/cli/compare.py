@@ -21,7 +21,7 @@ import argparse
 import json
 import sys
 
-from engine.evaluation.compare import PILOT, available_methods
+from engine.evaluation.compare import OVER_BUDGET, PILOT, available_methods
 
 
 def add_compare_parser(subparsers, add_model_flags, number) -> argparse.ArgumentParser:
@@ -134,7 +134,10 @@ def _print_table(report: dict) -> None:
         print(f"{a['method']:<10} {size:<15} {target:>12} {toks:>8} {acc:>9} "
               f"{a['ci95'][0]:.2f}–{a['ci95'][1]:.2f}   {wall:>9}  {cls} / {t['status']['unfinished']}")
     for b, w in report["winners"].items():
-        print(f"budget {b}: best {', '.join(w) if w else '—'}")
+        over = sorted({a["method"] for a in report["arms"] if a["knob"] is not None and int(b) in a["budgets"]
+                       and a["mean_tokens"] is not None and a["mean_tokens"] > (1 + OVER_BUDGET) * int(b)})
+        print(f"budget {b}: best {', '.join(w) if w else '—'}"
+              + (f" (over this budget, not counted: {', '.join(over)})" if over else ""))
 
 
 def cmd_compare(args, load) -> int:

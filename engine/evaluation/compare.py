@@ -247,12 +247,18 @@ def results(store, eid: str) -> list[ArmResult]:
     return out
 
 
+OVER_BUDGET = 0.10       # an arm whose achieved mean tokens pass its budget by more than this share does not compete
+
+
 def winners(arm_results: Sequence[ArmResult], budgets: Sequence[int]) -> dict[int, list[str]]:
-    """Per budget, the method(s) with the highest accuracy among the arms chosen for it (ties all
-    named). An arm over its budget still counts: the table says by how much."""
+    """Per budget, the method(s) with the highest accuracy among the arms that stand for it and
+    spent at most (1 + `OVER_BUDGET`) × the budget (greedy, one size, stands for every budget it
+    fits); ties all named. An arm over its budget (rStar's one rollout) is left out here and
+    shown in the table with what it spent."""
     out = {}
     for b in budgets:
-        mine = [a for a in arm_results if (b in a.budgets or a.knob is None) and a.accuracy is not None]
+        mine = [a for a in arm_results if (b in a.budgets or a.knob is None) and a.accuracy is not None
+                and a.mean_tokens is not None and a.mean_tokens <= (1 + OVER_BUDGET) * b]
         best = max((a.accuracy for a in mine), default=None)
         out[b] = [a.method for a in mine if a.accuracy == best] if best is not None else []
     return out
