@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import json
 import secrets
-from datetime import datetime, timezone
+
+from engine.table_rows import decode_json_columns, utc_now
 
 EXPERIMENT_COLUMNS: dict[str, type] = {
     "experiment_id": str, "model": str, "problems": str, "tier": str, "n": int, "seed": int,
@@ -62,16 +63,8 @@ def v3_create_compare_tables(db) -> None:
                                  foreign_keys=[("experiment_id", "experiments", "experiment_id")])
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
 def _decode(row: dict) -> dict:
-    out = dict(row)
-    for k, kind in _JSON.items():
-        if k in out:
-            out[k] = json.loads(out[k]) if out[k] else kind()
-    return out
+    return decode_json_columns(row, _JSON)
 
 
 class CompareStore:
@@ -89,7 +82,7 @@ class CompareStore:
             self.db["experiments"].insert({
                 "experiment_id": eid, "model": model, "problems": problems, "tier": tier, "n": n, "seed": seed,
                 "methods": json.dumps(methods), "budgets": json.dumps(budgets),
-                "calibration": json.dumps(calibration, sort_keys=True), "status": "running", "created": _now(),
+                "calibration": json.dumps(calibration, sort_keys=True), "status": "running", "created": utc_now(),
                 "message": ""})
         return eid
 
@@ -110,7 +103,7 @@ class CompareStore:
         if status not in EXPERIMENT_STATUSES:
             raise ValueError(f"status must be one of {EXPERIMENT_STATUSES}, got {status!r}")
         with self.store._write():
-            self.db["experiments"].update(eid, {"status": status, "finished": _now(), "wall_s": round(wall_s, 2),
+            self.db["experiments"].update(eid, {"status": status, "finished": utc_now(), "wall_s": round(wall_s, 2),
                                                 "message": message})
 
     def experiment(self, eid: str) -> dict | None:

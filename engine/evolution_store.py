@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import json
 import secrets
-from datetime import datetime, timezone
 from typing import Any
+
+from engine.table_rows import decode_json_columns, utc_now
 
 RUN_COLUMNS: dict[str, type] = {
     "run_id": str, "out_dir": str, "model": str, "ppm": str,
@@ -64,16 +65,8 @@ def v2_create_evolution_tables(db) -> None:
                                   foreign_keys=[("run_id", "evolution_runs", "run_id")])
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
 def _decode(row: dict) -> dict:
-    out = dict(row)
-    for k, kind in _JSON.items():
-        if k in out:
-            out[k] = json.loads(out[k]) if out[k] else kind()
-    return out
+    return decode_json_columns(row, _JSON)
 
 
 class EvolutionStore:
@@ -93,7 +86,7 @@ class EvolutionStore:
             run_id = secrets.token_hex(6)
             self.db["evolution_runs"].insert({"run_id": run_id, "out_dir": str(out_dir), "model": str(model),
                                               "ppm": None if ppm is None else str(ppm),
-                                              "config": json.dumps(config, sort_keys=True), "created": _now()})
+                                              "config": json.dumps(config, sort_keys=True), "created": utc_now()})
         return run_id
 
     def run(self, run_id: str) -> dict | None:
@@ -119,7 +112,7 @@ class EvolutionStore:
             return existing
         with self.store._write():
             self.db["evolution_rounds"].insert({"run_id": run_id, "round": rnd, "status": "running",
-                                                "phases": "[]", "created": _now(),
+                                                "phases": "[]", "created": utc_now(),
                                                 **_encoded(fields)})
         return self.round(run_id, rnd)
 

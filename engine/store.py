@@ -40,7 +40,6 @@ import sqlite3
 import threading
 import time
 from contextlib import contextmanager
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -50,6 +49,7 @@ from engine import events as E
 from engine.events import USER_STOP
 from engine.compare_store import v3_create_compare_tables
 from engine.evolution_store import v2_create_evolution_tables
+from engine.table_rows import utc_now
 from engine.tree import Tree
 
 ENV_DB = "THOUGHTSCOPE_DB"
@@ -147,7 +147,7 @@ def runtime_versions() -> dict:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+    return utc_now("microseconds")
 
 
 def _pid_alive(pid: int | None) -> bool:
