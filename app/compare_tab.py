@@ -24,12 +24,14 @@ import gradio as gr
 
 from app.auth import user_store, with_request
 from app.controls import Slider
+from app.i18n import t
 from app.tree_figure import tree_figure
 from engine import events as E
 from engine.store import StoreError
 from engine.tree import Tree
 
 MAX_RUNS = 4
+RUN_LABELS = ("run 1", "run 2", "run 3", "run 4")     # one key each: a page label cannot take a field
 SAME_PROBLEM_LISTED = 12     # runs of the same question offered for the comparison
 _SPLIT = re.compile(r"[\s,;]+")
 
@@ -45,7 +47,7 @@ def add_id(ids_text: str | None, session_id: str | None) -> str:
     ids = parse_ids(ids_text)
     sid = (session_id or "").strip()
     if not sid:
-        raise gr.Error("select a run first (click a row in the table, or run a search)", print_exception=False)
+        raise gr.Error(t("select a run first (click a row in the table, or run a search)"), print_exception=False)
     if sid not in ids:
         ids = (ids[:MAX_RUNS - 1] if len(ids) >= MAX_RUNS else ids) + [sid]
     return ", ".join(ids)
@@ -73,17 +75,18 @@ def run_header(run: dict, tree: Tree, k: int) -> str:
     n = iterations(run)
     final = tree.final
     correct = meta.get("correct")
-    mark = "" if correct is None else (" ✓ right" if correct else " ✗ wrong")
+    mark = "" if correct is None else (" ✓ " + t("right") if correct else " ✗ " + t("wrong"))
     answer = final.answer if final is not None else None
-    rule = f" (rule: {final.rule})" if final is not None and final.rule else ""
+    rule = " " + t("(rule: {rule})", rule=final.rule) if final is not None and final.rule else ""
     wall = meta.get("wall_s")
     tokens = meta.get("generated_tokens")
-    shown = f"iteration {min(k, n)} of {n}" + (" · finished" if k >= n else "")
+    shown = t("iteration {k} of {n}", k=min(k, n), n=n) + (" · " + t("finished") if k >= n else "")
     return (f"**{meta['method']}** `{run['session_id'][:8]}` · {shown}\n\n"
-            f"answer **{answer if final is not None else '—'}**{rule}{mark if final is not None else ''} · "
-            f"gold {meta.get('gold') if meta.get('gold') is not None else '—'}\n\n"
-            f"{tokens if tokens is not None else '—'} generated tokens · "
-            f"{f'{wall:.1f} s' if wall is not None else '— s'} · {len(tree)} nodes")
+            + t("answer **{answer}**", answer=answer if final is not None else '—')
+            + f"{rule}{mark if final is not None else ''} · "
+            + t("gold {gold}", gold=meta.get('gold') if meta.get('gold') is not None else '—') + "\n\n"
+            + t("{tokens} generated tokens", tokens=tokens if tokens is not None else '—') + " · "
+            + f"{f'{wall:.1f} s' if wall is not None else '— s'} · " + t("{n} nodes", n=len(tree)))
 
 
 def load_runs(store, ids_text: str | None, request: gr.Request = None) -> dict:
@@ -91,7 +94,7 @@ def load_runs(store, ids_text: str | None, request: gr.Request = None) -> dict:
     store = user_store(store, request)
     ids = parse_ids(ids_text)
     if not 2 <= len(ids) <= MAX_RUNS:
-        raise gr.Error(f"name two to four runs to compare (session ids, comma-separated); got {len(ids)}",
+        raise gr.Error(t("name two to four runs to compare (session ids, comma-separated); got {n}", n=len(ids)),
                        print_exception=False)
     runs = []
     for raw in ids:
@@ -99,7 +102,7 @@ def load_runs(store, ids_text: str | None, request: gr.Request = None) -> dict:
             sid = store.resolve(raw)
             runs.append({"session_id": sid, "meta": store.session(sid), "events": store.events(sid)})
         except StoreError as e:
-            raise gr.Error(f"run {raw!r}: {e}", print_exception=False) from None
+            raise gr.Error(t("run {run}: {error}", run=repr(raw), error=e), print_exception=False) from None
     return {"runs": runs}
 
 
@@ -144,7 +147,8 @@ def same_problem(store, ids_text: str | None, request: gr.Request = None):
                 and r["session_id"] not in named][:SAME_PROBLEM_LISTED]
     except StoreError as e:
         raise gr.Error(str(e), print_exception=False) from None
-    choices = [(f"{r['method']} · answer {r.get('answer')} · {r.get('generated_tokens')} tokens · "
+    choices = [(f"{r['method']} · " + t("answer {answer}", answer=r.get('answer')) + " · "
+                + t("{n} tokens", n=r.get('generated_tokens')) + " · "
                 f"{'✓' if r.get('correct') else '✗' if r.get('correct') is not None else '?'} · "
                 f"{r['session_id'][:8]}", r["session_id"]) for r in rows]
     return gr.update(choices=choices, value=[])
@@ -154,10 +158,11 @@ def compare(store, ids_text: str | None, request: gr.Request = None) -> tuple:
     """Load the runs and show them at their last iteration: (view, timeline, status, *columns)."""
     view = load_runs(store, ids_text, request)
     most = max(iterations(r) for r in view["runs"])
-    status = (f"{len(view['runs'])} runs of "
-              + ("the same problem" if len({r['meta'].get('question') for r in view['runs']}) == 1
-                 else "different problems")
-              + f"; the timeline steps them together by iteration (0–{most}).")
+    same = len({r['meta'].get('question') for r in view['runs']}) == 1
+    status = t("{n} runs of the same problem; the timeline steps them together by iteration (0–{most})."
+               if same else
+               "{n} runs of different problems; the timeline steps them together by iteration (0–{most}).",
+               n=len(view['runs']), most=most)
     return (view, gr.Slider(maximum=most, value=most), status, *columns_at(view, most))
 
 
@@ -165,7 +170,7 @@ def step(view: dict | None, k, direction: int) -> tuple:
     """One iteration back or forward on the shared timeline: (k, *columns)."""
     runs = (view or {}).get("runs") or []
     if not runs:
-        raise gr.Error("compare two to four runs first", print_exception=False)
+        raise gr.Error(t("compare two to four runs first"), print_exception=False)
     most = max(iterations(r) for r in runs)
     k = max(0, min(most, int(k or 0) + direction))
     return (k, *columns_at(view, k))
@@ -202,15 +207,15 @@ def cost_line(store, view: dict | None, request: gr.Request = None) -> str:
                 and r.get("generated_tokens") is not None and r["method"] not in latest):
             latest[r["method"]] = r
     mine = me.get("generated_tokens")
-    head = f"**Token cost**: this run ({me['method']}) {mine:,} tokens" if mine is not None else \
-        f"**Token cost**: this run ({me['method']}) has not finished"
+    head = t("**Token cost**: this run ({method}) {n} tokens", method=me['method'], n=f"{mine:,}") \
+        if mine is not None else t("**Token cost**: this run ({method}) has not finished", method=me['method'])
     if not latest:
-        return head + " · no other method has run this problem yet."
+        return head + " · " + t("no other method has run this problem yet.")
     def mark(r):
         return "" if r.get("correct") is None else (" ✓" if r["correct"] else " ✗")
     others = [f"{m} {r['generated_tokens']:,}{mark(r)}" + (f" ({r['generated_tokens'] / mine:.1f}×)" if mine else "")
               for m, r in list(latest.items())[:COMPARABLE_METHODS]]
-    return head + " · the latest run of each other method on this problem: " + " · ".join(others)
+    return head + " · " + t("the latest run of each other method on this problem:") + " " + " · ".join(others)
 
 
 def opened_cost_line(store, view: dict | None, request: gr.Request = None):
@@ -224,25 +229,25 @@ def build_compare_tab(store) -> dict:
     """Build the tab inside an open ``gr.Tab``; ``store`` a `Store` or an `app.auth.Access`."""
     c: dict[str, Any] = {"view": gr.State(None)}
     with gr.Row():
-        c["ids"] = gr.Textbox(label="Runs to compare: two to four session ids (or unique prefixes), comma-separated",
+        c["ids"] = gr.Textbox(label=t("Runs to compare: two to four session ids (or unique prefixes), comma-separated"),
                               scale=4, elem_id="ts-compare-ids")
-        c["go"] = gr.Button("Compare", variant="primary", scale=1, elem_id="ts-compare-go")
+        c["go"] = gr.Button(t("Compare"), variant="primary", scale=1, elem_id="ts-compare-go")
     c["status"] = gr.Markdown("", elem_id="ts-compare-status")
     with gr.Row():
-        c["same"] = gr.CheckboxGroup([], label="Runs of the same problem (tick to add, then Compare)",
+        c["same"] = gr.CheckboxGroup([], label=t("Runs of the same problem (tick to add, then Compare)"),
                                      scale=4, elem_id="ts-compare-same")
-        c["add_same"] = gr.Button("Add ticked", size="sm", scale=1)
+        c["add_same"] = gr.Button(t("Add ticked"), size="sm", scale=1)
     with gr.Row():
-        c["prev"] = gr.Button("◀ previous iteration", size="sm", elem_id="ts-compare-prev")
-        c["timeline"] = Slider(0, 1, value=0, step=1, label="Shared timeline (iterations, every run)",
+        c["prev"] = gr.Button(t("◀ previous iteration"), size="sm", elem_id="ts-compare-prev")
+        c["timeline"] = Slider(0, 1, value=0, step=1, label=t("Shared timeline (iterations, every run)"),
                                elem_id="ts-compare-timeline")
-        c["next"] = gr.Button("next iteration ▶", size="sm", elem_id="ts-compare-next")
+        c["next"] = gr.Button(t("next iteration ▶"), size="sm", elem_id="ts-compare-next")
     cols = []
     with gr.Row(equal_height=False):
         for i in range(MAX_RUNS):
             with gr.Column(visible=False, min_width=260) as col:
                 head = gr.Markdown("", elem_id=f"ts-compare-head-{i}")
-                plot = gr.Plot(label=f"run {i + 1}", elem_id=f"ts-compare-plot-{i}")
+                plot = gr.Plot(label=t(RUN_LABELS[i]), elem_id=f"ts-compare-plot-{i}")
             cols += [head, plot, col]
     c["columns"] = cols
     c["go_event"] = c["go"].click(with_request(compare, store), inputs=[c["ids"]],

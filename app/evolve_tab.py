@@ -19,6 +19,7 @@ from typing import Any
 import gradio as gr
 import plotly.graph_objects as go
 
+from app.i18n import current_lang, t
 from engine.evolution_store import EvolutionStore
 from engine.store import StoreError
 
@@ -40,29 +41,36 @@ def run_choices(store) -> list[tuple[str, str]]:
     out = []
     for r in EvolutionStore(store).runs():
         cfg = r["config"]
-        out.append((f"{r['run_id']} · {r['model']} · {cfg.get('train_problems')} problems/round · "
+        out.append((f"{r['run_id']} · {r['model']} · "
+                    + t("{n} problems/round", n=cfg.get('train_problems')) + " · "
                     f"{r['created'][:16]}", r["run_id"]))
     return out
+
+
+def _ft(text: str, **fields) -> str:
+    """A figure's words: finished text always (the empty chart is drawn while the page is laid out)."""
+    return t(text, lang=current_lang(), **fields)
 
 
 def rounds_figure(rows: list[dict]) -> go.Figure:
     """Accuracy per method per round, and the PPM's pairwise accuracy, in percent."""
     fig = go.Figure()
     rounds = [r["round"] for r in rows]
-    for col, label, colour, dash in SERIES:
+    for col, english, colour, dash in SERIES:
+        label = _ft(english)
         ys = [_pct(r.get(col)) for r in rows]
         if all(y is None for y in ys):
             continue
         fig.add_trace(go.Scatter(x=rounds, y=ys, name=label, mode="lines+markers", connectgaps=False,
                                  line=dict(color=colour, dash=dash),
-                                 hovertemplate=f"{label}<br>round %{{x}}: %{{y:.1f}} %<extra></extra>"))
+                                 hovertemplate=f"{label}<br>" + _ft("round") + " %{x}: %{y:.1f} %<extra></extra>"))
     n = next((r.get("eval_n") for r in rows if r.get("eval_n")), None)
-    fig.update_layout(title="Self-evolution rounds" + (f" (held-out, n = {n})" if n else ""),
-                      xaxis=dict(title="round (0: the starting policy)", dtick=1),
+    fig.update_layout(title=_ft("Self-evolution rounds (held-out, n = {n})", n=n) if n else _ft("Self-evolution rounds"),
+                      xaxis=dict(title=_ft("round (0: the starting policy)"), dtick=1),
                       yaxis=dict(title="%", range=[0, 100]), height=380, margin=dict(l=50, r=20, t=50, b=40),
                       legend=dict(orientation="h", y=-0.25))
     if not rows:
-        fig.add_annotation(text="no rounds stored yet: run `thoughtscope evolve`", showarrow=False,
+        fig.add_annotation(text=_ft("no rounds stored yet: run `thoughtscope evolve`"), showarrow=False,
                            xref="paper", yref="paper", x=0.5, y=0.5)
     return fig
 
@@ -86,28 +94,30 @@ def example_choices(rows: list[dict], store) -> list[tuple[str, str]]:
                 meta = store.session(sid)
             except StoreError:
                 continue            # deleted from the Sessions tab since
-            mark = {True: "right", False: "wrong"}.get(None if meta.get("correct") is None else bool(meta["correct"]),
-                                                        "no answer")
-            out.append((f"round {r['round']} · {sid} · {mark} · {(meta.get('question') or '')[:60]}", sid))
+            mark = t({True: "right", False: "wrong"}.get(None if meta.get("correct") is None
+                                                         else bool(meta["correct"]), "no answer"))
+            out.append((t("round {n}", n=r['round']) + f" · {sid} · {mark} · {(meta.get('question') or '')[:60]}",
+                        sid))
     return out
 
 
 def show_run(store, run_id: str | None):
     """Chart, table, example-tree choices and a status line for one evolution run."""
     if not run_id:
-        return rounds_figure([]), [], gr.Dropdown(choices=[], value=None), "No evolution run stored yet."
+        return rounds_figure([]), [], gr.Dropdown(choices=[], value=None), t("No evolution run stored yet.")
     try:
         evo = EvolutionStore(store)
         run = evo.run(run_id)
         if run is None:
-            raise gr.Error(f"no evolution run {run_id!r} in this database", print_exception=False)
+            raise gr.Error(t("no evolution run {run} in this database", run=repr(run_id)), print_exception=False)
         rows = evo.rounds(run_id)
         examples = example_choices(rows, store)
     except StoreError as e:
         raise gr.Error(str(e), print_exception=False) from None
     done = sum(r["status"] == "done" for r in rows)
-    status = (f"Run `{run_id}`: {done} of {len(rows)} rounds done; weights and data in `{run['out_dir']}`. "
-              f"Settings: {', '.join(f'{k} {v}' for k, v in run['config'].items() if k != 'finetune')}.")
+    status = t("Run `{run}`: {done} of {n} rounds done; weights and data in `{out}`. Settings: {settings}.",
+               run=run_id, done=done, n=len(rows), out=run['out_dir'],
+               settings=', '.join(f'{k} {v}' for k, v in run['config'].items() if k != 'finetune'))
     return (rounds_figure(rows), rounds_table(rows),
             gr.Dropdown(choices=examples, value=examples[0][1] if examples else None), status)
 
@@ -128,22 +138,22 @@ def build_evolve_tab(store) -> dict:
         choices = []
     first = choices[0][1] if choices else None
     fig, table, _, status = show_run(store, first) if first else (rounds_figure([]), [], None,
-                                                                   "No evolution run stored yet: "
-                                                                   "`thoughtscope evolve --rounds R "
-                                                                   "--train-problems N` writes them here.")
+                                                                   t("No evolution run stored yet: "
+                                                                     "`thoughtscope evolve --rounds R "
+                                                                     "--train-problems N` writes them here."))
     examples = example_choices(EvolutionStore(store).rounds(first), store) if first else []
     with gr.Row():
-        c["run"] = gr.Dropdown(choices, value=first, label="Evolution run", scale=4, elem_id="ts-evolve-run")
-        c["refresh"] = gr.Button("Refresh", size="sm", scale=0)
+        c["run"] = gr.Dropdown(choices, value=first, label=t("Evolution run"), scale=4, elem_id="ts-evolve-run")
+        c["refresh"] = gr.Button(t("Refresh"), size="sm", scale=0)
     c["status"] = gr.Markdown(status)
-    c["plot"] = gr.Plot(fig, label="Accuracy per round", elem_id="ts-evolve-plot")
+    c["plot"] = gr.Plot(fig, label=t("Accuracy per round"), elem_id="ts-evolve-plot")
     c["table"] = gr.Dataframe(table, headers=TABLE_COLUMNS, interactive=False, wrap=True,
                               elem_id="ts-evolve-table")
     with gr.Row():
         c["example"] = gr.Dropdown(examples, value=examples[0][1] if examples else None, scale=4,
-                                   label="A round's example MCTS tree (collection, gold-terminal-guided)",
+                                   label=t("A round's example MCTS tree (collection, gold-terminal-guided)"),
                                    elem_id="ts-evolve-example")
-        c["open"] = gr.Button("Open in Search view", variant="primary", scale=1)
+        c["open"] = gr.Button(t("Open in Search view"), variant="primary", scale=1)
     outs = [c["plot"], c["table"], c["example"], c["status"]]
     c["run"].change(lambda run_id: show_run(store, run_id), inputs=[c["run"]], outputs=outs,
                     api_name="evolution_rounds")

@@ -17,6 +17,7 @@ from typing import Any
 import gradio as gr
 
 from app.auth import user_store, with_request
+from app.i18n import t
 from engine.store import StoreError
 
 
@@ -37,22 +38,23 @@ def table_markdown(report: dict) -> str:
     """The CLI's table as Markdown."""
     exp = report["experiment"]
     lines = [f"**{exp['model']}**, {exp['tier']} ({exp['problems']}), n = {exp['n']}, seed {exp['seed']} · "
-             f"{exp['status']}" + (f" in {exp['wall_s']:.0f} s" if exp.get("wall_s") else ""), "",
-             "| method | size | target tokens | achieved tokens | accuracy | 95 % interval | s / problem | wrong: "
-             "never reached / reached, not chosen / no answer / unfinished |",
+             f"{exp['status']}" + (" " + t("in {s} s", s=f"{exp['wall_s']:.0f}") if exp.get("wall_s") else ""), "",
+             t("| method | size | target tokens | achieved tokens | accuracy | 95 % interval | s / problem | wrong: "
+               "never reached / reached, not chosen / no answer / unfinished |"),
              "| --- | --- | ---: | ---: | ---: | --- | ---: | --- |"]
     for a in report["arms"]:
-        t = a["triage"]
-        size = "one size" if a["knob"] is None else f"{a['knob']} = {a['size']}"
+        tri = a["triage"]
+        size = t("one size") if a["knob"] is None else f"{a['knob']} = {a['size']}"
         target = "—" if a["knob"] is None else ", ".join(map(str, a["budgets"]))
         acc = "—" if a["accuracy"] is None else f"{a['accuracy']:.3f} ({a['right']}/{a['runs']})"
         tokens = "—" if a["mean_tokens"] is None else f"{a['mean_tokens']:.0f}"
         wall = "—" if a["mean_wall_s"] is None else f"{a['mean_wall_s']:.2f}"
         lines.append(f"| {a['method']} | {size} | {target} | {tokens} | {acc} | {a['ci95'][0]:.2f}–{a['ci95'][1]:.2f} | "
-                     f"{wall} | {t['classes']['never_reached']} / {t['classes']['reached_not_chosen']} / "
-                     f"{t['classes']['no_answer']} / {t['status']['unfinished']} |")
+                     f"{wall} | {tri['classes']['never_reached']} / {tri['classes']['reached_not_chosen']} / "
+                     f"{tri['classes']['no_answer']} / {tri['status']['unfinished']} |")
     lines.append("")
-    lines += [f"- budget {b} tokens: best **{', '.join(w) if w else '—'}**" for b, w in report["winners"].items()]
+    lines += ["- " + t("budget {b} tokens: best **{best}**", b=b, best=', '.join(w) if w else '—')
+              for b, w in report["winners"].items()]
     return "\n".join(lines)
 
 
@@ -63,7 +65,7 @@ def show_experiment(store, eid: str | list[str] | None, request: gr.Request = No
     from engine.compare_store import CompareStore
     from engine.evaluation.compare_chart import compare_figure
     if not eid:
-        raise gr.Error("choose an experiment (made by `thoughtscope compare`)", print_exception=False)
+        raise gr.Error(t("choose an experiment (made by `thoughtscope compare`)"), print_exception=False)
     # the whole database's store: an experiment is the CLI operator's, read by every user alike
     store = user_store(store, request)
     store = getattr(store, "store", store)
@@ -71,10 +73,10 @@ def show_experiment(store, eid: str | list[str] | None, request: gr.Request = No
         eids = [eid] if isinstance(eid, str) else list(eid)
         missing = [e for e in eids if CompareStore(store).experiment(e) is None]
         if missing:
-            raise gr.Error(f"no experiment {missing[0]!r} in this database", print_exception=False)
+            raise gr.Error(t("no experiment {id} in this database", id=repr(missing[0])), print_exception=False)
         report = experiment_report(store, eids)
         exp = report["experiment"]
-        fig = compare_figure(report.pop("results"), f"{exp['model']}, {exp['tier']} tier, n={exp['n']}")
+        fig = compare_figure(report.pop("results"), t("{model}, {tier} tier, n={n}", model=exp['model'], tier=exp['tier'], n=exp['n']))
     except (StoreError, ValueError) as e:
         raise gr.Error(str(e), print_exception=False) from None
     return fig, table_markdown(report)
@@ -90,15 +92,15 @@ def build_experiments_tab(store) -> dict:
     shown = store.shared_view() if hasattr(store, "shared_view") else store
     choices = experiment_choices(shown)
     c: dict[str, Any] = {}
-    gr.Markdown("Methods at equal generated tokens per problem, made by `thoughtscope compare` "
-                "(docs/compare.md). Each run is a stored session: open it from the Sessions tab.")
+    gr.Markdown(t("Methods at equal generated tokens per problem, made by `thoughtscope compare` "
+                  "(docs/compare.md). Each run is a stored session: open it from the Sessions tab."))
     with gr.Row():
         c["experiment"] = gr.Dropdown(choices, value=[choices[0][1]] if choices else [], multiselect=True,
-                                      label="Experiment (several on the same problems show as one)",
+                                      label=t("Experiment (several on the same problems show as one)"),
                                       scale=4, elem_id="ts-experiment")
-        c["refresh"] = gr.Button("Refresh", size="sm", scale=0)
-        c["show"] = gr.Button("Show", variant="primary", scale=0, elem_id="ts-experiment-show")
-    c["chart"] = gr.Plot(label="Accuracy against generated tokens and wall time", elem_id="ts-experiment-chart")
+        c["refresh"] = gr.Button(t("Refresh"), size="sm", scale=0)
+        c["show"] = gr.Button(t("Show"), variant="primary", scale=0, elem_id="ts-experiment-show")
+    c["chart"] = gr.Plot(label=t("Accuracy against generated tokens and wall time"), elem_id="ts-experiment-chart")
     c["table"] = gr.Markdown("", elem_id="ts-experiment-table")
     c["refresh"].click(with_request(refresh, store), outputs=[c["experiment"]], api_visibility="private")
     c["show"].click(with_request(show_experiment, store), inputs=[c["experiment"]], outputs=[c["chart"], c["table"]],

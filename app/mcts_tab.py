@@ -273,18 +273,18 @@ def build_mcts_tab(backend, store, *, problems_path: str | Path | None = None,
             c["progress"] = gr.Markdown("", elem_id="ts-search-progress")
             c["final"] = gr.Markdown("", elem_id="ts-search-final")
             c["cost"] = gr.Markdown("", elem_id="ts-search-cost")        # tokens beside comparable runs
-            c["compare_with"] = gr.Button("Compare with…", size="sm", elem_id="ts-search-compare")
+            c["compare_with"] = gr.Button(t("Compare with…"), size="sm", elem_id="ts-search-compare")
             c["tally"] = gr.Markdown("", elem_id="ts-search-tally")      # answer tally and triage (app/triage_view.py)
         with gr.Column(scale=3, min_width=420):
             c["plot"] = gr.Plot(label=t("Search tree: colour = Q (rStar: action), size = visits; ★ right, ✗ wrong, "
                                         "□ no answer stated, ◆ unjudged"), elem_id="ts-search-plot")
             c["timeline"] = Slider(0, 1, value=0, step=1, label=t("Timeline (events folded)"), elem_id="ts-timeline")
-            c["colour"] = gr.Radio(COLOUR_CHOICES, value="q", label="Colour by (rStar: its actions)",
+            c["colour"] = gr.Radio([(t(label), v) for label, v in COLOUR_CHOICES], value="q", label=t("Colour by (rStar: its actions)"),
                                    elem_id="ts-search-colour")
             with gr.Row():
                 c["prev_phase"] = gr.Button(t("◀ previous phase"), size="sm")
                 c["next_phase"] = gr.Button(t("next phase ▶"), size="sm")
-                c["first_wrong"] = gr.Button("Jump to first wrong step", size="sm", elem_id="ts-search-first-wrong")
+                c["first_wrong"] = gr.Button(t("Jump to first wrong step"), size="sm", elem_id="ts-search-first-wrong")
             c["wrong_note"] = gr.Markdown("", elem_id="ts-search-wrong-note")
             c["explain"] = gr.Markdown("", elem_id="ts-search-explain")
     with gr.Row():

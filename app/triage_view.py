@@ -20,6 +20,7 @@ from typing import Any
 import gradio as gr
 
 from app.auth import user_store, with_request
+from app.i18n import t
 from app.tree_figure import tree_figure
 from engine import events as E
 from engine.store import StoreError
@@ -73,17 +74,17 @@ def tally_markdown(view: dict | None, k=None) -> str:
         return ""
     tree = got[1]
     report = triage(tree)
-    head = (f"**Triage**: {report.klass.replace('_', ' ')} — {report.reason}" if report.status == WRONG
-            else f"**Triage**: {report.reason}")
+    head = (t("**Triage**: {klass} — {reason}", klass=report.klass.replace('_', ' '), reason=report.reason)
+            if report.status == WRONG else t("**Triage**: {reason}", reason=report.reason))
     if report.first_wrong is not None:
-        head += f" · first wrong step: node {report.first_wrong.node}"
+        head += " · " + t("first wrong step: node {n}", n=report.first_wrong.node)
     if not report.tally:
-        return head + "\n\nNo terminal yet."
-    rows = ["| answer | terminals | visits | best Q | mean Q | right |", "| --- | --- | ---: | ---: | ---: | :---: |"]
+        return head + "\n\n" + t("No terminal yet.")
+    rows = [t("| answer | terminals | visits | best Q | mean Q | right |"), "| --- | --- | ---: | ---: | ---: | :---: |"]
     for r in report.tally:
         ids = ", ".join(map(str, r.terminals[:8])) + (f" … (+{len(r.terminals) - 8})" if len(r.terminals) > 8 else "")
         right = "—" if r.correct is None else ("✓" if r.correct else "✗")
-        answer = "*(none stated)*" if r.answer is None else f"`{html.escape(str(r.answer))}`"
+        answer = t("*(none stated)*") if r.answer is None else f"`{html.escape(str(r.answer))}`"
         rows.append(f"| {answer} | {ids} | {r.visits} | {r.best_q:.3f} | {r.mean_q:.3f} | {right} |")
     return head + "\n\n" + "\n".join(rows)
 
@@ -94,20 +95,22 @@ def first_wrong(view: dict | None, k, colour: str = "q"):
     from app.inspector import inspect_node
     got = _tree(view, k)
     if got is None:
-        raise gr.Error("Run a search or open a session first.", print_exception=False)
+        raise gr.Error(t("Run a search or open a session first."), print_exception=False)
     tree = got[1]
     if tree.run is None:
-        raise gr.Error("this view holds no run", print_exception=False)
+        raise gr.Error(t("this view holds no run"), print_exception=False)
     report = triage(tree)
     if report.first_wrong is None:
-        why = ("the chosen path's steps claim no `a op b = c` to check" if report.step_check is None
-               else "every arithmetic claim on the chosen path is right")
-        gr.Warning(f"No first wrong step found: {why}.")
-        return gr.skip(), gr.skip(), gr.skip(), f"No first wrong step found: {why}."
+        why = t("No first wrong step found: the chosen path's steps claim no `a op b = c` to check."
+                if report.step_check is None else
+                "No first wrong step found: every arithmetic claim on the chosen path is right.")
+        gr.Warning(why)
+        return gr.skip(), gr.skip(), gr.skip(), why
     nid = report.first_wrong.node
     fig = coloured_figure(view, k, colour, highlight=tree.path_to(nid))
     w = report.first_wrong
-    note = f"**First wrong step**: node {nid}: `{w.step}` claims {w.claimed}, but it is {w.true}."
+    note = t("**First wrong step**: node {n}: `{step}` claims {claimed}, but it is {true}.",
+             n=nid, step=w.step, claimed=w.claimed, true=w.true)
     return nid, inspect_node(view, nid, k), fig, note
 
 
@@ -131,11 +134,11 @@ def failure_rows(store, klass: str = "any", method: str = "any", request: gr.Req
             continue
         if tree.run is None:
             continue
-        t = triage(tree)
-        if t.status != WRONG or (klass not in (None, "", "any") and t.klass != klass):
+        rep = triage(tree)
+        if rep.status != WRONG or (klass not in (None, "", "any") and rep.klass != klass):
             continue
-        out.append([r["session_id"], r["method"], t.klass, t.answer, t.gold,
-                    t.first_wrong.node if t.first_wrong else None, t.reason, (r.get("question") or "")[:80]])
+        out.append([r["session_id"], r["method"], rep.klass, rep.answer, rep.gold,
+                    rep.first_wrong.node if rep.first_wrong else None, rep.reason, (r.get("question") or "")[:80]])
     return out
 
 
@@ -143,12 +146,12 @@ def build_failures_panel(store, methods: list[str]) -> dict:
     """The failures list inside an open layout block (the Sessions tab); a row's id goes to
     ``c["session_id"]`` and app/main.py opens it."""
     c: dict[str, Any] = {}
-    with gr.Accordion("Failures: wrong runs by triage class", open=False, elem_id="ts-failures"):
+    with gr.Accordion(t("Failures: wrong runs by triage class"), open=False, elem_id="ts-failures"):
         with gr.Row():
-            c["klass"] = gr.Dropdown(["any", *CLASSES], value="any", label="Class", scale=1,
+            c["klass"] = gr.Dropdown(["any", *CLASSES], value="any", label=t("Class"), scale=1,
                                      elem_id="ts-failures-class")
-            c["method"] = gr.Dropdown(["any", *methods], value="any", label="Method", scale=1)
-            c["refresh"] = gr.Button("Triage the stored runs", size="sm", scale=0, elem_id="ts-failures-go")
+            c["method"] = gr.Dropdown(["any", *methods], value="any", label=t("Method"), scale=1)
+            c["refresh"] = gr.Button(t("Triage the stored runs"), size="sm", scale=0, elem_id="ts-failures-go")
         c["table"] = gr.Dataframe([], headers=FAILURE_COLUMNS, interactive=False, wrap=True,
                                   elem_id="ts-failures-table")
         c["session_id"] = gr.Textbox(visible=False)
