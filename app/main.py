@@ -249,7 +249,7 @@ def build_app(backend, store=None, *, problems_path: str | Path | None = None,
                 experiments = build_experiments_tab(access)
             with gr.Tab(t("Lessons"), id="lessons", elem_id="ts-tab-lessons"):
                 lessons = build_lessons_tab()
-            with gr.Tab("Evolution", id="evolve", elem_id="ts-tab-evolve"):
+            with gr.Tab(t("Evolution"), id="evolve", elem_id="ts-tab-evolve"):
                 evolve = build_evolve_tab(store)
         demo.thoughtscope_tabs = {"search": search, "generate": generate, "sessions": sessions,
                                   "leco": leco, "se": se, "sampling": sampling, "compare": compare,
