@@ -29,8 +29,9 @@ def experiment_choices(store, request: gr.Request = None) -> list[tuple[str, str
         rows = CompareStore(getattr(store, "store", store)).experiments()
     except (StoreError, AttributeError):
         return []
-    return [(f"{e['created'][:16]} · {e['model']} · {e['tier']} n={e['n']} · {','.join(e['methods'])} · budgets "
-             f"{','.join(map(str, e['budgets']))} · {e['status']} · {e['experiment_id']}", e["experiment_id"])
+    return [(f"{e['created'][:16]} · {e['model']} · {e['tier']} n={e['n']} · {','.join(e['methods'])} · "
+             + t("budgets {budgets}", budgets=','.join(map(str, e['budgets'])))
+             + f" · {e['status']} · {e['experiment_id']}", e["experiment_id"])
             for e in rows]
 
 
