@@ -74,7 +74,7 @@ def tally_markdown(view: dict | None, k=None) -> str:
         return ""
     tree = got[1]
     report = triage(tree)
-    head = (t("**Triage**: {klass} — {reason}", klass=report.klass.replace('_', ' '), reason=report.reason)
+    head = (t("**Triage**: {klass} — {reason}", klass=t(report.klass.replace('_', ' ')), reason=report.reason)
             if report.status == WRONG else t("**Triage**: {reason}", reason=report.reason))
     if report.first_wrong is not None:
         head += " · " + t("first wrong step: node {n}", n=report.first_wrong.node)
