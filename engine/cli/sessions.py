@@ -26,45 +26,48 @@ FORMAT_HELP = ("json (default), html (one standalone file: tree, timeline replay
 
 def add_sessions_parser(subparsers, db_flag_help: str) -> argparse.ArgumentParser:
     """Add ``sessions`` and its sub-commands, each with ``--db``, to ``subparsers``."""
+    from engine.cli import _t  # LANG / LC_ALL: the help in Chinese (issue 24)
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--db", default=None, metavar="PATH", help=db_flag_help)
+    common.add_argument("--db", default=None, metavar="PATH", help=_t(db_flag_help))
 
-    s = subparsers.add_parser("sessions", help="list, show, export, import or delete recorded runs")
+    s = subparsers.add_parser("sessions", help=_t("list, show, export, import or delete recorded runs"))
     sub = s.add_subparsers(dest="sessions_command", metavar="{list,show,export,import,delete}")
     sub.required = True
 
-    p = sub.add_parser("list", parents=[common], help="recorded runs, newest first")
-    p.add_argument("--method", default=None, help="only runs of this method")
-    p.add_argument("--model", default=None, help="only runs of this model")
+    p = sub.add_parser("list", parents=[common], help=_t("recorded runs, newest first"))
+    p.add_argument("--method", default=None, help=_t("only runs of this method"))
+    p.add_argument("--model", default=None, help=_t("only runs of this model"))
     p.add_argument("--json", action="store_true")
 
-    p = sub.add_parser("show", parents=[common], help="one run's metadata and event counts")
-    p.add_argument("session_id", metavar="ID", help="session id (or a unique prefix of it)")
+    p = sub.add_parser("show", parents=[common], help=_t("one run's metadata and event counts"))
+    p.add_argument("session_id", metavar="ID", help=_t("session id (or a unique prefix of it)"))
     p.add_argument("--json", action="store_true")
 
-    p = sub.add_parser("export", parents=[common], help="one run as JSON (lossless, re-importable), GraphML, "
-                                                        "standalone HTML, SVG or PNG")
-    p.add_argument("session_id", metavar="ID", help="session id (or a unique prefix of it)")
-    p.add_argument("--out", default=None, metavar="FILE", help="write the JSON (or --format) here instead of stdout")
-    p.add_argument("--graphml", default=None, metavar="FILE", help="write the tree as GraphML here")
-    p.add_argument("--format", default="json", choices=EXPORT_FORMATS, help=FORMAT_HELP)
+    p = sub.add_parser("export", parents=[common], help=_t("one run as JSON (lossless, re-importable), GraphML, "
+                                                           "standalone HTML, SVG or PNG"))
+    p.add_argument("session_id", metavar="ID", help=_t("session id (or a unique prefix of it)"))
+    p.add_argument("--out", default=None, metavar="FILE",
+                   help=_t("write the JSON (or --format) here instead of stdout"))
+    p.add_argument("--graphml", default=None, metavar="FILE", help=_t("write the tree as GraphML here"))
+    p.add_argument("--format", default="json", choices=EXPORT_FORMATS, help=_t(FORMAT_HELP))
 
-    p = sub.add_parser("import", parents=[common], help="add a run exported as JSON (- reads stdin)")
+    p = sub.add_parser("import", parents=[common], help=_t("add a run exported as JSON (- reads stdin)"))
     p.add_argument("file", metavar="FILE")
 
-    p = sub.add_parser("delete", parents=[common], help="delete one run and its events")
-    p.add_argument("session_id", metavar="ID", help="session id (or a unique prefix of it)")
+    p = sub.add_parser("delete", parents=[common], help=_t("delete one run and its events"))
+    p.add_argument("session_id", metavar="ID", help=_t("session id (or a unique prefix of it)"))
     return s
 
 
 def add_export_parser(subparsers, db_flag_help: str) -> argparse.ArgumentParser:
     """``thoughtscope export --session ID --format F --out FILE``: `sessions export` with named flags."""
-    p = subparsers.add_parser("export", help="one run as html, svg, png, graphml or json (as sessions export)")
-    p.add_argument("--db", default=None, metavar="PATH", help=db_flag_help)
+    from engine.cli import _t  # LANG / LC_ALL: the help in Chinese (issue 24)
+    p = subparsers.add_parser("export", help=_t("one run as html, svg, png, graphml or json (as sessions export)"))
+    p.add_argument("--db", default=None, metavar="PATH", help=_t(db_flag_help))
     p.add_argument("--session", dest="session_id", required=True, metavar="ID",
-                   help="session id (or a unique prefix of it)")
-    p.add_argument("--format", default="json", choices=EXPORT_FORMATS, help=FORMAT_HELP)
-    p.add_argument("--out", default=None, metavar="FILE", help="the file to write (json: stdout without it)")
+                   help=_t("session id (or a unique prefix of it)"))
+    p.add_argument("--format", default="json", choices=EXPORT_FORMATS, help=_t(FORMAT_HELP))
+    p.add_argument("--out", default=None, metavar="FILE", help=_t("the file to write (json: stdout without it)"))
     p.set_defaults(graphml=None, sessions_command="export")
     return p
 
