@@ -18,21 +18,22 @@ from pathlib import Path
 
 def add_sweep_parser(subparsers, add_model_flags, number) -> argparse.ArgumentParser:
     """Add ``sweep`` to ``subparsers``; ``add_model_flags`` and ``number`` are cli.py's helpers."""
+    from engine.cli import _t  # LANG / LC_ALL: the help in Chinese (issue 24)
     from engine.demo_model.problems import TIERS
     from engine.evaluation.sweep import SAMPLERS, TEMPERATURES
 
-    p = subparsers.add_parser("sweep", help="accuracy per sampler (min-p, top-p, plain) and temperature")
+    p = subparsers.add_parser("sweep", help=_t("accuracy per sampler (min-p, top-p, plain) and temperature"))
     add_model_flags(p)
     p.add_argument("--tier", choices=TIERS, default="hard")
-    p.add_argument("--n", type=number(int, 1, 10**6, "--n"), default=100, help="problems per cell (default 100)")
+    p.add_argument("--n", type=number(int, 1, 10**6, "--n"), default=100, help=_t("problems per cell (default 100)"))
     p.add_argument("--temperatures", default=",".join(f"{t:g}" for t in TEMPERATURES),
-                   help="comma-separated temperatures (default %(default)s)")
+                   help=_t("comma-separated temperatures (default %(default)s)"))
     p.add_argument("--samplers", default=",".join(SAMPLERS),
-                   help=f"comma-separated, some of {','.join(SAMPLERS)} (default all)")
+                   help=_t("comma-separated, some of {samplers} (default all)", samplers=",".join(SAMPLERS)))
     p.add_argument("--seed", type=number(int, 0, 2**63 - 1, "--seed"), default=0)
     p.add_argument("--batch-size", type=number(int, 1, 1024, "--batch-size"), default=32)
-    p.add_argument("--out", default=None, metavar="PATH", help="also write the sweep JSON to PATH")
-    p.add_argument("--json", action="store_true", help="print the sweep as JSON")
+    p.add_argument("--out", default=None, metavar="PATH", help=_t("also write the sweep JSON to PATH"))
+    p.add_argument("--json", action="store_true", help=_t("print the sweep as JSON"))
     return p
 
 
