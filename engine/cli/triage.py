@@ -23,14 +23,15 @@ ANSWER_WIDTH = 12       # characters of an answer shown per run line
 
 def add_triage_parser(subparsers, db_flag_help: str) -> argparse.ArgumentParser:
     """Add ``triage`` to ``subparsers``."""
-    p = subparsers.add_parser("triage", help="class each wrong stored run: gold never reached, reached but "
-                                             "not chosen, or no answer stated (docs/triage.md)")
+    from engine.cli import _t  # LANG / LC_ALL: the help in Chinese (issue 24)
+    p = subparsers.add_parser("triage", help=_t("class each wrong stored run: gold never reached, reached but "
+                                                "not chosen, or no answer stated (docs/triage.md)"))
     which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument("--session", default=None, metavar="ID", help="one run (its id or a unique prefix)")
-    which.add_argument("--all", action="store_true", help="every run in the database")
-    p.add_argument("--method", default=None, help="with --all: only runs of this method")
-    p.add_argument("--db", default=None, metavar="PATH", help=db_flag_help)
-    p.add_argument("--json", action="store_true", help="the summary and each run's report as JSON")
+    which.add_argument("--session", default=None, metavar="ID", help=_t("one run (its id or a unique prefix)"))
+    which.add_argument("--all", action="store_true", help=_t("every run in the database"))
+    p.add_argument("--method", default=None, help=_t("with --all: only runs of this method"))
+    p.add_argument("--db", default=None, metavar="PATH", help=_t(db_flag_help))
+    p.add_argument("--json", action="store_true", help=_t("the summary and each run's report as JSON"))
     return p
 
 
