@@ -17,27 +17,30 @@ from engine.pairs import SELECTIONS, PairConfig, pairs_from_eval, pairs_from_tre
 
 
 def add_pairs_parser(subparsers, add_model_flags, add_config_flags, number) -> None:
+    from engine.cli import _t  # LANG / LC_ALL: the help in Chinese (issue 24)
     from engine.demo_model.problems import TIERS
     from engine.evaluation.evaluate import EVAL_METHODS
     from engine.search import METHODS
-    p = subparsers.add_parser("export-pairs", help="step-level preference pairs (rStar-Math PPM data) as JSONL")
+    p = subparsers.add_parser("export-pairs", help=_t("step-level preference pairs (rStar-Math PPM data) as JSONL"))
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--session", action="append", metavar="ID", help="a stored session (repeatable; a unique prefix will do)")
+    src.add_argument("--session", action="append", metavar="ID",
+                     help=_t("a stored session (repeatable; a unique prefix will do)"))
     src.add_argument("--eval", dest="eval_method", metavar="METHOD",
                      choices=sorted(m for m in EVAL_METHODS if m in METHODS),
-                     help="run this search on held-out problems and export every tree's pairs")
-    p.add_argument("--db", default=None, help="SQLite file for --session (default: the user data folder)")
+                     help=_t("run this search on held-out problems and export every tree's pairs"))
+    p.add_argument("--db", default=None, help=_t("SQLite file for --session (default: the user data folder)"))
     p.add_argument("--tier", choices=TIERS, default="hard")
     p.add_argument("--n", type=number(int, 1, 10**6, "--n"), default=20)
     p.add_argument("--seed", type=number(int, 0, 2**63 - 1, "--seed"), default=0)
     p.add_argument("--margin", type=number(float, 0, 10, "--margin"), default=PairConfig.margin,
-                   help=f"keep pairs with q_chosen - q_rejected >= this (default {PairConfig.margin})")
+                   help=_t("keep pairs with q_chosen - q_rejected >= this (default {margin})",
+                           margin=PairConfig.margin))
     p.add_argument("--selection", choices=SELECTIONS, default=PairConfig.selection,
-                   help="official: rStar-Math's rule; strict: negatives reach only wrong answers, endings "
-                        "without an answer count as wrong, no continuation check (docs/code_mcts.md; "
-                        f"default {PairConfig.selection})")
-    p.add_argument("--out", "-o", default=None, help="JSONL file (default: stdout)")
-    p.add_argument("--json", action="store_true", help="with --out: print the summary as JSON")
+                   help=_t("official: rStar-Math's rule; strict: negatives reach only wrong answers, endings "
+                           "without an answer count as wrong, no continuation check (docs/code_mcts.md; "
+                           "default {selection})", selection=PairConfig.selection))
+    p.add_argument("--out", "-o", default=None, help=_t("JSONL file (default: stdout)"))
+    p.add_argument("--json", action="store_true", help=_t("with --out: print the summary as JSON"))
     add_model_flags(p)
     add_config_flags(p, [m.config for m in METHODS.values()])
 
