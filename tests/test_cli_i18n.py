@@ -1,9 +1,10 @@
 """The CLI in Chinese (issue 24 part 1): LANG / LC_ALL choose the language of the help texts and
 of the error line's frame, argparse's own words included (the engine's own messages stay
 English). The help texts built in engine/cli/__init__.py (serve, hash-password, models, generate,
-eval, bench, sandbox, the model and sampling flags) go through the catalogue and each has a
-Chinese entry; the other command families' modules (sessions, sweep, export-pairs, triage,
-compare, evolve, ppm) and `run METHOD`'s generated config flags are still English."""
+eval, bench, sandbox, the model and sampling flags) and those of sessions (and its sub-commands),
+export, sweep, triage and export-pairs go through the catalogue and each has a Chinese entry;
+compare, evolve, collect-pairs, train-ppm and `run METHOD`'s generated config flags are still
+English."""
 
 from __future__ import annotations
 
@@ -58,3 +59,25 @@ def test_every_help_text_through_the_catalogue_has_a_chinese_entry(monkeypatch):
     assert len(texts) > 8
     assert sorted(i18n.missing) == []
     assert "启动网页应用（默认命令）" in texts[0] and "在留出题目或你自己的数据集上测准确率" in texts[0]
+
+
+def test_sessions_sweep_triage_and_pairs_help_is_chinese_too(monkeypatch):
+    out = cli("sessions", "list", "--help", lang="zh_CN.UTF-8")
+    assert out.returncode == 0
+    assert "只列出这种方法的运行" in out.stdout and "保存运行的 SQLite 文件（默认：$THOUGHTSCOPE_DB 或用户数据文件夹）" in out.stdout
+    assert "only runs of this method" in cli("sessions", "list", "--help", lang="en_US.UTF-8").stdout
+    # a filled-in field: the margin's default reaches the Chinese text
+    assert "保留 q_chosen - q_rejected >= 此值的偏好对（默认 0.1）" in cli("export-pairs", "--help",
+                                                                        lang="zh_CN.UTF-8").stdout
+
+    import engine.cli as c
+    monkeypatch.setattr(argparse, "_", lambda text: i18n.translate(text))
+    i18n.missing.clear()
+    with i18n.using("zh"):
+        subs = next(a for a in c.build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+        texts = [subs[name].format_help() for name in ("sessions", "export", "sweep", "triage", "export-pairs")]
+        sessions_sub = next(a for a in subs["sessions"]._actions if isinstance(a, argparse._SubParsersAction))
+        texts += [sub.format_help() for sub in sessions_sub.choices.values()]
+    assert len(texts) == 10
+    assert sorted(i18n.missing) == []
+    assert "同时把扫描结果的 JSON 写到 PATH" in texts[2] and "会话 ID（或它的唯一前缀）" in texts[1]
