@@ -26,29 +26,31 @@ from engine.evaluation.compare import OVER_BUDGET, PILOT, available_methods
 
 def add_compare_parser(subparsers, add_model_flags, number) -> argparse.ArgumentParser:
     from engine.demo_model.problems import TIERS
-    p = subparsers.add_parser("compare", help="methods at equal generated tokens per problem: accuracy against "
-                                              "tokens and wall time, stored and charted (docs/compare.md)")
+    from engine.cli import _t  # LANG / LC_ALL: the help in Chinese (issue 24)
+    p = subparsers.add_parser("compare", help=_t("methods at equal generated tokens per problem: accuracy against "
+                                                 "tokens and wall time, stored and charted (docs/compare.md)"))
     add_model_flags(p)
     what = p.add_mutually_exclusive_group()
     what.add_argument("--show", default=None, metavar="ID[,ID2...]",
-                      help="a stored experiment's table (and --out chart); several ids on the same problems "
-                           "are shown as one")
-    what.add_argument("--list", action="store_true", help="the stored experiments")
+                      help=_t("a stored experiment's table (and --out chart); several ids on the same problems "
+                              "are shown as one"))
+    what.add_argument("--list", action="store_true", help=_t("the stored experiments"))
     p.add_argument("--methods", default=None, metavar="M1,M2,...",
-                   help=f"methods to compare, from {','.join(available_methods())}")
+                   help=_t("methods to compare, from {methods}", methods=",".join(available_methods())))
     p.add_argument("--budgets", default=None, metavar="B1,B2,...",
-                   help="mean generated tokens per problem, increasing (each method's size is chosen to match)")
-    p.add_argument("--tier", choices=TIERS, default=None, help="held-out tier (default hard)")
+                   help=_t("mean generated tokens per problem, increasing (each method's size is chosen to match)"))
+    p.add_argument("--tier", choices=TIERS, default=None, help=_t("held-out tier (default hard)"))
     p.add_argument("--fresh", type=number(int, 0, 2**63 - 1, "--fresh"), default=None, metavar="GEN_SEED",
-                   help="--n problems of --tier generated now with this generator seed")
-    p.add_argument("--dataset", default=None, metavar="PATH", help="your own problems (as `eval --dataset`)")
-    p.add_argument("--n", type=number(int, 1, 10**6, "--n"), default=None, help="problems (default 100)")
+                   help=_t("--n problems of --tier generated now with this generator seed"))
+    p.add_argument("--dataset", default=None, metavar="PATH", help=_t("your own problems (as `eval --dataset`)"))
+    p.add_argument("--n", type=number(int, 1, 10**6, "--n"), default=None, help=_t("problems (default 100)"))
     p.add_argument("--seed", type=number(int, 0, 2**63 - 1, "--seed"), default=0)
     p.add_argument("--pilot", type=number(int, 1, 50, "--pilot"), default=PILOT,
-                   help=f"problems each method's size is calibrated on (default {PILOT})")
-    p.add_argument("--out", default=None, metavar="CHART", help="write the chart: .html, .png or .svg")
-    p.add_argument("--json", action="store_true", help="print the experiment as JSON")
-    p.add_argument("--db", default=None, metavar="PATH", help="SQLite file for runs (default: the user data folder)")
+                   help=_t("problems each method's size is calibrated on (default {pilot})", pilot=PILOT))
+    p.add_argument("--out", default=None, metavar="CHART", help=_t("write the chart: .html, .png or .svg"))
+    p.add_argument("--json", action="store_true", help=_t("print the experiment as JSON"))
+    p.add_argument("--db", default=None, metavar="PATH",
+                   help=_t("SQLite file for runs (default: the user data folder)"))
     return p
 
 
