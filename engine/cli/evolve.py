@@ -19,57 +19,62 @@ DEFAULT_THREADS = 1          # a round is minutes of one thread; the app or othe
 
 
 def add_evolve_parser(subparsers, number) -> None:
+    from engine.cli import _t  # LANG / LC_ALL: the help in Chinese (issue 24)
     from engine.demo_model.problems import TIERS
     from engine.models.registry import DEFAULT_MODEL
     from engine.ppm.evolve import EvolveConfig
     from engine.ppm.finetune import FinetuneConfig
     d, f = EvolveConfig(), FinetuneConfig()
     p = subparsers.add_parser(
-        "evolve", help="self-evolution rounds: MCTS on fresh problems -> fine-tuned policy and PPM -> held-out eval",
-        description="rStar-Math's self-evolution on a local model (docs/ppm.md). Round 0 evaluates the starting "
-                    "policy; each later round searches fresh training problems with the current policy and PPM, "
-                    "fine-tunes the policy on the verified trajectories, trains the next PPM on the Q-value pairs "
-                    "and evaluates both on held-out problems. Run it again with the same --out to resume.")
-    p.add_argument("--rounds", type=number(int, 1, 100, "--rounds"), required=True, help="rounds after round 0")
+        "evolve",
+        help=_t("self-evolution rounds: MCTS on fresh problems -> fine-tuned policy and PPM -> held-out eval"),
+        description=_t("rStar-Math's self-evolution on a local model (docs/ppm.md). Round 0 evaluates the starting "
+                       "policy; each later round searches fresh training problems with the current policy and PPM, "
+                       "fine-tunes the policy on the verified trajectories, trains the next PPM on the Q-value pairs "
+                       "and evaluates both on held-out problems. Run it again with the same --out to resume."))
+    p.add_argument("--rounds", type=number(int, 1, 100, "--rounds"), required=True, help=_t("rounds after round 0"))
     p.add_argument("--train-problems", type=number(int, 2, 100_000, "--train-problems"), required=True,
-                   help="training problems generated per round (fresh each round, never held-out ones)")
-    p.add_argument("--out", default=None, help="folder for the rounds' weights and data "
-                                               "(default: <user data folder>/evolve/<model>-seed<seed>)")
-    p.add_argument("--db", default=None, help="SQLite file for the rounds and their example trees "
-                                              "(default: $THOUGHTSCOPE_DB or the user data folder)")
-    p.add_argument("--model", default=DEFAULT_MODEL, help=f"the starting policy (default {DEFAULT_MODEL})")
+                   help=_t("training problems generated per round (fresh each round, never held-out ones)"))
+    p.add_argument("--out", default=None, help=_t("folder for the rounds' weights and data "
+                                                  "(default: <user data folder>/evolve/<model>-seed<seed>)"))
+    p.add_argument("--db", default=None, help=_t("SQLite file for the rounds and their example trees "
+                                                 "(default: $THOUGHTSCOPE_DB or the user data folder)"))
+    p.add_argument("--model", default=DEFAULT_MODEL,
+                   help=_t("the starting policy (default {model})", model=DEFAULT_MODEL))
     p.add_argument("--ppm", default=None, metavar="PATH",
-                   help="a starting PPM for round 1's search and round 0's eval (default none: round 1 is "
-                        "terminal-guided only, as in rStar-Math)")
+                   help=_t("a starting PPM for round 1's search and round 0's eval (default none: round 1 is "
+                           "terminal-guided only, as in rStar-Math)"))
     p.add_argument("--train-tier", choices=TIERS, default=d.train_tier)
     p.add_argument("--rollouts", type=number(int, 1, 10_000, "--rollouts"), default=d.rollouts,
-                   help=f"MCTS rollouts per training problem (default {d.rollouts})")
+                   help=_t("MCTS rollouts per training problem (default {n})", n=d.rollouts))
     p.add_argument("--eval-n", type=number(int, 1, 10_000, "--eval-n"), default=d.eval_n,
-                   help=f"held-out problems evaluated each round (default {d.eval_n})")
+                   help=_t("held-out problems evaluated each round (default {n})", n=d.eval_n))
     p.add_argument("--eval-tier", choices=TIERS, default=d.eval_tier)
     p.add_argument("--eval-rollouts", type=number(int, 1, 10_000, "--eval-rollouts"), default=d.eval_rollouts,
-                   help=f"MCTS + PPM rollouts at evaluation (default {d.eval_rollouts})")
+                   help=_t("MCTS + PPM rollouts at evaluation (default {n})", n=d.eval_rollouts))
     p.add_argument("--sc-samples", type=number(int, 1, 256, "--sc-samples"), default=d.sc_samples)
     p.add_argument("--examples", type=number(int, 0, 100, "--examples"), default=d.examples,
-                   help=f"collection trees per round kept as sessions (default {d.examples})")
+                   help=_t("collection trees per round kept as sessions (default {n})", n=d.examples))
     p.add_argument("--ppm-val-share", type=number(float, 0.01, 0.99, "--ppm-val-share"), default=d.ppm_val_share,
-                   help="share of a round's problems whose pairs measure the PPM and never train it")
+                   help=_t("share of a round's problems whose pairs measure the PPM and never train it"))
     p.add_argument("--ppm-epochs", type=number(int, 1, 1000, "--ppm-epochs"), default=d.ppm_epochs)
     p.add_argument("--ppm-lr", type=number(float, 1e-9, 1, "--ppm-lr"), default=d.ppm_lr)
     p.add_argument("--ppm-freeze-body", action="store_true",
-                   help="train only the PPM's head, on the body's cached last-token states (engine/ppm/train.py)")
+                   help=_t("train only the PPM's head, on the body's cached last-token states (engine/ppm/train.py)"))
     p.add_argument("--ppm-head-hidden", type=number(int, 0, 65_536, "--ppm-head-hidden"), default=d.ppm_head_hidden,
-                   help="a hidden layer of this width in the PPM's head (default 0: linear + tanh, as rStar-Math)")
+                   help=_t("a hidden layer of this width in the PPM's head (default 0: linear + tanh, as rStar-Math)"))
     p.add_argument("--code", action="store_true",
-                   help="code-verified collection (mcts-code); verifies nothing on the embedded model (docs/ppm.md)")
+                   help=_t("code-verified collection (mcts-code); verifies nothing on the embedded model "
+                           "(docs/ppm.md)"))
     p.add_argument("--seed", type=number(int, 0, 2**32 - 1, "--seed"), default=d.seed)
-    p.add_argument("--lr", type=number(float, 1e-9, 1, "--lr"), default=f.lr, help=f"fine-tuning LR (default {f.lr})")
+    p.add_argument("--lr", type=number(float, 1e-9, 1, "--lr"), default=f.lr,
+                   help=_t("fine-tuning LR (default {lr})", lr=f.lr))
     p.add_argument("--epochs", type=number(float, 0.01, 100, "--epochs"), default=f.epochs)
     p.add_argument("--max-steps", type=number(int, 1, 100_000, "--max-steps"), default=f.max_steps,
-                   help=f"fine-tuning steps at most per round (default {f.max_steps})")
+                   help=_t("fine-tuning steps at most per round (default {n})", n=f.max_steps))
     p.add_argument("--threads", type=number(int, 1, 256, "--threads"), default=DEFAULT_THREADS)
     p.add_argument("--prefix-cache-mb", type=number(float, 0, 10**6, "--prefix-cache-mb"), default=256.0)
-    p.add_argument("--json", action="store_true", help="print the rounds as JSON at the end")
+    p.add_argument("--json", action="store_true", help=_t("print the rounds as JSON at the end"))
 
 
 def default_out(model: str, seed: int) -> Path:
