@@ -20,46 +20,49 @@ from pathlib import Path
 
 
 def _collect_flags(p, number) -> None:
+    from engine.cli import _t  # LANG / LC_ALL: the help in Chinese (issue 24)
     p.add_argument("--rollouts", type=number(int, 1, 10_000, "--rollouts"), default=16,
-                   help="MCTS rollouts per training problem (default 16)")
+                   help=_t("MCTS rollouts per training problem (default 16)"))
     p.add_argument("--children", type=number(int, 1, 32, "--children"), default=3,
-                   help="steps sampled per expansion (default 3)")
+                   help=_t("steps sampled per expansion (default 3)"))
     p.add_argument("--train-seed", type=number(int, 0, 2**31, "--train-seed"), default=1,
-                   help="seed of the training-problem generator and the searches (default 1)")
+                   help=_t("seed of the training-problem generator and the searches (default 1)"))
     p.add_argument("--init-ppm", default=None, metavar="DIR",
-                   help="a PPM whose scores start each new step's Q during collection (rStar-Math's later rounds)")
+                   help=_t("a PPM whose scores start each new step's Q during collection (rStar-Math's later rounds)"))
     p.add_argument("--no-hard-negatives", action="store_true",
-                   help="only rStar-Math's Q-value pairs, no (true claim, false claim) sibling pairs")
+                   help=_t("only rStar-Math's Q-value pairs, no (true claim, false claim) sibling pairs"))
 
 
 def add_ppm_parsers(subparsers, add_model_flags, number) -> None:
-    c = subparsers.add_parser("collect-pairs", help="PPM training pairs from gold-guided MCTS on generated problems")
+    from engine.cli import _t  # LANG / LC_ALL: the help in Chinese (issue 24)
+    c = subparsers.add_parser("collect-pairs",
+                              help=_t("PPM training pairs from gold-guided MCTS on generated problems"))
     c.add_argument("--problems", type=number(int, 1, 100_000, "--problems"), required=True,
-                   help="generated training problems (hard and medium; none held out)")
-    c.add_argument("--out", "-o", required=True, help="pairs JSONL (trajectories go to FILE.traj.jsonl beside it)")
+                   help=_t("generated training problems (hard and medium; none held out)"))
+    c.add_argument("--out", "-o", required=True, help=_t("pairs JSONL (trajectories go to FILE.traj.jsonl beside it)"))
     _collect_flags(c, number)
-    c.add_argument("--json", action="store_true", help="print the summary as JSON")
+    c.add_argument("--json", action="store_true", help=_t("print the summary as JSON"))
     add_model_flags(c)
 
-    t = subparsers.add_parser("train-ppm", help="train a process preference model (rStar-Math PPM) for the model")
+    t = subparsers.add_parser("train-ppm", help=_t("train a process preference model (rStar-Math PPM) for the model"))
     src = t.add_mutually_exclusive_group(required=True)
-    src.add_argument("--pairs", default=None, metavar="FILE", help="a pairs JSONL (collect-pairs or export-pairs)")
+    src.add_argument("--pairs", default=None, metavar="FILE", help=_t("a pairs JSONL (collect-pairs or export-pairs)"))
     src.add_argument("--pairs-from", type=number(int, 1, 100_000, "--pairs-from"), default=None,
-                     metavar="N_TRAIN_PROBLEMS", help="collect pairs from this many generated problems first")
-    t.add_argument("--out", "-o", required=True, help="the PPM folder to write")
+                     metavar="N_TRAIN_PROBLEMS", help=_t("collect pairs from this many generated problems first"))
+    t.add_argument("--out", "-o", required=True, help=_t("the PPM folder to write"))
     t.add_argument("--epochs", type=number(int, 1, 1000, "--epochs"), default=2)
     t.add_argument("--lr", type=number(float, 1e-8, 1, "--lr"), default=1e-4,
-                   help="body learning rate (the head's is 10 times this; default 1e-4)")
+                   help=_t("body learning rate (the head's is 10 times this; default 1e-4)"))
     t.add_argument("--batch-size", type=number(int, 1, 1024, "--batch-size"), default=16)
     t.add_argument("--seed", type=number(int, 0, 2**31, "--seed"), default=0)
     t.add_argument("--freeze-body", action="store_true",
-                   help="train only the head on the policy's fixed last-token states (fast; one epoch is cheap)")
+                   help=_t("train only the head on the policy's fixed last-token states (fast; one epoch is cheap)"))
     t.add_argument("--head-hidden", type=number(int, 0, 4096, "--head-hidden"), default=0,
-                   help="0: rStar-Math's linear head; N: a LayerNorm + N-wide GELU layer before it")
+                   help=_t("0: rStar-Math's linear head; N: a LayerNorm + N-wide GELU layer before it"))
     t.add_argument("--save-dtype", choices=("float32", "float16"), default="float32",
-                   help="weights on disk (float16 halves the folder; scores move by ~1e-3)")
+                   help=_t("weights on disk (float16 halves the folder; scores move by ~1e-3)"))
     _collect_flags(t, number)
-    t.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    t.add_argument("--json", action="store_true", help=_t("print the metrics as JSON"))
     add_model_flags(t)
 
 
