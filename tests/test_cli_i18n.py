@@ -2,9 +2,8 @@
 of the error line's frame, argparse's own words included (the engine's own messages stay
 English). The help texts built in engine/cli/__init__.py (serve, hash-password, models, generate,
 eval, bench, sandbox, the model and sampling flags) and those of sessions (and its sub-commands),
-export, sweep, triage and export-pairs go through the catalogue and each has a Chinese entry;
-compare, evolve, collect-pairs, train-ppm and `run METHOD`'s generated config flags are still
-English."""
+export, sweep, triage, export-pairs, compare, evolve, collect-pairs and train-ppm go through the
+catalogue and each has a Chinese entry; `run METHOD`'s generated config flags are still English."""
 
 from __future__ import annotations
 
@@ -61,7 +60,7 @@ def test_every_help_text_through_the_catalogue_has_a_chinese_entry(monkeypatch):
     assert "启动网页应用（默认命令）" in texts[0] and "在留出题目或你自己的数据集上测准确率" in texts[0]
 
 
-def test_sessions_sweep_triage_and_pairs_help_is_chinese_too(monkeypatch):
+def test_the_other_command_families_help_is_chinese_too(monkeypatch):
     out = cli("sessions", "list", "--help", lang="zh_CN.UTF-8")
     assert out.returncode == 0
     assert "只列出这种方法的运行" in out.stdout and "保存运行的 SQLite 文件（默认：$THOUGHTSCOPE_DB 或用户数据文件夹）" in out.stdout
@@ -75,9 +74,11 @@ def test_sessions_sweep_triage_and_pairs_help_is_chinese_too(monkeypatch):
     i18n.missing.clear()
     with i18n.using("zh"):
         subs = next(a for a in c.build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
-        texts = [subs[name].format_help() for name in ("sessions", "export", "sweep", "triage", "export-pairs")]
+        texts = [subs[name].format_help() for name in ("sessions", "export", "sweep", "triage", "export-pairs",
+                                                       "compare", "evolve", "collect-pairs", "train-ppm")]
         sessions_sub = next(a for a in subs["sessions"]._actions if isinstance(a, argparse._SubParsersAction))
         texts += [sub.format_help() for sub in sessions_sub.choices.values()]
-    assert len(texts) == 10
+    assert len(texts) == 14
     assert sorted(i18n.missing) == []
     assert "同时把扫描结果的 JSON 写到 PATH" in texts[2] and "会话 ID（或它的唯一前缀）" in texts[1]
+    assert "在本地模型上运行 rStar-Math 的自我进化" in texts[6] and "要写入的 PPM 文件夹" in texts[8]
