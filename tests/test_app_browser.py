@@ -52,6 +52,11 @@ class CDPError(RuntimeError):
     pass
 
 
+# what Chromium answers an evaluation sent while the page navigates away: not an error to wait on
+NAVIGATING = ("Inspected target navigated or closed", "Execution context was destroyed",
+              "Cannot find context with specified id")
+
+
 class Browser:
     """Headless Chromium driven over the DevTools pipe: one page, commands in sequence."""
 
@@ -122,7 +127,12 @@ class Browser:
     def wait_for(self, expression: str, timeout: float = 60, what: str = ""):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            value = self.js(expression)
+            try:
+                value = self.js(expression)
+            except CDPError as e:       # the page is reloading (a language switch): ask the new one
+                if not any(m in str(e) for m in NAVIGATING):
+                    raise
+                value = None
             if value:
                 return value
             time.sleep(0.2)
