@@ -112,9 +112,13 @@ def build_corpus(n_docs: int, seed: int, heldout_questions: set[str],
     return out
 
 
-def pack(tokenizer, docs: list[tuple[str, str]], seq: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pack whole documents into rows of ``seq`` tokens: (rows, seq) inputs and labels."""
-    eos = tokenizer.convert_tokens_to_ids(EOS)
+def pack(tokenizer, docs: list[tuple[str, str]], seq: int, *, keep_last: bool = False,
+         eos: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pack whole documents into rows of ``seq`` tokens: (rows, seq) inputs and labels, loss on
+    completions only. The last, partly filled row is dropped (one row of a 120,000-problem corpus
+    is nothing) unless ``keep_last``: of a self-evolution round's few hundred trajectories it can
+    be all of them (engine/ppm/finetune.py). ``eos``: the end token's id, else the tokenizer's EOS."""
+    eos = tokenizer.convert_tokens_to_ids(EOS) if eos is None else eos
     prompts = tokenizer([d[0] for d in docs], add_special_tokens=False)["input_ids"]
     comps = tokenizer([d[1] for d in docs], add_special_tokens=False)["input_ids"]
     rows_x, rows_y, x, y = [], [], [], []
@@ -129,7 +133,11 @@ def pack(tokenizer, docs: list[tuple[str, str]], seq: int) -> tuple[torch.Tensor
             x, y = [], []
         x += dx
         y += dy
-    return torch.tensor(rows_x), torch.tensor(rows_y)
+    if keep_last and x:
+        rows_x.append(x + [eos] * (seq - len(x)))
+        rows_y.append(y + [IGNORE] * (seq - len(y)))
+    return (torch.tensor(rows_x, dtype=torch.long).reshape(-1, seq),
+            torch.tensor(rows_y, dtype=torch.long).reshape(-1, seq))
 
 
 def quick_eval(model, tokenizer, problems: list[P.Problem], max_new_tokens: int = 260) -> float:

@@ -31,7 +31,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from engine.demo_model.train import IGNORE
+from engine.demo_model.train import IGNORE, pack
 
 FINETUNE_FILE = "finetune.json"
 
@@ -71,26 +71,8 @@ def lr_at(step: int, total: int, cfg: FinetuneConfig) -> float:
 
 
 def pack_all(tokenizer, docs: list[tuple[str, str]], seq: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """train.py's `pack` (whole documents into rows of ``seq`` tokens, loss on completions only),
-    keeping the last, partly filled row, which `pack` drops: one row of a 120,000-problem corpus
-    is nothing, but of a round's few hundred trajectories it can be all of them."""
-    eos = tokenizer.eos_token_id
-    prompts = tokenizer([d[0] for d in docs], add_special_tokens=False)["input_ids"]
-    comps = tokenizer([d[1] for d in docs], add_special_tokens=False)["input_ids"]
-    rows_x, rows_y, x, y = [], [], [], []
-    for p, c in zip(prompts, comps):
-        dx, dy = p + c + [eos], [IGNORE] * len(p) + c + [eos]
-        if len(dx) > seq:
-            continue
-        if len(x) + len(dx) > seq:
-            rows_x.append(x + [eos] * (seq - len(x)))
-            rows_y.append(y + [IGNORE] * (seq - len(y)))
-            x, y = [], []
-        x, y = x + dx, y + dy
-    if x:
-        rows_x.append(x + [eos] * (seq - len(x)))
-        rows_y.append(y + [IGNORE] * (seq - len(y)))
-    return torch.tensor(rows_x, dtype=torch.long).reshape(-1, seq), torch.tensor(rows_y, dtype=torch.long).reshape(-1, seq)
+    """train.py's `pack`, keeping the last, partly filled row (a round's trajectories are few)."""
+    return pack(tokenizer, docs, seq, keep_last=True, eos=tokenizer.eos_token_id)
 
 
 def planned_steps(docs: Sequence[tuple[str, str]], init_from: str | Path, config: FinetuneConfig) -> int:
