@@ -225,13 +225,18 @@ def _store_run(store, events: list[E.Event]) -> str:
     return sid
 
 
-def write_pairs(path, pairs: Iterable[Pair]) -> int:
+def _write_jsonl(path, items) -> int:
+    """Each item's ``to_json()`` as one line of ``path``; returns how many were written."""
     n = 0
     with open(path, "w", encoding="utf-8") as fh:
-        for p in pairs:
-            fh.write(json.dumps(p.to_json(), ensure_ascii=False) + "\n")
+        for item in items:
+            fh.write(json.dumps(item.to_json(), ensure_ascii=False) + "\n")
             n += 1
     return n
+
+
+def write_pairs(path, pairs: Iterable[Pair]) -> int:
+    return _write_jsonl(path, pairs)
 
 
 def read_pairs(path) -> list[Pair]:
@@ -251,9 +256,4 @@ def read_pairs(path) -> list[Pair]:
 
 
 def write_trajectories(path, trajs: Iterable[Trajectory]) -> int:
-    n = 0
-    with open(path, "w", encoding="utf-8") as fh:
-        for t in trajs:
-            fh.write(json.dumps(t.to_json(), ensure_ascii=False) + "\n")
-            n += 1
-    return n
+    return _write_jsonl(path, trajs)
