@@ -25,6 +25,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def stop_process(proc, timeout: float) -> None:
+    """Stop a server a test started: terminate, and kill it when it has not ended in ``timeout`` s."""
+    import subprocess
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def _tokenizer():
     from engine.demo_model import problems as P
     from engine.demo_model.tokenizer import build_tokenizer

@@ -71,12 +71,8 @@ def running_server(port: int, *extra: str):
             time.sleep(0.2)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        from conftest import stop_process
+        stop_process(proc, timeout=10)
         log.close()
 
 

@@ -19,7 +19,7 @@ import gradio as gr
 import httpx
 import psutil
 import pytest
-from conftest import free_port
+from conftest import free_port, stop_process
 
 from app import sessions_tab as S
 from app.auth import (Access, AuthFileError, UserStore, hash_password, load_users, user_store, verify_password,
@@ -474,12 +474,7 @@ def test_ten_concurrent_clients_each_see_only_their_own_runs_with_bounded_memory
               f"(growth {growth_mb:.0f} MB)")
         assert growth_mb < 1536
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop_process(server, timeout=20)
 
 
 # ---- the limit on one run's wall time (serve --run-limit) --------------------------------------
