@@ -1,4 +1,5 @@
-"""The docs stay true: set-up commands, CI, CLI commands, config fields, module list."""
+"""The docs stay true: set-up commands, CI, CLI commands, config fields, module list, and every page
+in both languages with links that lead somewhere (issue 24: docs/zh/ is each page in Chinese)."""
 
 import dataclasses
 import re
@@ -11,6 +12,9 @@ from engine.sampling import ORDERS, SamplingConfig
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 ARCH = (ROOT / "docs" / "ARCHITECTURE.md").read_text()
+DOCS = ROOT / "docs"
+ZH = DOCS / "zh"
+LINK = re.compile(r"\]\(([^)\s]+)\)")       # a markdown link's target: ](target)
 
 
 def readme_commands():
@@ -56,3 +60,25 @@ def test_modules_named_in_architecture_exist_unless_planned():
         for name in re.findall(r"`([\w/]+\.py)`", names):
             assert (ROOT / "engine" / name).exists() or (ROOT / "app" / name).exists(), \
                 f"docs/ARCHITECTURE.md names {name}, which is in neither engine/ nor app/"
+
+
+def test_every_doc_has_a_chinese_twin_linked_both_ways():
+    # Teachers read these pages in Chinese too: a page added to docs/ without docs/zh/ fails here.
+    for doc in sorted(DOCS.glob("*.md")):
+        twin = ZH / doc.name
+        assert twin.exists(), f"docs/{doc.name} has no Chinese version docs/zh/{doc.name}"
+        assert f"](zh/{doc.name})" in doc.read_text(), f"docs/{doc.name} does not link zh/{doc.name}"
+        assert f"](../{doc.name})" in twin.read_text(), f"docs/zh/{doc.name} does not link back to ../{doc.name}"
+    for twin in sorted(ZH.glob("*.md")):
+        assert (DOCS / twin.name).exists(), f"docs/zh/{twin.name} translates no docs/{twin.name}"
+
+
+def test_relative_links_in_the_docs_resolve():
+    pages = [ROOT / "README.md", *sorted(DOCS.glob("*.md")), *sorted(ZH.glob("*.md"))]
+    for page in pages:
+        text = re.sub(r"```.*?```", "", page.read_text(), flags=re.S)     # code blocks hold no links
+        for target in LINK.findall(text):
+            if re.match(r"[a-z]+:", target) or target.startswith("#"):   # http:, mailto:, an anchor
+                continue
+            assert (page.parent / target.split("#")[0]).exists(), \
+                f"{page.relative_to(ROOT)} links {target}, which does not exist"
