@@ -89,8 +89,9 @@ def export_session(store, session_id: str, request: gr.Request = None) -> str:
     return str(out)
 
 
-def export_as(store, session_id: str, fmt: str, request: gr.Request = None) -> str:
-    """The session as ``fmt`` (app/export_figures.py: html, svg, png, graphml, json), a file to download."""
+def export_as(store, session_id: str, fmt: str, request: gr.Request = None) -> str | list[str]:
+    """The session as ``fmt`` (app/export_figures.py: html, svg, png, graphml, json), a file to
+    download; svg and png: one file per figure of the run's views. In the page's language."""
     store = user_store(store, request)
     if fmt not in EXPORT_FORMATS:
         raise gr.Error(t("export format must be one of {choices}, got {value}", choices=", ".join(EXPORT_FORMATS),
@@ -98,10 +99,10 @@ def export_as(store, session_id: str, fmt: str, request: gr.Request = None) -> s
     sid = _with_session(store, session_id, lambda i: i)
     out = Path(tempfile.mkdtemp(prefix="thoughtscope-export-")) / f"session-{sid}.{fmt}"
     try:
-        write_export(store, sid, fmt, out)
+        paths = write_export(store, sid, fmt, out)
     except (ExportError, StoreError, ValueError) as e:
         raise gr.Error(str(e), print_exception=False) from None
-    return str(out)
+    return str(paths[0]) if len(paths) == 1 else [str(p) for p in paths]
 
 
 def import_session(store, file: Any, method: str, correct: str, model: str = "any",
@@ -155,8 +156,8 @@ def build_sessions_tab(store) -> dict:
         c["export"] = gr.Button(t("Export JSON"), scale=1)
         c["delete"] = gr.Button(t("Delete"), variant="stop", scale=1)
     with gr.Row():
-        # html: one file with the tree, its timeline and node details that opens offline; svg/png: the
-        # run's figure for a slide
+        # html: one file with the tree, its timeline, node details and the method's views that opens
+        # offline; svg/png: every figure of the run's views, one file each, for a slide
         c["export_format"] = gr.Dropdown(list(EXPORT_FORMATS), value="html", label=t("Export as"), scale=1,
                                          elem_id="ts-export-format")
         c["export_as"] = gr.Button(t("Export for a slide or email"), scale=1, elem_id="ts-export-as")

@@ -14,8 +14,15 @@ Element ids are part of the contract that tests/test_export.py drives in headles
 ``ts-step`` (the range input), ``ts-prev``, ``ts-next``, ``ts-status``, ``ts-details``,
 ``ts-tree``; ``window.tsShowNode(id)`` fills the details as a click on the node does.
 
-Not here: the Gradio views, the app's own figure (app/tree_figure.py), SVG/PNG rendering
-(engine/export_images.py). The file is about 4.7 MB, most of it plotly.js.
+Below the tree come the method's own views (``views``: LECO's heatmap, rounds and rethinks;
+semantic entropy's clusters, numbers and routing; rStar's discriminator; a generation's tokens
+and min-p pools), as the app builds them (app/export_views.py): each a ``<section
+class="ts-view" data-view=KEY>`` of static HTML and plotly figures, drawn once at the end of the
+run (the timeline steps the tree only). Each figure is a ``<div class="ts-fig"
+data-figure=NAME>``; ``window.tsFigures`` lists the names drawn.
+
+Not here: the Gradio views, the app's own figures (app/), SVG/PNG rendering
+(engine/export_images.py). The file is about 4.7 MB, most of it plotly.js, inlined once.
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ LABELS = {
     "selection": "last selection: N={n} Q={q} explore={explore} UCT={uct} (c={c}, parent N={pn}, {rule})",
     "method": "method", "model": "model", "status": "status", "seed": "seed", "gold": "gold",
     "correct": "correct", "answer_head": "answer",
+    "views": "Below: the method's own view at the end of the run (the timeline above steps the tree only).",
 }
 
 
@@ -51,12 +59,39 @@ def _script_json(data) -> str:
     return json.dumps(data, ensure_ascii=False, sort_keys=True).replace("</", "<\\/")
 
 
-def session_html(export: dict, labels: dict | None = None) -> str:
+def _views_html(views) -> tuple[str, dict, str]:
+    """(the sections' HTML, {figure name: figure dict}, their CSS) of ``views``: each a dict with
+    ``key``, ``title``, ``blocks`` (``{"html": ...}`` already escaped by its maker, or
+    ``{"figure": NAME, "data": plotly figure dict}``) and optional ``css``."""
+    parts, figures, css = [], {}, []
+    for v in views:
+        if not isinstance(v, dict) or not re.fullmatch(r"[a-z0-9-]+", str(v.get("key", ""))):
+            raise ValueError(f"views: each must be a dict whose key is lowercase letters, digits and -, got {v!r:.80}")
+        parts.append(f'<section class="ts-view" data-view="{v["key"]}"><h2>{html.escape(v["title"])}</h2>')
+        for b in v.get("blocks", ()):
+            if "figure" in b:
+                name = str(b["figure"])
+                if not re.fullmatch(r"[a-z0-9-]+", name) or name in figures:
+                    raise ValueError(f"views: figure names must be unique lowercase-and-dash, got {name!r}")
+                figures[name] = b["data"]
+                parts.append(f'<div class="ts-fig" id="ts-fig-{name}" data-figure="{name}"></div>')
+            else:
+                parts.append(f'<div class="ts-block">{b["html"]}</div>')
+        parts.append("</section>")
+        css.append(v.get("css", ""))
+    return "\n".join(parts), figures, "\n".join(c for c in css if c)
+
+
+def session_html(export: dict, labels: dict | None = None, views=(), lang: str = "en") -> str:
     """The standalone page for ``export``, a `Store.export_session` dict; ``labels`` replaces
-    any of `LABELS` (the page's words, e.g. in Chinese)."""
+    any of `LABELS` (the page's words, e.g. in Chinese); ``views`` are the method's own views
+    drawn below the tree (`_views_html`); ``lang`` is the page's ``<html lang>``."""
     if not isinstance(export, dict) or not isinstance(export.get("events"), list) \
             or not isinstance(export.get("session"), dict):
         raise ValueError("export must be a Store.export_session dict with 'session' and 'events'")
+    if not re.fullmatch(r"[a-z]{2}", str(lang)):
+        raise ValueError(f"lang must be a two-letter language code, got {lang!r}")
+    views_html, figures, css = _views_html(views)
     import plotly      # here, not at the top: the CLI imports ExportError on every command
     path = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
     try:
@@ -69,22 +104,24 @@ def session_html(export: dict, labels: dict | None = None) -> str:
                                       "correct", "status", "seed", "created", "config")}
     parts = {"TITLE": html.escape(title), "PLOTLY": plotly_js.replace("</script", "<\\/script"),
              "SESSION": _script_json(head), "EVENTS": _script_json(export["events"]),
-             "LABELS": _script_json({**LABELS, **(labels or {})})}
+             "LABELS": _script_json({**LABELS, **(labels or {})}), "LANG": lang, "VIEWS": views_html,
+             "FIGURES": _script_json(figures), "CSS": css.replace("</", "<\\/")}
     # one pass, so a question that happens to contain "%EVENTS%" is never substituted into
-    return re.sub(r"%(TITLE|PLOTLY|SESSION|EVENTS|LABELS)%", lambda m: parts[m.group(1)], PAGE)
+    return re.sub(r"%(TITLE|PLOTLY|SESSION|EVENTS|LABELS|LANG|VIEWS|FIGURES|CSS)%", lambda m: parts[m.group(1)], PAGE)
 
 
-def write_session_html(export: dict, path: str | Path, labels: dict | None = None) -> Path:
+def write_session_html(export: dict, path: str | Path, labels: dict | None = None, views=(),
+                       lang: str = "en") -> Path:
     path = Path(path)
     try:
-        path.write_text(session_html(export, labels), encoding="utf-8")
+        path.write_text(session_html(export, labels, views, lang), encoding="utf-8")
     except OSError as e:
         raise ExportError(f"cannot write {path}: {e}") from None
     return path
 
 
 PAGE = """<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
+<html lang="%LANG%"><head><meta charset="utf-8">
 <title>%TITLE%</title>
 <style>
  body{font-family:system-ui,sans-serif;margin:16px;color:#222}
@@ -96,6 +133,12 @@ PAGE = """<!DOCTYPE html>
    border:1px solid #ddd;padding:8px;max-height:560px;overflow:auto}
  #ts-status{font-size:14px;color:#444}
  table{border-collapse:collapse} td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}
+ #ts-views-note{margin:18px 0 4px;color:#555;font-size:14px}
+ .ts-view{border-top:2px solid #ddd;margin-top:14px;padding-top:6px}
+ .ts-view h2{font-size:18px;margin:6px 0} .ts-view td,.ts-view th{text-align:left;vertical-align:top}
+ .ts-fig{margin:8px 0} .ts-block{margin:8px 0;font-size:14px}
+ details{margin:4px 0} summary{cursor:pointer}
+%CSS%
 </style>
 <script>%PLOTLY%</script>
 </head><body>
@@ -108,6 +151,10 @@ PAGE = """<!DOCTYPE html>
 </div>
 <div id="ts-status"></div>
 <div id="ts-main"><div id="ts-tree"></div><div id="ts-details"></div></div>
+<div id="ts-views-note"></div>
+<div id="ts-views">
+%VIEWS%
+</div>
 <script>
 const SESSION = %SESSION%;
 const EVENTS = %EVENTS%;
@@ -236,6 +283,14 @@ document.getElementById("ts-play").onclick = ev => {
                               else draw(window.tsState.k + 1); }, 150);
 };
 draw(EVENTS.length);
+// the method's views: static figures of the whole run, drawn once
+const FIGURES = %FIGURES%;
+window.tsFigures = [];
+for (const [name, f] of Object.entries(FIGURES)) {
+  Plotly.newPlot("ts-fig-" + name, f.data || [], f.layout || {}, {displaylogo: false, responsive: true});
+  window.tsFigures.push(name);
+}
+if (document.querySelector(".ts-view")) document.getElementById("ts-views-note").textContent = L.views;
 document.getElementById("ts-tree").on("plotly_click", d => { const p = d.points.find(p => p.customdata !== undefined); if (p) showNode(p.customdata); });
 </script>
 </body></html>

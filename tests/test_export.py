@@ -1,6 +1,6 @@
 """Exports for a slide or an email: standalone HTML (opened from disk and stepped in headless
-Chromium, no server), SVG and PNG of a run's figure, GraphML and JSON, by the CLI and the
-Sessions tab's callback.
+Chromium, no server), SVG and PNG of a run's figures, GraphML and JSON, by the CLI and the
+Sessions tab's callback. Each method's own views in the export: tests/test_export_views.py.
 
 The recorded sample runs (sample_runs/) are the sessions: real MCTS, rStar, LECO runs of the
 embedded model. The HTML page's fold is checked against `engine.tree.Tree.fold` at several
@@ -134,6 +134,8 @@ def test_cli_refuses_bad_exports_in_one_line(store, mcts_sid, tmp_path):
     assert r.returncode == 2 and r.stderr.strip() == "thoughtscope: error: --format svg needs --out FILE"
     r = cli("export", "--db", str(store.path), "--session", mcts_sid, "--format", "pdf", "--out", "x")
     assert r.returncode == 2 and "invalid choice: 'pdf'" in r.stderr
+    r = cli("export", "--db", str(store.path), "--session", mcts_sid, "--format", "html", "--lang", "fr", "--out", "x")
+    assert r.returncode == 2 and "invalid choice: 'fr'" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     r = cli("export", "--db", str(store.path), "--session", mcts_sid, "--format", "html",
             "--out", str(tmp_path / "no-such-folder" / "x.html"))
     assert r.returncode == 2 and r.stderr.startswith("thoughtscope: error: cannot write") \
@@ -144,14 +146,17 @@ def test_cli_refuses_bad_exports_in_one_line(store, mcts_sid, tmp_path):
 def test_svg_and_png_of_a_tree_and_a_leco_heatmap(store, mcts_sid, tmp_path):
     from app.export_figures import write_export
     leco = store.import_session(json.loads(LECO_SAMPLE.read_text()))
-    svg = write_export(store, mcts_sid, "svg", tmp_path / "tree.svg").read_text()
+    paths = write_export(store, mcts_sid, "svg", tmp_path / "run.svg")
+    assert paths == [tmp_path / "run-tree.svg"]                # an MCTS run's view draws one figure: the tree
+    svg = paths[0].read_text()
     assert svg.startswith("<svg") and "Q (share of answers)" in svg
     # one marker per node (the nodes trace carries node ids as customdata): the tree's node count
     assert svg.count('class="point plotly-customdata"') == len(store.tree(mcts_sid))
-    png = write_export(store, leco, "png", tmp_path / "leco.png").read_bytes()
-    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    paths = write_export(store, leco, "png", tmp_path / "run.png")
+    assert paths == [tmp_path / "run-leco-heatmap.png"]          # LECO's tab draws no tree
+    assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     from PIL import Image
-    with Image.open(tmp_path / "leco.png") as im:
+    with Image.open(paths[0]) as im:
         assert im.size[0] >= 1200                            # slide size at 2x: sharp on a projector
 
 
@@ -184,7 +189,7 @@ def test_exported_html_speaks_the_readers_language(store, mcts_sid, tmp_path):
     from app import i18n
     from app.export_figures import write_export
     with i18n.using("zh"):
-        out = write_export(store, mcts_sid, "html", tmp_path / "zh.html")
+        out, = write_export(store, mcts_sid, "html", tmp_path / "zh.html")
     n = len(store.events(mcts_sid))
     b = Browser(tmp_path / "profile")
     try:

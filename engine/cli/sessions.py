@@ -20,8 +20,23 @@ from engine.store import Store, StoreError, default_db_path
 
 QUESTION_WIDTH = 48     # characters of the question shown per row of `sessions list`
 EXPORT_FORMATS = ("json", "html", "svg", "png", "graphml")   # app/export_figures.py writes each
-FORMAT_HELP = ("json (default), html (one standalone file: tree, timeline replay, node details; opens "
-               "offline), svg or png (the run's figure as the app draws it; needs Chromium), graphml")
+EXPORT_LANGS = ("en", "zh")                                   # app/i18n.py LANGS
+# the export's own help texts: their Chinese is in app/locales/export_zh.json (`_xt`)
+FORMAT_HELP = ("json (default), html (one standalone file: tree, timeline replay, node details and the "
+               "method's own views; opens offline), svg or png (one file per figure of the run's views, "
+               "named OUT-FIGURE.svg; needs Chromium), graphml")
+OUT_HELP = ("the file to write (json: stdout without it); for svg and png the stem of one file per figure, "
+            "or a folder")
+LANG_HELP = "the language of the page's and the figures' words (default: from LANG)"
+
+
+def _xt(text: str) -> str:
+    """An export help text in the language of LANG (app/export_words.py; English without the app)."""
+    try:
+        from app.export_words import say
+    except ImportError:
+        return text
+    return say(text)
 
 
 def add_sessions_parser(subparsers, db_flag_help: str) -> argparse.ArgumentParser:
@@ -49,7 +64,8 @@ def add_sessions_parser(subparsers, db_flag_help: str) -> argparse.ArgumentParse
     p.add_argument("--out", default=None, metavar="FILE",
                    help=_t("write the JSON (or --format) here instead of stdout"))
     p.add_argument("--graphml", default=None, metavar="FILE", help=_t("write the tree as GraphML here"))
-    p.add_argument("--format", default="json", choices=EXPORT_FORMATS, help=_t(FORMAT_HELP))
+    p.add_argument("--format", default="json", choices=EXPORT_FORMATS, help=_xt(FORMAT_HELP))
+    p.add_argument("--lang", default=None, choices=EXPORT_LANGS, help=_xt(LANG_HELP))
 
     p = sub.add_parser("import", parents=[common], help=_t("add a run exported as JSON (- reads stdin)"))
     p.add_argument("file", metavar="FILE")
@@ -66,8 +82,9 @@ def add_export_parser(subparsers, db_flag_help: str) -> argparse.ArgumentParser:
     p.add_argument("--db", default=None, metavar="PATH", help=_t(db_flag_help))
     p.add_argument("--session", dest="session_id", required=True, metavar="ID",
                    help=_t("session id (or a unique prefix of it)"))
-    p.add_argument("--format", default="json", choices=EXPORT_FORMATS, help=_t(FORMAT_HELP))
-    p.add_argument("--out", default=None, metavar="FILE", help=_t("the file to write (json: stdout without it)"))
+    p.add_argument("--format", default="json", choices=EXPORT_FORMATS, help=_xt(FORMAT_HELP))
+    p.add_argument("--out", default=None, metavar="FILE", help=_xt(OUT_HELP))
+    p.add_argument("--lang", default=None, choices=EXPORT_LANGS, help=_xt(LANG_HELP))
     p.set_defaults(graphml=None, sessions_command="export")
     return p
 
@@ -119,8 +136,8 @@ def _export(store: Store, args) -> int:
         if not args.out:
             raise StoreError(f"--format {args.format} needs --out FILE")
         from app.export_figures import write_export     # the figures are the app's (plotly)
-        write_export(store, sid, args.format, args.out)
-        print(f"wrote {args.out}", file=sys.stderr)
+        for path in write_export(store, sid, args.format, args.out, lang=args.lang):
+            print(f"wrote {path}", file=sys.stderr)
         if not args.graphml:
             return 0
         args.out = None
