@@ -132,3 +132,62 @@ def test_the_embedded_model_writes_code_that_runs(default_backend):
     assert code and sum(c.passed for c in code) >= len(code) // 2
     assert [ev.dumps() for ev in run(p.question, default_backend, config=cfg, seed=0, gold=str(p.answer))] == \
         [ev.dumps() for ev in events]                                  # same seed, same events
+
+
+class SlipFirstBackend(CodeScriptBackend):
+    """The first ``slips`` batches write a step whose comment claims the wrong result (as the
+    embedded model's arithmetic slips do); later batches write the script's step."""
+
+    def __init__(self, script: list[str], slips: int):
+        super().__init__(script)
+        self.slips, self.batches = slips, 0
+
+    def reply(self, i, prompt, prompts, sampling, stop, seed):
+        if i == 0:
+            self.batches += 1
+        if self.batches <= self.slips:
+            text = " x1 = 6 * 16  # 6 * 16 = 98\n" if prompt.endswith("Step 1:") else "Step 2: x2 = x1 // 2  # 96 / 2 = 47\n"
+            return word_generation(text, prompt)
+        return super().reply(i, prompt, prompts, sampling, stop, seed)
+
+
+def test_resample_replaces_the_failed_steps_of_an_expansion_with_new_samples():
+    cfg = dict(rollouts=1, children=2, check="runs_and_claim")
+    plain = Tree.fold(run(QUESTION, SlipFirstBackend(GOOD, slips=1), config=CodeMCTSConfig(**cfg), seed=0))
+    assert [plain[k].code["passed"] for k in plain[0].children] == [False, False]
+    assert plain.final.answer is None                                  # every branch ended at the slip
+    events = list(run(QUESTION, SlipFirstBackend(GOOD, slips=1), config=CodeMCTSConfig(**cfg, resample=1), seed=0))
+    tree = Tree.fold(events)
+    # the two failed steps stay in the tree (visible, reward -1 if walked into), two new samples join them
+    assert [tree[k].code["passed"] for k in tree[0].children] == [False, False, True, True]
+    root_expanded = next(ev for ev in events if isinstance(ev, E.Expanded) and ev.node == 0)
+    assert root_expanded.children == tree[0].children
+    # resampling stops after `resample` extra batches even when they fail too
+    capped = Tree.fold(run(QUESTION, SlipFirstBackend(GOOD, slips=5), config=CodeMCTSConfig(**cfg, resample=2), seed=0))
+    assert len(capped[0].children) == 6 and not any(capped[k].code["passed"] for k in capped[0].children)
+
+
+def test_drop_failed_never_walks_into_a_failed_step_while_a_sibling_passed():
+    cfg = CodeMCTSConfig(rollouts=4, children=2, check="runs_and_claim", resample=1, drop_failed=True)
+    events = list(run(QUESTION, SlipFirstBackend(GOOD, slips=1), config=cfg, seed=0))
+    tree = Tree.fold(events)
+    failed = {k for k in tree[0].children if not tree[k].code["passed"]}
+    assert len(failed) == 2
+    for sel in (ev for ev in events if isinstance(ev, E.Selected) and ev.node == 0):
+        assert sel.chosen not in failed and not failed & {r["node"] for r in sel.candidates}
+    assert not [ev for ev in events if isinstance(ev, E.TerminalReward) and ev.source == "code_failure"]
+    assert tree.final.answer == "48"
+    # without drop_failed the same search spends rollouts on the failed steps
+    loose = list(run(QUESTION, SlipFirstBackend(GOOD, slips=1),
+                     config=CodeMCTSConfig(rollouts=4, children=2, check="runs_and_claim", resample=1), seed=0))
+    assert [ev for ev in loose if isinstance(ev, E.TerminalReward) and ev.source == "code_failure"]
+
+
+def test_resample_and_drop_failed_validate_with_a_message_naming_the_field():
+    with pytest.raises(ValueError, match="resample must be from 0 to 16, got 17"):
+        CodeMCTSConfig(resample=17)
+    with pytest.raises(ValueError, match="drop_failed must be true or false"):
+        CodeMCTSConfig(drop_failed="yes")
+    # off by default: earlier mcts-code runs keep their config JSON and their events
+    assert CodeMCTSConfig().resample == 0 and CodeMCTSConfig().drop_failed is False
+    assert "resample" not in CodeMCTSConfig().to_json() and CodeMCTSConfig(resample=2).to_json()["resample"] == 2

@@ -271,3 +271,39 @@ def test_a_frozen_body_trains_only_the_larger_head_and_orders_its_pairs(tiny_lla
         assert torch.equal(ppm.body.state_dict()[k], v), k
     for p in pairs:
         assert ppm.score_texts([p.prompt + p.chosen])[0] > ppm.score_texts([p.prompt + p.rejected])[0]
+
+
+def test_code_mcts_with_the_ppm_scores_only_steps_that_passed_their_check(tiny_ppm_dir):
+    from engine.ppm.model import ProcessPreferenceModel
+    from engine.search.code_mcts import CodeMCTSConfig, run
+    from test_code_mcts import GOOD, QUESTION as CODE_Q, SlipFirstBackend
+    cfg = CodeMCTSConfig(rollouts=3, children=2, check="runs_and_claim", resample=1, drop_failed=True,
+                         reward="ppm", ppm=str(tiny_ppm_dir), final_rule="ppm")
+    events = list(run(CODE_Q, SlipFirstBackend(GOOD, slips=1), config=cfg, seed=0))
+    tree = Tree.fold(events)
+    scored = {e.node: e for e in events if isinstance(e, E.StepScored)}
+    failed = [n.id for n in tree.nodes if n.code is not None and not n.code["passed"]]
+    assert len(failed) == 2 and set(scored) == {n.id for n in tree.nodes if n.id != E.ROOT}
+    # a failed step is never shown to the PPM: -1, labelled as the code check's
+    assert all(scored[f].score == -1.0 and scored[f].source == "code_failure" and scored[f].q_init for f in failed)
+    ppm = ProcessPreferenceModel.load(tiny_ppm_dir)
+    passed = [i for i in scored if i not in failed]
+    want = ppm.score_texts([tree[0].text + tree.path_text(i) for i in passed])
+    # the PPM scores the code format's own text (root prompt "...Code:\n" and the code steps)
+    assert tree[0].text.endswith("Code:\n")
+    assert all(abs(scored[i].score - w) < 1e-5 and scored[i].source == "ppm" for i, w in zip(passed, want))
+    assert tree.final.answer == "48" and tree.final.rule == "ppm"
+
+
+def test_collect_pairs_from_claim_checked_code_mcts_uses_the_code_format_and_verified_steps(default_backend):
+    from engine.ppm.data import collect_pairs, training_problems
+    from engine.triage import claim_error
+    probs = training_problems(2, seed=5, tiers=("hard",))
+    res = collect_pairs(default_backend, probs, rollouts=4, seed=5, code=True, resample=1, drop_failed=True,
+                        hard_negatives=False)
+    s = res.summary
+    assert (s["method"], s["check"], s["resample"], s["drop_failed"]) == ("mcts-code", "runs_and_claim", 1, True)
+    for t in res.trajectories:              # right paths pass through verified steps only
+        assert all(claim_error(step) is None for step in t.steps) and "#" in t.steps[0]
+    for p in res.pairs:
+        assert "\nCode:\n" in p.prompt and claim_error(p.chosen) is None and claim_error(p.rejected) is None

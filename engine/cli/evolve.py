@@ -64,8 +64,8 @@ def add_evolve_parser(subparsers, number) -> None:
     p.add_argument("--ppm-head-hidden", type=number(int, 0, 65_536, "--ppm-head-hidden"), default=d.ppm_head_hidden,
                    help=_t("a hidden layer of this width in the PPM's head (default 0: linear + tanh, as rStar-Math)"))
     p.add_argument("--code", action="store_true",
-                   help=_t("code-verified collection (mcts-code); verifies nothing on the embedded model "
-                           "(docs/ppm.md)"))
+                   help=_t("collect and evaluate with claim-checked code MCTS (mcts-code: the comment's arithmetic must "
+                           "match the executed value; docs/ppm.md)"))
     p.add_argument("--seed", type=number(int, 0, 2**32 - 1, "--seed"), default=d.seed)
     p.add_argument("--lr", type=number(float, 1e-9, 1, "--lr"), default=f.lr,
                    help=_t("fine-tuning LR (default {lr})", lr=f.lr))

@@ -29,6 +29,17 @@ def _collect_flags(p, number) -> None:
                    help=_t("seed of the training-problem generator and the searches (default 1)"))
     p.add_argument("--init-ppm", default=None, metavar="DIR",
                    help=_t("a PPM whose scores start each new step's Q during collection (rStar-Math's later rounds)"))
+    p.add_argument("--code", action="store_true",
+                   help=_t("collect from code-verified MCTS (mcts-code): pairs only between steps that pass --check"))
+    p.add_argument("--check", choices=("runs", "runs_and_claim"), default="runs_and_claim",
+                   help=_t("with --code: what a step must pass (default runs_and_claim: its code runs and "
+                           "the comment's arithmetic claim matches the executed value)"))
+    p.add_argument("--resample", type=number(int, 0, 16, "--resample"), default=0,
+                   help=_t("with --code: replace an expansion's failed steps by new samples up to N times (default 0)"))
+    p.add_argument("--drop-failed", action="store_true",
+                   help=_t("with --code: never walk into a failed step while a sibling passed (rStar-Math drops them)"))
+    p.add_argument("--tier", choices=("hard", "medium", "both"), default="both",
+                   help=_t("training-problem tiers (default both, drawn equally)"))
     p.add_argument("--no-hard-negatives", action="store_true",
                    help=_t("only rStar-Math's Q-value pairs, no (true claim, false claim) sibling pairs"))
 
@@ -69,11 +80,15 @@ def add_ppm_parsers(subparsers, add_model_flags, number) -> None:
 def _collect(args, load_backend, n: int, out: Path | None):
     from engine.cli.progress import progress
     from engine.ppm.data import collect_pairs, training_problems, write_pairs, write_trajectories
-    problems = training_problems(n, args.train_seed)
+    tiers = ("hard", "medium") if args.tier == "both" else (args.tier,)
+    problems = training_problems(n, args.train_seed, tiers=tiers)
     backend = load_backend(args)
-    with progress(n, "collect pairs (MCTS, gold reward)") as bar:
+    what = f"mcts-code, {args.check}" if args.code else "MCTS"
+    with progress(n, f"collect pairs ({what}, gold reward)") as bar:
         res = collect_pairs(backend, problems, rollouts=args.rollouts, seed=args.train_seed, ppm=args.init_ppm,
-                            children=args.children, hard_negatives=not args.no_hard_negatives, progress=bar.update)
+                            code=args.code, check=args.check, resample=args.resample,
+                            drop_failed=args.drop_failed, children=args.children,
+                            hard_negatives=not args.no_hard_negatives, progress=bar.update)
     if out is not None:
         write_pairs(out, res.pairs)
         write_trajectories(out.with_suffix(".traj.jsonl"), res.trajectories)

@@ -128,6 +128,9 @@ def hard_negative_pairs(tree: Tree, session_id: str | None = None) -> list[Pair]
         kids = [tree[c] for c in n.children if tree[c].visits > 0]
         if len(kids) < 2 or any(claim_error(tree[i].text) for i in tree.path_to(n.id)[1:]):
             continue            # only at the *first* wrong step: the path so far has no false claim
+        # a code step that failed its check is cut by the search before any PPM sees it
+        # (engine/search/mcts.py scores it -1): no pair is spent on it
+        kids = [k for k in kids if k.code is None or k.code.get("passed")]
         good = [k for k in kids if reach[k.id][0] and claim_error(k.text) is None]
         bad = [k for k in kids if claim_error(k.text) is not None]
         seen = set()
@@ -167,11 +170,17 @@ def final_answer_pairs(tree: Tree, top: int = 2, session_id: str | None = None) 
 
 
 def collect_pairs(backend, problems: Sequence[Problem], *, rollouts: int = 16, seed: int = 0, ppm=None,
-                  code: bool = False, progress: Callable[[int], None] | None = None,
+                  code: bool = False, check: str = "runs_and_claim", resample: int = 0, drop_failed: bool = False,
+                  progress: Callable[[int], None] | None = None,
                   pair_config: PairConfig = PairConfig(), hard_negatives: bool = True, final_pairs: bool = True,
                   children: int = 3, store=None) -> CollectResult:
     """MCTS (``mcts``, or ``mcts-code`` with ``code``) on each training problem with the gold
-    reward, then its pairs and right trajectories. ``ppm`` (a folder path) initialises each new
+    reward, then its pairs and right trajectories. With ``code`` the steps are code-verified by
+    ``check`` (engine/search/code_mcts.py; default ``runs_and_claim``: the comment's arithmetic
+    claim must match the executed value), so every pair is between steps that passed: the PPM
+    learns which *verified* step leads to the right answer, as rStar-Math's PPM does;
+    ``resample`` and ``drop_failed`` make the search drop failed steps as rStar-Math's does
+    (code_mcts.py's options of the same names). ``ppm`` (a folder path) initialises each new
     step's Q from that PPM's score, as rStar-Math's later rounds do; the terminal reward stays
     the answer key. ``store`` (an engine.store.Store) keeps every tree as a session."""
     from engine.search import METHODS
@@ -179,6 +188,8 @@ def collect_pairs(backend, problems: Sequence[Problem], *, rollouts: int = 16, s
     method = "mcts-code" if code else "mcts"
     cls = METHODS[method].config
     extra = {"ppm": str(ppm)} if ppm else {}
+    if code:
+        extra.update(check=check, resample=resample, drop_failed=drop_failed)
     cfg = cls(rollouts=rollouts, children=children, reward="gold", final_rule="highest_q", **extra)
     pairs, trajs, sids = [], [], []
     solved = q_pairs = neg_pairs = fin_pairs = 0
@@ -208,7 +219,8 @@ def collect_pairs(backend, problems: Sequence[Problem], *, rollouts: int = 16, s
         if progress:
             progress(1)
     summary = {"problems": len(problems), "method": method, "rollouts": rollouts, "children": children,
-               "seed": seed, "pairs": len(pairs), "q_value_pairs": q_pairs, "hard_negative_pairs": neg_pairs,
+               "seed": seed, "check": check if code else None,
+               "resample": resample if code else None, "drop_failed": drop_failed if code else None, "pairs": len(pairs), "q_value_pairs": q_pairs, "hard_negative_pairs": neg_pairs,
                "final_answer_pairs": fin_pairs,
                "trajectories": len(trajs), "problems_solved": solved, "ppm": str(ppm) if ppm else None}
     return CollectResult(pairs, trajs, sids, summary)

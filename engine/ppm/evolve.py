@@ -23,10 +23,12 @@ each round's collection trees are stored as ordinary sessions, linked from the r
 Deliberate differences from rStar-Math (also in docs/ppm.md): rounds are minutes on one CPU
 thread, not days on GPUs — a few hundred problems a round and 4-16 rollouts instead of 747k
 problems and 16-64 rollouts; the policy continues from the previous round (engine/ppm/finetune.py
-says why); trajectories are the embedded model's plain steps. Code-verified collection
-(``code=True``) is passed to collect_pairs, but verifies nothing on the embedded model: its code
-is one assignment that always runs, its slips are in the arithmetic (docs/code_mcts.md), so
-the default is terminal-guided only.
+says why); trajectories are the embedded model's plain steps unless ``code=True``: then
+collection and the round's MCTS evaluation are both claim-checked code MCTS (phases.py
+``CODE_SEARCH``: the comment's arithmetic must match the executed value, failed steps are
+resampled and never walked into), so the PPM learns and is used on verified code steps only, as
+rStar-Math's is. "Code runs" alone would verify nothing on the embedded model: its code is one
+assignment that always runs, its slips are in the arithmetic (docs/code_mcts.md).
 
 Not here: search, pair selection, PPM training (the ppm package's other modules), drawing.
 """

@@ -21,6 +21,9 @@ from pathlib import Path
 
 from engine.demo_model.problems import Problem
 
+# evolve --code: the search of docs/ppm.md's second method, for collection and evaluation alike —
+# claim-checked code MCTS whose failed steps are resampled (twice at most) and never walked into
+CODE_SEARCH = {"check": "runs_and_claim", "resample": 2, "drop_failed": True}
 SFT_PER_PROBLEM = 2          # verified trajectories a problem gives the policy (rStar-Math: top 2 by Q)
 PPM_BATCH = 16               # engine/ppm/train.py's default, named here because the bar needs the step count
 
@@ -67,11 +70,12 @@ def collect_phase(run, rnd: int, problems: list[Problem], load_backend, progress
     ppm = run.ppm_of(rnd - 1)
     seed = cfg.seed * 1_000_000 + rnd * 10_000
     k = min(cfg.examples, len(problems))
+    code_opts = CODE_SEARCH if cfg.code else {}
     with progress(f"round {rnd} collect", len(problems)) as bar:
         # the first few trees are kept as sessions (the round's examples); same seeds as one call
-        kept = collect_pairs(backend, problems[:k], rollouts=cfg.rollouts, seed=seed, ppm=ppm, code=cfg.code,
+        kept = collect_pairs(backend, problems[:k], rollouts=cfg.rollouts, seed=seed, ppm=ppm, code=cfg.code, **code_opts,
                              progress=bar.update, store=run.store) if k else None
-        rest = collect_pairs(backend, problems[k:], rollouts=cfg.rollouts, seed=seed + k, ppm=ppm, code=cfg.code,
+        rest = collect_pairs(backend, problems[k:], rollouts=cfg.rollouts, seed=seed + k, ppm=ppm, code=cfg.code, **code_opts,
                              progress=bar.update)
     pairs = (kept.pairs if kept else []) + rest.pairs
     trajs = (kept.trajectories if kept else []) + rest.trajectories
@@ -164,13 +168,15 @@ def eval_phase(run, rnd: int, load_backend, progress) -> None:
     ppm = run.ppm_of(rnd)
     # with a PPM, rStar-Math's inference: PPM-started Q, PPM terminal reward, the answer of the path it
     # scores highest; without one (round 0, no --ppm) the default reward, which needs no answer key
-    mcts_cfg = METHODS["mcts"].config(rollouts=cfg.eval_rollouts, reward="ppm", ppm=str(ppm), final_rule="ppm") \
-        if ppm else METHODS["mcts"].config(rollouts=cfg.eval_rollouts)
+    # with --code the PPM was trained on code-format pairs: it guides the same claim-checked code MCTS
+    search, extra = ("mcts-code", CODE_SEARCH) if cfg.code else ("mcts", {})
+    mcts_cfg = METHODS[search].config(rollouts=cfg.eval_rollouts, reward="ppm", ppm=str(ppm), final_rule="ppm",
+                                      **extra) if ppm else METHODS[search].config(rollouts=cfg.eval_rollouts, **extra)
     reward = "ppm" if ppm else mcts_cfg.reward
     out = {}
     for method, mcfg in (("greedy", EvalConfig()), ("sc", EvalConfig(samples=cfg.sc_samples)), ("mcts", mcts_cfg)):
         with progress(f"round {rnd} eval {method}", cfg.eval_n) as bar:
-            summary = run_eval(backend, method, cfg.eval_tier, cfg.eval_n, cfg.seed, mcfg, progress=bar.update)
+            summary = run_eval(backend, search if method == "mcts" else method, cfg.eval_tier, cfg.eval_n, cfg.seed, mcfg, progress=bar.update)
         (folder / f"eval-{method}.json").write_text(json.dumps(summary, indent=1))
         out[method] = {k: v for k, v in summary.items() if k != "results"}
     run.evo.finish_phase(run.run_id, rnd, "eval", greedy_accuracy=out["greedy"]["accuracy"],

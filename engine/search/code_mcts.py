@@ -18,12 +18,19 @@ comment claims (``# 96 / 2 = 48`` claims 48). After ``max_failures`` consecutive
 steps on a path the branch ends there: the node is terminal and its reward is −1.
 Failing steps' code is left out of later programs, so a later step is judged on its own code.
 
-Deliberate differences from rStar-Math (docs/code_mcts.md): rStar-Math drops failing steps
+Dropping failed steps, as rStar-Math does, is two options (both off by default, so earlier runs
+replay and re-run unchanged): ``resample`` — an expansion whose steps failed samples that many
+replacements, up to ``resample`` more times, so the node still gets ``children`` passing steps;
+``drop_failed`` — a failed step is never selected while a sibling passed, so no rollout is spent
+walking into it. With both, the search runs over verified steps only, as rStar-Math's does.
+
+Deliberate differences from rStar-Math (docs/code_mcts.md): rStar-Math removes failing steps
 from the tree; here they stay, visible, as terminal nodes with reward −1 (``max_failures = 1``
-is the paper's filter). The embedded model writes one assignment per step (its own format);
-chat and base models write rStar-Math's commented Python. There is no process preference model: the reward is
-MCTS's (self-consistency or the answer key); preference pairs for training one come from
-engine/pairs.py.
+is the paper's filter), and with ``drop_failed`` they are skipped by selection instead. The
+embedded model writes one assignment per step (its own format); chat and base models write
+rStar-Math's commented Python. With a process preference model (``reward="ppm"`` or ``ppm``,
+engine/ppm/) only steps that passed are scored; a failed one gets -1 without being shown to
+it (mcts.py's PathScorer). Preference pairs for training one come from engine/pairs.py.
 
 Not here: the sandbox itself, or drawing (app/).
 """
@@ -58,12 +65,23 @@ _TARGET = re.compile(r"^\s*([A-Za-z_]\w*)\s*=(?!=)")
 class CodeMCTSConfig(MCTSConfig):
     max_failures: int = 1               # consecutive failing steps that end a branch (1: rStar-Math's filter)
     check: str = "runs"                 # "runs" (rStar-Math) or "runs_and_claim" (the comment must agree)
+    resample: int = 0                   # extra batches replacing an expansion's failed steps (0: none)
+    drop_failed: bool = False           # never walk into a failed step while a sibling passed
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _check("max_failures", self.max_failures, _int(self.max_failures) and 1 <= self.max_failures <= 64,
                "from 1 to 64")
         _check("check", self.check, self.check in CHECKS, f"one of {CHECKS}")
+        _check("resample", self.resample, _int(self.resample) and 0 <= self.resample <= 16, "from 0 to 16")
+        _check("drop_failed", self.drop_failed, isinstance(self.drop_failed, bool), "true or false")
+
+    def to_json(self) -> dict:
+        out = super().to_json()
+        for key, off in (("resample", 0), ("drop_failed", False)):
+            if out[key] == off:
+                del out[key]    # runs recorded before these options replay and re-run byte for byte
+        return out
 
 
 class CodeStepProposer(StepProposer):

@@ -119,10 +119,18 @@ def final_answers(tree: Tree) -> dict[str, tuple[str | None, list[int]]]:
     return out
 
 
-def select_child(tree: Tree, node_id: int, c: float, rng: random.Random) -> E.Selected:
+def failed_step(node) -> bool:
+    """A code-verified step that failed its check and ended its branch (engine/search/code_mcts.py)."""
+    return node.code is not None and not node.code["passed"] and bool(node.code.get("ends_branch"))
+
+
+def select_child(tree: Tree, node_id: int, c: float, rng: random.Random, drop_failed: bool = False) -> E.Selected:
+    """``drop_failed``: failed code steps are not candidates while a sibling passed (rStar-Math
+    drops them from the tree; here they stay visible but are never walked into)."""
     node = tree[node_id]
     rows = []
-    for cid in node.children:
+    live = [cid for cid in node.children if not failed_step(tree[cid])] if drop_failed else []
+    for cid in live or node.children:
         ch = tree[cid]
         explore, uct = uct_terms(ch.q, ch.visits, node.visits, c)
         rows.append({"node": cid, "visits": ch.visits, "q": ch.q, "explore": explore, "uct": uct})
@@ -151,6 +159,9 @@ class StepVerifier(Protocol):
         """(reward, source, detail) overriding the configured reward at ``leaf``, or None."""
 
 
+CUT_SCORE = -1.0        # a failed code step's score: never shown to the PPM
+
+
 class PathScorer:
     """The PPM that scores each new step of a run (loaded once per folder, engine/ppm/)."""
 
@@ -159,11 +170,17 @@ class PathScorer:
         self.ppm, folder = resolve(backend, path)
         self.name = Path(folder).name
 
-    def scores(self, parent_text: str, steps: list) -> list[float]:
-        """Scores of the paths ``parent_text`` + each step (the policy's full text), one batch."""
-        return self.ppm.score_texts([parent_text + s.text for s in steps])
+    def scores(self, parent_text: str, steps: list, skip: list[bool] | None = None) -> list[float]:
+        """Scores of the paths ``parent_text`` + each step (the policy's full text), one batch;
+        a step with ``skip`` set (it failed its code check) is not scored: CUT_SCORE."""
+        skip = skip or [False] * len(steps)
+        got = iter(self.ppm.score_texts([parent_text + s.text for s, k in zip(steps, skip) if not k]))
+        return [CUT_SCORE if k else next(got) for k in skip]
 
-    def event(self, node: int, score: float) -> E.StepScored:
+    def event(self, node: int, score: float, cut: bool = False) -> E.StepScored:
+        if cut:
+            return E.StepScored(node=node, score=score, source="code_failure",
+                                model=f"{self.name}: not scored, the step failed its code check", q_init=True)
         return E.StepScored(node=node, score=score, source="ppm", model=self.name, q_init=True)
 
 
@@ -202,24 +219,33 @@ def search(question: str, backend, *, config: MCTSConfig, seed: int, gold, shoul
             path, node_id, phase = [E.ROOT], E.ROOT, "expand"
             while not tree[node_id].terminal:
                 if not tree[node_id].children:
-                    texts = [tree.path_text(node_id)] * config.children
-                    steps = proposer.next_steps(texts, seed=rng.randrange(2**31))
                     kids = []
                     depth = tree[node_id].depth + 1
-                    checks = verifier.check(tree, node_id, len(tree), steps) if verifier else [(False, [])] * len(steps)
-                    scores = scorer.scores(proposer.prompt + texts[0], steps) if scorer else None
-                    for i, (s, (ends, extra)) in enumerate(zip(steps, checks)):   # duplicates are kept, as in rStar: each is a vote
-                        ev = node_event(len(tree), node_id, depth, "step", s, gold,
-                                        force_terminal=depth >= config.max_depth or ends)
-                        kids.append(ev.node)
-                        yield emit(ev)
-                        for x in extra:
-                            yield emit(x)
-                        if scorer:
-                            yield emit(scorer.event(ev.node, scores[i]))
+                    want, tries = config.children, 0
+                    while want > 0:
+                        texts = [tree.path_text(node_id)] * want
+                        steps = proposer.next_steps(texts, seed=rng.randrange(2**31))
+                        checks = verifier.check(tree, node_id, len(tree), steps) if verifier else [(False, [])] * len(steps)
+                        failed = [any(isinstance(x, E.CodeExecuted) and not x.passed for x in extra)
+                                  for _, extra in checks]
+                        # a step that failed its code check is not shown to the PPM: it scores -1 (cut)
+                        scores = scorer.scores(proposer.prompt + texts[0], steps, skip=failed) if scorer else None
+                        for i, (s, (ends, extra)) in enumerate(zip(steps, checks)):   # duplicates are kept, as in rStar: each is a vote
+                            ev = node_event(len(tree), node_id, depth, "step", s, gold,
+                                            force_terminal=depth >= config.max_depth or ends)
+                            kids.append(ev.node)
+                            yield emit(ev)
+                            for x in extra:
+                                yield emit(x)
+                            if scorer:
+                                yield emit(scorer.event(ev.node, scores[i], cut=failed[i]))
+                        # code MCTS's resampling: failed steps are replaced by new samples, a bounded
+                        # number of times, so that the node gets `children` steps that passed
+                        tries += 1
+                        want = sum(failed) if tries <= getattr(config, "resample", 0) else 0
                     yield emit(E.Expanded(node=node_id, children=kids, phase=phase))
                     phase = "simulate"
-                sel = select_child(tree, node_id, config.c, rng)
+                sel = select_child(tree, node_id, config.c, rng, getattr(config, "drop_failed", False))
                 yield emit(sel)
                 node_id = sel.chosen
                 path.append(node_id)
