@@ -225,3 +225,21 @@ def test_every_word_of_the_exports_has_chinese():
     assert missing == []
     for k, v in own.items():
         assert v.strip() and fields(k) == fields(v), k
+
+
+def test_the_sessions_tab_exports_in_the_pages_language(runs):
+    """The app passes its UI language: the request's ``ts_lang`` cookie (the header switch) decides."""
+    import gradio as gr
+    from gradio.context import LocalContext
+
+    from app.export_words import catalogue
+    from app.sessions_tab import export_as
+    store, sids = runs
+    for lang, title in (("zh", catalogue()["LECO: step confidence, the cut and the rethink"]),
+                        ("en", "LECO: step confidence, the cut and the rethink")):
+        token = LocalContext.request.set(gr.Request(headers={"cookie": f"ts_lang={lang}"}))
+        try:
+            page = Path(export_as(store, sids["leco"], "html")).read_text(encoding="utf-8")
+        finally:
+            LocalContext.request.reset(token)
+        assert f'<html lang="{lang}">' in page and f"<h2>{title}</h2>" in page
