@@ -150,7 +150,8 @@ def _se_sections(events: list[E.Event]) -> list[dict]:
         blocks.append(_fig("se-routing", se_tab.threshold_figure(strict, cfg.get("low", -1.0), cfg.get("high", 0.5),
                                                                  route_on)))
     blocks.append(_html(md(se_tab.retrieval_markdown(strict))))
-    rows = se_tab.comparison_rows(strict)
+    # the judge's verdicts in the reader's language, as the bubbles' hover says them (the app's table shows them raw)
+    rows = [[*r[:4], t(r[4]), t(r[5]), *r[6:]] for r in se_tab.comparison_rows(strict)]
     if rows:
         blocks.append(_html(f"<h3>{html.escape(t('Every judge call'))}</h3>"
                             + _table([say(h) for h in JUDGE_HEADERS], rows)))
