@@ -194,7 +194,13 @@ def collect_pairs(backend, problems: Sequence[Problem], *, rollouts: int = 16, s
     pairs, trajs, sids = [], [], []
     solved = q_pairs = neg_pairs = fin_pairs = 0
     for i, p in enumerate(problems):
-        events = list(METHODS[method].run(p.question, backend, config=cfg, seed=seed + i, gold=str(p.answer)))
+        if code:        # plain-arithmetic programs evaluated in-process (fast_exec.py), others sandboxed
+            from engine.ppm import fast_exec
+            from engine.search.code_mcts import run as code_run
+            events = list(code_run(p.question, backend, config=cfg, seed=seed + i, gold=str(p.answer),
+                                   run_code=fast_exec.run_code))
+        else:
+            events = list(METHODS[method].run(p.question, backend, config=cfg, seed=seed + i, gold=str(p.answer)))
         sid = f"train:{p.id}"
         if store is not None:
             sid = _store_run(store, events)

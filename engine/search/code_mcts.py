@@ -229,8 +229,10 @@ class CodeVerifier:
 
 
 def run(question: str, backend, *, config: CodeMCTSConfig = CodeMCTSConfig(), seed: int = 0, gold=None,
-        should_stop: Callable[[], bool] | None = None) -> Iterator[E.Event]:
-    """Yield the events of one code-verified MCTS run."""
+        should_stop: Callable[[], bool] | None = None,
+        run_code: Callable[[str], sandbox.Result] | None = None) -> Iterator[E.Event]:
+    """Yield the events of one code-verified MCTS run. ``run_code``: the program runner (default
+    the sandbox; PPM data collection passes engine/ppm/fast_exec.py's)."""
     yield from search(question, backend, config=config, seed=seed, gold=gold, should_stop=should_stop,
                       method="mcts-code", proposer_cls=CodeStepProposer,
-                      verifier=CodeVerifier(config, fmt=format_of(backend)))
+                      verifier=CodeVerifier(config, run_code=run_code, fmt=format_of(backend)))
