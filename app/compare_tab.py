@@ -24,7 +24,7 @@ import gradio as gr
 
 from app.auth import user_store, with_request
 from app.controls import Slider
-from app.i18n import t
+from app.i18n import message, t
 from app.tree_figure import tree_figure
 from engine import events as E
 from engine.store import StoreError
@@ -146,7 +146,7 @@ def same_problem(store, ids_text: str | None, request: gr.Request = None):
         rows = [r for r in store.list_sessions() if r.get("question") == first.get("question")
                 and r["session_id"] not in named][:SAME_PROBLEM_LISTED]
     except StoreError as e:
-        raise gr.Error(str(e), print_exception=False) from None
+        raise gr.Error(message(e), print_exception=False) from None
     choices = [(f"{r['method']} · " + t("answer {answer}", answer=r.get('answer')) + " · "
                 + t("{n} tokens", n=r.get('generated_tokens')) + " · "
                 f"{'✓' if r.get('correct') else '✗' if r.get('correct') is not None else '?'} · "

@@ -8,7 +8,8 @@ the PPM's pairwise accuracy on pairs from problems it was not trained on, per ro
 The example trees are ordinary stored sessions; opening one hands its events to the Search
 view exactly as the Sessions tab does (app/main.py wires the Open button to its `show_opened`).
 
-Callbacks are plain functions over the store; store errors become gr.Error here.
+Callbacks are plain functions over the store; store errors become gr.Error here. `rounds_table`
+is the rows (data); `show_run` fills the table with them under headers in the request's language.
 Not here: running rounds (engine/ppm/evolve.py).
 """
 
@@ -19,7 +20,7 @@ from typing import Any
 import gradio as gr
 import plotly.graph_objects as go
 
-from app.i18n import current_lang, t
+from app.i18n import current_lang, message, per_request, t, table
 from engine.evolution_store import EvolutionStore
 from engine.store import StoreError
 
@@ -104,7 +105,8 @@ def example_choices(rows: list[dict], store) -> list[tuple[str, str]]:
 def show_run(store, run_id: str | None):
     """Chart, table, example-tree choices and a status line for one evolution run."""
     if not run_id:
-        return rounds_figure([]), [], gr.Dropdown(choices=[], value=None), t("No evolution run stored yet.")
+        return (rounds_figure([]), table(TABLE_COLUMNS, []), gr.Dropdown(choices=[], value=None),
+                t("No evolution run stored yet."))
     try:
         evo = EvolutionStore(store)
         run = evo.run(run_id)
@@ -113,12 +115,12 @@ def show_run(store, run_id: str | None):
         rows = evo.rounds(run_id)
         examples = example_choices(rows, store)
     except StoreError as e:
-        raise gr.Error(str(e), print_exception=False) from None
+        raise gr.Error(message(e), print_exception=False) from None
     done = sum(r["status"] == "done" for r in rows)
     status = t("Run `{run}`: {done} of {n} rounds done; weights and data in `{out}`. Settings: {settings}.",
                run=run_id, done=done, n=len(rows), out=run['out_dir'],
                settings=', '.join(f'{k} {v}' for k, v in run['config'].items() if k != 'finetune'))
-    return (rounds_figure(rows), rounds_table(rows),
+    return (rounds_figure(rows), table(TABLE_COLUMNS, rounds_table(rows)),
             gr.Dropdown(choices=examples, value=examples[0][1] if examples else None), status)
 
 
@@ -137,18 +139,21 @@ def build_evolve_tab(store) -> dict:
     except StoreError:
         choices = []
     first = choices[0][1] if choices else None
-    fig, table, _, status = show_run(store, first) if first else (rounds_figure([]), [], None,
-                                                                   t("No evolution run stored yet: "
-                                                                     "`thoughtscope evolve --rounds R "
-                                                                     "--train-problems N` writes them here."))
+
+    def first_view():
+        """(figure, table, _, status) of the newest run, made at each page load in its language."""
+        if first:
+            return show_run(store, first)
+        return (rounds_figure([]), table(TABLE_COLUMNS, []), None,
+                t("No evolution run stored yet: `thoughtscope evolve --rounds R --train-problems N` writes them here."))
     examples = example_choices(EvolutionStore(store).rounds(first), store) if first else []
     with gr.Row():
         c["run"] = gr.Dropdown(choices, value=first, label=t("Evolution run"), scale=4, elem_id="ts-evolve-run")
         c["refresh"] = gr.Button(t("Refresh"), size="sm", scale=0)
-    c["status"] = gr.Markdown(status)
-    c["plot"] = gr.Plot(fig, label=t("Accuracy per round"), elem_id="ts-evolve-plot")
-    c["table"] = gr.Dataframe(table, headers=TABLE_COLUMNS, interactive=False, wrap=True,
-                              elem_id="ts-evolve-table")
+    c["status"] = gr.Markdown(per_request(lambda: first_view()[3]))
+    c["plot"] = gr.Plot(per_request(lambda: first_view()[0]), label=t("Accuracy per round"), elem_id="ts-evolve-plot")
+    c["table"] = gr.Dataframe(per_request(lambda: first_view()[1]), headers=TABLE_COLUMNS, interactive=False,
+                              wrap=True, elem_id="ts-evolve-table")
     with gr.Row():
         c["example"] = gr.Dropdown(examples, value=examples[0][1] if examples else None, scale=4,
                                    label=t("A round's example MCTS tree (collection, gold-terminal-guided)"),

@@ -17,7 +17,7 @@ from typing import Any
 import gradio as gr
 
 from app.auth import user_store, with_request
-from app.i18n import t
+from app.i18n import message, t, translate
 from engine.store import StoreError
 
 
@@ -33,6 +33,12 @@ def experiment_choices(store, request: gr.Request = None) -> list[tuple[str, str
              + t("budgets {budgets}", budgets=','.join(map(str, e['budgets'])))
              + f" · {e['status']} · {e['experiment_id']}", e["experiment_id"])
             for e in rows]
+
+
+def chart_labels() -> dict[str, str]:
+    """The experiment chart's words (engine/evaluation/compare_chart.py `LABELS`) in the request's language."""
+    from engine.evaluation.compare_chart import LABELS
+    return {key: translate(english) for key, english in LABELS.items()}
 
 
 def table_markdown(report: dict) -> str:
@@ -77,9 +83,10 @@ def show_experiment(store, eid: str | list[str] | None, request: gr.Request = No
             raise gr.Error(t("no experiment {id} in this database", id=repr(missing[0])), print_exception=False)
         report = experiment_report(store, eids)
         exp = report["experiment"]
-        fig = compare_figure(report.pop("results"), t("{model}, {tier} tier, n={n}", model=exp['model'], tier=exp['tier'], n=exp['n']))
+        fig = compare_figure(report.pop("results"), t("{model}, {tier} tier, n={n}", model=exp['model'],
+                                                      tier=exp['tier'], n=exp['n']), labels=chart_labels())
     except (StoreError, ValueError) as e:
-        raise gr.Error(str(e), print_exception=False) from None
+        raise gr.Error(message(e), print_exception=False) from None
     return fig, table_markdown(report)
 
 

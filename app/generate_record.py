@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gradio as gr
 
+from app.i18n import message
 from engine import events as E
 from engine.steps import answers_equal, extract_answer
 from engine.store import StoreError
@@ -51,5 +52,5 @@ def record_generation(store, events: list[E.Event], wall_s: float) -> str:
             store.append(sid, ev)
         store.finish(sid, status=end.status, message=end.message, wall_s=wall_s)
     except StoreError as e:
-        raise gr.Error(str(e), print_exception=False) from None
+        raise gr.Error(message(e), print_exception=False) from None
     return sid

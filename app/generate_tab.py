@@ -34,7 +34,7 @@ from engine.search.common import MAX_SOLUTION_TOKENS
 from engine.steps import answers_equal, extract_answer
 
 from app.controls import Slider
-from app.i18n import per_request, t
+from app.i18n import message, per_request, t
 from app.figures import TOKENS_CSS, TOOLTIP_JS, generation_html
 
 DEFAULT_MAX_NEW_TOKENS = MAX_SOLUTION_TOKENS   # room for a fully worked hard solution
@@ -75,7 +75,7 @@ def run_gold(question: str, gold_answer, picked: dict | None) -> str | int | Non
     try:
         check_text(gold_answer, "the gold answer", required=False, max_chars=GOLD_MAX_CHARS)
     except InputError as e:
-        raise gr.Error(str(e), print_exception=False) from None
+        raise gr.Error(message(e), print_exception=False) from None
     return gold_answer.strip() or None
 
 
@@ -269,7 +269,7 @@ def run_generation(backend, question: str, temperature: float, top_k: float, top
         gen = backend.generate([prompt], sampling=sampling, stop=SOLUTION_STOP, max_new_tokens=n_new, seed=seed_,
                                should_stop=control.stopped if control is not None else None)[0]
     except ValueError as e:         # InputError is a ValueError
-        raise gr.Error(str(e), print_exception=False) from None
+        raise gr.Error(message(e), print_exception=False) from None
     except Stopped:
         gen = None
     gold = gold_for(question, picked)

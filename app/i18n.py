@@ -16,6 +16,19 @@ How a string reaches the user's language depends on where it is made:
   `set_default` changed it (`lang_from_env` reads LANG / LC_ALL / LC_MESSAGES / LANGUAGE);
   `using("zh")` sets a language for a block of code.
 
+Two things made elsewhere are said here too:
+
+- a table's column headers: `table` (English keys -> a gr.Dataframe value whose headers are in
+  the current language; the callback that fills the table returns it, so headers follow the
+  request, as a pandas DataFrame carries its own columns);
+- the messages the engine raises (ValueError, InputError, ModelLoadError, StoreError), which are
+  English f-strings made where the engine has no language: `message` matches one against the
+  English templates of app/locales/zh_messages.json (``{name}`` slots, the most specific
+  template first; each slot's text is itself looked up, so "from 1 to 32" inside "rollouts must
+  be from 1 to 32, got 0" is translated too) and fills the Chinese template. A message no
+  template matches stays English, whatever it holds: it never raises. The app's gr.Error
+  boundary and the CLI's error line (LANG=zh) both use it.
+
 A key with no Chinese entry shows in English (tests/test_i18n.py fails on it). Adding a string:
 docs/ARCHITECTURE.md, "Chinese and English".
 
@@ -28,6 +41,8 @@ import contextlib
 import contextvars
 import json
 import os
+import re
+import string
 from functools import cache
 from http.cookies import SimpleCookie
 from pathlib import Path
@@ -59,6 +74,7 @@ def reload() -> None:
     """Forget the loaded catalogues (a test or a translator editing zh.json while serving)."""
     catalogue.cache_clear()
     i18n.cache_clear()
+    message_templates.cache_clear()
 
 
 def normalise(lang: str | None) -> str | None:
@@ -215,6 +231,83 @@ def plain(value, lang: str | None = None) -> str:
     """A label that may be a `t` marker as text (a `gr.Error` naming a slider by its label)."""
     key = getattr(value, "key", None)
     return translate(key, lang) if isinstance(key, str) else str(value)
+
+
+def table(columns, rows):
+    """A gr.Dataframe value: ``rows`` under ``columns`` (English keys) translated into the current
+    language. A pandas DataFrame of Python objects (None stays empty, 3 stays 3, not 3.0)."""
+    import pandas as pd
+    return pd.DataFrame([list(r) for r in rows], columns=[translate(c) for c in columns], dtype=object)
+
+
+# ---- the engine's messages ---------------------------------------------------------------------
+
+MESSAGE_DEPTH = 2       # slots inside slots looked up (a "from 1 to 32" inside "... must be ...")
+
+
+@cache
+def message_templates(lang: str) -> tuple[dict[str, str], list[tuple[re.Pattern, str]]]:
+    """(exact messages, [(pattern, target template)] most specific first) of ``lang``'s
+    message catalogue, app/locales/{lang}_messages.json (English template -> template)."""
+    path = LOCALES / f"{lang}_messages.json"
+    if lang == DEFAULT or not path.exists():
+        return {}, []
+    entries = {k: v for k, v in json.loads(path.read_text(encoding="utf-8")).items() if not k.startswith("//")}
+    exact, ranked = {}, []
+    for english, target in entries.items():
+        parts = list(string.Formatter().parse(english))
+        if all(name is None for _, name, _, _ in parts):
+            exact[english] = target
+            continue
+        pattern, seen, literal = [], set(), 0
+        for text, name, _, _ in parts:
+            pattern.append(re.escape(text))
+            literal += len(text)
+            if name is None:
+                continue
+            pattern.append(f"(?P={name})" if name in seen else f"(?P<{name}>.+?)")
+            seen.add(name)
+        ranked.append((-literal, english, re.compile("".join(pattern) + r"\Z", re.S), target))
+    ranked.sort(key=lambda r: r[:2])
+    return exact, [(pattern, target) for _, _, pattern, target in ranked]
+
+
+def message(error, lang: str | None = None, _depth: int = 0) -> str:
+    """An engine message (an exception or its text) in ``lang`` (default `current_lang`): the
+    Chinese of the first template of zh_messages.json it matches, slots filled with its own text
+    (each looked up again), else the message unchanged. Example: "rollouts must be from 1 to 32,
+    got 0" -> "rollouts 必须是 1 到 32 之间的整数，收到的是 0". A slot named ``why`` holds another
+    library's words (SQLite's, transformers'): they pass through as they are."""
+    text = str(error)
+    lang = lang or current_lang()
+    found = message_match(text, lang)
+    if found is None:
+        return text
+    target, fields = found
+    try:
+        fields = {k: v if k == "why" or _depth >= MESSAGE_DEPTH else message(v, lang, _depth + 1)
+                  for k, v in fields.items()}
+        return target.format(**fields)
+    except (ValueError, KeyError, IndexError):      # a broken entry: the English
+        return text
+
+
+def message_match(text: str, lang: str) -> tuple[str, dict[str, str]] | None:
+    """(target template, {slot: the text it matched}) of the first template of ``lang``'s message
+    catalogue that ``text`` matches; None when none does (or the language is English)."""
+    if lang == DEFAULT or not text:
+        return None
+    try:
+        exact, ranked = message_templates(lang)
+    except (ValueError, OSError, re.error):          # an unreadable catalogue: the English
+        return None
+    if text in exact:
+        return exact[text].replace("{", "{{").replace("}", "}}"), {}
+    for pattern, target in ranked:
+        found = pattern.match(text)
+        if found:
+            return target, found.groupdict()
+    return None
 
 
 @cache

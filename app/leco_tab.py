@@ -25,7 +25,7 @@ from plotly.subplots import make_subplots
 from app.auth import user_store, with_request
 from app.controls import Slider
 from app.figures import SCALE, TOKENS_CSS, legend_html, token_span
-from app.i18n import per_request, t
+from app.i18n import message, per_request, t
 from app.number_notes import leco_note
 from app.generate_tab import MODEL_QUEUE, gold_for, limit_hint, new_pick_state, question_picker
 from app.recording import Recording, RunControl, checked_seed, stop_search, stop_settled
@@ -266,7 +266,7 @@ def make_config(max_rounds, lowest, token_probs, temperature):
         return cls(max_rounds=whole(max_rounds, "max_rounds", 1, 10), lowest=whole(lowest, "lowest", 1, 16),
                    token_probs=token_probs, temperature=number(temperature, "temperature", 0, 100))
     except (ValueError, TypeError) as e:
-        raise gr.Error(str(e), print_exception=False) from None
+        raise gr.Error(message(e), print_exception=False) from None
 
 
 def run_leco(backend, store, question: str, picked: dict | None, max_rounds, lowest, token_probs, temperature,
@@ -303,7 +303,7 @@ def open_leco(store, session_id: str, request: gr.Request = None):
         full = store.resolve(sid)
         meta, events = store.session(full), store.events(full)
     except StoreError as e:
-        raise gr.Error(str(e), print_exception=False) from None
+        raise gr.Error(message(e), print_exception=False) from None
     if meta["method"] != "leco":
         raise gr.Error(t("session {id} is a {method} run, not LECO: open it in the Search tab", id=full,
                          method=meta["method"]), print_exception=False)

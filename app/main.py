@@ -39,7 +39,7 @@ from app.mcts_tab import build_mcts_tab, rstar_panel  # noqa: E402
 from app.model_slot import ModelSlot  # noqa: E402
 from app.sampling_tab import build_sampling_tab  # noqa: E402
 from app.se_tab import build_se_tab  # noqa: E402
-from app.sessions_tab import build_sessions_tab, open_session, refresh, selected_id, session_rows  # noqa: E402
+from app.sessions_tab import build_sessions_tab, open_session, refresh, selected_id, session_table  # noqa: E402
 from app.welcome import build_welcome, wire_welcome  # noqa: E402
 from engine import formats  # noqa: E402
 from engine.inputs import check_text, number  # noqa: E402
@@ -115,7 +115,7 @@ def format_options(name, instruction) -> dict:
     try:
         check_text(instruction, "the instruction", required=False)
     except ValueError as e:
-        raise gr.Error(str(e), print_exception=False) from None
+        raise gr.Error(i18n.message(e), print_exception=False) from None
     return {"format": name, "instruction": instruction}
 
 
@@ -136,7 +136,7 @@ def load_model(slot: ModelSlot, model: str, format: str = "auto", instruction: s
     try:
         described = slot.swap(model, **options)
     except ModelLoadError as e:
-        raise gr.Error(str(e), print_exception=False) from None
+        raise gr.Error(i18n.message(e), print_exception=False) from None
     return (header_html(slot), t("Loaded **{model}** with the **{format}** format.", model=html.escape(described),
                                  format=formats.format_of(slot).name))
 
@@ -148,7 +148,7 @@ def switch_format(slot: ModelSlot, format: str, instruction: str | None = None):
     try:
         fmt = slot.set_format(options["format"], instruction=options.get("instruction"))
     except ValueError as e:
-        raise gr.Error(str(e), print_exception=False) from None
+        raise gr.Error(i18n.message(e), print_exception=False) from None
     key = ("**{model}** now runs the **{format}** format (chosen by auto); runs from now on use it."
            if format == "auto" else "**{model}** now runs the **{format}** format; runs from now on use it.")
     return header_html(slot), t(key, model=html.escape(slot.info.name), format=fmt.name)
@@ -307,11 +307,11 @@ def build_app(backend, store=None, *, problems_path: str | Path | None = None,
         show_opened(picked, opened)
         # A finished run shows up in the Sessions list.
         filters = [sessions["method"], sessions["correct"], sessions["model"]]
-        leco["run_event"].then(with_request(session_rows, access), inputs=filters,
+        leco["run_event"].then(with_request(session_table, access), inputs=filters,
                                outputs=[sessions["table"]], api_visibility="private")
-        generate["run_event"].then(with_request(session_rows, access), inputs=filters,
+        generate["run_event"].then(with_request(session_table, access), inputs=filters,
                                    outputs=[sessions["table"]], api_visibility="private")
-        search["run_event"].then(with_request(session_rows, access), inputs=filters,
+        search["run_event"].then(with_request(session_table, access), inputs=filters,
                                  outputs=[sessions["table"]],
                                  api_visibility="private")
         # The Start tab's three buttons, and the view in the address (tab, run, moment, node, lesson page)

@@ -14,7 +14,7 @@ from typing import Any
 
 import gradio as gr
 
-from app.i18n import t
+from app.i18n import message, t
 
 from app.generate_tab import RunControl
 from engine import events as E
@@ -37,7 +37,7 @@ def make_config(method: str, values: dict[str, Any]):
     try:
         return cls(**kwargs)
     except (ValueError, TypeError) as e:
-        raise gr.Error(str(e), print_exception=False) from None
+        raise gr.Error(message(e), print_exception=False) from None
 
 
 def create_session(store, **meta) -> str:
@@ -46,7 +46,7 @@ def create_session(store, **meta) -> str:
     try:
         return store.create_session(**meta)
     except StoreError as e:
-        raise gr.Error(str(e), print_exception=False) from None
+        raise gr.Error(message(e), print_exception=False) from None
 
 
 def fail_session(store, sid: str, e: Exception, wall_s: float):
@@ -59,7 +59,7 @@ def fail_session(store, sid: str, e: Exception, wall_s: float):
         store.finish(sid, status="failed", message=str(e) if users else f"{type(e).__name__}: {e}", wall_s=wall_s)
     except StoreError:
         pass                         # the run's own error is the one to show
-    raise gr.Error(str(e) if users or isinstance(e, StoreError) else t("the run failed: {why}", why=e),
+    raise gr.Error(message(e) if users or isinstance(e, StoreError) else t("the run failed: {why}", why=e),
                    print_exception=False) from None
 
 
@@ -70,7 +70,7 @@ def checked_seed(backend, question: str, seed) -> int:
         backend.render_prompt(question)
         return whole(0 if seed is None else seed, "seed", 0, MAX_SEED)
     except InputError as e:
-        raise gr.Error(str(e), print_exception=False) from None
+        raise gr.Error(message(e), print_exception=False) from None
 
 
 class Recording:

@@ -27,7 +27,7 @@ from app.auth import refuse_server_paths
 from app.controls import Slider
 from app.figures import TOKENS_CSS, token_span
 from app.inspector import forced_span
-from app.i18n import per_request, t
+from app.i18n import message, per_request, t
 from app.generate_tab import MODEL_QUEUE, gold_for, gold_markdown, new_pick_state, pick_random_problem
 from app.number_notes import min_p_note
 from app.sampling_figures import (empty_figure, generation_figure, orders_figure, pool_figure, sweep_figure,
@@ -75,7 +75,7 @@ class BackendPool:
 
 
 def _error(e: Exception) -> gr.Error:
-    return gr.Error(str(e), print_exception=False)
+    return gr.Error(message(e), print_exception=False)
 
 
 def lab_config(temperature: Any, min_p: Any, top_p: Any, top_k: Any) -> LabConfig:

@@ -30,7 +30,7 @@ import plotly.graph_objects as go
 from app.auth import refuse_server_paths, user_store, with_request
 from app.controls import Slider
 from app.generate_tab import MODEL_QUEUE, gold_for, gold_markdown, limit_hint, new_pick_state, pick_random_problem
-from app.i18n import t
+from app.i18n import message, per_request, t, table
 from app.number_notes import entropy_note
 from app.recording import Recording, RunControl, checked_seed, stop_search, stop_settled
 from engine import events as E
@@ -71,7 +71,7 @@ def backend_for(choice: str, loaded):
     try:
         return _open_backend()
     except ModelLoadError as e:
-        raise gr.Error(str(e), print_exception=False) from None
+        raise gr.Error(message(e), print_exception=False) from None
 
 
 def velmora_problems() -> list[Problem]:
@@ -199,6 +199,12 @@ def numbers_markdown(view: dict, route_on: str) -> str:
     return "\n".join(out)
 
 
+# the judge-call table's columns (English keys; `view_outputs` sends them in the request's language)
+# (distinct names: a DataFrame with two columns of one name loses one)
+COMPARISON_COLUMNS = ["sample", "its text", "vs cluster of", "that sample's text", "→ verdict", "← verdict",
+                      "same meaning", "how"]
+
+
 def comparison_rows(view: dict) -> list[list]:
     c = view["clusters"]
     if c is None:
@@ -239,7 +245,7 @@ def retrieval_markdown(view: dict) -> str:
 def view_outputs(events: list[E.Event], mode: str, low: float, high: float, route_on: str):
     view = fold(events, mode)
     return (bubble_figure(view), numbers_markdown(view, route_on), threshold_figure(view, low, high, route_on),
-            retrieval_markdown(view), comparison_rows(view))
+            retrieval_markdown(view), table(COMPARISON_COLUMNS, comparison_rows(view)))
 
 
 # ---- callbacks ------------------------------------------------------------------------------------
@@ -265,7 +271,7 @@ def run_se(loaded, store, question: str, picked: dict | None, model_choice: str,
                           corpus=corpus.strip() if isinstance(corpus, str) else "")
         cfg = METHODS[method].config(**values)
     except (ValueError, TypeError) as e:     # InputError is a ValueError
-        raise gr.Error(str(e), print_exception=False) from None
+        raise gr.Error(message(e), print_exception=False) from None
     gold = gold_for(question, picked)
     control = control or RunControl()
     control.reset()
@@ -285,7 +291,7 @@ def run_se(loaded, store, question: str, picked: dict | None, model_choice: str,
 def redraw(events, mode: str, low, high, route_on: str):
     """The strict/lenient toggle and the threshold settings: no model call."""
     if not events:
-        return None, "", None, "", []
+        return None, "", None, "", table(COMPARISON_COLUMNS, [])
     return view_outputs(events, mode, float(low), float(high), route_on)
 
 
@@ -346,8 +352,8 @@ def build_se_tab(backend, store, *, problems_path: str | Path | None = None,
             c["bar"] = gr.Plot(label=t("Thresholds (SUGAR's own values are not published: these are settings)"),
                                elem_id="ts-se-bar")
             c["retrieval"] = gr.Markdown("", elem_id="ts-se-retrieval")
-    c["table"] = gr.Dataframe(headers=["sample", "text", "vs cluster of", "text", "→ verdict", "← verdict",
-                                       "same meaning", "how"], label=t("Every judge call"), wrap=True)
+    c["table"] = gr.Dataframe(per_request(lambda: table(COMPARISON_COLUMNS, [])), headers=COMPARISON_COLUMNS,
+                              label=t("Every judge call"), wrap=True)
     for name, problems, tier in (("random_math", math_problems, "medium"), ("random_open", open_problems, "velmora")):
         c[name].click(functools.partial(pick_random_problem, problems, tier=tier), inputs=[c["picked"]],
                       outputs=[c["question"], c["gold"], c["picked"]], api_visibility="private")

@@ -1,6 +1,9 @@
 """The Sessions tab: every stored run, filtered; open one into the Search view, delete, export, import.
 
-Callbacks are plain functions over the store; store errors become gr.Error here. Opening a
+Callbacks are plain functions over the store; store errors become gr.Error here (in the reader's
+language: app/i18n.py `message`). The table's rows are `session_rows` (data, as the API and tests
+read them); what fills the table is `session_table`, the same rows under column headers in the
+request's language. Opening a
 session hands its events to the Search tab's view state (wired in app/main.py). Each callback
 takes the request and reads the store through ``user_store`` (app/auth.py), so in classroom
 mode a user lists, opens, exports and deletes only their own runs and the shared ones.
@@ -17,7 +20,7 @@ import gradio as gr
 
 from app.auth import Access, user_store, with_request
 from app.export_figures import EXPORT_FORMATS, write_export
-from app.i18n import t
+from app.i18n import message, per_request, t, table
 from app.generate_record import METHOD as GENERATE
 from app.triage_view import build_failures_panel
 from engine.search import METHODS
@@ -37,13 +40,21 @@ def session_rows(store, method: str = "any", correct: str = "any", model: str = 
                                    model=None if not model or model == "any" else model,
                                    correct=CORRECT_FILTER.get(correct))
     except StoreError as e:
-        raise gr.Error(str(e), print_exception=False) from None
+        raise gr.Error(message(e), print_exception=False) from None
     out = []
     for r in rows:
         row = [r.get(k) for k in COLUMNS]
         row[COLUMNS.index("question")] = (r.get("question") or "")[:90]
         out.append(row)
     return out
+
+
+def session_table(store, method: str = "any", correct: str = "any", model: str = "any",
+                  request: gr.Request = None):
+    """`session_rows` as the table shows them: headers and each run's status in the request's language."""
+    rows = session_rows(store, method, correct, model, request)
+    at = COLUMNS.index("status")
+    return table(COLUMNS, [[*r[:at], t(r[at]) if r[at] else r[at], *r[at + 1:]] for r in rows])
 
 
 def model_choices(store, request: gr.Request = None) -> list[str]:
@@ -63,7 +74,7 @@ def _with_session(store, session_id: str, action):
     try:
         return action(store.resolve(sid))
     except StoreError as e:
-        raise gr.Error(str(e), print_exception=False) from None
+        raise gr.Error(message(e), print_exception=False) from None
 
 
 def open_session(store, session_id: str, request: gr.Request = None):
@@ -78,7 +89,7 @@ def delete_session(store, session_id: str, method: str, correct: str, model: str
                    request: gr.Request = None):
     store = user_store(store, request)
     sid = _with_session(store, session_id, lambda i: (store.delete(i), i)[1])
-    return session_rows(store, method, correct, model), t("Deleted `{id}`.", id=sid), ""
+    return session_table(store, method, correct, model), t("Deleted `{id}`.", id=sid), ""
 
 
 def export_session(store, session_id: str, request: gr.Request = None) -> str:
@@ -101,7 +112,7 @@ def export_as(store, session_id: str, fmt: str, request: gr.Request = None) -> s
     try:
         paths = write_export(store, sid, fmt, out)
     except (ExportError, StoreError, ValueError) as e:
-        raise gr.Error(str(e), print_exception=False) from None
+        raise gr.Error(message(e), print_exception=False) from None
     return str(paths[0]) if len(paths) == 1 else [str(p) for p in paths]
 
 
@@ -119,8 +130,8 @@ def import_session(store, file: Any, method: str, correct: str, model: str = "an
     try:
         sid = store.import_session(data)
     except StoreError as e:
-        raise gr.Error(str(e), print_exception=False) from None
-    return session_rows(store, method, correct, model), t("Imported as `{id}`.", id=sid)
+        raise gr.Error(message(e), print_exception=False) from None
+    return session_table(store, method, correct, model), t("Imported as `{id}`.", id=sid)
 
 
 def selected_id(rows, evt: gr.SelectData) -> str:
@@ -134,7 +145,7 @@ def selected_id(rows, evt: gr.SelectData) -> str:
 
 
 def refresh(store, method: str, correct: str, model: str, request: gr.Request = None):
-    return session_rows(store, method, correct, model, request), gr.Dropdown(choices=model_choices(store, request))
+    return session_table(store, method, correct, model, request), gr.Dropdown(choices=model_choices(store, request))
 
 
 def build_sessions_tab(store) -> dict:
@@ -147,8 +158,9 @@ def build_sessions_tab(store) -> dict:
         c["model"] = gr.Dropdown(model_choices(shown), value="any", label=t("Model"), scale=1)
         c["correct"] = gr.Dropdown([(t(k), k) for k in CORRECT_FILTER], value="any", label=t("Result"), scale=1)
         c["refresh"] = gr.Button(t("Refresh"), size="sm", scale=0)
-    c["table"] = gr.Dataframe(session_rows(shown), headers=COLUMNS, interactive=False, wrap=True,
-                              elem_id="ts-sessions-table")
+    # the value is made at each page load, so its headers are in that page's language
+    c["table"] = gr.Dataframe(per_request(lambda: session_table(shown)), headers=COLUMNS, interactive=False,
+                              wrap=True, elem_id="ts-sessions-table")
     with gr.Row():
         c["session_id"] = gr.Textbox(label=t("Session id (click a row)"), scale=2, elem_id="ts-session-id")
         c["open"] = gr.Button(t("Open in Search view"), variant="primary", scale=1)
@@ -169,7 +181,7 @@ def build_sessions_tab(store) -> dict:
 
     filters = [c["method"], c["correct"], c["model"]]
     for trigger in (c["method"].change, c["correct"].change, c["model"].change):
-        trigger(with_request(session_rows, store), inputs=filters, outputs=[c["table"]],
+        trigger(with_request(session_table, store), inputs=filters, outputs=[c["table"]],
                 api_visibility="private")
     c["refresh"].click(with_request(refresh, store), inputs=filters, outputs=[c["table"], c["model"]],
                        api_name="list_sessions")

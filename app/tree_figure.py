@@ -248,7 +248,7 @@ def tree_figure(tree: Tree, *, highlight: list[int] | None = None, height: int =
     if colour_by == "correct":
         share = right_share(tree)
         marker.update(color=[share.get(n.id, 0.5) for n in drawn], cmin=0.0, cmax=1.0, colorscale="RdYlGn",
-                      colorbar=dict(title=dict(text="share right below"), thickness=12),
+                      colorbar=dict(title=dict(text=t("share right below")), thickness=12),
                       opacity=[1.0 if n.id in share else 0.25 for n in drawn])
     elif colour_by == "source":
         sources = sources or {}
@@ -267,7 +267,7 @@ def tree_figure(tree: Tree, *, highlight: list[int] | None = None, height: int =
     ]
     if colour_by == "source":      # one legend entry per source present
         for src in dict.fromkeys((sources or {}).values()):
-            traces.append(dict(type="scatter", x=[None], y=[None], mode="markers", name=f"reward: {src}",
+            traces.append(dict(type="scatter", x=[None], y=[None], mode="markers", name=t("reward: {source}", source=src),
                                marker=dict(size=10, color=SOURCE_COLOURS.get(src, OTHER_SOURCE))))
     if agg:
         traces.append(_not_drawn_trace(tree, xs, ys, agg, hidden, len(drawn)))

@@ -7,7 +7,10 @@ states an `a op b = c` whose arithmetic is false. LECO's step scores are shown i
 (its runs open there), and a PPM's step scores on hover and in the inspector; neither is used
 here to name a first wrong step, and a path that claims nothing checkable says so.
 
-Callbacks are plain functions over the view (``{"session_id", "events"}``) or the store.
+Callbacks are plain functions over the view (``{"session_id", "events"}``) or the store. The
+reasons, classes and the failures list's headers are said in the request's language: the engine's
+`Reason` is rendered through app/i18n.py's catalogue (`reason_text`), and `failure_table` is
+`failure_rows` (data: class codes, English reasons) as the table shows them.
 
 Not here: the classes and the tally themselves (engine/triage.py), the figure (app/tree_figure.py).
 """
@@ -20,17 +23,28 @@ from typing import Any
 import gradio as gr
 
 from app.auth import user_store, with_request
-from app.i18n import t
+from app.i18n import message, per_request, t, table, translate
 from app.tree_figure import tree_figure
 from engine import events as E
 from engine.store import StoreError
 from engine.tree import Tree
-from engine.triage import CLASSES, WRONG, triage
+from engine.triage import CLASSES, WRONG, Triage, triage
 
 COLOUR_CHOICES = [("Q (the search's value)", "q"), ("correctness (share of right answers below)", "correct"),
                   ("reward source", "source")]
 FAILURE_COLUMNS = ["session_id", "method", "class", "answer", "gold", "first wrong node", "why", "question"]
 FAILURES_SCANNED = 2000     # newest runs triaged for the failures list
+
+
+def class_words(klass: str) -> str:
+    """A triage class in words, in the current language ("reached_not_chosen" -> "reached not chosen")."""
+    return t(klass.replace("_", " "))
+
+
+def reason_text(report: Triage) -> str:
+    """The report's reason in the current language (engine/triage.py `Reason`, rendered through
+    the catalogue: each template of `REASONS` has an entry in app/locales/zh.json)."""
+    return report.why.render(translate)
 
 
 def reward_sources(events: list[E.Event]) -> dict[int, str]:
@@ -74,8 +88,8 @@ def tally_markdown(view: dict | None, k=None) -> str:
         return ""
     tree = got[1]
     report = triage(tree)
-    head = (t("**Triage**: {klass} — {reason}", klass=t(report.klass.replace('_', ' ')), reason=report.reason)
-            if report.status == WRONG else t("**Triage**: {reason}", reason=report.reason))
+    head = (t("**Triage**: {klass} — {reason}", klass=class_words(report.klass), reason=reason_text(report))
+            if report.status == WRONG else t("**Triage**: {reason}", reason=reason_text(report)))
     if report.first_wrong is not None:
         head += " · " + t("first wrong step: node {n}", n=report.first_wrong.node)
     if not report.tally:
@@ -118,12 +132,13 @@ def first_wrong(view: dict | None, k, colour: str = "q"):
 
 def failure_rows(store, klass: str = "any", method: str = "any", request: gr.Request = None) -> list[list]:
     """One row per wrong stored run (newest first, of the newest `FAILURES_SCANNED`), filtered by
-    triage class and method."""
+    triage class and method: id, method, class code, answer, gold, first wrong node, the `Reason`,
+    question."""
     store = user_store(store, request)
     try:
         rows = store.list_sessions(method=None if method in (None, "", "any") else method, limit=FAILURES_SCANNED)
     except StoreError as e:
-        raise gr.Error(str(e), print_exception=False) from None
+        raise gr.Error(message(e), print_exception=False) from None
     out = []
     for r in rows:
         if r.get("gold") is None or r.get("correct") == 1 or r.get("status") == "running":
@@ -138,8 +153,16 @@ def failure_rows(store, klass: str = "any", method: str = "any", request: gr.Req
         if rep.status != WRONG or (klass not in (None, "", "any") and rep.klass != klass):
             continue
         out.append([r["session_id"], r["method"], rep.klass, rep.answer, rep.gold,
-                    rep.first_wrong.node if rep.first_wrong else None, rep.reason, (r.get("question") or "")[:80]])
+                    rep.first_wrong.node if rep.first_wrong else None, rep.why, (r.get("question") or "")[:80]])
     return out
+
+
+def failure_table(store, klass: str = "any", method: str = "any", request: gr.Request = None):
+    """`failure_rows` as the list shows them: headers, class and reason in the request's language."""
+    shown = []
+    for r in failure_rows(store, klass, method, request):
+        shown.append([r[0], r[1], class_words(r[2]), *r[3:6], r[6].render(translate), r[7]])
+    return table(FAILURE_COLUMNS, shown)
 
 
 def build_failures_panel(store, methods: list[str]) -> dict:
@@ -148,14 +171,14 @@ def build_failures_panel(store, methods: list[str]) -> dict:
     c: dict[str, Any] = {}
     with gr.Accordion(t("Failures: wrong runs by triage class"), open=False, elem_id="ts-failures"):
         with gr.Row():
-            c["klass"] = gr.Dropdown(["any", *CLASSES], value="any", label=t("Class"), scale=1,
-                                     elem_id="ts-failures-class")
-            c["method"] = gr.Dropdown(["any", *methods], value="any", label=t("Method"), scale=1)
+            c["klass"] = gr.Dropdown([(t("any"), "any"), *((t(k.replace("_", " ")), k) for k in CLASSES)],
+                                     value="any", label=t("Class"), scale=1, elem_id="ts-failures-class")
+            c["method"] = gr.Dropdown([(t("any"), "any"), *methods], value="any", label=t("Method"), scale=1)
             c["refresh"] = gr.Button(t("Triage the stored runs"), size="sm", scale=0, elem_id="ts-failures-go")
-        c["table"] = gr.Dataframe([], headers=FAILURE_COLUMNS, interactive=False, wrap=True,
-                                  elem_id="ts-failures-table")
+        c["table"] = gr.Dataframe(per_request(lambda: table(FAILURE_COLUMNS, [])), headers=FAILURE_COLUMNS,
+                                  interactive=False, wrap=True, elem_id="ts-failures-table")
         c["session_id"] = gr.Textbox(visible=False)
     inputs = [c["klass"], c["method"]]
     for trigger in (c["refresh"].click, c["klass"].change, c["method"].change):
-        trigger(with_request(failure_rows, store), inputs=inputs, outputs=[c["table"]], api_visibility="private")
+        trigger(with_request(failure_table, store), inputs=inputs, outputs=[c["table"]], api_visibility="private")
     return c

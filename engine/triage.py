@@ -20,6 +20,13 @@ The only check here is the claim check for arithmetic steps (``a op b = c`` whos
 wrong; engine.steps.step_claims and merged_claim): the step's node id is returned so a viewer
 can jump to it. On paths whose steps claim nothing checkable the first wrong step is None.
 
+The reason is structured (``Triage.why``, a `Reason`: a code from `REASONS` and its fields), so
+each reader can say it in its own language: ``why.render()`` is the English (``Triage.reason``),
+and ``why.render(translate)`` looks each English template up through ``translate`` first (the
+app passes app.i18n.translate, whose catalogue, app/locales/zh.json, holds every template of
+`REASONS`; the CLI does the same under LANG=zh). The engine never imports app/: the templates are
+the keys, and an unknown language or a missing entry falls back to this English.
+
 Pure functions over a `Tree`; nothing here reads the store or prints. Not here: the PPM's or
 LECO's step scores as wrong-step finders, checking a step against the problem's own events
 (engine/evaluation/leco.py does that where the problem is known), or drawing (app/).
@@ -27,7 +34,7 @@ LECO's step scores as wrong-step finders, checking a step against the problem's 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from typing import Callable, Iterable
 
@@ -44,6 +51,57 @@ CLASSES = (NEVER_REACHED, REACHED_NOT_CHOSEN, NO_ANSWER)
 # the status of a run's report; only "wrong" runs carry a class
 RIGHT, WRONG, NO_GOLD, UNFINISHED = "right", "wrong", "no_gold", "unfinished"
 STATUSES = (RIGHT, WRONG, NO_GOLD, UNFINISHED)
+
+
+# ---- the reason, as a code and its fields ------------------------------------------------------
+
+# code -> the English template (also the catalogue key of its translations: app/locales/zh.json);
+# tests/test_i18n_engine_messages.py fails for a code without a Chinese entry
+REASONS = {
+    "no_gold": "not triaged: the run has no gold answer",
+    "unfinished": "not triaged: the run stated no final answer event (it ended before choosing one)",
+    "right": "not triaged: the answer is right",
+    "no_answer": "no answer stated",
+    "never_reached": "the gold answer {gold} never reached a terminal",
+    "reached_not_chosen_1": "1 terminal reached the gold answer {gold}; {rule} chose {answer}; "
+                            "would have chosen it: {chosen_by}",
+    "reached_not_chosen": "{n} terminals reached the gold answer {gold}; {rule} chose {answer}; "
+                          "would have chosen it: {chosen_by}",
+    # what would have chosen the gold answer (``chosen_by`` above)
+    "by_rules": "rules {rules}",
+    "by_scores": "scores {scores}",
+    "by_rules_and_scores": "rules {rules}; scores {scores}",
+    "by_none": "none of the run's rules or the simple scores",
+}
+
+
+@dataclass(frozen=True)
+class Reason:
+    """Why a run is classed as it is: a code of `REASONS` and the values of its template's fields
+    (a field may itself be a `Reason`, rendered first). Example: ``Reason("never_reached",
+    {"gold": "7"}).render()`` -> "the gold answer 7 never reached a terminal"."""
+
+    code: str
+    fields: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.code not in REASONS:
+            raise ValueError(f"code must be one of {', '.join(REASONS)}, got {self.code!r}")
+
+    def render(self, translate: Callable[[str], str] | None = None) -> str:
+        """The sentence; ``translate`` maps an English template to another language's (the app's
+        and the CLI's catalogue lookup), English when None."""
+        template = REASONS[self.code]
+        text = translate(template) if translate else template
+        values = {k: v.render(translate) if isinstance(v, Reason) else v for k, v in self.fields.items()}
+        try:
+            return text.format(**values)
+        except (KeyError, IndexError, ValueError):     # a translation with a wrong field: the English
+            return template.format(**values)
+
+    def to_json(self) -> dict:
+        return {"code": self.code, "fields": {k: v.to_json() if isinstance(v, Reason) else v
+                                              for k, v in self.fields.items()}}
 
 
 # ---- the answer tally ------------------------------------------------------------------------
@@ -174,7 +232,7 @@ def first_wrong_step(tree: Tree, path: Iterable[int]) -> WrongStep | None:
 class Triage:
     status: str                     # one of STATUSES
     klass: str | None               # one of CLASSES for wrong runs, else None
-    reason: str                     # one sentence for a person
+    why: Reason                     # the reason as a code and its fields (module docstring)
     method: str | None
     gold: str | None
     answer: str | None
@@ -187,9 +245,16 @@ class Triage:
     step_check: str | None          # "claims" when the chosen path's steps could be checked
     first_wrong: WrongStep | None
 
+    @property
+    def reason(self) -> str:
+        """One sentence for a person, in English (``why.render(translate)`` in another language)."""
+        return self.why.render()
+
     def to_json(self) -> dict:
         out = asdict(self)
         out["class"] = out.pop("klass")
+        out["why"] = self.why.to_json()
+        out["reason"] = self.reason
         out["first_wrong_node"] = self.first_wrong.node if self.first_wrong else None
         return out
 
@@ -209,28 +274,30 @@ def triage(tree: Tree) -> Triage:
                 tally=tuple(rows), scores=scores, step_check="claims" if checkable else None,
                 first_wrong=first_wrong_step(tree, path) if checkable else None)
     if gold is None:
-        return Triage(status=NO_GOLD, klass=None, reason="not triaged: the run has no gold answer",
+        return Triage(status=NO_GOLD, klass=None, why=Reason("no_gold"),
                       gold_terminals=(), rules_for_gold=(), scores_for_gold=(), **base)
     gold_terminals = tuple(n.id for n in tree.terminals() if answers_equal(n.answer, gold))
     rules = tuple(r for r, a in (final.alternatives if final else {}).items() if answers_equal(a, gold))
     by_scores = tuple(s for s, a in scores.items() if answers_equal(a, gold))
     found = dict(gold_terminals=gold_terminals, rules_for_gold=rules, scores_for_gold=by_scores)
     if final is None:
-        return Triage(status=UNFINISHED, klass=None, reason="not triaged: the run stated no final answer event "
-                      "(it ended before choosing one)", **found, **base)
+        return Triage(status=UNFINISHED, klass=None, why=Reason("unfinished"), **found, **base)
     if answers_equal(answer, gold):
-        return Triage(status=RIGHT, klass=None, reason="not triaged: the answer is right", **found, **base)
+        return Triage(status=RIGHT, klass=None, why=Reason("right"), **found, **base)
     if answer is None:
-        klass, reason = NO_ANSWER, "no answer stated"
+        klass, why = NO_ANSWER, Reason("no_answer")
     elif not gold_terminals:
-        klass, reason = NEVER_REACHED, f"the gold answer {gold} never reached a terminal"
+        klass, why = NEVER_REACHED, Reason("never_reached", {"gold": gold})
     else:
         klass = REACHED_NOT_CHOSEN
-        chosen_by = "; ".join(f"{what} {', '.join(names)}" for what, names in (("rules", rules), ("scores", by_scores))
-                              if names) or "none of the run's rules or the simple scores"
-        reason = (f"{len(gold_terminals)} terminal(s) reached the gold answer {gold}; "
-                  f"{final.rule} chose {answer}; would have chosen it: {chosen_by}")
-    return Triage(status=WRONG, klass=klass, reason=reason, **found, **base)
+        names = {"rules": ", ".join(rules), "scores": ", ".join(by_scores)}
+        chosen_by = Reason({(True, True): "by_rules_and_scores", (True, False): "by_rules",
+                            (False, True): "by_scores", (False, False): "by_none"}[bool(rules), bool(by_scores)],
+                           {k: v for k, v in names.items() if v})
+        n = len(gold_terminals)
+        why = Reason("reached_not_chosen_1" if n == 1 else "reached_not_chosen",
+                     {"n": n, "gold": gold, "rule": final.rule, "answer": answer, "chosen_by": chosen_by})
+    return Triage(status=WRONG, klass=klass, why=why, **found, **base)
 
 
 def summarize(reports: Iterable[Triage]) -> dict:

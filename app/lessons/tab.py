@@ -38,7 +38,7 @@ def _page_number(lesson_id: str, page) -> int:
     try:
         C.page_of(lesson_id, page)
     except ValueError as e:
-        raise gr.Error(str(e), print_exception=False) from None
+        raise gr.Error(i18n.message(e), print_exception=False) from None
     return page
 
 
@@ -46,7 +46,7 @@ def _lesson_id(lesson_id) -> str:
     try:
         return C.lesson(lesson_id).id
     except ValueError as e:
-        raise gr.Error(str(e), print_exception=False) from None
+        raise gr.Error(i18n.message(e), print_exception=False) from None
 
 
 def show(lesson_id, page):

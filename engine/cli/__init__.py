@@ -29,12 +29,22 @@ class CliError(Exception):
 def _t(text: str, **fields) -> str:
     """The CLI's words in the language of LANG / LC_ALL (app/i18n.py's catalogue; English when
     the app's package is not there). Help texts and the error line's frame go through it; the
-    messages the engine raises are English."""
+    messages the engine raises go through `_message`."""
     try:
         from app.i18n import t
     except ImportError:
         return text.format(**fields) if fields else text
     return t(text, **fields)
+
+
+def _message(error) -> str:
+    """An engine message (ValueError, InputError, ...) in the language of LANG: app/i18n.py's
+    `message` matches it against the catalogue's templates; English when none matches."""
+    try:
+        from app.i18n import message
+    except ImportError:
+        return str(error)
+    return message(error)
 
 
 def _use_environment_language() -> None:
@@ -145,7 +155,7 @@ def _add_config_flags(p: argparse.ArgumentParser, config_classes, hidden: bool =
                        "self_eval": SELF_EVALS, "reflection": REFLECTIONS, "early_stop": EARLY_STOPS}.get(f.name)
             p.add_argument(f"--{f.name.replace('_', '-')}", dest=f"cfg_{f.name}", type=conv, default=None,
                            choices=choices, metavar=None if choices else f.name.upper(),
-                           help=argparse.SUPPRESS if hidden else f"default {f.default}")
+                           help=argparse.SUPPRESS if hidden else _t("default {value}", value=f.default))
 
 
 def config_from_args(cls, args, method: str):
@@ -208,9 +218,10 @@ def build_parser() -> argparse.ArgumentParser:
     methods = r.add_subparsers(dest="method", required=True, metavar="METHOD")
     for name in sorted(METHODS):
         m = METHODS[name]
-        mp = methods.add_parser(name, help=m.label, description=f"{m.label}: one search, stored as a session. "
-                                "The settings below are this method's own; docs/ explains each method.")
-        mp.add_argument("--question", required=True)
+        mp = methods.add_parser(name, help=_t(m.label),
+                                description=_t("{label}: one search, stored as a session. The settings below are "
+                                               "this method's own; docs/ explains each method.", label=_t(m.label)))
+        mp.add_argument("--question", required=True, help=_t("the question to search on"))
         mp.add_argument("--answer", default=None, help=_t("the gold answer, to mark the result right or wrong"))
         mp.add_argument("--seed", type=_number(int, 0, 2**63 - 1, "--seed"), default=0)
         mp.add_argument("--db", default=None, help=_t("SQLite file (default: the user data folder)"))
@@ -559,7 +570,7 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         return COMMANDS[args.command](args)
     except (CliError, InputError, ModelLoadError, StoreError, ExportError, ValueError, OSError) as e:
-        msg = str(e)
+        msg = _message(e)
         if isinstance(e, UnicodeError):     # an argument with bytes that are not UTF-8 (surrogate escapes)
             msg = _t("an argument is not valid UTF-8 text ({why}): re-type it in UTF-8", why=e)
         # one line, printable on any terminal whatever the message quotes

@@ -119,6 +119,13 @@ def experiment_report(store, eid: str | list[str]) -> dict:
             "winners": {str(b): w for b, w in winners(res, exp["budgets"]).items()}}
 
 
+def _chart_labels() -> dict[str, str]:
+    """The chart's words (compare_chart.LABELS) in the language of LANG (app/i18n.py's catalogue)."""
+    from engine.cli import _t
+    from engine.evaluation.compare_chart import LABELS
+    return {key: _t(english) for key, english in LABELS.items()}
+
+
 def _print_table(report: dict) -> None:
     exp = report["experiment"]
     print(f"experiment {exp['experiment_id']} · {exp['model']} · {exp['tier']} ({exp['problems']}), n={exp['n']}, "
@@ -172,7 +179,8 @@ def cmd_compare(args, load) -> int:
         if args.out:
             from engine.evaluation.compare_chart import compare_figure, write_chart
             exp = report["experiment"]
-            fig = compare_figure(report["results"], f"{exp['model']}, {exp['tier']} tier, n={exp['n']}")
+            fig = compare_figure(report["results"], f"{exp['model']}, {exp['tier']} tier, n={exp['n']}",
+                                 labels=_chart_labels())
             path, note = write_chart(fig, args.out)
             print(f"thoughtscope compare: wrote {path} ({note})", file=sys.stderr)
     report.pop("results")

@@ -59,6 +59,16 @@ def _reports(store: Store, args) -> list[tuple[str, Triage]]:
     return out
 
 
+def _reason(report: Triage) -> str:
+    """The report's reason in the language of LANG (app/i18n.py's catalogue holds every template
+    of engine/triage.py `REASONS`); English without the app's package."""
+    try:
+        from app.i18n import translate
+    except ImportError:
+        return report.reason
+    return report.why.render(translate)
+
+
 def cmd_triage(args) -> int:
     with Store(args.db if args.db else default_db_path()) as store:
         reports = _reports(store, args)
@@ -72,11 +82,11 @@ def cmd_triage(args) -> int:
     for sid, r in reports:
         if r.status != WRONG:
             if args.session is not None:
-                print(f"{sid}  {r.method}  {r.reason}")
+                print(f"{sid}  {r.method}  {_reason(r)}")
             continue
         step = f"  first wrong step: node {r.first_wrong.node}" if r.first_wrong else ""
         print(f"{sid}  {r.method:<8} {r.klass:<18} answer {_short(r.answer)} gold {_short(r.gold)}  "
-              f"{r.reason}{step}")
+              f"{_reason(r)}{step}")
     if not reports:
         print(f"no runs to triage in {args.db or default_db_path()}", file=sys.stderr)
     return 0
