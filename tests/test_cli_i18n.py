@@ -1,9 +1,10 @@
 """The CLI in Chinese (issue 24 part 1): LANG / LC_ALL choose the language of the help texts and
-of the error line's frame, argparse's own words included (the engine's own messages stay
-English). The help texts built in engine/cli/__init__.py (serve, hash-password, models, generate,
-eval, bench, sandbox, the model and sampling flags) and those of sessions (and its sub-commands),
-export, sweep, triage, export-pairs, compare, evolve, collect-pairs and train-ppm go through the
-catalogue and each has a Chinese entry; `run METHOD`'s generated config flags are still English."""
+of the error line, argparse's own words and the engine's messages included (app/i18n.py
+`message`: tests/test_i18n_engine_messages.py). The help texts built in engine/cli/__init__.py
+(serve, hash-password, models, generate, eval, bench, sandbox, run and every `run METHOD` with its
+generated setting flags, the model and sampling flags) and those of sessions (and its
+sub-commands), export, sweep, triage, export-pairs, compare, evolve, collect-pairs and train-ppm go
+through the catalogue and each has a Chinese entry."""
 
 from __future__ import annotations
 
@@ -82,3 +83,28 @@ def test_the_other_command_families_help_is_chinese_too(monkeypatch):
     assert sorted(i18n.missing) == []
     assert "同时把扫描结果的 JSON 写到 PATH" in texts[2] and "会话 ID（或它的唯一前缀）" in texts[1]
     assert "在本地模型上运行 rStar-Math 的自我进化" in texts[6] and "要写入的 PPM 文件夹" in texts[8]
+
+
+def test_run_method_help_and_a_bad_setting_are_chinese(monkeypatch):
+    out = cli("run", "mcts", "--help", lang="zh_CN.UTF-8")
+    assert out.returncode == 0
+    zh = i18n.catalogue("zh")
+    assert zh["MCTS (step-level)"] + "：运行一次搜索" in out.stdout      # the method's description
+    assert "--rollouts ROLLOUTS" in out.stdout and "默认 8" in out.stdout and "default 8" not in out.stdout
+    assert "default 8" in cli("run", "mcts", "--help", lang="en_US.UTF-8").stdout
+    # an engine message on the error line: the config refuses the value before any model loads
+    bad = cli("run", "mcts", "--question", "1 + 1", "--rollouts", "0", lang="zh_CN.UTF-8")
+    assert bad.returncode == 2
+    assert bad.stderr.strip().endswith("rollouts 必须是 1 到 10000 之间的整数，收到的是 0"), bad.stderr
+    empty = cli("run", "mcts", "--question", " ", lang="zh_CN.UTF-8")
+    assert "--question 为空：请输入一个问题，或随机选一道题" in empty.stderr
+
+    import engine.cli as c
+    monkeypatch.setattr(argparse, "_", lambda text: i18n.translate(text))
+    i18n.missing.clear()
+    with i18n.using("zh"):
+        subs = next(a for a in c.build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+        methods = next(a for a in subs["run"]._actions if isinstance(a, argparse._SubParsersAction)).choices
+        texts = [sub.format_help() for sub in methods.values()]
+    assert len(texts) >= 10
+    assert sorted(i18n.missing) == []

@@ -8,7 +8,9 @@ Three nets, each able to fail on its own:
 - the text the callbacks make: recorded sample runs shown through the app's text builders in
   Chinese, with every `t()` lookup that found no entry counted (`i18n.missing`);
 - the source: a string literal passed to a Gradio component's text arguments or to gr.Error /
-  gr.Warning / gr.Info without `t()` fails, naming the file and line.
+  gr.Warning / gr.Info without `t()` fails, naming the file and line; so does an engine error
+  shown as ``gr.Error(str(e))`` instead of through `i18n.message` (its Chinese template).
+Engine messages, triage reasons and table headers: tests/test_i18n_engine_messages.py.
 """
 
 from __future__ import annotations
@@ -119,11 +121,14 @@ def bare_literals(path: Path) -> list[str]:
         for arg, value in args:
             if is_text(value):
                 found.append(f"{path.name}:{node.lineno} gr.{name}({arg}=...) without t()")
+        shown = node.args[0] if name in ("Error", "Warning", "Info") and node.args else None
+        if isinstance(shown, ast.Call) and isinstance(shown.func, ast.Name) and shown.func.id == "str":
+            found.append(f"{path.name}:{node.lineno} gr.{name}(str(...)) without message()")
     return found
 
 
 def test_no_string_literal_reaches_a_gradio_component_without_t():
-    found = [hit for path in sorted(APP.glob("*.py")) if path.name not in EXEMPT for hit in bare_literals(path)]
+    found = [hit for path in sorted(APP.rglob("*.py")) if path.name not in EXEMPT for hit in bare_literals(path)]
     assert found == []
 
 
@@ -131,9 +136,10 @@ def test_the_scan_finds_a_bare_literal(tmp_path):
     bad = tmp_path / "bad.py"
     bad.write_text('import gradio as gr\nfrom app.i18n import t\n'
                    'gr.Textbox(label="Question")\ngr.Textbox(label=t("Question"))\n'
-                   'raise gr.Error(f"bad {x}")\n')
+                   'raise gr.Error(f"bad {x}")\nraise gr.Error(str(e))\nraise gr.Error(message(e))\n')
     assert bare_literals(bad) == ["bad.py:3 gr.Textbox(label=...) without t()",
-                                  "bad.py:5 gr.Error(first=...) without t()"]
+                                  "bad.py:5 gr.Error(first=...) without t()",
+                                  "bad.py:6 gr.Error(str(...)) without message()"]
 
 
 # ---- the text callbacks make ----------------------------------------------------------------
