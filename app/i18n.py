@@ -18,16 +18,14 @@ How a string reaches the user's language depends on where it is made:
 
 Two things made elsewhere are said here too:
 
-- a table's column headers: `table` (English keys -> a gr.Dataframe value whose headers are in
-  the current language; the callback that fills the table returns it, so headers follow the
-  request, as a pandas DataFrame carries its own columns);
-- the messages the engine raises (ValueError, InputError, ModelLoadError, StoreError), which are
-  English f-strings made where the engine has no language: `message` matches one against the
-  English templates of app/locales/zh_messages.json (``{name}`` slots, the most specific
-  template first; each slot's text is itself looked up, so "from 1 to 32" inside "rollouts must
-  be from 1 to 32, got 0" is translated too) and fills the Chinese template. A message no
-  template matches stays English, whatever it holds: it never raises. The app's gr.Error
-  boundary and the CLI's error line (LANG=zh) both use it.
+- a table's column headers: `table` (English keys -> a gr.Dataframe value, a pandas DataFrame
+  whose columns are in the current language; the callback that fills the table returns it);
+- the messages the engine raises (ValueError, InputError, ModelLoadError, StoreError), English
+  f-strings made where the engine has no language: `message` matches one against the English
+  templates of app/locales/zh_messages.json (``{name}`` slots, the most specific first; each
+  slot's text is looked up again, so "from 1 to 32" inside "rollouts must be from 1 to 32, got
+  0" is translated too) and fills the Chinese template. A message no template matches stays
+  English and nothing raises. The app's gr.Error boundary and the CLI's error line use it.
 
 A key with no Chinese entry shows in English (tests/test_i18n.py fails on it). Adding a string:
 docs/ARCHITECTURE.md, "Chinese and English".
@@ -303,11 +301,8 @@ def message_match(text: str, lang: str) -> tuple[str, dict[str, str]] | None:
         return None
     if text in exact:
         return exact[text].replace("{", "{{").replace("}", "}}"), {}
-    for pattern, target in ranked:
-        found = pattern.match(text)
-        if found:
-            return target, found.groupdict()
-    return None
+    return next(((target, found.groupdict()) for pattern, target in ranked
+                 if (found := pattern.match(text))), None)
 
 
 @cache

@@ -194,6 +194,28 @@ def test_cli_triages_one_session_and_every_session(tmp_path, capsys):
     assert len(err) == 2 and "--method" in err[1]
 
 
+def test_the_reason_is_a_code_with_fields_and_the_cli_says_it_in_the_environment_language(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    db = str(tmp_path / "runs.db")
+    with Store(db) as store:
+        wrong = _store_run(store, "7", "9", [("The answer is 9.", "9", 1, 0.0, None),
+                                             ("The answer is 7.", "7", 1, 1.0, None)])      # reached, not chosen
+        r = T.triage(store.tree(wrong))
+    assert r.why.code == "reached_not_chosen_1" and r.why.fields["gold"] == "7"
+    assert r.reason == ("1 terminal reached the gold answer 7; majority chose 9; would have chosen it: "
+                        "scores highest_q") == json.loads(json.dumps(r.to_json()))["reason"]
+    env = {k: v for k, v in os.environ.items() if k not in ("LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG")}
+    out = subprocess.run([sys.executable, "-m", "engine.cli", "triage", "--session", wrong, "--db", db],
+                         cwd=Path(__file__).resolve().parents[1], env={**env, "LANG": "zh_CN.UTF-8"},
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "有 1 个终止节点得到了标准答案 7；majority 选了 9；本会选中它的：评分 highest_q" in out.stdout
+    assert out.stdout.startswith("1 次运行：right 0, wrong 1")
+
+
 def test_eval_results_carry_their_class_and_the_summary_adds_up_to_the_wrong_ones():
     from engine.demo_model.problems import Problem
     from engine.evaluation.evaluate import triage_summary, triaged_result

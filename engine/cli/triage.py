@@ -77,16 +77,18 @@ def cmd_triage(args) -> int:
         runs = [{"session_id": sid, **r.to_json()} for sid, r in reports]
         print(json.dumps({"summary": summary, "runs": runs}, indent=1))
         return 0
-    print(f"{summary['runs']} runs: " + ", ".join(f"{s} {summary['status'][s]}" for s in STATUSES))
-    print("wrong runs by class: " + ", ".join(f"{c} {summary['classes'][c]}" for c in CLASSES))
+    from engine.cli import _t   # LANG=zh: the lines in Chinese; statuses and classes stay codes (as in --json)
+    print(_t("{n} runs: {counts}", n=summary['runs'],
+             counts=", ".join(f"{s} {summary['status'][s]}" for s in STATUSES)))
+    print(_t("wrong runs by class: {counts}", counts=", ".join(f"{c} {summary['classes'][c]}" for c in CLASSES)))
     for sid, r in reports:
         if r.status != WRONG:
             if args.session is not None:
                 print(f"{sid}  {r.method}  {_reason(r)}")
             continue
-        step = f"  first wrong step: node {r.first_wrong.node}" if r.first_wrong else ""
-        print(f"{sid}  {r.method:<8} {r.klass:<18} answer {_short(r.answer)} gold {_short(r.gold)}  "
-              f"{_reason(r)}{step}")
+        step = "  " + _t("first wrong step: node {n}", n=r.first_wrong.node) if r.first_wrong else ""
+        print(f"{sid}  {r.method:<8} {r.klass:<18} " + _t("answer {answer} gold {gold}", answer=_short(r.answer),
+                                                          gold=_short(r.gold)) + f"  {_reason(r)}{step}")
     if not reports:
-        print(f"no runs to triage in {args.db or default_db_path()}", file=sys.stderr)
+        print(_t("no runs to triage in {path}", path=args.db or default_db_path()), file=sys.stderr)
     return 0
