@@ -307,3 +307,29 @@ def test_collect_pairs_from_claim_checked_code_mcts_uses_the_code_format_and_ver
         assert all(claim_error(step) is None for step in t.steps) and "#" in t.steps[0]
     for p in res.pairs:
         assert "\nCode:\n" in p.prompt and claim_error(p.chosen) is None and claim_error(p.rejected) is None
+
+
+def test_a_ppm_trained_on_one_text_format_is_refused_by_a_search_writing_the_other(tiny_backend, tiny_ppm_dir, tmp_path):
+    import shutil
+    from engine.pairs import Pair
+    from engine.ppm import shipped_path, text_format
+    from engine.ppm.model import PPMLoadError
+    from engine.search.mcts import MCTSConfig, run
+    code_pair = Pair("Question: Q?\nCode:\n", "Step 1: x1 = 2 + 3  # 2 + 3 = 5\n", "Step 1: x1 = 2 * 3  # 2 * 3 = 6\n",
+                     0.5, -0.5, 0, 1, 2)
+    assert text_format([code_pair]) == "code" and text_format([_pair("a", "b")]) == "plain"
+    assert text_format([code_pair, _pair("a", "b")]) is None                    # mixed: nothing to check
+    folder = tmp_path / "code-ppm"
+    shutil.copytree(tiny_ppm_dir, folder)
+    meta = json.loads((folder / "ppm.json").read_text())
+    meta.setdefault("training", {}).setdefault("data", {})["text_format"] = "code"
+    (folder / "ppm.json").write_text(json.dumps(meta))
+    cfg = MCTSConfig(rollouts=1, children=2, max_depth=2, reward="ppm", ppm=str(folder))
+    with pytest.raises(PPMLoadError, match="trained on code steps, but this search writes plain steps") as e:
+        list(run(QUESTION, tiny_backend, config=cfg, seed=0))
+    assert "\n" not in str(e.value)
+    # code-verified MCTS without --ppm looks for the model's PPM of code steps (<model>-ppm-code)
+    assert shipped_path("no-such-model", code=True) is None
+    from engine.search.code_mcts import CodeMCTSConfig, run as code_run
+    with pytest.raises(PPMLoadError, match="ships no PPM for code steps"):
+        list(code_run(QUESTION, tiny_backend, config=CodeMCTSConfig(rollouts=1, reward="ppm"), seed=0))

@@ -115,6 +115,8 @@ def cmd_train_ppm(args, load_backend) -> int:
         if not Path(args.pairs).is_file():
             raise ValueError(f"--pairs: no file at {args.pairs}")
         pairs, info = read_pairs(args.pairs), {"pairs_file": str(args.pairs)}
+        from engine.ppm import text_format
+        info["text_format"] = text_format(pairs)
         init = args.model
         from engine.models.registry import EMBEDDED
         if args.model not in EMBEDDED and not Path(args.model).is_dir():
@@ -122,7 +124,8 @@ def cmd_train_ppm(args, load_backend) -> int:
                              f"got {args.model!r}")
     else:
         backend, res = _collect(args, load_backend, args.pairs_from, None)
-        pairs, info, init = res.pairs, res.summary, backend
+        from engine.ppm import text_format
+        pairs, info, init = res.pairs, {**res.summary, "text_format": text_format(res.pairs)}, backend
         out.mkdir(parents=True, exist_ok=True)
         write_pairs(out / "pairs.jsonl", pairs)
     if not pairs:

@@ -118,6 +118,7 @@ def ppm_phase(run, rnd: int, problems: list[Problem], progress) -> None:
     problems; its pairwise accuracy on the pairs of the held-back share."""
     import math
     from engine.ppm.data import read_pairs
+    from engine.ppm import text_format
     from engine.ppm.train import train_ppm
     folder = run.round_dir(rnd)
     pairs = read_pairs(folder / "pairs.jsonl")
@@ -141,6 +142,7 @@ def ppm_phase(run, rnd: int, problems: list[Problem], progress) -> None:
                             threads=run.config.finetune.threads, progress=bar.update, freeze_body=frozen,
                             head_hidden=run.config.ppm_head_hidden,
                             data_info={"round": rnd, "run_id": run.run_id, "train_problems": len(train_ps),
+                                       "text_format": text_format(train_pairs),
                                        "held_out_problems": len(val_ps)})
     acc = metrics.get("held_out_accuracy")
     run.evo.finish_phase(run.run_id, rnd, "ppm", ppm_path=str(folder / "ppm"), ppm_pairwise_accuracy=acc,

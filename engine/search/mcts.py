@@ -165,9 +165,9 @@ CUT_SCORE = -1.0        # a failed code step's score: never shown to the PPM
 class PathScorer:
     """The PPM that scores each new step of a run (loaded once per folder, engine/ppm/)."""
 
-    def __init__(self, backend, path: str):
+    def __init__(self, backend, path: str, code: bool = False):
         from engine.ppm import resolve
-        self.ppm, folder = resolve(backend, path)
+        self.ppm, folder = resolve(backend, path, code)
         self.name = Path(folder).name
 
     def scores(self, parent_text: str, steps: list, skip: list[bool] | None = None) -> list[float]:
@@ -196,7 +196,8 @@ def search(question: str, backend, *, config: MCTSConfig, seed: int, gold, shoul
     gold = normalize_gold(gold)
     if config.reward == "gold" and gold is None:
         raise ValueError("reward 'gold' needs a gold answer")
-    scorer = PathScorer(backend, config.ppm) if config.scores_steps else None    # fails before any event
+    # fails before any event; code-verified MCTS needs a PPM of code steps
+    scorer = PathScorer(backend, config.ppm, code=verifier is not None) if config.scores_steps else None
     rng = random.Random(seed)
     counter = TokenCounter()
     proposer = proposer_cls(backend, question, sampling=config.sampling, max_step_tokens=config.max_step_tokens,
