@@ -114,6 +114,34 @@ def test_the_question_checks_are_said_in_chinese():
         "问题 为空：请输入一个问题，或随机选一道题"
 
 
+def test_the_sampling_lab_the_corpus_and_a_lesson_link_are_said_in_chinese(tmp_path, tiny_backend):
+    from app.lessons import catalogue
+    from engine import sampling_lab as L
+    from engine.retrieval import load_folder
+    from engine.sampling import SamplingConfig
+    messages = []
+    for field, value in (("temperature", 0), ("min_p", 2.0), ("top_p", 0), ("top_k", 0), ("top_n", 10**6)):
+        with pytest.raises(ValueError) as e:
+            L.LabConfig(**{field: value})
+        messages.append(str(e.value))
+    for call in (lambda: L.LabConfig().draw("nope"), lambda: L.check_order(["top_k"]),
+                 lambda: catalogue.lesson("no-such-lesson"),
+                 lambda: catalogue.page_of(catalogue.LESSONS[0].id, 999)):
+        with pytest.raises(ValueError) as e:
+            call()
+        messages.append(str(e.value))
+    (tmp_path / "empty").mkdir()
+    for folder in (tmp_path / "nowhere", tmp_path / "empty"):        # the SE tab's "your corpus folder"
+        with pytest.raises(InputError) as e:
+            load_folder(folder)
+        messages.append(str(e.value))
+    with pytest.raises(InputError) as e:                # a question longer than the model's context
+        tiny_backend.generate([tiny_backend.render_prompt("7 + 8 = " * 400)], sampling=SamplingConfig(),
+                              max_new_tokens=8, seed=0)
+    messages.append(str(e.value))
+    assert_chinese(messages)
+
+
 def test_a_missing_or_broken_model_is_said_in_chinese(tmp_path, tiny_backend):
     from app.model_slot import ModelSlot
     from engine.models.registry import load_backend
