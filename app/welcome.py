@@ -17,7 +17,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from app.i18n import t
+from app.i18n import message, t
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_runs" / "mcts-fixes-greedy-heldout-hard-0023-mcts.json"
 LESSONS_TAB = "lessons"          # the Lessons tab's id (app/main.py)
@@ -76,7 +76,8 @@ def watch(access, request: gr.Request = None):
     try:
         sid = sample_session(access.store if hasattr(access, "store") else access)
     except (OSError, ValueError) as e:        # StoreError is a ValueError; a missing sample file
-        raise gr.Error(t("the recorded search could not be opened: {why}", why=str(e)), print_exception=False) from None
+        raise gr.Error(t("the recorded search could not be opened: {why}", why=message(e)),
+                       print_exception=False) from None
     view, _ = open_session(access, sid, request)
     return view, {"k": first_phase(view)}
 
