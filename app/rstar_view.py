@@ -11,7 +11,7 @@ from __future__ import annotations
 import html
 import re
 
-from app.i18n import t
+from app.i18n import message, t
 from engine import events as E
 from engine.search.rstar import ACTION_NAMES, ACTIONS
 from engine.tree import Tree
@@ -99,7 +99,7 @@ def candidates_markdown(tree: Tree) -> str:
                      f"{fmt(r['score'])} | {t('**winner**') if r['winner'] else ''} |")
     lines += ["", t("Chosen: {reason}. Score = confidence among the mutually consistent candidates "
                     "(their generator rewards over their count) + survival rate (the answer's consistent "
-                    "candidates over all its candidates).", reason=_md(table.reason))]
+                    "candidates over all its candidates).", reason=_md(message(table.reason)))]
     return "\n".join(lines)
 
 
@@ -137,7 +137,7 @@ def discriminator_progress(tree: Tree) -> str:
         return ""
     verdicts = [d["verdict"] for d in tree.discriminator.values() if d["verdict"] is not None]
     if tree.candidates.skipped:
-        return t("Discriminator not run: {why}.", why=_md(tree.candidates.skipped))
+        return t("Discriminator not run: {why}.", why=_md(message(tree.candidates.skipped)))
     cands = tree.candidates.candidates
     silent = sum(1 for c in cands if c["answer"] is None)
     line = (t("Discriminator ({model}): {judged} of {n} candidates judged", model=_md(tree.candidates.model),
@@ -157,7 +157,7 @@ def discriminator_markdown(tree: Tree) -> str:
              t("{n} distinct candidate trajectories; the generator alone would answer **{answer}**.",
                n=len(cands.candidates), answer=cands.generator_answer)]
     if cands.skipped:
-        parts.append(t("Not run: {why}.", why=_md(cands.skipped)))
+        parts.append(t("Not run: {why}.", why=_md(message(cands.skipped))))
     if tree.candidate_table is not None:
         parts.append(candidates_markdown(tree))
     for c in cands.candidates:     # folded, one line each: open all, the page ran to ~12,000 px
@@ -178,7 +178,7 @@ def explain_event(tree: Tree, ev: E.Event) -> str | None:
         return (t("**Votes** for node {node} ({action}): ", node=ev.node, action=_md(action_label(n.action)))
                 + _vote_summary(ev).replace("<b>", "**").replace("</b>", "**"))
     if isinstance(ev, E.CandidatesCollected):
-        how = " " + t("Not run: {why}.", why=_md(ev.skipped)) if ev.skipped else (
+        how = " " + t("Not run: {why}.", why=_md(message(ev.skipped))) if ev.skipped else (
             " " + t("Each is now cut, and the discriminator completes each cut."))
         return t("**Discriminator begins**: {n} distinct candidate trajectories (every answer node in the tree and "
                  "every rollout's end). The generator alone would answer **{answer}**.", n=len(ev.candidates),

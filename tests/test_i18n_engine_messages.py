@@ -223,6 +223,27 @@ def test_the_app_boundary_shows_the_engine_message_in_the_request_language(tiny_
         make_config("mcts", {"rollouts": 0})
 
 
+def test_rstars_recorded_reasons_are_said_in_chinese(store):
+    """rStar's discriminator writes why it chose (or skipped) into its events, in English (a
+    recorded run must replay byte for byte); the rStar panel says them through `message`."""
+    from app.mcts_tab import rstar_panel
+    from engine import events as E
+    from engine.sample_runs import import_samples
+    import_samples(store)
+    said = []
+    for row in store.list_sessions(method="rstar"):
+        events = store.events(row["session_id"])
+        said += [ev.reason for ev in events if isinstance(ev, E.CandidateTable)]
+        said += [ev.skipped for ev in events if isinstance(ev, E.CandidatesCollected) and ev.skipped]
+        with i18n.using("zh"):
+            panel = rstar_panel({"session_id": row["session_id"], "events": events})
+        assert not any(reason in panel for reason in said), panel
+    assert said
+    assert_chinese(said + ["the discriminator is off (generator alone): generator's most confident answer "
+                           "(the discriminator did not run)",
+                           "the generator is confident (confidence above 0.9): the only mutually consistent candidate"])
+
+
 # ---- triage reasons ----------------------------------------------------------------------------------
 
 def test_every_triage_reason_has_a_chinese_entry():
