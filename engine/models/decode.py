@@ -17,7 +17,9 @@ the last bits (measured in tests/test_concurrency.py and docs/scaling.md); the t
 same unless two candidates are that close.
 
 Row layout: every row is left-padded; position ids count only a row's real tokens, so a key/
-value sits at its true position whatever pads stand before it (the mask is 0 on pads).
+value sits at its true position whatever pads stand before it (the mask is 0 on pads). A
+request's rows are ``request.slots``, not necessarily adjacent: when a request leaves, the
+batch's last rows move into its places, so a leave copies at most as many rows as it frees.
 
 Not here: loading, tokenising and checking prompts (transformers_backend.py), the scheduler
 thread that collects requests from searches (batching.py), the radix tree (prefix_cache.py).
@@ -56,6 +58,7 @@ class Request:
     records: list = field(default_factory=list)
     done: list = field(default_factory=list)         # per row: None or (reason, stop string, text)
     fed: list = field(default_factory=list)          # new tokens whose key/values are in the cache
+    slots: list = field(default_factory=list)        # per row: its row in the decoder's batch
     end_logits: list = field(default_factory=list)   # next-token logits after the last fed token
     result: list[Generation] | None = None
     error: BaseException | None = None
@@ -81,8 +84,9 @@ class Request:
 
 class Decoder:
     """The running batch of one backend: requests in row order, their cache, mask, next
-    positions (rows, 1) and next-token logits (rows, vocab). ``growing``: key/value layers with
-    room to grow (`GrowingLayer`), for a long-running batch."""
+    positions (rows, 1) and next-token logits (rows, vocab). ``growing``: key/value buffers with
+    spare rows and columns (`SlotLayer`, engine/models/growing_cache.py), for a long-running
+    batch that requests join and leave: only the rows that join or move are copied."""
 
     def __init__(self, backend, *, growing: bool = False):
         self.b = backend
@@ -121,12 +125,25 @@ class Decoder:
             cache, mask, next_pos, logits, counts = self._prefill_cached(encoded, groups, caches)
         else:
             cache, mask, next_pos, logits, counts = self._prefill(encoded)
-        at = 0
+        at, base = 0, self.rows
         for r in requests:
             r.counts = counts[at:at + r.rows]
             r.gen = torch.Generator(device=self.b.device).manual_seed(int(r.seed))
+            r.slots = list(range(base + at, base + at + r.rows))
             at += r.rows
-        if not self.requests:
+        if self.growing:                    # into the slot buffers: only the new rows are written
+            if not self.requests:
+                self.cache = self._slot_cache()
+                self.mask, self.next_pos, self.logits = mask, next_pos, logits
+            else:
+                width = max(self.mask.shape[1], mask.shape[1])
+                self.mask = torch.cat([F.pad(self.mask, (width - self.mask.shape[1], 0)),
+                                       F.pad(mask, (width - mask.shape[1], 0))])
+                self.next_pos = torch.cat([self.next_pos, next_pos])
+                self.logits = torch.cat([self.logits, logits])
+            for slots, new in zip(self.cache.layers, cache.layers):
+                slots.join(new.keys, new.values)
+        elif not self.requests:
             self.cache, self.mask, self.next_pos, self.logits = cache, mask, next_pos, logits
         else:
             width = max(self.mask.shape[1], mask.shape[1])
@@ -146,10 +163,15 @@ class Decoder:
         from transformers import DynamicCache
         if not self.b.plain_cache:
             return DynamicCache(config=self.b.model.config)
+        return DynamicCache()
+
+    def _slot_cache(self):
+        """The long-running batch's cache: `SlotLayer`s, which the prefilled rows join."""
+        from transformers import DynamicCache
+        from engine.models.growing_cache import slot_layer
         cache = DynamicCache()
-        if self.growing:
-            from engine.models.growing_cache import growing_layer
-            cache.layer_class_to_replicate = growing_layer()
+        cache.layer_class_to_replicate = slot_layer()
+        cache.layers = [cache.layer_class_to_replicate() for _ in range(self.b.num_layers)]
         return cache
 
     def _forward(self, input_ids, mask, positions, cache):
@@ -261,14 +283,16 @@ class Decoder:
         b, logits = self.b, self.logits
         logp = torch.log_softmax(logits, dim=-1)                 # the model's own belief
         top_lp, top_id = torch.topk(logp, TOP_ALTERNATIVES, dim=-1)
-        spans, at = [], 0
-        for r in self.requests:
-            spans.append((r, at))
-            at += r.rows
-        if len(spans) == 1:
+        if len(self.requests) == 1:
             chosen = self._choose(self.requests[0], logits)
         else:
-            chosen = torch.cat([self._choose(r, logits[a:a + r.rows]) for r, a in spans])
+            chosen = torch.empty(logits.shape[0], dtype=torch.long, device=logits.device)
+            for r in self.requests:
+                rows = r.slots[0] if _contiguous(r.slots) else torch.tensor(r.slots, device=logits.device)
+                if isinstance(rows, int):
+                    chosen[rows:rows + r.rows] = self._choose(r, logits[rows:rows + r.rows])
+                else:
+                    chosen[rows] = self._choose(r, logits[rows])
         chosen_lp = logp.gather(-1, chosen[:, None])
         # one host transfer for the whole step, the only sync per token (token ids are exact in
         # float32 below 2**24; vocabularies are smaller)
@@ -278,8 +302,8 @@ class Decoder:
         top_id_l = [[int(x) for x in row[2:2 + TOP_ALTERNATIVES]] for row in packed]
         top_lp_l = [row[2 + TOP_ALTERNATIVES:] for row in packed]
         feed: list[int] = []                                     # rows whose newest token goes in the cache
-        for r, a in spans:
-            self._advance(r, a, chosen_l, chosen_lp_l, top_lp_l, top_id_l, feed)
+        for r in self.requests:
+            self._advance(r, chosen_l, chosen_lp_l, top_lp_l, top_id_l, feed)
         if feed:
             batch = len(chosen_l)
             col = torch.zeros((batch, 1), dtype=self.mask.dtype, device=b.device)
@@ -289,14 +313,14 @@ class Decoder:
             self.logits = self._forward(ids_in, self.mask, self.next_pos, self.cache)
             self.next_pos = self.next_pos + 1
             fed = set(feed)
-            for r, a in spans:
-                for i in range(r.rows):
-                    if a + i in fed:
+            for r in self.requests:
+                for i, row in enumerate(r.slots):
+                    if row in fed:
                         r.fed[i] += 1
                         if r.done[i] is not None:
-                            r.end_logits[i] = self.logits[a + i].clone()
-        finished = [r for r, _ in spans if r.finished]
-        for r, a in spans:
+                            r.end_logits[i] = self.logits[row].clone()
+        finished = [r for r in self.requests if r.finished]
+        for r in self.requests:
             r.step += 1
         if finished:
             for r in finished:
@@ -312,14 +336,14 @@ class Decoder:
         probs = torch.softmax(apply_chain(logits, r.sampling), dim=-1)
         return torch.multinomial(probs, 1, generator=r.gen).squeeze(-1)
 
-    def _advance(self, r: Request, a: int, chosen_l, chosen_lp_l, top_lp_l, top_id_l, feed: list[int]) -> None:
-        """Record request ``r``'s sampled tokens (its rows start at batch row ``a``), check its
+    def _advance(self, r: Request, chosen_l, chosen_lp_l, top_lp_l, top_id_l, feed: list[int]) -> None:
+        """Record request ``r``'s sampled tokens (its rows are batch rows ``r.slots``), check its
         stop rule, and list the rows to feed."""
         b, stop, cached = self.b, r.stop, r.prefix_cache is not None
         for i in range(r.rows):
             if r.done[i] is not None:
                 continue
-            row = a + i
+            row = r.slots[i]
             tid = chosen_l[row]
             r.new_ids[i].append(tid)
             r.records[i].append(TokenLogprob(tid, b.token_text(tid), chosen_lp_l[row], tuple(
@@ -344,29 +368,20 @@ class Decoder:
     # ---- leaving ---------------------------------------------------------------------------
 
     def _finish(self, r: Request) -> None:
-        a = self._start_of(r)
         self.b.generated_tokens += sum(len(x) for x in r.records)   # the CLI's tokens per second
         if r.prefix_cache is not None:
-            self._remember(r, a)
+            self._remember(r)
         r.result = [Generation(text=text, tokens=tuple(r.records[i]), stop_reason=reason, stop_string=stop_s,
                                prompt_tokens=r.counts[i][0], reused_tokens=r.counts[i][1])
                     for i, (reason, stop_s, text) in enumerate(r.done)]
 
-    def _start_of(self, r: Request) -> int:
-        at = 0
-        for q in self.requests:
-            if q is r:
-                return at
-            at += q.rows
-        raise AssertionError("request not in the batch")
-
-    def _remember(self, r: Request, a: int) -> None:
+    def _remember(self, r: Request) -> None:
         """Put every row's prompt + fed tokens, with its key/values, in the request's prefix cache."""
         for i, ids in enumerate(r.encoded):
             seq = list(ids) + r.new_ids[i][:r.fed[i]]
-            cols = self.mask[a + i].nonzero().squeeze(-1)[:len(seq)]   # this row's real tokens, in order
+            cols = self.mask[r.slots[i]].nonzero().squeeze(-1)[:len(seq)]   # this row's real tokens, in order
 
-            def kv_slice(start, end, row=a + i, cols=cols):
+            def kv_slice(start, end, row=r.slots[i], cols=cols):
                 return [(layer.keys[row][:, cols[start:end]], layer.values[row][:, cols[start:end]])
                         for layer in self.cache.layers]
             logits = r.end_logits[i] if r.fed[i] == len(r.new_ids[i]) and r.fed[i] else None
@@ -374,31 +389,46 @@ class Decoder:
                 r.prefix_cache.insert(seq, kv_slice, logits)
 
     def _drop(self, leaving: list[Request]) -> None:
-        """Take ``leaving``'s rows out of the batch, and the columns no row uses any more."""
-        keep, at, staying = [], 0, []
-        for r in self.requests:
-            if r not in leaving:
-                keep.extend(range(at, at + r.rows))
-                staying.append(r)
-            at += r.rows
+        """Take ``leaving``'s rows out of the batch, and the columns no row uses any more. The
+        rows that stay keep their places, except that the last rows move into the places freed
+        below the new row count (only those rows are copied)."""
+        staying = [r for r in self.requests if r not in leaving]
         if not staying:
             self.clear()
             return
         self.requests = staying
-        if len(keep) == self.mask.shape[0]:
+        n = sum(r.rows for r in staying)
+        if n == self.mask.shape[0]:
             return
+        freed = sorted(row for r in leaving for row in r.slots if row < n)
+        movers = sorted((row, r, i) for r in staying for i, row in enumerate(r.slots) if row >= n)
+        keep = list(range(n))                        # keep[j]: the old row now at row j
+        for hole, (row, r, i) in zip(freed, movers):
+            keep[hole] = row
+            r.slots[i] = hole
         index = torch.tensor(keep, device=self.mask.device)
-        self.cache.batch_select_indices(index)
+        if self.growing:
+            for layer in self.cache.layers:
+                layer.keep(keep)
+        else:
+            self.cache.batch_select_indices(index)
         self.mask, self.next_pos, self.logits = self.mask[index], self.next_pos[index], self.logits[index]
         used = self.mask.any(dim=0).nonzero()
         first = int(used[0]) if len(used) else 0
         if first:                                  # columns before every row's first token
             self.mask = self.mask[:, first:]
             for layer in self.cache.layers:
-                layer.keys, layer.values = layer.keys[:, :, first:], layer.values[:, :, first:]
+                if self.growing:
+                    layer.drop_columns(first)
+                else:
+                    layer.keys, layer.values = layer.keys[:, :, first:], layer.values[:, :, first:]
 
 
 def _left_pad(x: torch.Tensor, width: int) -> torch.Tensor:
     """(batch, heads, T, head_dim) padded with zeros on the left to ``width`` positions."""
     return F.pad(x, (0, 0, width - x.shape[2], 0))
 
+
+def _contiguous(rows: list[int]) -> bool:
+    """Whether ``rows`` are consecutive ascending batch rows (then a slice reads them)."""
+    return rows[-1] - rows[0] == len(rows) - 1 and all(b == a + 1 for a, b in zip(rows, rows[1:]))

@@ -1,51 +1,139 @@
-"""A key/value cache layer with room to grow, for the long-running batch of many searches.
+"""Key/value layers with room to grow, for the long-running batch of many searches.
 
-transformers' `DynamicLayer` appends a token by concatenating the whole cache (``torch.cat``),
-a copy of every key and value at every token; in a batch of 8 searches that took as long as
-the model itself (profiled: docs/scaling.md). `GrowingLayer` keeps its keys and values as
-views of larger buffers and writes each new token in place, growing the buffers by half when
-they are full. The attention reads the same numbers either way.
+transformers' `DynamicLayer` keeps each layer's keys and values as one tensor of exactly the
+batch's size and appends a token by concatenating the whole cache (``torch.cat``). In the batch
+of K searches that is a copy of every key and value at every token, and another at every join
+and leave of a request (a pad-and-concatenate, then a row selection): profiled on 16 hard MCTS
+problems at K = 8, those copies took 40 % as long as the forward passes themselves.
 
-Not here: which batch uses it (engine/models/decode.py, ``Decoder(growing=True)``).
+`SlotLayer` keeps them in buffers with spare rows ("slots") and spare columns on both sides:
+
+    buffer (slots, heads, columns, head_dim)     the batch is rows [0, rows), columns [first, end)
+
+- a new token is written in place at column ``end`` (no copy);
+- a joining request's rows go into the next free slots, right-aligned to ``end`` (left-padded,
+  as the decoder lays rows out); only the new rows are written;
+- a leaving request's slots are filled by the batch's last rows (only those rows move);
+- columns no row uses any more are dropped by moving ``first`` (no copy).
+
+A buffer is reallocated, with half again as much room, only when it is full. ``keys`` and
+``values`` are always views of the batch's region, so the attention, the prefix cache and
+anything else that reads a `DynamicLayer` read the same numbers as before.
+
+Pads are zeros (the mask hides them, but a stale NaN from a departed row would still poison
+``0 × NaN`` in the attention's sum), so every column a row newly covers is cleared.
+
+Not here: which batch uses it and the row layout (engine/models/decode.py, ``Decoder(growing=True)``).
 """
 
 from __future__ import annotations
 
+import torch
 
-_GROWING = None
+_SLOT = None
+SPARE_COLUMNS = 64      # the least spare room a (re)allocation leaves on each side
 
 
-def growing_layer():
-    """The `GrowingLayer` class, defined on first use (transformers is imported lazily)."""
-    global _GROWING
-    if _GROWING is None:
+def slot_layer():
+    """The `SlotLayer` class, defined on first use (transformers is imported lazily)."""
+    global _SLOT
+    if _SLOT is None:
         from transformers.cache_utils import DynamicLayer
 
-        class GrowingLayer(DynamicLayer):
-            """A key/value layer whose ``keys``/``values`` are views of buffers with spare room, so
-            a new token is written in place: DynamicLayer copies the whole cache at every token
-            (``torch.cat``), which took as long as the model itself in a batch of 8 searches.
-            Anything that replaces ``keys`` (a join, a leave, a cut) gets fresh buffers at the
-            next update."""
+        class SlotLayer(DynamicLayer):
+            """A key/value layer of the running batch; see the module docstring."""
+
+            def lazy_initialization(self, key_states, value_states):
+                super().lazy_initialization(key_states, value_states)
+                self._k = self._v = None
+                self.rows = self.first = self.end = 0
+
+            # ---- the buffers ------------------------------------------------------------
+
+            def _views(self) -> None:
+                self.keys = self._k[:self.rows, :, self.first:self.end]
+                self.values = self._v[:self.rows, :, self.first:self.end]
+
+            def _ensure(self, rows: int, left: int, right: int, like: torch.Tensor) -> None:
+                """Room for ``rows`` rows, ``left`` columns before ``first`` and ``right`` after
+                ``end``; reallocates (copying the batch's region) only when it is short."""
+                k = self._k
+                if (k is not None and rows <= k.shape[0] and left <= self.first
+                        and self.end + right <= k.shape[2]):
+                    return
+                width = self.end - self.first
+                have = k.shape[0] if k is not None else 0
+                slots = have if rows <= have else max(rows, have + have // 2)
+                spare = max(SPARE_COLUMNS, width // 2)
+                lo, hi = max(left, spare), max(right, spare)
+                shape = (slots, like.shape[1], lo + width + hi, like.shape[3])
+                nk, nv = like.new_zeros(shape), like.new_zeros(shape)
+                if k is not None and self.rows and width:
+                    nk[:self.rows, :, lo:lo + width] = self._k[:self.rows, :, self.first:self.end]
+                    nv[:self.rows, :, lo:lo + width] = self._v[:self.rows, :, self.first:self.end]
+                self._k, self._v, self.first, self.end = nk, nv, lo, lo + width
+
+            # ---- what the model calls ----------------------------------------------------
 
             def update(self, key_states, value_states, *args, **kwargs):
                 if not self.is_initialized:
                     self.lazy_initialization(key_states, value_states)
-                have = self.keys.shape[-2] if self.keys.numel() else 0
-                need = have + key_states.shape[-2]
-                kb = getattr(self, "_kb", None)
-                if not (have and kb is not None and kb.shape[2] >= need and kb.shape[0] == self.keys.shape[0]
-                        and self.keys.data_ptr() == kb.data_ptr() and self.keys.stride() == kb.stride()):
-                    room = need + max(64, need // 2)
-                    kb = key_states.new_empty(key_states.shape[:2] + (room, key_states.shape[3]))
-                    vb = value_states.new_empty(value_states.shape[:2] + (room, value_states.shape[3]))
-                    if have:
-                        kb[:, :, :have], vb[:, :, :have] = self.keys, self.values
-                    self._kb, self._vb = kb, vb
-                self._kb[:, :, have:need] = key_states
-                self._vb[:, :, have:need] = value_states
-                self.keys, self.values = self._kb[:, :, :need], self._vb[:, :, :need]
+                if not self.rows:                     # a first call: the rows arrive whole
+                    self.join(key_states, value_states)
+                    return self.keys, self.values
+                n = key_states.shape[-2]
+                self._ensure(self.rows, 0, n, key_states)
+                self._k[:self.rows, :, self.end:self.end + n] = key_states
+                self._v[:self.rows, :, self.end:self.end + n] = value_states
+                self.end += n
+                self._views()
                 return self.keys, self.values
 
-        _GROWING = GrowingLayer
-    return _GROWING
+            def get_seq_length(self) -> int:
+                return self.end - self.first if self.is_initialized else 0
+
+            # ---- what the decoder calls ----------------------------------------------------
+
+            def join(self, keys: torch.Tensor, values: torch.Tensor) -> None:
+                """Add rows (n, heads, w, head_dim) after the running ones, right-aligned to
+                ``end``; the batch widens to the left when w is wider than it."""
+                if not self.is_initialized:
+                    self.lazy_initialization(keys, values)
+                n, w = keys.shape[0], keys.shape[2]
+                width = self.end - self.first
+                grow = max(0, w - width)
+                self._ensure(self.rows + n, grow, 0, keys)
+                if grow:                    # columns the running rows now cover: zeros
+                    self._k[:self.rows, :, self.first - grow:self.first] = 0
+                    self._v[:self.rows, :, self.first - grow:self.first] = 0
+                    self.first -= grow
+                r0, r1 = self.rows, self.rows + n
+                self._k[r0:r1, :, self.first:self.end - w] = 0
+                self._v[r0:r1, :, self.first:self.end - w] = 0
+                self._k[r0:r1, :, self.end - w:self.end] = keys
+                self._v[r0:r1, :, self.end - w:self.end] = values
+                self.rows = r1
+                self._views()
+
+            def keep(self, index: list[int]) -> None:
+                """Row j becomes old row ``index[j]``; only the rows that move are copied."""
+                moves = [(j, i) for j, i in enumerate(index) if i != j]
+                if moves:
+                    dst = torch.tensor([j for j, _ in moves], device=self._k.device)
+                    src = torch.tensor([i for _, i in moves], device=self._k.device)
+                    span = slice(self.first, self.end)
+                    self._k[dst, :, span] = self._k[src, :, span]     # gathered first, then written
+                    self._v[dst, :, span] = self._v[src, :, span]
+                self.rows = len(index)
+                self._views()
+
+            def drop_columns(self, k: int) -> None:
+                """Forget the first ``k`` columns of the batch (no row uses them)."""
+                self.first += k
+                self._views()
+
+            def batch_select_indices(self, indices: torch.Tensor) -> None:
+                self.keep([int(i) for i in indices])
+
+        _SLOT = SlotLayer
+    return _SLOT
