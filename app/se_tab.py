@@ -184,18 +184,20 @@ def threshold_figure(view: dict, low: float, high: float, route_on: str) -> go.F
 def numbers_markdown(view: dict, route_on: str) -> str:
     ent, c = view["entropy"], view["clusters"]
     if ent is None:
-        return "*No samples: the fixed policies (always / never) skip semantic entropy.*" if view["routed"] else ""
+        return t("*No samples: the fixed policies (always / never) skip semantic entropy.*") if view["routed"] else ""
     n = len(view["samples"])
-    rows = [f"| {ESTIMATOR_WORDS[e]}{' ← routes' if e == route_on else ''} | {getattr(ent, e):.3f} | "
+    routes = " ← " + t("routes")
+    rows = [f"| {t(ESTIMATOR_WORDS[e])}{routes if e == route_on else ''} | {getattr(ent, e):.3f} | "
             f"{entropy_note(e, n)} |" for e in ESTIMATORS]
     k = len(c.clusters)
-    out = [f"**{n} samples, {k} cluster{'s' if k != 1 else ''} ({c.mode})** — entropies in nats (max for {n} "
-           f"clusters: ln {n} = {math.log(n):.3f}); per-answer log-likelihood: {ent.loglik} token logprob under "
-           "the model's own distribution (the reference code: under the sampling distribution, after temperature "
-           "and top-k 50; docs/semantic_entropy.md).",
-           "", "| estimator | value | " + t("reads as") + " |", "| --- | --- | --- |", *rows]
+    out = [t("**{n} samples, {clusters} ({mode})** — entropies in nats (max for {n} clusters: ln {n} = {max}); "
+             "per-answer log-likelihood: {loglik} token logprob under the model's own distribution (the reference "
+             "code: under the sampling distribution, after temperature and top-k 50; docs/semantic_entropy.md).",
+             n=n, clusters=t("{k} cluster", k=k) if k == 1 else t("{k} clusters", k=k), mode=t(c.mode),
+             max=f"{math.log(n):.3f}", loglik=t(ent.loglik)),
+           "", t("| estimator | value | reads as |"), "| --- | --- | --- |", *rows]
     if c.judge_note:
-        out += ["", f"Judge: {c.judge_note}."]
+        out += ["", t("Judge: {note}.", note=message(c.judge_note))]
     return "\n".join(out)
 
 

@@ -6,7 +6,8 @@ Three nets, each able to fail on its own:
   app/locales/zh.json (a choice shown as its own value — a method id, a model name — is data, and
   so are the Sessions table's column names, the store's field names as the CLI prints them);
 - the text the callbacks make: recorded sample runs shown through the app's text builders in
-  Chinese, with every `t()` lookup that found no entry counted (`i18n.missing`);
+  Chinese, with every `t()` lookup that found no entry counted (`i18n.missing`), and no run of
+  four English words left in them that is not the runs' own data (`english_sentences`);
 - the source: a string literal passed to a Gradio component's text arguments or to gr.Error /
   gr.Warning / gr.Info without `t()` fails, naming the file and line; so does an engine error
   shown as ``gr.Error(str(e))`` instead of through `i18n.message` (its Chinese template).
@@ -177,6 +178,25 @@ def shown_in_chinese(store) -> list[str]:
     return [x for x in texts if x]
 
 
+# four or more English words in a row: a sentence left in English (markup, code and quotes removed)
+ENGLISH_RUN = re.compile(r"(?<![\w'`/.-])(?:[A-Za-z]{2,}[,;:]?\s+){3,}[A-Za-z]{2,}(?!\w)")
+MARKUP = re.compile(r"`[^`]*`|<[^>]+>|&\w+;|'[^']*'|\"[^\"]*\"")
+
+
+def english_sentences(texts: list[str], store) -> list[str]:
+    """Runs of English words in ``texts`` that are not the runs' own data (questions, model text,
+    passages: every string the stored events hold)."""
+    data = []
+    for row in store.list_sessions():
+        for ev in store.events(row["session_id"]):
+            for v in vars(ev).values():
+                items = v.values() if isinstance(v, dict) else v if isinstance(v, (list, tuple)) else [v]
+                data += [str(x) for x in items]
+    blob = " ".join(" ".join(data).split())
+    found = {" ".join(m.split()) for x in texts for m in ENGLISH_RUN.findall(MARKUP.sub(" ", x))}
+    return sorted(m for m in found if m not in blob)
+
+
 def test_recorded_runs_are_told_in_chinese_with_no_missing_entry(store):
     from engine.sample_runs import import_samples
     assert len(import_samples(store)) >= 10
@@ -186,3 +206,6 @@ def test_recorded_runs_are_told_in_chinese_with_no_missing_entry(store):
     assert sorted(i18n.missing) == []
     untold = [x[:80] for x in texts if not CJK.search(x)]
     assert untold == []
+    # no sentence left in English inside a Chinese text (an f-string beside a t(), an engine message)
+    assert english_sentences(texts, store) == []
+    assert english_sentences(["模型说 the answer is certainly wrong here"], store) == ["the answer is certainly wrong here"]
