@@ -150,12 +150,14 @@ CJK = re.compile(r"[\u4e00-\u9fff]")
 
 def shown_in_chinese(store) -> list[str]:
     """Every recorded sample run opened as the Sessions tab opens it, then stepped event by
-    event through the Search view's words, its node inspector and the rStar panel, in Chinese.
+    event through the Search view's words, its node inspector, the rStar panel and the triage
+    tally, in Chinese.
     Returns the texts made (each must be Chinese)."""
     from app import restore
     from app.inspector import inspect_node
     from app.mcts_tab import rstar_panel, view_outputs
     from app.replay import explain
+    from app.triage_view import tally_markdown
     from engine.tree import Tree
     texts = []
     with i18n.using("zh"):
@@ -172,7 +174,7 @@ def shown_in_chinese(store) -> list[str]:
                 tree.apply(ev)
                 texts.append(explain(tree, ev))
             _, progress, final, _ = view_outputs(events)
-            texts += [progress, final, rstar_panel(view)]
+            texts += [progress, final, rstar_panel(view), tally_markdown(view)]
             for nid in range(len(tree)):
                 texts.append(inspect_node(view, nid, len(events)))
     return [x for x in texts if x]
