@@ -98,6 +98,8 @@ def test_run_method_help_and_a_bad_setting_are_chinese(monkeypatch):
     assert bad.stderr.strip().endswith("rollouts 必须是 1 到 10000 之间的整数，收到的是 0"), bad.stderr
     empty = cli("run", "mcts", "--question", " ", lang="zh_CN.UTF-8")
     assert "--question 为空：请输入一个问题，或随机选一道题" in empty.stderr
+    stray = cli("run", "greedy", "--question", "1 + 1", "--rollouts", "4", lang="zh_CN.UTF-8")
+    assert stray.returncode == 2 and stray.stderr.startswith("thoughtscope：--rollouts 不适用于方法 'greedy'（它接受 ")
 
     import engine.cli as c
     monkeypatch.setattr(argparse, "_", lambda text: i18n.translate(text))
