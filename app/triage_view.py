@@ -171,7 +171,7 @@ def build_failures_panel(store, methods: list[str]) -> dict:
     c: dict[str, Any] = {}
     with gr.Accordion(t("Failures: wrong runs by triage class"), open=False, elem_id="ts-failures"):
         with gr.Row():
-            c["klass"] = gr.Dropdown([(t("any"), "any"), *((t(k.replace("_", " ")), k) for k in CLASSES)],
+            c["klass"] = gr.Dropdown([(t("any"), "any"), *((class_words(k), k) for k in CLASSES)],
                                      value="any", label=t("Class"), scale=1, elem_id="ts-failures-class")
             c["method"] = gr.Dropdown([(t("any"), "any"), *methods], value="any", label=t("Method"), scale=1)
             c["refresh"] = gr.Button(t("Triage the stored runs"), size="sm", scale=0, elem_id="ts-failures-go")
