@@ -88,9 +88,9 @@ class Decoder:
     spare rows and columns (`SlotLayer`, engine/models/growing_cache.py), for a long-running
     batch that requests join and leave: only the rows that join or move are copied."""
 
-    def __init__(self, backend, *, growing: bool = False):
+    def __init__(self, backend, *, growing: bool = True):
         self.b = backend
-        self.growing = growing
+        self.growing = growing and backend.plain_cache      # other caches (recurrent layers) stay transformers'
         self.requests: list[Request] = []
         self.cache = self.mask = self.next_pos = self.logits = None
 
