@@ -41,6 +41,7 @@ import json
 import os
 import re
 import string
+import sys
 from functools import cache
 from http.cookies import SimpleCookie
 from pathlib import Path
@@ -164,19 +165,17 @@ def current_lang() -> str:
 
 
 def _request():
-    try:
-        from gradio.context import LocalContext
-    except ImportError:                      # the CLI without gradio installed
-        return None
-    return LocalContext.request.get(None)
+    # gradio is only looked at where it is loaded already: with no app there is no request, and
+    # importing it would add seconds to every CLI command (which asks for the language)
+    context = sys.modules.get("gradio.context")
+    return None if context is None else context.LocalContext.request.get(None)
 
 
 def _building_page() -> bool:
     """Inside ``with gr.Blocks()`` and not inside an event handler: the page is being laid out."""
-    try:
-        from gradio.context import Context, LocalContext
-    except ImportError:
+    if "gradio.context" not in sys.modules:
         return False
+    from gradio.context import Context, LocalContext
     return Context.root_block is not None and not LocalContext.in_event_listener.get(False)
 
 
