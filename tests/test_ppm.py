@@ -333,3 +333,22 @@ def test_a_ppm_trained_on_one_text_format_is_refused_by_a_search_writing_the_oth
     from engine.search.code_mcts import CodeMCTSConfig, run as code_run
     with pytest.raises(PPMLoadError, match="ships no PPM for code steps"):
         list(code_run(QUESTION, tiny_backend, config=CodeMCTSConfig(rollouts=1, reward="ppm"), seed=0))
+
+
+def test_train_ppm_measures_on_a_held_out_pairs_file_and_records_the_text_format(tiny_llama_dir, tmp_path, capsys):
+    from engine.cli import main
+    from engine.ppm.data import write_pairs
+    code_pairs = [Pair(f"Question: Q{i}?\nCode:\n", "Step 1: x1 = 2 + 3  # 2 + 3 = 5\n",
+                       "Step 1: x1 = 2 + 3  # 2 + 3 = 6\n", 0.5, -0.5, 0, 1, 2, f"s{i}") for i in range(3)]
+    write_pairs(tmp_path / "train.jsonl", code_pairs[:2])
+    write_pairs(tmp_path / "held.jsonl", code_pairs[2:])
+    code = main(["train-ppm", "--pairs", str(tmp_path / "train.jsonl"), "--held-out-pairs", str(tmp_path / "held.jsonl"),
+                 "--model", str(tiny_llama_dir), "--out", str(tmp_path / "ppm"), "--epochs", "1", "--json"])
+    assert code == 0
+    metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (metrics["train_pairs"], metrics["held_out_pairs"]) == (2, 1)        # every training pair trains
+    data = json.loads((tmp_path / "ppm" / "ppm.json").read_text())["training"]["data"]
+    assert data["text_format"] == "code" and data["held_out_pairs_file"].endswith("held.jsonl")
+    code = main(["train-ppm", "--pairs", str(tmp_path / "train.jsonl"), "--held-out-pairs", str(tmp_path / "nope"),
+                 "--model", str(tiny_llama_dir), "--out", str(tmp_path / "ppm2")])
+    assert code == 2 and "--held-out-pairs: no file at" in capsys.readouterr().err

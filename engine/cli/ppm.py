@@ -38,6 +38,9 @@ def _collect_flags(p, number) -> None:
                    help=_t("with --code: replace an expansion's failed steps by new samples up to N times (default 0)"))
     p.add_argument("--drop-failed", action="store_true",
                    help=_t("with --code: never walk into a failed step while a sibling passed (rStar-Math drops them)"))
+    p.add_argument("--selection", choices=("official", "strict"), default="official",
+                   help=_t("pair rule (engine/pairs.py): official (rStar-Math) or strict (an ending without an "
+                           "answer or a failed code step counts as wrong)"))
     p.add_argument("--tier", choices=("hard", "medium", "both"), default="both",
                    help=_t("training-problem tiers (default both, drawn equally)"))
     p.add_argument("--no-hard-negatives", action="store_true",
@@ -61,6 +64,8 @@ def add_ppm_parsers(subparsers, add_model_flags, number) -> None:
     src.add_argument("--pairs-from", type=number(int, 1, 100_000, "--pairs-from"), default=None,
                      metavar="N_TRAIN_PROBLEMS", help=_t("collect pairs from this many generated problems first"))
     t.add_argument("--out", "-o", required=True, help=_t("the PPM folder to write"))
+    t.add_argument("--held-out-pairs", default=None, metavar="FILE",
+                   help=_t("pairs of other problems to measure pairwise accuracy on (default: a tenth of the problems)"))
     t.add_argument("--epochs", type=number(int, 1, 1000, "--epochs"), default=2)
     t.add_argument("--lr", type=number(float, 1e-8, 1, "--lr"), default=1e-4,
                    help=_t("body learning rate (the head's is 10 times this; default 1e-4)"))
@@ -79,6 +84,7 @@ def add_ppm_parsers(subparsers, add_model_flags, number) -> None:
 
 def _collect(args, load_backend, n: int, out: Path | None):
     from engine.cli.progress import progress
+    from engine.pairs import PairConfig
     from engine.ppm.data import collect_pairs, training_problems, write_pairs, write_trajectories
     tiers = ("hard", "medium") if args.tier == "both" else (args.tier,)
     problems = training_problems(n, args.train_seed, tiers=tiers)
@@ -87,7 +93,8 @@ def _collect(args, load_backend, n: int, out: Path | None):
     with progress(n, f"collect pairs ({what}, gold reward)") as bar:
         res = collect_pairs(backend, problems, rollouts=args.rollouts, seed=args.train_seed, ppm=args.init_ppm,
                             code=args.code, check=args.check, resample=args.resample,
-                            drop_failed=args.drop_failed, children=args.children,
+                            drop_failed=args.drop_failed, pair_config=PairConfig(selection=args.selection),
+                            children=args.children,
                             hard_negatives=not args.no_hard_negatives, progress=bar.update)
     if out is not None:
         write_pairs(out, res.pairs)
@@ -130,13 +137,19 @@ def cmd_train_ppm(args, load_backend) -> int:
         write_pairs(out / "pairs.jsonl", pairs)
     if not pairs:
         raise ValueError("no pairs to train on: collect from more problems or with more --rollouts")
-    train, _ = split_by_problem(pairs, seed=args.seed)
+    held = None
+    if args.held_out_pairs is not None:
+        if not Path(args.held_out_pairs).is_file():
+            raise ValueError(f"--held-out-pairs: no file at {args.held_out_pairs}")
+        held = read_pairs(args.held_out_pairs)
+        info["held_out_pairs_file"] = str(args.held_out_pairs)
+    train = pairs if held is not None else split_by_problem(pairs, seed=args.seed)[0]
     steps = args.epochs if args.freeze_body else ((len(train) + args.batch_size - 1) // args.batch_size) * args.epochs
     with progress(steps, "train PPM", unit="epoch" if args.freeze_body else "step") as bar:
         metrics = train_ppm(pairs, init_from=init, out=out, epochs=args.epochs, lr=args.lr,
                             batch_size=args.batch_size, seed=args.seed, threads=args.threads or 1,
                             progress=bar.update, save_dtype=args.save_dtype, data_info=info,
-                            freeze_body=args.freeze_body, head_hidden=args.head_hidden)
+                            freeze_body=args.freeze_body, head_hidden=args.head_hidden, held_out=held)
     if args.json:
         print(json.dumps(metrics))
     else:
