@@ -39,8 +39,8 @@ from engine.models.base import StopSpec
 
 FORMAT_NAMES = ("embedded", "chat", "base")
 CHOICES = ("auto",) + FORMAT_NAMES
-# the shipped arith-llama-3m has 665 tokens (its BPE asked for 768; the problems' words ran out of pairs to merge), the
-# tests' tiny tokenizers at most 400; the smallest real LM vocabularies are in the tens of thousands
+# the shipped arith-llama-3m has 665 tokens (its BPE asked for 768; the problems' words ran out
+# of pairs to merge), the tests' tiny tokenizers at most 400; real LMs' run to tens of thousands
 EMBEDDED_VOCAB_MAX = 1024
 
 # measured on SmolLM2-135M-Instruct, greedy, 20 word problems: this wording got an answer stated in
