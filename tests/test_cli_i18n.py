@@ -4,12 +4,17 @@ of the error line, argparse's own words and the engine's messages included (app/
 (serve, hash-password, models, generate, eval, bench, sandbox, run and every `run METHOD` with its
 generated setting flags, the model and sampling flags) and those of sessions (and its
 sub-commands), export, sweep, triage, export-pairs, compare, evolve, collect-pairs and train-ppm go
-through the catalogue and each has a Chinese entry."""
+through the catalogue and each has a Chinese entry; so do the status lines on stderr (run's start,
+"wrote", "deleted", progress), while --json output is the same under any LANG."""
 
 from __future__ import annotations
 
 import argparse
+import ast
+import io
+import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -110,3 +115,58 @@ def test_run_method_help_and_a_bad_setting_are_chinese(monkeypatch):
         texts = [sub.format_help() for sub in methods.values()]
     assert len(texts) >= 10
     assert sorted(i18n.missing) == []
+
+
+def test_every_cli_text_through_the_catalogue_has_a_chinese_entry():
+    # help texts, error frames and status lines alike: every literal handed to `_t` in engine/cli/
+    from engine.cli.progress import DONE
+    said = set(DONE.values())
+    for path in sorted((ROOT / "engine" / "cli").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "_t"
+                    and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
+                said.add(node.args[0].value)
+    assert {"wrote {path}", "session {sid}: running {method} …", "{desc}: {done}, {elapsed} s"} <= said
+    zh = i18n.catalogue("zh")
+    assert sorted(text for text in said if text not in zh) == []
+
+
+def test_progress_lines_in_a_log_are_chinese_under_zh(monkeypatch):
+    from engine.cli import progress as P
+    clock = iter([0.0, 1.0, 31.0, 32.0])
+    tokens = iter([0, 620, 640])                       # sampled so far: at the start, at 31 s, at 32 s
+    monkeypatch.setattr(P.time, "monotonic", lambda: next(clock))
+    out = io.StringIO()
+    with i18n.using("zh"), P.progress(3, "rstar hard", file=out, tokens=lambda: next(tokens)) as bar:
+        bar.update()                   # at 1 s: too soon for a line
+        bar.update()                   # at 31 s: 620 tokens in 31 s, one problem left at 15.5 s each
+        bar.update()                   # at 32 s: the last one always prints
+    assert out.getvalue().splitlines() == ["rstar hard：2/3 道题，31 秒，每秒 20 个词元，约剩 16 秒",
+                                           "rstar hard：3/3 道题，32 秒，每秒 20 个词元"]
+
+
+def test_status_lines_follow_lang_and_the_json_does_not(tmp_path):
+    from engine.search import METHODS
+    zh_label = i18n.catalogue("zh")[METHODS["greedy"].label]
+    db = tmp_path / "runs.db"
+    question = "Tom has 3 apples and buys 4 more. How many apples does he have?"
+    ran = cli("run", "greedy", "--question", question, "--db", str(db), "--threads", "1", "--json",
+              lang="zh_CN.UTF-8")
+    assert ran.returncode == 0, ran.stderr
+    out = json.loads(ran.stdout)                       # stdout is the JSON alone, its keys English
+    assert out["method"] == "greedy" and out["status"] == "done"
+    sid = out["session_id"]
+    assert ran.stderr.strip() == f"会话 {sid}：正在运行 {zh_label} …"
+    exported = cli("export", "--db", str(db), "--session", sid[:8], "--format", "json",
+                   "--out", str(tmp_path / "run.json"), lang="zh_CN.UTF-8")
+    assert exported.returncode == 0 and exported.stderr.strip() == f"已写入 {tmp_path / 'run.json'}"
+    assert json.loads((tmp_path / "run.json").read_text(encoding="utf-8"))["session"]["session_id"] == sid
+    gone = cli("sessions", "delete", sid, "--db", str(db), lang="zh_CN.UTF-8")
+    assert gone.returncode == 0 and gone.stderr.strip() == f"已删除 {sid}"
+    assert cli("sessions", "list", "--db", str(db), lang="C.UTF-8").stderr.strip() == f"no sessions in {db}"
+    # eval's progress: a log line (stderr is a pipe here) at the end, in Chinese; the summary JSON as ever
+    ev = cli("eval", "--method", "greedy", "--tier", "easy", "--n", "2", "--threads", "1", "--json",
+             lang="zh_CN.UTF-8")
+    assert ev.returncode == 0, ev.stderr
+    assert json.loads(ev.stdout)["n"] == 2
+    assert re.fullmatch(r"greedy easy：2/2 道题，\d+ 秒(，每秒 \d+ 个词元)?", ev.stderr.strip()), ev.stderr

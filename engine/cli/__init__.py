@@ -356,7 +356,8 @@ def cmd_generate(args) -> int:
                           "seed": args.seed, **gen.to_json()}))
         return 0
     print(gen.text)
-    print(f"\n[{backend.info.describe()}; {len(gen.tokens)} tokens, stopped: {gen.stop_reason}]", file=sys.stderr)
+    print("\n" + _t("[{model}; {n} tokens, stopped: {reason}]", model=backend.info.describe(), n=len(gen.tokens),
+                    reason=gen.stop_reason), file=sys.stderr)
     for t in gen.tokens:
         alts = "  ".join(f"{a!r}:{math.exp(lp):.2f}" for a, lp in t.top[:3])
         print(f"{t.token!r:>12} p={math.exp(t.logprob):.3f}   {alts}", file=sys.stderr)
@@ -442,7 +443,7 @@ def cmd_run(args) -> int:
     sid = store.create_session(method=args.method, model=backend.info.name, question=args.question,
                                gold=args.answer, config=cfg.to_json(), seed=args.seed)
     t0 = time.perf_counter()
-    print(f"session {sid}: running {method.label} …", file=sys.stderr)
+    print(_t("session {sid}: running {method} …", sid=sid, method=_t(method.label)), file=sys.stderr)
     tree = record(store, sid, method.run(args.question, backend, config=cfg, seed=args.seed, gold=args.answer))
     out = {"session_id": sid, "method": args.method, "answer": tree.final.answer if tree.final else None,
            "correct": tree.final.correct if tree.final else None, "nodes": len(tree),

@@ -182,7 +182,8 @@ def cmd_compare(args, load) -> int:
             fig = compare_figure(report["results"], f"{exp['model']}, {exp['tier']} tier, n={exp['n']}",
                                  labels=_chart_labels())
             path, note = write_chart(fig, args.out)
-            print(f"thoughtscope compare: wrote {path} ({note})", file=sys.stderr)
+            from engine.cli import _t   # LANG=zh: the status line in Chinese
+            print(_t("thoughtscope compare: wrote {path} ({note})", path=path, note=_t(note)), file=sys.stderr)
     report.pop("results")
     if args.json:
         print(json.dumps(report, indent=1))

@@ -70,16 +70,17 @@ def cmd_export_pairs(args, load_backend, config_from_args) -> int:
         with progress(args.n, f"{args.eval_method} {args.tier}") as bar:
             pairs, summary = pairs_from_eval(backend, args.eval_method, args.tier, args.n, args.seed, cfg, pair_cfg,
                                              progress=bar.update)
+    from engine.cli import _t   # LANG=zh: the status lines on stderr in Chinese
     if args.out:
         with open(args.out, "w", encoding="utf-8") as fh:
             write_jsonl(pairs, fh)
         if args.json:
             print(json.dumps(summary))
         else:
-            print(f"wrote {len(pairs)} pairs to {args.out}", file=sys.stderr)
+            print(_t("wrote {n} pairs to {path}", n=len(pairs), path=args.out), file=sys.stderr)
     else:
         write_jsonl(pairs, sys.stdout)
-        print(f"{len(pairs)} pairs", file=sys.stderr)
+        print(_t("{n} pairs", n=len(pairs)), file=sys.stderr)
     for sid, note in summary.get("sessions", {}).items():
         if not note.endswith("pairs"):
             print(f"session {sid}: {note}", file=sys.stderr)

@@ -2,7 +2,9 @@
 a terminal: ``nohup``, CI, a pipe) a plain line at most every ``LOG_EVERY_S`` seconds and one at
 the end, so an overnight eval shows how far it got. Both show the problems done, the ETA and,
 given a ``tokens()`` counter (the local backend's tokens sampled so far), tokens per second.
-stdout (the JSON) is never touched."""
+stdout (the JSON) is never touched. The words follow LANG (engine/cli `_t`: "2/3 道题，31 秒" under
+LANG=zh_CN); the description a command passes (``mcts hard``, ``train PPM``) is the command's and
+stays as given, and tqdm's own frame is tqdm's."""
 
 from __future__ import annotations
 
@@ -11,6 +13,15 @@ import time
 from typing import Callable
 
 LOG_EVERY_S = 30.0
+# "3/10 problems": one catalogue key per unit a command counts in (the Chinese needs its own
+# measure word for each); another unit is said in English
+DONE = {"problem": "{n}/{total} problems", "run": "{n}/{total} runs", "epoch": "{n}/{total} epochs",
+        "step": "{n}/{total} steps"}
+
+
+def _t(text: str, **fields) -> str:
+    from engine.cli import _t as t     # the CLI's words in the language of LANG
+    return t(text, **fields)
 
 
 class _LogLines:
@@ -31,12 +42,14 @@ class _LogLines:
     def _line(self, now: float) -> None:
         elapsed = now - self.started
         left = elapsed / self.n * (self.total - self.n) if self.n else float("nan")
-        rate = ""
+        done = (_t(DONE[self.unit], n=self.n, total=self.total) if self.unit in DONE
+                else f"{self.n}/{self.total} {self.unit}s")
+        line = _t("{desc}: {done}, {elapsed} s", desc=self.desc, done=done, elapsed=f"{elapsed:.0f}")
         if self.tokens and elapsed > 0:
-            rate = f", {(self.tokens() - self.tokens0) / elapsed:.0f} tokens/s"
-        print(f"{self.desc}: {self.n}/{self.total} {self.unit}s, {elapsed:.0f} s{rate}"
-              + (f", about {left:.0f} s left" if self.n < self.total and self.n else ""),
-              file=self.file, flush=True)
+            line += _t(", {rate} tokens/s", rate=f"{(self.tokens() - self.tokens0) / elapsed:.0f}")
+        if self.n < self.total and self.n:
+            line += _t(", about {left} s left", left=f"{left:.0f}")
+        print(line, file=self.file, flush=True)
 
     def __enter__(self) -> "_LogLines":
         return self
@@ -58,7 +71,8 @@ class _Bar:
     def update(self, k: int = 1) -> None:
         elapsed = time.monotonic() - self.started
         if self.tokens and elapsed > 0:
-            self.bar.set_postfix_str(f"{(self.tokens() - self.tokens0) / elapsed:.0f} tokens/s", refresh=False)
+            self.bar.set_postfix_str(_t("{rate} tokens/s", rate=f"{(self.tokens() - self.tokens0) / elapsed:.0f}"),
+                                     refresh=False)
         self.bar.update(k)
 
     def __enter__(self) -> "_Bar":

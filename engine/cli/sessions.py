@@ -101,12 +101,13 @@ def _short(text: str | None, width: int) -> str:
 
 
 def _list(store: Store, args) -> int:
+    from engine.cli import _t   # LANG=zh: the status lines on stderr in Chinese
     rows = [_summary(r) for r in store.list_sessions(method=args.method, model=args.model)]
     if args.json:
         print(json.dumps(rows, indent=1))
         return 0
     if not rows:
-        print(f"no sessions in {store.path}", file=sys.stderr)
+        print(_t("no sessions in {path}", path=store.path), file=sys.stderr)
         return 0
     for r in rows:
         mark = {True: "right", False: "wrong", None: ""}[r["correct"]]
@@ -131,24 +132,25 @@ def _show(store: Store, args) -> int:
 
 
 def _export(store: Store, args) -> int:
+    from engine.cli import _t   # LANG=zh: the status lines on stderr in Chinese
     sid = store.resolve(args.session_id)
     if args.format != "json":
         if not args.out:
             raise StoreError(f"--format {args.format} needs --out FILE")
         from app.export_figures import write_export     # the figures are the app's (plotly)
         for path in write_export(store, sid, args.format, args.out, lang=args.lang):
-            print(f"wrote {path}", file=sys.stderr)
+            print(_t("wrote {path}", path=path), file=sys.stderr)
         if not args.graphml:
             return 0
         args.out = None
     if args.graphml:
         store.export_graphml(sid, args.graphml)
-        print(f"wrote {args.graphml}", file=sys.stderr)
+        print(_t("wrote {path}", path=args.graphml), file=sys.stderr)
     if args.out or not args.graphml:
         text = json.dumps(store.export_session(sid), indent=1, ensure_ascii=False)
         if args.out:
             Path(args.out).write_text(text + "\n", encoding="utf-8")
-            print(f"wrote {args.out}", file=sys.stderr)
+            print(_t("wrote {path}", path=args.out), file=sys.stderr)
         else:
             print(text)
     return 0
@@ -168,9 +170,10 @@ def _import(store: Store, args) -> int:
 
 
 def _delete(store: Store, args) -> int:
+    from engine.cli import _t   # LANG=zh: the status lines on stderr in Chinese
     sid = store.resolve(args.session_id)
     store.delete(sid)
-    print(f"deleted {sid}", file=sys.stderr)
+    print(_t("deleted {sid}", sid=sid), file=sys.stderr)
     return 0
 
 

@@ -54,7 +54,8 @@ def cmd_sweep(args, load) -> int:
         data = run_sweep(backend, cfg, progress=bar.update)
     if args.out:
         Path(args.out).expanduser().write_text(json.dumps(data, indent=1) + "\n")
-        print(f"sweep written to {args.out}", file=sys.stderr)
+        from engine.cli import _t   # LANG=zh: the status line in Chinese
+        print(_t("sweep written to {path}", path=args.out), file=sys.stderr)
     if args.json:
         print(json.dumps(data))
     else:
