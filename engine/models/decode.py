@@ -180,13 +180,7 @@ class Decoder(Prefill):
         if len(self.requests) == 1:
             chosen = self._choose(self.requests[0], logits)
         else:
-            chosen = torch.empty(logits.shape[0], dtype=torch.long, device=logits.device)
-            for r in self.requests:
-                rows = r.slots[0] if _contiguous(r.slots) else torch.tensor(r.slots, device=logits.device)
-                if isinstance(rows, int):
-                    chosen[rows:rows + r.rows] = self._choose(r, logits[rows:rows + r.rows])
-                else:
-                    chosen[rows] = self._choose(r, logits[rows])
+            chosen = self._choose_all(logits)
         chosen_lp = logp.gather(-1, chosen[:, None])
         # one host transfer for the whole step, the only sync per token (token ids are exact in
         # float32 below 2**24; vocabularies are smaller)
@@ -221,6 +215,33 @@ class Decoder(Prefill):
                 self._finish(r)
             self._drop(finished)
         return not self.requests
+
+    def _choose_all(self, logits: torch.Tensor) -> torch.Tensor:
+        """Every running row's next token. Requests with the same sampler settings go through
+        the sampler chain in one call (its stages work row by row, so each row's probabilities
+        are those its request alone computes); each request then draws its rows with its own
+        generator, as `_choose` does."""
+        device = logits.device
+        chosen = torch.empty(logits.shape[0], dtype=torch.long, device=device)
+        groups: list[tuple[SamplingConfig, list[Request]]] = []
+        for r in self.requests:
+            group = next((g for s, g in groups if s == r.sampling), None)
+            if group is None:
+                groups.append((r.sampling, [r]))
+            else:
+                group.append(r)
+        for sampling, requests in groups:
+            rows = torch.tensor([row for r in requests for row in r.slots], device=device)
+            if sampling.greedy:
+                chosen[rows] = logits[rows].argmax(dim=-1)
+                continue
+            probs = torch.softmax(apply_chain(logits[rows], sampling), dim=-1)
+            at = 0
+            for r in requests:
+                chosen[torch.tensor(r.slots, device=device)] = torch.multinomial(
+                    probs[at:at + r.rows], 1, generator=r.gen).squeeze(-1)
+                at += r.rows
+        return chosen
 
     def _choose(self, r: Request, logits: torch.Tensor) -> torch.Tensor:
         """Request ``r``'s next tokens for its rows' ``logits`` (rows, vocab), drawn with its own
@@ -321,8 +342,3 @@ class Decoder(Prefill):
 def _left_pad(x: torch.Tensor, width: int) -> torch.Tensor:
     """(batch, heads, T, head_dim) padded with zeros on the left to ``width`` positions."""
     return F.pad(x, (0, 0, width - x.shape[2], 0))
-
-
-def _contiguous(rows: list[int]) -> bool:
-    """Whether ``rows`` are consecutive ascending batch rows (then a slice reads them)."""
-    return rows[-1] - rows[0] == len(rows) - 1 and all(b == a + 1 for a, b in zip(rows, rows[1:]))
