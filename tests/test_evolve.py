@@ -229,3 +229,26 @@ def test_the_served_app_shows_the_rounds_and_opens_an_example_tree(evolved, defa
         finally:
             client.close()
             demo.close(verbose=False)
+
+
+@pytest.mark.slow
+def test_evolve_code_collects_and_evaluates_with_claim_checked_code_mcts(tmp_path):
+    from engine.ppm.phases import CODE_SEARCH
+    torch.set_num_threads(1)
+    cfg = EvolveConfig(train_problems=2, rollouts=2, eval_n=1, eval_rollouts=1, sc_samples=1, examples=1,
+                       ppm_epochs=1, code=True, finetune=FinetuneConfig(max_steps=1, batch=2), seed=3)
+    with Store(tmp_path / "runs.db") as store:
+        run = open_run(store, tmp_path / "out", model="arith-llama-3m", ppm=None, config=cfg)
+        evolve(run, 1, load_backend=_loader())
+        kept = store.events(EvolutionStore(store).rounds(run.run_id)[1]["example_sessions"][0])
+    folder = tmp_path / "out" / "round-1"
+    assert kept[0].method == "mcts-code" and all(kept[0].config[k] == v for k, v in CODE_SEARCH.items())
+    # the fine-tuning documents continue the code prompt the trajectories were written after
+    docs = [json.loads(line) for line in (folder / "sft.jsonl").read_text().splitlines()]
+    assert docs and all(d["prompt"].endswith("\nCode:\n") and d["completion"].startswith("Step 1: x1 = ")
+                        for d in docs)
+    for name in ("eval-mcts.json", "eval-greedy.json"):
+        summary = json.loads((folder / name).read_text())
+        if name == "eval-mcts.json":
+            assert summary["method"] == "mcts-code"
+            assert all(summary["config"][k] == v for k, v in CODE_SEARCH.items())

@@ -80,7 +80,11 @@ def collect_phase(run, rnd: int, problems: list[Problem], load_backend, progress
     pairs = (kept.pairs if kept else []) + rest.pairs
     trajs = (kept.trajectories if kept else []) + rest.trajectories
     fmt = format_of(backend)
-    docs = sft_documents(trajs, lambda q: fmt.root_prompt(backend, q))
+    if cfg.code:        # code trajectories continue the code prompt they were written after
+        from engine.method_prompts import code_prompt
+        docs = sft_documents(trajs, lambda q: code_prompt(fmt, backend, q))
+    else:
+        docs = sft_documents(trajs, lambda q: fmt.root_prompt(backend, q))
     _write_jsonl(folder / "problems.jsonl", [asdict(p) for p in problems])
     write_pairs(folder / "pairs.jsonl", pairs)
     _write_jsonl(folder / "trajectories.jsonl", [t.to_json() for t in trajs])
