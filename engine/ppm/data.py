@@ -19,6 +19,10 @@ at a node whose children disagree on arithmetic, a child whose ``a op b = c`` cl
 right answer. The embedded model's slips are exactly such claims, and Q-values alone rarely
 order siblings that far apart with 16 rollouts (docs/ppm.md).
 
+With ``code=True`` the trees are claim-checked code MCTS (engine/search/code_mcts.py), whose
+programs are run by fast_exec.py; on the embedded model such trees hold no two different steps
+that both pass, so they give almost no pairs (docs/ppm.md, second round).
+
 Not here: the MCTS itself (engine/search/), training (engine/ppm/train.py).
 """
 

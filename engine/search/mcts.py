@@ -20,7 +20,8 @@ default the one the model ships) scores every new step, the step's Q starts from
 (counted as one pseudo-visit), unvisited siblings are tried best score first, and a terminal's
 reward is the PPM's score of its whole path (-1 when it states no answer). A ``ppm`` folder
 with another reward (``gold``: rStar-Math's data generation in later rounds) gives the same
-Q start and the reward that reward names. docs/ppm.md.
+Q start and the reward that reward names. In code-verified MCTS a step that failed its check is
+never shown to the PPM (score -1, ``CUT_SCORE``), and the PPM must be one of code steps. docs/ppm.md.
 
 The final answer is read three ways (``majority`` over terminal answers, the ``most_visited``
 path, the ``highest_q`` path), and a fourth with a PPM (``ppm``: the terminal it scores highest);
