@@ -352,3 +352,15 @@ def test_train_ppm_measures_on_a_held_out_pairs_file_and_records_the_text_format
     code = main(["train-ppm", "--pairs", str(tmp_path / "train.jsonl"), "--held-out-pairs", str(tmp_path / "nope"),
                  "--model", str(tiny_llama_dir), "--out", str(tmp_path / "ppm2")])
     assert code == 2 and "--held-out-pairs: no file at" in capsys.readouterr().err
+
+
+def test_the_shipped_ppm_is_for_plain_steps_and_code_search_refuses_it(default_backend):
+    from engine.ppm import shipped_path
+    from engine.ppm.model import PPMLoadError
+    from engine.search.code_mcts import CodeMCTSConfig, run as code_run
+    folder = shipped_path("arith-llama-3m")
+    meta = json.loads((folder / "ppm.json").read_text())
+    assert meta["training"]["data"]["text_format"] == "plain"
+    cfg = CodeMCTSConfig(rollouts=1, reward="ppm", ppm=str(folder))
+    with pytest.raises(PPMLoadError, match="trained on plain steps, but this search writes code steps"):
+        list(code_run(QUESTION, default_backend, config=cfg, seed=0))
