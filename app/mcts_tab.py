@@ -89,11 +89,12 @@ def run_search(backend, store, question: str, picked: dict | None, method: str, 
                max_depth, temperature, min_p, reward, final_rule, samples, beam_width, seed, control: RunControl,
                one_step_thoughts=3, subquestions=3, votes=10, final_votes=10, discriminate=True, cut_mode="words",
                cuts=4, consistency="mid", gold_fallback=False, discriminator_model="",
-               check="runs", self_eval="prompt", reflection="common", gold_answer=None,
-               request: gr.Request = None):
+               check="runs", self_eval="prompt", reflection="common", gold_answer=None, resample=0,
+               drop_failed=False, request: gr.Request = None):
     """Generator callback: yields (plot, progress, final, explanation, view, slider) as the run grows.
     The arguments after ``control`` are rStar's, then code-verified MCTS's and SRA-MCTS's (other
-    methods ignore them), then the gold box's text (`run_gold`). The run is stored as the
+    methods ignore them), then the gold box's text (`run_gold`), then code-verified MCTS's
+    failed-step handling (last, so API callers written before it keep working). The run is stored as the
     logged-in user's (app/auth.py)."""
     store = user_store(store, request)
     seed = checked_seed(backend, question, seed)
@@ -104,7 +105,8 @@ def run_search(backend, store, question: str, picked: dict | None, method: str, 
                                    subquestions=subquestions, votes=votes, final_votes=final_votes,
                                    discriminate=discriminate, cut_mode=cut_mode, cuts=cuts, consistency=consistency,
                                    gold_fallback=gold_fallback, discriminator_model=discriminator_model or "",
-                                   check=check, self_eval=self_eval, reflection=reflection))
+                                   check=check, self_eval=self_eval, reflection=reflection,
+                                   resample=resample, drop_failed=drop_failed))
     if getattr(cfg, "reward", None) == "gold" and gold is None:
         raise gr.Error(t("The answer-key reward needs a gold answer: pick a problem, type one in the Gold answer "
                          "box, or use self-consistency."), print_exception=False)
@@ -246,6 +248,10 @@ def build_mcts_tab(backend, store, *, problems_path: str | Path | None = None,
                     c["reflection"] = gr.Dropdown([(t("guides the children (common)"), "common"),
                                                    (t("only ends a path (simple)"), "simple")],
                                                   value="common", label=t("Reflection (SRA-MCTS)"))
+                with gr.Row():
+                    c["resample"] = Slider(0, 16, value=0, step=1,
+                                           label=t("Resample failed steps (code-verified MCTS)"))
+                    c["drop_failed"] = gr.Checkbox(False, label=t("Drop failed steps (rStar-Math's filter)"))
                 c["seed"] = gr.Number(0, precision=0, minimum=0, label=t("Seed"))
             with gr.Accordion(t("rStar settings"), open=False, visible=False) as c["rstar_settings"]:
                 with gr.Row():
@@ -306,7 +312,8 @@ def build_mcts_tab(backend, store, *, problems_path: str | Path | None = None,
                 c["temperature"], c["min_p"], c["reward"], c["final_rule"], c["samples"], c["beam_width"],
                 c["seed"], c["control"], c["one_step_thoughts"], c["subquestions"], c["votes"], c["final_votes"],
                 c["discriminate"], c["cut_mode"], c["cuts"], c["consistency"], c["gold_fallback"],
-                c["discriminator_model"], c["check"], c["self_eval"], c["reflection"], c["gold_answer"]],
+                c["discriminator_model"], c["check"], c["self_eval"], c["reflection"], c["gold_answer"],
+                c["resample"], c["drop_failed"]],
         outputs=[*view_out, c["view"], c["timeline"]], api_name="run_search",
         concurrency_limit=1, concurrency_id=MODEL_QUEUE)
     c["run"].click(cleared_inspector, outputs=[c["inspector"], c["pairs"], c["rstar_panel"]],

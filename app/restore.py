@@ -13,6 +13,8 @@ updates. Not here: reading the store (app/sessions_tab.py `open_session`), the w
 
 from __future__ import annotations
 
+import dataclasses
+
 import gradio as gr
 
 from app.i18n import t
@@ -24,7 +26,10 @@ TAB_OF_METHOD = {"leco": "leco", "se": "se", "sugar": "se"}
 SEARCH_SETTINGS = ("rollouts", "children", "c", "max_depth", "temperature", "min_p", "reward", "final_rule",
                    "samples", "beam_width", "one_step_thoughts", "subquestions", "votes", "final_votes",
                    "discriminate", "cut_mode", "cuts", "consistency", "gold_fallback", "discriminator_model",
-                   "check", "self_eval", "reflection")
+                   "check", "self_eval", "reflection", "resample", "drop_failed")
+# settings a config leaves out of its JSON at their default (so runs recorded before them replay
+# byte for byte): a run without one ran with the default, which the form must show
+DROPPED_AT_DEFAULT = {"resample": 0, "drop_failed": False}
 LECO_SETTINGS = ("max_rounds", "lowest", "token_probs", "temperature")
 SE_SETTINGS = ("samples", "temperature", "judge", "nli_model", "route_on", "low", "high", "policy", "passages",
                "corpus", "mode")
@@ -48,9 +53,20 @@ def opened_tab(view: dict | None):
 
 
 def _settings(run: E.RunStarted, names) -> list:
-    """One update per name: the run's config value, or no change where the config has none."""
-    return [gr.update(value=run.config[n]) if n in run.config and run.config[n] is not None else gr.update()
-            for n in names]
+    """One update per name: the run's config value, the default of a setting its method has but
+    left out at its default, or no change where the method has no such setting."""
+    from engine.search import METHODS
+    cls = getattr(METHODS.get(run.method), "config", None)
+    fields = {f.name for f in dataclasses.fields(cls)} if cls is not None else set()
+    out = []
+    for n in names:
+        if n in run.config and run.config[n] is not None:
+            out.append(gr.update(value=run.config[n]))
+        elif n in DROPPED_AT_DEFAULT and n in fields:
+            out.append(gr.update(value=DROPPED_AT_DEFAULT[n]))
+        else:
+            out.append(gr.update())
+    return out
 
 
 def _picked(run: E.RunStarted, picked: dict | None, sid: str) -> dict:

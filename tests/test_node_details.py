@@ -14,12 +14,12 @@ QUESTION = "Mia has 6 packs of 16 cards. She gives half away. How many cards doe
 PICKED = {"clicks": 1, "id": "x", "question": QUESTION, "answer": 48}
 
 
-def run(backend, store, method, **kw):
+def run(backend, store, method, extra=None, **kw):
     form = dict(rollouts=2, children=2, c=2.0, max_depth=4, temperature=0.8, min_p=0.0, reward="gold",
                 final_rule="majority", samples=3, beam_width=2, seed=0) | kw
     *_, last = M.run_search(backend, store, QUESTION, PICKED, method, form["rollouts"], form["children"], form["c"],
                             form["max_depth"], form["temperature"], form["min_p"], form["reward"], form["final_rule"],
-                            form["samples"], form["beam_width"], form["seed"], M.RunControl())
+                            form["samples"], form["beam_width"], form["seed"], M.RunControl(), **(extra or {}))
     return last[4]
 
 
@@ -103,3 +103,21 @@ def test_the_variants_settings_reach_their_configs(store):
                             reflection="simple")
     cfg = Tree.fold(last[4]["events"]).run.config
     assert (cfg["self_eval"], cfg["reflection"]) == ("confidence", "simple")
+
+
+def test_the_search_form_runs_code_mcts_with_failed_steps_dropped_and_reopens_with_them(store):
+    from app.restore import SEARCH_SETTINGS, search_form
+    view = run(CodeScriptBackend(GOOD), store, "mcts-code", extra=dict(resample=2, drop_failed=True, check="runs_and_claim"))
+    started = view["events"][0]
+    assert (started.config["resample"], started.config["drop_failed"]) == (2, True)
+    form = dict(zip(SEARCH_SETTINGS, search_form(view, PICKED)[6:]))
+    assert (form["resample"]["value"], form["drop_failed"]["value"]) == (2, True)
+    # a run at the defaults leaves them out of its config; reopening it puts the defaults back
+    view = run(CodeScriptBackend(GOOD), store, "mcts-code")
+    assert "resample" not in view["events"][0].config
+    form = dict(zip(SEARCH_SETTINGS, search_form(view, PICKED)[6:]))
+    assert (form["resample"]["value"], form["drop_failed"]["value"]) == (0, False)
+    # a method without the settings leaves the form as it is
+    view = run(CodeScriptBackend(GOOD), store, "mcts")
+    form = dict(zip(SEARCH_SETTINGS, search_form(view, PICKED)[6:]))
+    assert "value" not in form["resample"] and "value" not in form["drop_failed"]

@@ -256,10 +256,11 @@ def test_the_node_inspector_clears_when_a_new_run_starts(tiny_backend, store):
 
 
 @pytest.mark.parametrize("method,shown,hidden", [
-    ("mcts", {"rollouts", "children", "c", "reward", "final_rule"}, {"samples", "beam_width", "votes", "check"}),
+    ("mcts", {"rollouts", "children", "c", "reward", "final_rule"},
+     {"samples", "beam_width", "votes", "check", "resample", "drop_failed"}),
     ("sc", {"samples", "temperature"}, {"rollouts", "reward", "final_rule", "c", "self_eval"}),
     ("rstar", {"rollouts", "votes", "cut_mode", "discriminate"}, {"children", "reward", "samples", "reflection"}),
-    ("mcts-code", {"check", "reward"}, {"self_eval", "votes"}),
+    ("mcts-code", {"check", "reward", "resample", "drop_failed"}, {"self_eval", "votes"}),
     ("sra-mcts", {"self_eval", "reflection"}, {"check", "reward", "final_rule"}),
 ])
 def test_only_the_chosen_methods_settings_and_notes_are_shown(tiny_backend, method, shown, hidden):
