@@ -47,7 +47,7 @@ class Batcher:
         self.backend = backend
         self.max_rows = max_rows
         self.merge = not backend.sliding_window
-        self.decoder = Decoder(backend, growing=True)     # a long-running batch: no copy per token
+        self.decoder = Decoder(backend)     # a long-running batch: slot buffers, no copy per token
         self._cv = threading.Condition()
         self._pending: list[Request] = []
         self._events: dict[int, threading.Event] = {}      # id(request) -> its caller's event

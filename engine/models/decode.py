@@ -85,13 +85,14 @@ class Request:
 
 class Decoder(Prefill):
     """The running batch of one backend: requests in row order, their cache, mask, next
-    positions (rows, 1) and next-token logits (rows, vocab). ``growing``: key/value buffers with
-    spare rows and columns (`SlotLayer`, engine/models/growing_cache.py), for a long-running
-    batch that requests join and leave: only the rows that join or move are copied."""
+    positions (rows, 1) and next-token logits (rows, vocab). ``growing`` (every model whose cache
+    is plain key/value attention): key/value buffers with spare rows and columns (`SlotLayer`,
+    engine/models/growing_cache.py), so only the rows that join or move are copied; other caches
+    (recurrent layers) stay transformers' own."""
 
-    def __init__(self, backend, *, growing: bool = True):
+    def __init__(self, backend):
         self.b = backend
-        self.growing = growing and backend.plain_cache      # other caches (recurrent layers) stay transformers'
+        self.growing = backend.plain_cache
         self.requests: list[Request] = []
         self.cache = self.mask = self.next_pos = self.logits = None
 
@@ -132,29 +133,22 @@ class Decoder(Prefill):
             r.gen = torch.Generator(device=self.b.device).manual_seed(int(r.seed))
             r.slots = list(range(base + at, base + at + r.rows))
             at += r.rows
-        if self.growing:                    # into the slot buffers: only the new rows are written
-            if not self.requests:
-                self.cache = self._slot_cache()
-                self.mask, self.next_pos, self.logits = mask, next_pos, logits
-            else:
-                width = max(self.mask.shape[1], mask.shape[1])
-                self.mask = torch.cat([F.pad(self.mask, (width - self.mask.shape[1], 0)),
-                                       F.pad(mask, (width - mask.shape[1], 0))])
-                self.next_pos = torch.cat([self.next_pos, next_pos])
-                self.logits = torch.cat([self.logits, logits])
-            for slots, new in zip(self.cache.layers, cache.layers):
-                slots.join(new.keys, new.values)
-        elif not self.requests:
-            self.cache, self.mask, self.next_pos, self.logits = cache, mask, next_pos, logits
+        if not self.requests:
+            self.cache = self._slot_cache() if self.growing else cache
+            self.mask, self.next_pos, self.logits = mask, next_pos, logits
         else:
             width = max(self.mask.shape[1], mask.shape[1])
-            for old, new in zip(self.cache.layers, cache.layers):   # left-pad both to one width
-                old.keys = torch.cat([_left_pad(old.keys, width), _left_pad(new.keys, width)])
-                old.values = torch.cat([_left_pad(old.values, width), _left_pad(new.values, width)])
+            if not self.growing:
+                for old, new in zip(self.cache.layers, cache.layers):   # left-pad both to one width
+                    old.keys = torch.cat([_left_pad(old.keys, width), _left_pad(new.keys, width)])
+                    old.values = torch.cat([_left_pad(old.values, width), _left_pad(new.values, width)])
             self.mask = torch.cat([F.pad(self.mask, (width - self.mask.shape[1], 0)),
                                    F.pad(mask, (width - mask.shape[1], 0))])
             self.next_pos = torch.cat([self.next_pos, next_pos])
             self.logits = torch.cat([self.logits, logits])
+        if self.growing:                    # into the slot buffers: only the new rows are written
+            for slots, new in zip(self.cache.layers, cache.layers):
+                slots.join(new.keys, new.values)
         self.requests.extend(requests)
 
     # ---- one token for every row ---------------------------------------------------------

@@ -23,7 +23,7 @@ anything else that reads a `DynamicLayer` read the same numbers as before.
 Pads are zeros (the mask hides them, but a stale NaN from a departed row would still poison
 ``0 × NaN`` in the attention's sum), so every column a row newly covers is cleared.
 
-Not here: which batch uses it and the row layout (engine/models/decode.py, ``Decoder(growing=True)``).
+Not here: which batch uses it and the row layout (engine/models/decode.py, ``Decoder.growing``).
 """
 
 from __future__ import annotations
