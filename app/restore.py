@@ -27,9 +27,6 @@ SEARCH_SETTINGS = ("rollouts", "children", "c", "max_depth", "temperature", "min
                    "samples", "beam_width", "one_step_thoughts", "subquestions", "votes", "final_votes",
                    "discriminate", "cut_mode", "cuts", "consistency", "gold_fallback", "discriminator_model",
                    "check", "self_eval", "reflection", "resample", "drop_failed")
-# settings a config leaves out of its JSON at their default (so runs recorded before them replay
-# byte for byte): a run without one ran with the default, which the form must show
-DROPPED_AT_DEFAULT = {"resample": 0, "drop_failed": False}
 LECO_SETTINGS = ("max_rounds", "lowest", "token_probs", "temperature")
 SE_SETTINGS = ("samples", "temperature", "judge", "nli_model", "route_on", "low", "high", "policy", "passages",
                "corpus", "mode")
@@ -56,14 +53,15 @@ def _settings(run: E.RunStarted, names) -> list:
     """One update per name: the run's config value, the default of a setting its method has but
     left out at its default, or no change where the method has no such setting."""
     from engine.search import METHODS
+    from engine.search.code_mcts import OMITTED_AT_DEFAULT   # a run without one ran with the default
     cls = getattr(METHODS.get(run.method), "config", None)
-    fields = {f.name for f in dataclasses.fields(cls)} if cls is not None else set()
+    defaults = {f.name: f.default for f in dataclasses.fields(cls)} if cls is not None else {}
     out = []
     for n in names:
         if n in run.config and run.config[n] is not None:
             out.append(gr.update(value=run.config[n]))
-        elif n in DROPPED_AT_DEFAULT and n in fields:
-            out.append(gr.update(value=DROPPED_AT_DEFAULT[n]))
+        elif n in OMITTED_AT_DEFAULT and n in defaults:
+            out.append(gr.update(value=defaults[n]))
         else:
             out.append(gr.update())
     return out

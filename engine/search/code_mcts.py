@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import re
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Callable, Iterator
 
 from engine import events as E
@@ -53,6 +53,7 @@ from engine.steps import step_claims
 from engine.tree import Tree
 
 CHECKS = ("runs", "runs_and_claim")
+OMITTED_AT_DEFAULT = ("resample", "drop_failed")   # settings left out of the config JSON at their default
 FAILURE_REWARD = -1.0
 PARALLEL = 3        # sibling programs run at once (each in its own sandboxed process)
 
@@ -78,8 +79,9 @@ class CodeMCTSConfig(MCTSConfig):
 
     def to_json(self) -> dict:
         out = super().to_json()
-        for key, off in (("resample", 0), ("drop_failed", False)):
-            if out[key] == off:
+        defaults = {f.name: f.default for f in fields(self)}
+        for key in OMITTED_AT_DEFAULT:
+            if out[key] == defaults[key]:
                 del out[key]    # runs recorded before these options replay and re-run byte for byte
         return out
 
