@@ -24,102 +24,45 @@ The log is the truth; everything else is derived from it.
   runs work, and any write is a ``StoreError`` saying the file is read-only and what to do.
   Nothing is ever deleted or rewritten to "repair" a file that cannot be used.
 
+The tables, their migrations and the row helpers are in engine/store_schema.py; a session's
+JSON file and GraphML in engine/store_files.py (mixed into `Store`).
+
 Not here: running searches (engine/search/), drawing (app/), HTML/PNG exports.
 """
 
 from __future__ import annotations
 
-import functools
-import importlib.metadata
 import json
 import os
-import platform
-import re
 import secrets
 import sqlite3
 import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from sqlite_utils import Database
 
 from engine import events as E
 from engine.events import USER_STOP
-from engine.compare_store import v3_create_compare_tables
-from engine.evolution_store import v2_create_evolution_tables
-from engine.table_rows import utc_now
+from engine.store_files import EXPORT_FORMAT, EXPORT_VERSION, SessionFiles
+from engine.store_schema import (FINAL_STATUSES, MIGRATIONS, SCHEMA_VERSION, SESSION_COLUMNS, STATUSES,
+                                 SessionNotFound, StoreError, _node_rows, _now, _row_out, runtime_versions)
 from engine.tree import Tree
+
+__all__ = ["Store", "StoreError", "SessionNotFound", "record", "default_db_path", "SCHEMA_VERSION", "MIGRATIONS",
+           "SESSION_COLUMNS", "STATUSES", "FINAL_STATUSES", "EXPORT_FORMAT", "EXPORT_VERSION", "runtime_versions"]
 
 ENV_DB = "THOUGHTSCOPE_DB"
 DB_FILENAME = "thoughtscope.db"
 BUSY_TIMEOUT_S = 30.0             # how long a writer waits for another process's write lock
 ENV_TIMEOUT = "THOUGHTSCOPE_DB_TIMEOUT"   # overrides BUSY_TIMEOUT_S (seconds)
 
-EXPORT_FORMAT = "thoughtscope-session"
-EXPORT_VERSION = 1
-
-STATUSES = ("running", "done", "stopped", "interrupted", "failed")
-FINAL_STATUSES = STATUSES[1:]
-
-_ID_RE = re.compile(r"^[0-9A-Za-z_-]{1,64}$")
-_JSON_COLUMNS = ("config", "versions")
-
 # Sessions being written by this process, across all Store objects: a 'running' session
 # whose pid is ours but which is not in here was left by an earlier process with our pid.
 _ACTIVE: set[str] = set()
 _ACTIVE_LOCK = threading.Lock()
-
-
-class StoreError(Exception):
-    """A database or export file that cannot be used; the message is one line for the user."""
-
-
-class SessionNotFound(StoreError):
-    pass
-
-
-# ---- schema -----------------------------------------------------------------------------
-
-SESSION_COLUMNS: dict[str, type] = {
-    "session_id": str, "method": str, "model": str, "question": str, "gold": str,
-    "config": str,                  # JSON object
-    "seed": int, "status": str, "answer": str,
-    "correct": int,                 # 1, 0 or NULL (no gold answer / no final answer)
-    "nodes": int, "generated_tokens": int, "computed_tokens": int, "reused_tokens": int,
-    "wall_s": float,                # NULL until a RunFinished event reports them
-    "created": str, "finished": str,  # ISO 8601, UTC
-    "versions": str,                # JSON: python, torch, transformers, thoughtscope
-    "pid": int,                     # the writing process, to detect interrupted runs
-    "owner": str,                   # a user name, for a later multi-user mode
-    "message": str,
-}
-
-
-def _v1_create_schema(db: Database) -> None:
-    db["sessions"].create(SESSION_COLUMNS, pk="session_id",
-                          not_null={"method", "model", "question", "config", "status", "created"},
-                          defaults={"message": ""})
-    db["sessions"].create_index(["created"])
-    # The primary key (session_id, seq) is the index on session_id: a second one would only
-    # slow down appends.
-    db["events"].create({"session_id": str, "seq": int, "type": str, "payload": str},
-                        pk=("session_id", "seq"), not_null={"type", "payload"},
-                        foreign_keys=[("session_id", "sessions", "session_id")])
-    db["nodes"].create({"session_id": str, "node": int, "parent": int, "depth": int, "action": str,
-                        "text": str, "terminal": int, "answer": str, "correct": int, "visits": int,
-                        "value": float, "reward": float},
-                       pk=("session_id", "node"),
-                       foreign_keys=[("session_id", "sessions", "session_id")])
-
-
-# MIGRATIONS[i] takes the schema from version i to i + 1. Append, never edit a released one.
-# 2: the self-evolution rounds' tables (engine/evolution_store.py).
-# 3: the compute-matched experiments' tables (engine/compare_store.py).
-MIGRATIONS: list[Callable[[Database], None]] = [_v1_create_schema, v2_create_evolution_tables,
-                                                v3_create_compare_tables]
-SCHEMA_VERSION = len(MIGRATIONS)
 
 
 # ---- helpers ----------------------------------------------------------------------------
@@ -133,21 +76,6 @@ def default_db_path() -> Path:
     folder = Path(platformdirs.user_data_dir("thoughtscope"))
     folder.mkdir(parents=True, exist_ok=True)
     return folder / DB_FILENAME
-
-
-@functools.cache
-def runtime_versions() -> dict:
-    out = {"python": platform.python_version()}
-    for name in ("torch", "transformers", "thoughtscope"):
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            out[name] = None
-    return out
-
-
-def _now() -> str:
-    return utc_now("microseconds")
 
 
 def _pid_alive(pid: int | None) -> bool:
@@ -170,53 +98,6 @@ def _pid_alive(pid: int | None) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except (OSError, IndexError):
         return True
-
-
-def _bool(x: Any) -> bool | None:
-    return None if x is None else bool(x)
-
-
-def _row_out(row: dict) -> dict:
-    """A sessions row as the API returns it: JSON columns parsed, ``correct`` a bool or None."""
-    out = dict(row)
-    for col in _JSON_COLUMNS:
-        if isinstance(out.get(col), str):
-            out[col] = json.loads(out[col])
-    out["correct"] = _bool(out.get("correct"))
-    return out
-
-
-def _node_rows(session_id: str, tree: Tree) -> list[dict]:
-    return [{"session_id": session_id, "node": n.id, "parent": n.parent, "depth": n.depth,
-             "action": n.action, "text": n.text, "terminal": int(n.terminal), "answer": n.answer,
-             "correct": None if n.correct is None else int(n.correct), "visits": n.visits,
-             "value": float(n.value), "reward": n.reward} for n in tree.nodes]
-
-
-_GRAPHML_FLOATS = {"value", "q", "reward"}
-
-
-def _graphml_ready(g) -> None:
-    """Give each node attribute one type, as GraphML tools expect (in place).
-
-    ``Tree.to_networkx`` writes "" for a missing reward and mixes int and float values; networkx
-    would write one GraphML key per (name, type). Missing values become absent data elements.
-    """
-    for _, attrs in g.nodes(data=True):
-        for key in [k for k, v in attrs.items() if v == "" or v is None]:
-            del attrs[key]
-    kinds: dict[str, set] = {}
-    for _, attrs in g.nodes(data=True):
-        for k in _GRAPHML_FLOATS & attrs.keys():      # a sum of int rewards is an int here
-            attrs[k] = float(attrs[k])
-        for k, v in attrs.items():
-            kinds.setdefault(k, set()).add(type(v))
-    for k, ts in kinds.items():
-        if len(ts) > 1:
-            cast = float if ts <= {int, float} else str
-            for _, attrs in g.nodes(data=True):
-                if k in attrs:
-                    attrs[k] = cast(attrs[k])
 
 
 def _visible_sql(owner: str | None) -> tuple[str, list]:
@@ -245,7 +126,7 @@ def _timeout(timeout: float | None) -> float:
     return timeout
 
 
-class Store:
+class Store(SessionFiles):
     def __init__(self, path: str | Path | None = None, *, timeout: float | None = None) -> None:
         """Open (creating or upgrading) the database at ``path``; ``timeout``: seconds a write
         waits for another process's lock (default $THOUGHTSCOPE_DB_TIMEOUT or 30)."""
@@ -585,88 +466,6 @@ class Store:
     def tree(self, session_id: str, upto: int | None = None) -> Tree:
         """The tree after the first ``upto`` events (all of them by default)."""
         return Tree.fold(self.events(session_id, upto))
-
-    # ---- export / import ------------------------------------------------------------------
-
-    def export_session(self, session_id: str) -> dict:
-        """Lossless JSON-ready form: the session row and every event, as stored."""
-        with self._lock:
-            row = self.session(session_id)
-            payloads = self._payloads(session_id)
-        row.pop("events")
-        return {"format": EXPORT_FORMAT, "version": EXPORT_VERSION,
-                "thoughtscope": runtime_versions()["thoughtscope"], "exported": _now(),
-                "session": row, "events": [json.loads(p) for p in payloads]}
-
-    def import_session(self, data: Any) -> str:
-        """Store an `export_session` dict; a new id if its id is taken. Returns the id used."""
-        if not isinstance(data, dict) or data.get("format") != EXPORT_FORMAT:
-            raise StoreError(f"not a ThoughtScope session file: expected \"format\": \"{EXPORT_FORMAT}\"")
-        version = data.get("version")
-        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-            raise StoreError(f"malformed session file: \"version\" must be a whole number >= 1, got {version!r}")
-        if version > EXPORT_VERSION:
-            raise StoreError(f"this session file was written by a newer ThoughtScope (format version "
-                             f"{version}, this version reads up to {EXPORT_VERSION}); upgrade ThoughtScope")
-        meta, raw_events = data.get("session"), data.get("events")
-        if not isinstance(meta, dict) or not isinstance(raw_events, list):
-            raise StoreError("malformed session file: needs a \"session\" object and an \"events\" list")
-        for key in ("method", "model", "question", "status", "created"):
-            if not isinstance(meta.get(key), str):
-                raise StoreError(f"malformed session file: session.{key} must be text, got {meta.get(key)!r}")
-        if meta["status"] not in STATUSES:
-            raise StoreError(f"malformed session file: session.status must be one of "
-                             f"{', '.join(STATUSES)}; got {meta['status']!r}")
-        if not isinstance(meta.get("config"), dict):
-            raise StoreError("malformed session file: session.config must be an object")
-        if meta.get("correct") not in (True, False, None):
-            raise StoreError(f"malformed session file: session.correct must be true, false or null, "
-                             f"got {meta['correct']!r}")
-        events = []
-        for i, d in enumerate(raw_events):
-            try:
-                events.append(E.from_json(d))
-            except (TypeError, ValueError, AttributeError) as e:
-                raise StoreError(f"malformed session file: event {i}: {e}") from None
-        try:
-            tree = Tree.fold(events)
-        except (ValueError, IndexError, KeyError, TypeError) as e:
-            raise StoreError(f"malformed session file: its events do not fold into a tree ({e})") from None
-
-        row = {col: meta.get(col) for col in SESSION_COLUMNS}
-        for col in _JSON_COLUMNS:
-            row[col] = None if row[col] is None else json.dumps(row[col], sort_keys=True)
-        if row["correct"] is not None:
-            row["correct"] = int(row["correct"])
-        if row["message"] is None:
-            row["message"] = ""
-        if row["status"] == "running":    # nothing is writing the imported copy
-            row["status"], row["message"] = "interrupted", "imported while it was still running"
-        with self._write():
-            sid = row["session_id"]
-            if not isinstance(sid, str) or not _ID_RE.match(sid) or self._exists(sid):
-                sid = row["session_id"] = self._new_id()
-            try:
-                self.db["sessions"].insert(row)
-            except (sqlite3.Error, TypeError, ValueError) as e:
-                raise StoreError(f"malformed session file: {e}") from None
-            self.db["events"].insert_all(
-                {"session_id": sid, "seq": i, "type": ev.type, "payload": ev.dumps()}
-                for i, ev in enumerate(events))
-            self.db["nodes"].insert_all(_node_rows(sid, tree))
-        return sid
-
-    def export_graphml(self, session_id: str, path: str | Path) -> Path:
-        """The session's tree as GraphML (networkx), session metadata as graph attributes."""
-        import networkx as nx
-        meta = self.session(session_id)
-        g = self.tree(session_id).to_networkx()
-        _graphml_ready(g)
-        for key in ("session_id", "method", "model", "question", "gold", "seed", "status", "answer", "created"):
-            if meta.get(key) is not None:
-                g.graph[key] = meta[key]
-        nx.write_graphml(g, str(path))
-        return Path(path)
 
 
 def record(store: Store, session_id: str, events: Iterable[E.Event],
