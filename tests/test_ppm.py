@@ -364,3 +364,21 @@ def test_the_shipped_ppm_is_for_plain_steps_and_code_search_refuses_it(default_b
     cfg = CodeMCTSConfig(rollouts=1, reward="ppm", ppm=str(folder))
     with pytest.raises(PPMLoadError, match="trained on plain steps, but this search writes code steps"):
         list(code_run(QUESTION, default_backend, config=cfg, seed=0))
+
+
+def test_code_verified_mcts_uses_the_shipped_ppm_of_code_steps_and_plain_mcts_refuses_it(default_backend):
+    from engine.events import StepScored
+    from engine.ppm import shipped_path
+    from engine.ppm.model import PPMLoadError
+    from engine.search.code_mcts import CodeMCTSConfig, run as code_run
+    from engine.search.mcts import MCTSConfig, run
+    folder = shipped_path("arith-llama-3m", code=True)
+    assert folder is not None and folder.name == "arith-llama-3m-ppm-code"
+    assert json.loads((folder / "ppm.json").read_text())["training"]["data"]["text_format"] == "code"
+    cfg = CodeMCTSConfig(rollouts=2, reward="ppm", check="runs_and_claim", resample=2, drop_failed=True)
+    events = list(code_run(QUESTION, default_backend, config=cfg, seed=0))     # no --ppm: the shipped one
+    scored = [e for e in events if isinstance(e, StepScored)]
+    assert any(e.source == "ppm" and e.model == folder.name for e in scored)
+    assert all(-1.0 <= e.score <= 1.0 for e in scored)
+    with pytest.raises(PPMLoadError, match="trained on code steps, but this search writes plain steps"):
+        list(run(QUESTION, default_backend, config=MCTSConfig(rollouts=1, reward="ppm", ppm=str(folder)), seed=0))
