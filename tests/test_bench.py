@@ -23,7 +23,8 @@ def test_bench_quick_json_has_the_issue_keys_and_counts_each_tree_token_once(cap
 
 
 def test_bench_text_report_names_each_target(capsys):
-    from engine.evaluation.bench import TARGETS, format_report
+    from engine.cli.bench import format_report
+    from engine.evaluation.bench import TARGETS
     r = {"model": "m", "workload": {"rollouts": 2, "children": 3}, "same_tree": True,
          "computed_per_unique": 1.0, "computed_per_unique_naive": 6.0,
          "tokens": {"nodes": 7, "unique": 100, "computed": 100, "reused": 500},

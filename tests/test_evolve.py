@@ -49,7 +49,7 @@ def _crash_at(phase):
         def update(self, k=1):
             pass
 
-    def progress(desc, total):
+    def progress(desc, total, unit):
         if desc == phase:
             raise Crash(desc)
         return Bar()

@@ -378,7 +378,7 @@ def cmd_compare(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from engine.evaluation.bench import cmd_bench as run_bench
+    from engine.cli.bench import cmd_bench as run_bench
     return run_bench(args, _load)
 
 

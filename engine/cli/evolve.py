@@ -2,7 +2,9 @@
 
 engine/cli/__init__.py adds the parser with `add_evolve_parser` and dispatches to `cmd_evolve`.
 Each phase of each round has its own progress bar on stderr (engine/cli/progress.py); one line a
-round says its numbers; ``--json`` prints the rounds' rows on stdout at the end. Running the same
+round says its numbers; ``--json`` prints the rounds' rows on stdout at the end. The bars' labels,
+the phase lines and the round lines follow LANG (engine/ppm/evolve.py words them through the `_t`
+it is given); the JSON does not. Running the same
 command again on the same ``--out`` resumes the run: finished rounds are kept, an unfinished one
 starts again at the phase that was cut off.
 
@@ -85,6 +87,7 @@ def default_out(model: str, seed: int) -> Path:
 def cmd_evolve(args) -> int:
     import dataclasses
     import torch
+    from engine.cli import _t
     from engine.cli.progress import progress
     from engine.models.registry import load_backend
     from engine.ppm.evolve import EvolveConfig, evolve, open_run, summary_line
@@ -113,14 +116,15 @@ def cmd_evolve(args) -> int:
 
     with Store(args.db or default_db_path()) as store:
         run = open_run(store, out, model=args.model, ppm=args.ppm, config=cfg)
-        print(f"evolve run {run.run_id}: {out} (database {store.path})", file=sys.stderr, flush=True)
+        print(_t("evolve run {run_id}: {out} (database {db})", run_id=run.run_id, out=out, db=store.path),
+              file=sys.stderr, flush=True)
+        # the phases' labels, log lines and round summaries in the language of LANG (`say=_t`)
         rows = evolve(run, args.rounds, load_backend=load,
-                      progress=lambda desc, total: progress(total, desc, unit="problem" if "collect" in desc or "eval" in desc
-                                                            else "step"),
-                      log=lambda s: print(s, file=sys.stderr, flush=True))
+                      progress=lambda desc, total, unit: progress(total, desc, unit=unit),
+                      log=lambda s: print(s, file=sys.stderr, flush=True), say=_t)
     if args.json:
         print(json.dumps({"run_id": run.run_id, "out": str(out), "rounds": rows}, indent=1))
     else:
         for r in rows:
-            print(f"round {r['round']}: {summary_line(r)}")
+            print(_t("round {round}: {summary}", round=r["round"], summary=summary_line(r, _t)))
     return 0

@@ -89,8 +89,9 @@ def _collect(args, load_backend, n: int, out: Path | None):
     tiers = ("hard", "medium") if args.tier == "both" else (args.tier,)
     problems = training_problems(n, args.train_seed, tiers=tiers)
     backend = load_backend(args)
+    from engine.cli import _t
     what = f"mcts-code, {args.check}" if args.code else "MCTS"
-    with progress(n, f"collect pairs ({what}, gold reward)") as bar:
+    with progress(n, _t("collect pairs ({search}, gold reward)", search=what)) as bar:
         res = collect_pairs(backend, problems, rollouts=args.rollouts, seed=args.train_seed, ppm=args.init_ppm,
                             code=args.code, check=args.check, resample=args.resample,
                             drop_failed=args.drop_failed, pair_config=PairConfig(selection=args.selection),
@@ -103,17 +104,19 @@ def _collect(args, load_backend, n: int, out: Path | None):
 
 
 def cmd_collect_pairs(args, load_backend) -> int:
+    from engine.cli import _t
     out = Path(args.out)
     _, res = _collect(args, load_backend, args.problems, out)
     if args.json:
         print(json.dumps(res.summary))
     else:
-        print(f"wrote {len(res.pairs)} pairs to {out} and {len(res.trajectories)} trajectories to "
-              f"{out.with_suffix('.traj.jsonl')}", file=sys.stderr)
+        print(_t("wrote {pairs} pairs to {out} and {trajectories} trajectories to {traj}", pairs=len(res.pairs),
+                 out=out, trajectories=len(res.trajectories), traj=out.with_suffix(".traj.jsonl")), file=sys.stderr)
     return 0
 
 
 def cmd_train_ppm(args, load_backend) -> int:
+    from engine.cli import _t
     from engine.cli.progress import progress
     from engine.ppm.data import read_pairs, write_pairs
     from engine.ppm.train import split_by_problem, train_ppm
@@ -145,7 +148,7 @@ def cmd_train_ppm(args, load_backend) -> int:
         info["held_out_pairs_file"] = str(args.held_out_pairs)
     train = pairs if held is not None else split_by_problem(pairs, seed=args.seed)[0]
     steps = args.epochs if args.freeze_body else ((len(train) + args.batch_size - 1) // args.batch_size) * args.epochs
-    with progress(steps, "train PPM", unit="epoch" if args.freeze_body else "step") as bar:
+    with progress(steps, _t("train PPM"), unit="epoch" if args.freeze_body else "step") as bar:
         metrics = train_ppm(pairs, init_from=init, out=out, epochs=args.epochs, lr=args.lr,
                             batch_size=args.batch_size, seed=args.seed, threads=args.threads or 1,
                             progress=bar.update, save_dtype=args.save_dtype, data_info=info,
@@ -153,7 +156,8 @@ def cmd_train_ppm(args, load_backend) -> int:
     if args.json:
         print(json.dumps(metrics))
     else:
-        print(f"PPM saved to {out}: pairwise accuracy {metrics['train_accuracy']:.3f} on {metrics['train_pairs']} "
-              f"training pairs, {metrics['held_out_accuracy']} on {metrics['held_out_pairs']} held-out pairs "
-              f"(problems it was not trained on)", file=sys.stderr)
+        print(_t("PPM saved to {out}: pairwise accuracy {train} on {train_pairs} training pairs, {held} on "
+                 "{held_pairs} held-out pairs (problems it was not trained on)", out=out,
+                 train=f"{metrics['train_accuracy']:.3f}", train_pairs=metrics["train_pairs"],
+                 held=metrics["held_out_accuracy"], held_pairs=metrics["held_out_pairs"]), file=sys.stderr)
     return 0

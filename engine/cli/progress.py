@@ -3,8 +3,9 @@ a terminal: ``nohup``, CI, a pipe) a plain line at most every ``LOG_EVERY_S`` se
 the end, so an overnight eval shows how far it got. Both show the problems done, the ETA and,
 given a ``tokens()`` counter (the local backend's tokens sampled so far), tokens per second.
 stdout (the JSON) is never touched. The words follow LANG (engine/cli `_t`: "2/3 道题，31 秒" under
-LANG=zh_CN); the description a command passes (``mcts hard``, ``train PPM``) is the command's and
-stays as given, and tqdm's own frame is tqdm's."""
+LANG=zh_CN); the description a command passes is shown as given (a command words its own through
+`_t`: ``train PPM`` is "训练 PPM"; ``mcts hard`` names a method and a tier and stays), and tqdm's own
+frame is tqdm's."""
 
 from __future__ import annotations
 

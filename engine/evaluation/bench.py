@@ -20,16 +20,14 @@ Measured, in one process:
   the cached MCTS run ended (``prefix_cache_at_end``).
 
 Not here: absolute speed claims (they depend on the machine: docs/benchmarks.md records it),
-GPU models.
+GPU models, the command and its report (engine/cli/bench.py).
 """
 
 from __future__ import annotations
 
-import json
 import random
 import resource
 import statistics
-import sys
 import time
 from dataclasses import asdict, dataclass
 
@@ -63,6 +61,11 @@ class BenchConfig:
         check_field("batch_k", self.batch_k, bool(self.batch_k) and all(is_whole(k) and k >= 1 for k in self.batch_k),
                     "whole numbers >= 1")
 
+
+# the steps `run_bench` reports to ``progress``, in English: catalogue keys (the CLI says them in
+# the language of LANG, engine/cli/bench.py)
+STEPS = {"cached": "MCTS with the prefix cache", "naive": "MCTS without it (every prompt re-encoded)",
+         "batching": "batched vs one-by-one sibling expansion", "redraw": "tree redraws"}
 
 QUICK = BenchConfig(rollouts=2, batch_k=(2, 3), redraw_nodes=(50, 200), repeats=1)
 
@@ -164,13 +167,13 @@ def run_bench(backend, cfg: BenchConfig = BenchConfig(), *, cache_mb: float | No
               progress=lambda msg: None) -> dict:
     from engine.models.prefix_cache import PREFIX_CACHE_MB
     cache_mb = cache_mb or PREFIX_CACHE_MB
-    progress("MCTS with the prefix cache")
+    progress(STEPS["cached"])
     cached = _mcts(backend, cfg, cache_mb)
-    progress("MCTS without it (every prompt re-encoded)")
+    progress(STEPS["naive"])
     naive = _mcts(backend, cfg, 0)
-    progress("batched vs one-by-one sibling expansion")
+    progress(STEPS["batching"])
     batching = _batching(backend, cfg, cache_mb)
-    progress("tree redraws")
+    progress(STEPS["redraw"])
     redraw = {str(n): round(redraw_ms(synthetic_tree(n, cfg.seed), cfg.repeats), 1) for n in cfg.redraw_nodes}
     backend.configure_prefix_cache(cache_mb)
     top_k = max(cfg.batch_k)
@@ -192,46 +195,3 @@ def run_bench(backend, cfg: BenchConfig = BenchConfig(), *, cache_mb: float | No
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "targets": TARGETS,
     }
-
-
-def format_report(r: dict) -> str:
-    def mark(ok: bool) -> str:
-        return "ok " if ok else "MISS"
-    t = r["targets"]
-    lines = [f"thoughtscope bench — {r['model']}",
-             f"MCTS, {r['workload']['rollouts']} rollouts x {r['workload']['children']} children: "
-             f"{r['tokens']['nodes']} nodes, {r['tokens']['unique']} unique tree tokens"
-             + ("" if r["same_tree"] else "  (WARNING: cached and naive trees differ)"),
-             f"  [{mark(r['computed_per_unique'] <= t['computed_per_unique'])}] computed / unique, cached: "
-             f"{r['computed_per_unique']}  ({r['tokens']['computed']} computed, {r['tokens']['reused']} reused; "
-             f"target <= {t['computed_per_unique']})",
-             f"  [{mark(r['computed_per_unique_naive'] >= t['computed_per_unique_naive'])}] computed / unique, naive: "
-             f"{r['computed_per_unique_naive']}  (target >= {t['computed_per_unique_naive']})",
-             f"  rollout: {r['rollout_s']} s cached, {r['rollout_s_naive']} s naive; first step after "
-             f"{r['first_node_s']} s",
-             "sibling expansion, generated tokens/s (one batched call vs k calls):"]
-    for k, row in r["batching"].items():
-        lines.append(f"  k={k}: {row['batched_tok_s']} vs {row['unbatched_tok_s']} -> x{row['speedup']}")
-    lines.append(f"  [{mark(r['batched_speedup'] >= t['batched_speedup'])}] batched speedup "
-                 f"x{r['batched_speedup']} (target >= {t['batched_speedup']})")
-    lines.append("tree redraw (layout + figure + JSON), ms:")
-    for n, ms in r["redraw_ms"].items():
-        target = f"  [{mark(ms <= t['redraw_ms_2000'])}] target <= {t['redraw_ms_2000']}" if n == "2000" else ""
-        lines.append(f"  {n:>6} nodes: {ms}{target}")
-    lines.append(f"peak RSS: {r['peak_rss_mb']} MB")
-    return "\n".join(lines)
-
-
-def cmd_bench(args, load) -> int:
-    if getattr(args, "server", None):
-        # bench measures this process's own decode loop, prefix cache and batching; a server's are its own
-        raise ValueError("bench measures a model loaded here (its prefix cache and batching), not a server: "
-                         "time an eval through the server instead (docs/scaling.md)")
-    backend = load(args)
-    cfg = QUICK if args.quick else BenchConfig()
-    if not args.prefix_cache_mb:
-        print("bench: --prefix-cache-mb 0 ignored: the cached mode uses the default ceiling", file=sys.stderr)
-    result = run_bench(backend, cfg, cache_mb=args.prefix_cache_mb,
-                       progress=lambda msg: print(f"bench: {msg}…", file=sys.stderr, flush=True))
-    print(json.dumps(result, indent=1) if args.json else format_report(result))
-    return 0

@@ -176,10 +176,14 @@ def open_run(store, out: str | Path, *, model: str, ppm: str | None, config: Evo
 
 # ---- phases -----------------------------------------------------------------------------------
 
-Progress = Callable[[str, int], object]     # (phase description, total) -> a context manager with update(k)
+# (phase label, total, unit: "problem", "step" or "epoch") -> a context manager with update(k)
+Progress = Callable[[str, int, str], object]
+# (English template, **fields) -> the text: every line and label evolve writes goes through it, so a
+# caller with a language passes its own (the CLI: `_t`, app/locales/zh.json's entries); English by default
+Say = Callable[..., str]
 
 
-def _no_progress(desc: str, total: int):
+def _no_progress(desc: str, total: int, unit: str):
     class _Bar:
         def __enter__(self):
             return self
@@ -193,16 +197,19 @@ def _no_progress(desc: str, total: int):
 
 
 def evolve(run: Run, rounds: int, *, load_backend: Callable[[str], object],
-           progress: Progress = _no_progress, log: Callable[[str], None] = lambda s: None) -> list[dict]:
+           progress: Progress = _no_progress, log: Callable[[str], None] = lambda s: None,
+           say: Say = str.format) -> list[dict]:
     """Run (or finish) rounds 0..``rounds`` of ``run``; returns the round rows.
-    ``load_backend(path)`` loads a policy folder or model name for search and evaluation."""
+    ``load_backend(path)`` loads a policy folder or model name for search and evaluation; ``log``
+    gets a line as each phase starts and one when a round ends, ``progress`` a bar per phase, both
+    worded by ``say``."""
     from engine.ppm.phases import collect_phase, eval_phase, finetune_phase, ppm_phase
     if not isinstance(rounds, int) or isinstance(rounds, bool) or not 1 <= rounds <= 100:
         raise ValueError(f"rounds must be a whole number from 1 to 100, got {rounds!r}")
     for rnd in range(rounds + 1):
         row = run.evo.round(run.run_id, rnd)
         if row is not None and row["status"] == "done":
-            log(f"round {rnd}: done before, kept")
+            log(say("round {round}: done before, kept", round=rnd))
             continue
         t0 = time.perf_counter()
         row = run.evo.start_round(run.run_id, rnd, train_seed=None if rnd == 0 else train_seed(run.config.seed, rnd),
@@ -212,30 +219,37 @@ def evolve(run: Run, rounds: int, *, load_backend: Callable[[str], object],
         if rnd > 0:
             problems = round_problems(run.config, rnd)
             if "collect" not in done:
-                log(f"round {rnd}: collect ({len(problems)} problems, {run.config.rollouts} rollouts)")
-                collect_phase(run, rnd, problems, load_backend, progress)
+                n = run.config.rollouts
+                log(say("round {round}: collect ({problems} problems, {rollouts} rollouts)" if n != 1 else
+                        "round {round}: collect ({problems} problems, {rollouts} rollout)",
+                        round=rnd, problems=len(problems), rollouts=n))
+                collect_phase(run, rnd, problems, load_backend, progress, say)
             if "finetune" not in done:
-                log(f"round {rnd}: fine-tune the policy")
-                finetune_phase(run, rnd, progress)
+                log(say("round {round}: fine-tune the policy", round=rnd))
+                finetune_phase(run, rnd, progress, say)
             if "ppm" not in done:
-                log(f"round {rnd}: train the PPM")
-                ppm_phase(run, rnd, problems, progress)
+                log(say("round {round}: train the PPM", round=rnd))
+                ppm_phase(run, rnd, problems, progress, say)
         if "eval" not in done:
-            log(f"round {rnd}: evaluate on held-out {run.config.eval_tier} (n = {run.config.eval_n})")
-            eval_phase(run, rnd, load_backend, progress)
+            log(say("round {round}: evaluate on held-out {tier} (n = {n})", round=rnd, tier=run.config.eval_tier,
+                    n=run.config.eval_n))
+            eval_phase(run, rnd, load_backend, progress, say)
         row = run.evo.round(run.run_id, rnd)
         run.evo.update_round(run.run_id, rnd, status="done", finished=_now(),
                              wall_s=round((row["wall_s"] or 0) + time.perf_counter() - t0, 1))
-        log(f"round {rnd}: {summary_line(run.evo.round(run.run_id, rnd))}")
+        log(say("round {round}: {summary}", round=rnd, summary=summary_line(run.evo.round(run.run_id, rnd), say)))
     return run.evo.rounds(run.run_id)
 
 
-def summary_line(row: dict) -> str:
+def summary_line(row: dict, say: Say = str.format) -> str:
+    """A round's numbers in one line: "greedy 50.0 %, SC 50.0 %, MCTS (ppm) 100.0 %, ..."."""
     def pct(v):
         return "-" if v is None else f"{100 * v:.1f} %"
-    return (f"greedy {pct(row['greedy_accuracy'])}, SC {pct(row['sc_accuracy'])}, "
-            f"MCTS ({row['mcts_reward']}) {pct(row['mcts_accuracy'])}, PPM pairwise {pct(row['ppm_pairwise_accuracy'])}"
-            + (f", {row['trajectories']} trajectories, {row['pairs']} pairs" if row["round"] else ""))
+    return (say("greedy {greedy}, SC {sc}, MCTS ({reward}) {mcts}, PPM pairwise {ppm}",
+                greedy=pct(row["greedy_accuracy"]), sc=pct(row["sc_accuracy"]), reward=row["mcts_reward"],
+                mcts=pct(row["mcts_accuracy"]), ppm=pct(row["ppm_pairwise_accuracy"]))
+            + (say(", {trajectories} trajectories, {pairs} pairs", trajectories=row["trajectories"], pairs=row["pairs"])
+               if row["round"] else ""))
 
 
 def _now() -> str:

@@ -26,6 +26,10 @@ from engine.demo_model.problems import Problem
 CODE_SEARCH = {"check": "runs_and_claim", "resample": 2, "drop_failed": True}
 SFT_PER_PROBLEM = 2          # verified trajectories a problem gives the policy (rStar-Math: top 2 by Q)
 PPM_BATCH = 16               # engine/ppm/train.py's default, named here because the bar needs the step count
+# each phase's progress label, in English with named fields: the caller's ``say`` (str.format, or
+# the CLI's `_t`, which looks the template up in app/locales/zh.json) fills it in its language
+LABELS = {"collect": "round {round} collect", "finetune": "round {round} fine-tune", "ppm": "round {round} PPM",
+          "eval": "round {round} eval {method}"}
 
 
 def _write_jsonl(path: Path, rows) -> None:
@@ -58,7 +62,7 @@ def sft_documents(trajectories, root_prompt, per_problem: int = SFT_PER_PROBLEM)
     return out
 
 
-def collect_phase(run, rnd: int, problems: list[Problem], load_backend, progress) -> None:
+def collect_phase(run, rnd: int, problems: list[Problem], load_backend, progress, say=str.format) -> None:
     """MCTS with round r-1's policy and PPM on the round's problems, gold-terminal-guided."""
     from dataclasses import asdict
     from engine.formats import format_of
@@ -71,7 +75,7 @@ def collect_phase(run, rnd: int, problems: list[Problem], load_backend, progress
     seed = cfg.seed * 1_000_000 + rnd * 10_000
     k = min(cfg.examples, len(problems))
     code_opts = CODE_SEARCH if cfg.code else {}
-    with progress(f"round {rnd} collect", len(problems)) as bar:
+    with progress(say(LABELS["collect"], round=rnd), len(problems), "problem") as bar:
         # the first few trees are kept as sessions (the round's examples); same seeds as one call
         kept = collect_pairs(backend, problems[:k], rollouts=cfg.rollouts, seed=seed, ppm=ppm, code=cfg.code, **code_opts,
                              progress=bar.update, store=run.store) if k else None
@@ -98,7 +102,7 @@ def collect_phase(run, rnd: int, problems: list[Problem], load_backend, progress
                          example_sessions=kept.session_ids if kept else [], metrics={"collect": summary})
 
 
-def finetune_phase(run, rnd: int, progress) -> None:
+def finetune_phase(run, rnd: int, progress, say=str.format) -> None:
     """The policy continues from round r-1's on this round's verified trajectories."""
     import dataclasses
     from engine.ppm.finetune import finetune_policy, planned_steps
@@ -110,14 +114,14 @@ def finetune_phase(run, rnd: int, progress) -> None:
                              metrics={"finetune": {"skipped": "no verified trajectory: the policy is kept"}})
         return
     ft_cfg = dataclasses.replace(run.config.finetune, seed=run.config.seed * 1000 + rnd)
-    with progress(f"round {rnd} fine-tune", planned_steps(docs, run.policy(rnd - 1), ft_cfg)) as bar:
+    with progress(say(LABELS["finetune"], round=rnd), planned_steps(docs, run.policy(rnd - 1), ft_cfg), "step") as bar:
         summary = finetune_policy(docs, init_from=run.policy(rnd - 1), out=folder / "policy", config=ft_cfg,
                                   progress=bar.update)
     run.evo.finish_phase(run.run_id, rnd, "finetune", policy_path=str(folder / "policy"),
                          metrics={"finetune": {k: v for k, v in summary.items() if k != "log"}})
 
 
-def ppm_phase(run, rnd: int, problems: list[Problem], progress) -> None:
+def ppm_phase(run, rnd: int, problems: list[Problem], progress, say=str.format) -> None:
     """The next PPM from the new policy, trained on the pairs of the training share of the
     problems; its pairwise accuracy on the pairs of the held-back share."""
     import math
@@ -140,7 +144,8 @@ def ppm_phase(run, rnd: int, problems: list[Problem], progress) -> None:
         return
     epochs, batch, frozen = run.config.ppm_epochs, PPM_BATCH, run.config.ppm_freeze_body
     # train.py calls progress once a step, or once an epoch with a frozen body
-    with progress(f"round {rnd} PPM", epochs if frozen else epochs * math.ceil(len(train_pairs) / batch)) as bar:
+    with progress(say(LABELS["ppm"], round=rnd), epochs if frozen else epochs * math.ceil(len(train_pairs) / batch),
+                  "epoch" if frozen else "step") as bar:
         metrics = train_ppm(train_pairs, init_from=run.policy(rnd), out=folder / "ppm", held_out=val_pairs,
                             epochs=epochs, lr=run.config.ppm_lr, batch_size=batch, seed=run.config.seed * 1000 + rnd,
                             threads=run.config.finetune.threads, progress=bar.update, freeze_body=frozen,
@@ -162,7 +167,7 @@ def _small(metrics) -> dict:
     return {k: v for k, v in metrics.items() if not isinstance(v, list)}
 
 
-def eval_phase(run, rnd: int, load_backend, progress) -> None:
+def eval_phase(run, rnd: int, load_backend, progress, say=str.format) -> None:
     """Greedy, self-consistency and MCTS (with the round's PPM where there is one) on held-out
     problems; the same problems and seeds every round, so rounds differ only by their weights."""
     from engine.evaluation.evaluate import EvalConfig, run_eval
@@ -181,7 +186,7 @@ def eval_phase(run, rnd: int, load_backend, progress) -> None:
     reward = "ppm" if ppm else mcts_cfg.reward
     out = {}
     for method, mcfg in (("greedy", EvalConfig()), ("sc", EvalConfig(samples=cfg.sc_samples)), ("mcts", mcts_cfg)):
-        with progress(f"round {rnd} eval {method}", cfg.eval_n) as bar:
+        with progress(say(LABELS["eval"], round=rnd, method=method), cfg.eval_n, "problem") as bar:
             summary = run_eval(backend, search if method == "mcts" else method, cfg.eval_tier, cfg.eval_n, cfg.seed, mcfg, progress=bar.update)
         (folder / f"eval-{method}.json").write_text(json.dumps(summary, indent=1))
         out[method] = {k: v for k, v in summary.items() if k != "results"}
