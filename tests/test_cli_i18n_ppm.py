@@ -70,7 +70,7 @@ def test_every_engine_line_the_cli_says_has_a_chinese_entry():
 
 
 def test_collect_pairs_says_its_lines_in_chinese_and_its_json_is_the_same(tmp_path):
-    out = tmp_path / "pairs.jsonl"
+    out = tmp_path / "new" / "folder" / "pairs.jsonl"           # made before the collection starts
     args = ["collect-pairs", "--problems", "4", "--rollouts", "4", "--threads", "1"]
     ran = cli(*args, "--out", str(out), lang="zh_CN.UTF-8")
     assert ran.returncode == 0, ran.stderr
@@ -197,3 +197,15 @@ def test_the_bench_report_reads_each_target_in_chinese():
         "    2000 个节点：160.0  [未达标] 目标 <= 150.0",
         "峰值常驻内存：300.0 MB"]
     assert "[ok ] batched speedup x4.0" in format_report(r)          # English outside the block
+
+
+def test_collect_pairs_refuses_a_folder_as_out_before_collecting_and_train_ppm_an_empty_file_in_chinese(tmp_path):
+    ran = cli("collect-pairs", "--problems", "4", "--out", str(tmp_path), lang="zh_CN.UTF-8")
+    assert ran.returncode == 2 and ran.stdout == ""
+    assert f"--out 必须是文件路径，收到的是文件夹 {tmp_path}" in ran.stderr and "收集偏好对" not in ran.stderr
+    assert_chinese(ran.stderr)
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("", encoding="utf-8")
+    ran = cli("train-ppm", "--pairs", str(empty), "--out", str(tmp_path / "ppm"), lang="zh_CN.UTF-8")
+    assert ran.returncode == 2 and "没有可训练的偏好对" in ran.stderr
+    assert_chinese(ran.stderr)

@@ -103,9 +103,20 @@ def _collect(args, load_backend, n: int, out: Path | None):
     return backend, res
 
 
+def _ready_to_write(out: Path) -> None:
+    """Make ``out``'s folder, or say in one line why the pairs could not be written there."""
+    if out.is_dir():
+        raise ValueError(f"--out must be a file path, got the folder {out}")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"--out: cannot create the folder {out.parent} ({e.strerror})") from None
+
+
 def cmd_collect_pairs(args, load_backend) -> int:
     from engine.cli import _t
     out = Path(args.out)
+    _ready_to_write(out)            # before the collection, which can take hours: nothing to lose after
     _, res = _collect(args, load_backend, args.problems, out)
     if args.json:
         print(json.dumps(res.summary))
