@@ -111,7 +111,8 @@ def test_train_ppm_says_its_lines_in_chinese(tiny_llama_dir, tmp_path):
 
 
 EVOLVE = ["--rounds", "1", "--train-problems", "8", "--rollouts", "16", "--eval-n", "2", "--eval-rollouts", "2",
-          "--sc-samples", "2", "--examples", "1", "--ppm-epochs", "1", "--max-steps", "2", "--seed", "0"]
+          "--sc-samples", "2", "--examples", "1", "--ppm-epochs", "1", "--ppm-min-pairs", "1", "--max-steps", "2",
+          "--seed", "0"]
 PCT = r"(\d+\.\d %|-)"
 
 

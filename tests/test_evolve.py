@@ -19,7 +19,7 @@ from engine.store import Store
 # 8 hard problems x 16 rollouts give pairs on the training share (about 10 s of MCTS a problem here
 # at most); evaluation is 2 problems, so the test checks the plumbing, not the accuracy
 CONFIG = EvolveConfig(train_problems=8, rollouts=16, eval_n=2, eval_rollouts=2, sc_samples=2, examples=1,
-                      ppm_epochs=1, finetune=FinetuneConfig(max_steps=2, batch=4), seed=0)
+                      ppm_epochs=1, ppm_min_pairs=1, finetune=FinetuneConfig(max_steps=2, batch=4), seed=0)
 
 
 class Crash(Exception):
@@ -235,12 +235,17 @@ def test_the_served_app_shows_the_rounds_and_opens_an_example_tree(evolved, defa
 def test_evolve_code_collects_and_evaluates_with_claim_checked_code_mcts(tmp_path):
     from engine.ppm.phases import CODE_SEARCH
     torch.set_num_threads(1)
+    # ppm_min_pairs above any pair count: round 1 keeps the PPM it started with (none) and says why
     cfg = EvolveConfig(train_problems=2, rollouts=2, eval_n=1, eval_rollouts=1, sc_samples=1, examples=1,
-                       ppm_epochs=1, code=True, finetune=FinetuneConfig(max_steps=1, batch=2), seed=3)
+                       ppm_epochs=1, ppm_min_pairs=1_000_000, code=True, finetune=FinetuneConfig(max_steps=1, batch=2),
+                       seed=3)
     with Store(tmp_path / "runs.db") as store:
         run = open_run(store, tmp_path / "out", model="arith-llama-3m", ppm=None, config=cfg)
         evolve(run, 1, load_backend=_loader())
-        kept = store.events(EvolutionStore(store).rounds(run.run_id)[1]["example_sessions"][0])
+        r1 = EvolutionStore(store).rounds(run.run_id)[1]
+        kept = store.events(r1["example_sessions"][0])
+    assert r1["ppm_path"] is None and not (tmp_path / "out" / "round-1" / "ppm").exists()
+    assert r1["metrics"]["ppm"]["skipped"].endswith("fewer than 1000000: the PPM is kept")
     folder = tmp_path / "out" / "round-1"
     assert kept[0].method == "mcts-code" and all(kept[0].config[k] == v for k, v in CODE_SEARCH.items())
     # the fine-tuning documents continue the code prompt the trajectories were written after

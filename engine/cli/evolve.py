@@ -61,6 +61,9 @@ def add_evolve_parser(subparsers, number) -> None:
                    help=_t("share of a round's problems whose pairs measure the PPM and never train it"))
     p.add_argument("--ppm-epochs", type=number(int, 1, 1000, "--ppm-epochs"), default=d.ppm_epochs)
     p.add_argument("--ppm-lr", type=number(float, 1e-9, 1, "--ppm-lr"), default=d.ppm_lr)
+    p.add_argument("--ppm-min-pairs", type=number(int, 1, 1_000_000, "--ppm-min-pairs"), default=d.ppm_min_pairs,
+                   help=_t("a round with fewer training pairs keeps the PPM it started with (default {n})",
+                           n=d.ppm_min_pairs))
     p.add_argument("--ppm-freeze-body", action="store_true",
                    help=_t("train only the PPM's head, on the body's cached last-token states (engine/ppm/train.py)"))
     p.add_argument("--ppm-head-hidden", type=number(int, 0, 65_536, "--ppm-head-hidden"), default=d.ppm_head_hidden,
@@ -98,8 +101,8 @@ def cmd_evolve(args) -> int:
     cfg = EvolveConfig(train_problems=args.train_problems, train_tier=args.train_tier, rollouts=args.rollouts,
                        eval_n=args.eval_n, eval_tier=args.eval_tier, eval_rollouts=args.eval_rollouts,
                        sc_samples=args.sc_samples, examples=args.examples, ppm_val_share=args.ppm_val_share,
-                       ppm_epochs=args.ppm_epochs, ppm_lr=args.ppm_lr, ppm_freeze_body=args.ppm_freeze_body,
-                       ppm_head_hidden=args.ppm_head_hidden, code=args.code, seed=args.seed, finetune=dataclasses.replace(ft))
+                       ppm_epochs=args.ppm_epochs, ppm_lr=args.ppm_lr, ppm_min_pairs=args.ppm_min_pairs,
+                       ppm_freeze_body=args.ppm_freeze_body, ppm_head_hidden=args.ppm_head_hidden, code=args.code, seed=args.seed, finetune=dataclasses.replace(ft))
     if args.ppm is not None:
         from engine.ppm.model import PPM_FILE
         if not (Path(args.ppm) / PPM_FILE).is_file():

@@ -63,6 +63,7 @@ class EvolveConfig:
     ppm_val_share: float = 0.2    # problems whose pairs measure the PPM, never train it
     ppm_epochs: int = 2           # PPM training (engine/ppm/train.py's defaults)
     ppm_lr: float = 1e-4
+    ppm_min_pairs: int = 16       # fewer training pairs than this: the round keeps the PPM it started with
     ppm_freeze_body: bool = False  # train the head alone on cached last-token states (train.py)
     ppm_head_hidden: int = 0      # a hidden layer in the head (0: rStar-Math's linear + tanh)
     code: bool = False            # code-verified collection (see the module docstring)
@@ -88,6 +89,8 @@ class EvolveConfig:
              "a number between 0 and 1")
         need("ppm_epochs", whole(self.ppm_epochs) and 1 <= self.ppm_epochs <= 1000, "a whole number from 1 to 1000")
         need("ppm_lr", isinstance(self.ppm_lr, (int, float)) and 0 < self.ppm_lr <= 1, "a number in (0, 1]")
+        need("ppm_min_pairs", whole(self.ppm_min_pairs) and 1 <= self.ppm_min_pairs <= 1_000_000,
+             "a whole number from 1 to 1000000")
         need("ppm_head_hidden", whole(self.ppm_head_hidden) and 0 <= self.ppm_head_hidden <= 65_536,
              "a whole number from 0 to 65536")
         need("seed", whole(self.seed) and 0 <= self.seed < 2**32, "a whole number from 0 to 2**32 - 1")

@@ -136,11 +136,13 @@ def ppm_phase(run, rnd: int, problems: list[Problem], progress, say=str.format) 
     is_val = [any(q in x.prompt for q in val_questions) for x in pairs]
     train_pairs = [x for x, v in zip(pairs, is_val) if not v]
     val_pairs = [x for x, v in zip(pairs, is_val) if v]
-    if not train_pairs:
-        # no Q-value pair on the training problems: the round keeps the PPM it started with (or none)
+    if len(train_pairs) < run.config.ppm_min_pairs:
+        # too few pairs to learn from (a PPM trained on one pair scores every step about the same):
+        # the round keeps the PPM it started with (or none), and says so
         run.evo.finish_phase(run.run_id, rnd, "ppm", ppm_path=run.ppm_of(rnd - 1),
-                             metrics={"ppm": {"skipped": "no preference pair on the training problems: "
-                                                         "the PPM is kept", "val_pairs": len(val_pairs)}})
+                             metrics={"ppm": {"skipped": f"{len(train_pairs)} preference pairs on the training "
+                                                         f"problems, fewer than {run.config.ppm_min_pairs}: the PPM is kept",
+                                              "train_pairs": len(train_pairs), "val_pairs": len(val_pairs)}})
         return
     epochs, batch, frozen = run.config.ppm_epochs, PPM_BATCH, run.config.ppm_freeze_body
     # train.py calls progress once a step, or once an epoch with a frozen body
