@@ -102,7 +102,8 @@ def cmd_evolve(args) -> int:
                        eval_n=args.eval_n, eval_tier=args.eval_tier, eval_rollouts=args.eval_rollouts,
                        sc_samples=args.sc_samples, examples=args.examples, ppm_val_share=args.ppm_val_share,
                        ppm_epochs=args.ppm_epochs, ppm_lr=args.ppm_lr, ppm_min_pairs=args.ppm_min_pairs,
-                       ppm_freeze_body=args.ppm_freeze_body, ppm_head_hidden=args.ppm_head_hidden, code=args.code, seed=args.seed, finetune=dataclasses.replace(ft))
+                       ppm_freeze_body=args.ppm_freeze_body, ppm_head_hidden=args.ppm_head_hidden, code=args.code,
+                       seed=args.seed, finetune=dataclasses.replace(ft))
     if args.ppm is not None:
         from engine.ppm.model import PPM_FILE
         if not (Path(args.ppm) / PPM_FILE).is_file():
