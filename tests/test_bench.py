@@ -22,16 +22,21 @@ def test_bench_quick_json_has_the_issue_keys_and_counts_each_tree_token_once(cap
     assert r["batched_speedup"] > 0 and r["rollout_s"] > 0 and r["peak_rss_mb"] > 0
 
 
+def sample_result(same_tree: bool = True) -> dict:
+    """A bench result as `run_bench` returns it, made up, for the text report's tests (here and
+    tests/test_cli_i18n_ppm.py): one target missed (the 2000-node redraw)."""
+    from engine.evaluation.bench import TARGETS
+    return {"model": "m", "workload": {"rollouts": 2, "children": 3}, "same_tree": same_tree,
+            "computed_per_unique": 1.0, "computed_per_unique_naive": 6.0,
+            "tokens": {"nodes": 7, "unique": 100, "computed": 100, "reused": 500},
+            "rollout_s": 0.5, "rollout_s_naive": 1.5, "first_node_s": 0.2,
+            "batching": {"8": {"batched_tok_s": 80.0, "unbatched_tok_s": 20.0, "speedup": 4.0}},
+            "batched_speedup": 4.0, "redraw_ms": {"2000": 160.0}, "peak_rss_mb": 300.0, "targets": TARGETS}
+
+
 def test_bench_text_report_names_each_target(capsys):
     from engine.cli.bench import format_report
-    from engine.evaluation.bench import TARGETS
-    r = {"model": "m", "workload": {"rollouts": 2, "children": 3}, "same_tree": True,
-         "computed_per_unique": 1.0, "computed_per_unique_naive": 6.0,
-         "tokens": {"nodes": 7, "unique": 100, "computed": 100, "reused": 500},
-         "rollout_s": 0.5, "rollout_s_naive": 1.5, "first_node_s": 0.2,
-         "batching": {"8": {"batched_tok_s": 80.0, "unbatched_tok_s": 20.0, "speedup": 4.0}},
-         "batched_speedup": 4.0, "redraw_ms": {"2000": 160.0}, "peak_rss_mb": 300.0, "targets": TARGETS}
-    text = format_report(r)
+    text = format_report(sample_result())
     assert "[ok ] computed / unique, cached: 1.0" in text and "[ok ] batched speedup x4.0" in text
     assert "[MISS] target <= 150.0" in text
 

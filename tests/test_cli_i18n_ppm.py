@@ -176,13 +176,8 @@ def test_bench_report_and_steps_are_chinese():
 
 def test_the_bench_report_reads_each_target_in_chinese():
     from engine.cli.bench import format_report
-    from engine.evaluation.bench import TARGETS
-    r = {"model": "m", "workload": {"rollouts": 2, "children": 3}, "same_tree": False,
-         "computed_per_unique": 1.0, "computed_per_unique_naive": 6.0,
-         "tokens": {"nodes": 7, "unique": 100, "computed": 100, "reused": 500},
-         "rollout_s": 0.5, "rollout_s_naive": 1.5, "first_node_s": 0.2,
-         "batching": {"8": {"batched_tok_s": 80.0, "unbatched_tok_s": 20.0, "speedup": 4.0}},
-         "batched_speedup": 4.0, "redraw_ms": {"2000": 160.0}, "peak_rss_mb": 300.0, "targets": TARGETS}
+    from test_bench import sample_result
+    r = sample_result(same_tree=False)
     with i18n.using("zh"):
         text = format_report(r)
     assert text.splitlines() == [
