@@ -1,7 +1,7 @@
 """The running batch's key/value slot buffers (engine/models/growing_cache.py): after any
 sequence of joins, leaves (rows moved into freed places), dropped columns and new tokens, the
 layer's ``keys``/``values`` are exactly what a plain tensor kept by concatenation and row
-selection holds (copies only, so equality is exact), pads are zeros even where a departed
+selection holds (rows joined whole or from a prefix cache's pieces) (copies only, so equality is exact), pads are zeros even where a departed
 row's numbers were, and a forward pass through slot layers gives the logits of a plain cache."""
 
 import random
@@ -21,6 +21,23 @@ def _left_pad(x, width):
     return torch.nn.functional.pad(x, (0, 0, width - x.shape[2], 0))
 
 
+def _join_in_pieces(layer, rng, gen):
+    """Join 1-2 prompts of 1-3 equal rows each through ``join_pieces``, each prompt cut into
+    1-4 pieces; returns the rows as one left-padded (rows, H, w, D) pair, what ``join`` takes."""
+    prompts, ks, vs = [], [], []
+    for _ in range(rng.randint(1, 2)):
+        copies, width = rng.randint(1, 3), rng.randint(1, 40)
+        k, v = _rand(1, width, gen)
+        cuts = sorted(rng.sample(range(1, width), min(width - 1, rng.randint(0, 3))))
+        bounds = [0, *cuts, width]
+        prompts.append((copies, [(k[0, :, a:b], v[0, :, a:b]) for a, b in zip(bounds, bounds[1:])]))
+        ks += [k] * copies
+        vs += [v] * copies
+    layer.join_pieces(prompts)
+    w = max(k.shape[2] for k in ks)
+    return torch.cat([_left_pad(k, w) for k in ks]), torch.cat([_left_pad(v, w) for v in vs])
+
+
 def test_slot_layer_matches_a_plain_cache_through_joins_leaves_and_tokens():
     gen = torch.Generator().manual_seed(0)
     rng = random.Random(0)
@@ -30,8 +47,11 @@ def test_slot_layer_matches_a_plain_cache_through_joins_leaves_and_tokens():
         op = rng.random()
         rows = 0 if ref_k is None else ref_k.shape[0]
         if ref_k is None or op < 0.25:                          # a request joins
-            k, v = _rand(rng.randint(1, 3), rng.randint(1, 40), gen)
-            layer.join(k, v)
+            if rng.random() < 0.5:
+                k, v = _rand(rng.randint(1, 3), rng.randint(1, 40), gen)
+                layer.join(k, v)
+            else:                                                # from a prefix cache's pieces
+                k, v = _join_in_pieces(layer, rng, gen)
             if ref_k is None:
                 ref_k, ref_v = k, v
             else:
@@ -68,6 +88,11 @@ def test_a_joining_row_gets_zeros_where_a_departed_row_had_numbers():
     layer.keep([1])
     layer.join(torch.ones(1, H, 14, D), torch.ones(1, H, 14, D))   # wider: the batch grows left
     assert torch.equal(layer.keys[0, :, :4], torch.zeros(H, 4, D))
+    layer.join(torch.full((1, H, 14, D), float("nan")), torch.full((1, H, 14, D), float("nan")))
+    layer.keep([0])
+    layer.join_pieces([(2, [(torch.ones(H, 3, D), torch.ones(H, 3, D))])])   # from a prefix cache's pieces
+    assert torch.equal(layer.keys[1:, :, :11], torch.zeros(2, H, 11, D))
+    assert torch.equal(layer.keys[1:, :, 11:], torch.ones(2, H, 3, D))
 
 
 def test_a_forward_pass_through_slot_layers_gives_the_plain_cache_logits(tiny_llama_dir):

@@ -119,12 +119,19 @@ class Decoder(Prefill):
     # ---- joining ---------------------------------------------------------------------------
 
     def admit(self, requests: list[Request]) -> None:
-        """Prefill the new requests' prompts in one forward pass and add their rows."""
+        """Prefill the new requests' prompts in one forward pass (or, when their prefix caches
+        hold them whole, copy them from there) and add their rows."""
         encoded = [ids for r in requests for ids in r.encoded]
+        blocks = None
         if any(r.prefix_cache is not None for r in requests):
             groups = [k for k, r in enumerate(requests) for _ in r.encoded]
             caches = [r.prefix_cache for r in requests for _ in r.encoded]
-            cache, mask, next_pos, logits, counts = self._prefill_cached(encoded, groups, caches)
+            whole = self._cached_whole(encoded, groups, caches) if self.growing else None
+            if whole is not None:       # nothing to compute: the rows are copied from the cache
+                cache = None
+                mask, next_pos, logits, counts, blocks = whole
+            else:
+                cache, mask, next_pos, logits, counts = self._prefill_cached(encoded, groups, caches)
         else:
             cache, mask, next_pos, logits, counts = self._prefill(encoded)
         at, base = 0, self.rows
@@ -146,7 +153,10 @@ class Decoder(Prefill):
                                    F.pad(mask, (width - mask.shape[1], 0))])
             self.next_pos = torch.cat([self.next_pos, next_pos])
             self.logits = torch.cat([self.logits, logits])
-        if self.growing:                    # into the slot buffers: only the new rows are written
+        if blocks is not None:
+            for layer, slots in enumerate(self.cache.layers):
+                slots.join_pieces([(rows, m.kv_pieces(layer, m.length)) for m, rows in blocks])
+        elif self.growing:                  # into the slot buffers: only the new rows are written
             for slots, new in zip(self.cache.layers, cache.layers):
                 slots.join(new.keys, new.values)
         self.requests.extend(requests)

@@ -12,7 +12,8 @@ problems at K = 8, those copies took 40 % as long as the forward passes themselv
 
 - a new token is written in place at column ``end`` (no copy);
 - a joining request's rows go into the next free slots, right-aligned to ``end`` (left-padded,
-  as the decoder lays rows out); only the new rows are written;
+  as the decoder lays rows out); only the new rows are written, and a prompt found whole in a
+  prefix cache is copied straight from the cache's pieces (`join_pieces`);
 - a leaving request's slots are filled by the batch's last rows (only those rows move);
 - columns no row uses any more are dropped by moving ``first`` (no copy).
 
@@ -113,6 +114,41 @@ def slot_layer():
                 self._k[r0:r1, :, self.end - w:self.end] = keys
                 self._v[r0:r1, :, self.end - w:self.end] = values
                 self.rows = r1
+                self._views()
+
+            def join_pieces(self, prompts: list[tuple[int, list[tuple[torch.Tensor, torch.Tensor]]]]) -> None:
+                """Add rows as `join` does, their keys and values given in pieces: per prompt,
+                (rows, pieces), each piece (heads, t, head_dim) in order (a prefix cache's
+                nodes, engine/models/prefix_cache.py). Each piece is written once, into the
+                prompt's first row, and the prompt's other rows are copied from it: no
+                (rows, heads, w, head_dim) tensor is built first."""
+                like = prompts[0][1][0][0][None]
+                if not self.is_initialized:
+                    self.lazy_initialization(like, like)
+                n = sum(rows for rows, _ in prompts)
+                widths = [sum(k.shape[1] for k, _ in pieces) for _, pieces in prompts]
+                grow = max(0, max(widths) - (self.end - self.first))
+                self._ensure(self.rows + n, grow, 0, like)
+                if grow:                    # columns the running rows now cover: zeros
+                    self._k[:self.rows, :, self.first - grow:self.first] = 0
+                    self._v[:self.rows, :, self.first - grow:self.first] = 0
+                    self.first -= grow
+                span = slice(self.first, self.end)
+                r = self.rows
+                self._k[r:r + n, :, span] = 0       # the pads before each prompt
+                self._v[r:r + n, :, span] = 0
+                for (rows, pieces), width in zip(prompts, widths):
+                    at = self.end - width
+                    for k, v in pieces:
+                        t = k.shape[1]
+                        self._k[r, :, at:at + t] = k
+                        self._v[r, :, at:at + t] = v
+                        at += t
+                    if rows > 1:
+                        self._k[r + 1:r + rows, :, span] = self._k[r, :, span]
+                        self._v[r + 1:r + rows, :, span] = self._v[r, :, span]
+                    r += rows
+                self.rows = r
                 self._views()
 
             def keep(self, index: list[int]) -> None:

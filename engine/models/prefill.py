@@ -61,6 +61,33 @@ class Prefill:
         logits = self._forward(input_ids, mask, positions, cache)
         return cache, mask, positions[:, -1:] + 1, logits, [(len(ids), 0) for ids in encoded]
 
+    def _cached_whole(self, encoded: list[list[int]], groups: list[int], caches: list[PrefixCache | None]):
+        """When every prompt is in its prefix cache whole, next-token logits included (a tree
+        node being expanded: most calls of a search), nothing is computed: returns the attention
+        mask, next position ids, logits and (computed, reused) counts as `_prefill_cached` would,
+        and ``blocks``: (the prompt's `Match`, how many rows) for each run of equal prompts of
+        one request, whose key/values the running batch copies straight from the cache's pieces
+        (`SlotLayer.join_pieces`). None when some prompt has anything to compute."""
+        if any(c is None for c in caches):
+            return None
+        blocks: list[list] = []
+        with self.b._cache_lock:
+            for i, ids in enumerate(encoded):
+                if i and groups[i - 1] == groups[i] and encoded[i - 1] == ids:
+                    blocks[-1][1] += 1
+                    continue
+                m = caches[i].match(ids)
+                if m.length < len(ids) or m.logits is None:
+                    return None
+                blocks.append([m, 1])
+        device = self.b.device
+        lens = torch.tensor([len(ids) for ids in encoded])
+        width = int(lens.max())
+        mask = (torch.arange(width) >= (width - lens)[:, None]).long().to(device)     # left padding
+        logits = torch.stack([m.logits.to(device) for m, rows in blocks for _ in range(rows)])
+        counts = [(0, len(ids)) for ids in encoded]
+        return mask, lens.to(device)[:, None], logits, counts, blocks
+
     def _prefill_cached(self, encoded: list[list[int]], groups: list[int], caches: list[PrefixCache | None]):
         """Like `_prefill`, computing only what each row's prefix cache lacks. Equal prompts of
         one request (same ``groups`` entry) are computed once and their rows copied from it.

@@ -57,16 +57,21 @@ class Match:
     def kv(self, layer: int, upto: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Layer ``layer``'s keys and values for the first ``upto`` matched tokens,
         each ``(heads, upto, head_dim)``."""
-        ks, vs, left = [], [], upto
+        pieces = self.kv_pieces(layer, upto)
+        return torch.cat([k for k, _ in pieces], dim=1), torch.cat([v for _, v in pieces], dim=1)
+
+    def kv_pieces(self, layer: int, upto: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The same keys and values as `kv`, as the tree holds them: one (keys, values) view
+        per node, in order, so a caller can copy them where they go without joining them first."""
+        pieces, left = [], upto
         for node, used in self.pieces:
             n = min(used, left)
             if n <= 0:
                 break
             k, v = node.kv[layer]
-            ks.append(k[:, :n])
-            vs.append(v[:, :n])
+            pieces.append((k[:, :n], v[:, :n]))
             left -= n
-        return torch.cat(ks, dim=1), torch.cat(vs, dim=1)
+        return pieces
 
 
 
