@@ -205,3 +205,13 @@ def test_collect_pairs_refuses_a_folder_as_out_before_collecting_and_train_ppm_a
     ran = cli("train-ppm", "--pairs", str(empty), "--out", str(tmp_path / "ppm"), lang="zh_CN.UTF-8")
     assert ran.returncode == 2 and "没有可训练的偏好对" in ran.stderr
     assert_chinese(ran.stderr)
+
+
+def test_train_ppm_refuses_a_server_before_collecting_and_says_how_in_chinese(tmp_path):
+    # nothing listens on port 9: the refusal must come before any connection or collection
+    ran = cli("train-ppm", "--pairs-from", "4", "--server", "http://127.0.0.1:9", "--out", str(tmp_path / "ppm"),
+              lang="zh_CN.UTF-8")
+    assert ran.returncode == 2 and "服务器不提供权重" in ran.stderr and "collect-pairs --server" in ran.stderr
+    assert "标准答案奖励" not in ran.stderr and not (tmp_path / "ppm").exists()     # no collection bar
+    commands = ("collect-pairs --server URL --out FILE", "train-ppm --pairs FILE --model")   # typed as they are
+    assert_chinese(ran.stderr.replace(commands[0], " ").replace(commands[1], " "))

@@ -131,6 +131,12 @@ def cmd_train_ppm(args, load_backend) -> int:
     from engine.cli.progress import progress
     from engine.ppm.data import read_pairs, write_pairs
     from engine.ppm.train import split_by_problem, train_ppm
+    if getattr(args, "server", None):
+        # the PPM is the policy's own network with a score head (rStar-Math): training needs the
+        # weights, which a server keeps to itself; collecting the pairs through it is fine
+        raise ValueError("train-ppm trains a PPM from a model's weights, which a server does not give: collect "
+                         "the pairs through the server (collect-pairs --server URL --out FILE), then train-ppm "
+                         "--pairs FILE --model with a local copy of the model")
     out = Path(args.out)
     if args.pairs is not None:
         if not Path(args.pairs).is_file():
