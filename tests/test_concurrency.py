@@ -73,6 +73,14 @@ def test_eval_with_concurrency_4_gives_the_per_problem_answers_of_concurrency_1(
     key = [(r["problem_id"], r["answer"], r["generated_tokens"], r["nodes"], r["triage"]) for r in one["results"]]
     assert key == [(r["problem_id"], r["answer"], r["generated_tokens"], r["nodes"], r["triage"]) for r in four["results"]]
     assert (one["concurrency"], four["concurrency"]) == (1, 4)
+    # where the decoding time went: a pass at 4 at once carries the rows of several searches, so
+    # there are fewer passes of more rows (a step with nothing to feed runs no pass, so merged
+    # steps can only save passes)
+    d1, d4 = one["decoding"], four["decoding"]
+    assert 0 < d4["passes"] < d1["passes"] and d4["rows_mean"] > d1["rows_mean"] >= 1
+    assert set(d1["seconds"]) == {"joins", "forward", "sampling", "stop_checks", "leaves"}
+    assert all(v >= 0 for v in [*d1["seconds"].values(), *d4["seconds"].values()])
+    assert d1["seconds"]["forward"] > 0 and d4["columns_mean"] > 0
 
 
 def _alone(b, prompts, sampling, seed, n=24):

@@ -338,6 +338,8 @@ def run_eval(backend, method: str, tier: str, n: int, seed: int, cfg: EvalConfig
     elif problems is None:
         problems = eval_problems(method, tier, n, problems_path, fresh, events)
     n = len(problems)
+    clock = getattr(backend, "decode_clock", None)      # a model loaded here: where its decoding time goes
+    before = clock.copy() if clock is not None else None
     t0 = time.perf_counter()
     extra = {"concurrency": concurrency} if concurrency != 1 else {}
     results = EVAL_METHODS[method](backend, problems, cfg, seed, progress, **extra)
@@ -358,6 +360,8 @@ def run_eval(backend, method: str, tier: str, n: int, seed: int, cfg: EvalConfig
         "wall_s": round(wall, 2),
         "concurrency": concurrency,
     }
+    if clock is not None:
+        summary["decoding"] = clock.since(before)
     if method == "sc":
         summary.update(samples=cfg.samples, temperature=cfg.temperature, min_p=cfg.min_p, top_p=cfg.top_p)
     elif method not in BATCHED:

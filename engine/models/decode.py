@@ -27,7 +27,8 @@ thread that collects requests from searches (batching.py), the radix tree (prefi
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import time
+from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 import torch
@@ -39,6 +40,36 @@ from engine.models.prefix_cache import PrefixCache
 from engine.sampling import SamplingConfig, apply_chain
 
 TOP_ALTERNATIVES = 5      # alternatives kept per generated token
+
+
+@dataclass
+class DecodeClock:
+    """Where a backend's decoding time goes: decode passes, the rows and cache columns they
+    carried, and wall seconds by part of the loop (joins: prefill or copies from a prefix cache;
+    forward: the decode passes; sampling: logits to chosen tokens, one host transfer; stop checks:
+    token records and stop strings; leaves: results, the prefix cache filled, rows moved). Every
+    `Decoder` of a backend adds to the backend's clock (one thread at a time: a call alone, or the
+    batching scheduler), and ``eval --json`` reports the difference over an eval ("decoding")."""
+
+    passes: int = 0
+    rows: int = 0             # summed over the decode passes: rows / passes is the mean batch
+    columns: int = 0          # summed likewise: the mean width of the key/value cache
+    joins: float = 0.0
+    forward: float = 0.0
+    sampling: float = 0.0
+    stop_checks: float = 0.0
+    leaves: float = 0.0
+
+    def since(self, before: "DecodeClock") -> dict:
+        """What was added since ``before`` (a copy taken earlier), as ``eval --json`` shows it."""
+        d = {k: v - getattr(before, k) for k, v in asdict(self).items()}
+        passes = d["passes"]
+        return {"passes": passes, "rows_mean": round(d["rows"] / passes, 2) if passes else 0,
+                "columns_mean": round(d["columns"] / passes, 1) if passes else 0,
+                "seconds": {k: round(d[k], 2) for k in ("joins", "forward", "sampling", "stop_checks", "leaves")}}
+
+    def copy(self) -> "DecodeClock":
+        return DecodeClock(**asdict(self))
 
 
 @dataclass(eq=False)
@@ -92,6 +123,7 @@ class Decoder(Prefill):
 
     def __init__(self, backend):
         self.b = backend
+        self.clock: DecodeClock = backend.decode_clock
         self.growing = backend.plain_cache
         self.requests: list[Request] = []
         self.cache = self.mask = self.next_pos = self.logits = None
@@ -121,6 +153,11 @@ class Decoder(Prefill):
     def admit(self, requests: list[Request]) -> None:
         """Prefill the new requests' prompts in one forward pass (or, when their prefix caches
         hold them whole, copy them from there) and add their rows."""
+        t0 = time.perf_counter()
+        self._admit(requests)
+        self.clock.joins += time.perf_counter() - t0
+
+    def _admit(self, requests: list[Request]) -> None:
         encoded = [ids for r in requests for ids in r.encoded]
         blocks = None
         if any(r.prefix_cache is not None for r in requests):
@@ -178,7 +215,8 @@ class Decoder(Prefill):
             self._drop(stopped)
         if not self.requests:
             return True
-        b, logits = self.b, self.logits
+        b, logits, clock = self.b, self.logits, self.clock
+        t0 = time.perf_counter()
         logp = torch.log_softmax(logits, dim=-1)                 # the model's own belief
         top_lp, top_id = torch.topk(logp, TOP_ALTERNATIVES, dim=-1)
         if len(self.requests) == 1:
@@ -193,9 +231,13 @@ class Decoder(Prefill):
         chosen_lp_l = [row[1] for row in packed]
         top_id_l = [[int(x) for x in row[2:2 + TOP_ALTERNATIVES]] for row in packed]
         top_lp_l = [row[2 + TOP_ALTERNATIVES:] for row in packed]
+        t1 = time.perf_counter()
+        clock.sampling += t1 - t0
         feed: list[int] = []                                     # rows whose newest token goes in the cache
         for r in self.requests:
             self._advance(r, chosen_l, chosen_lp_l, top_lp_l, top_id_l, feed)
+        t2 = time.perf_counter()
+        clock.stop_checks += t2 - t1
         if feed:
             batch = len(chosen_l)
             col = torch.zeros((batch, 1), dtype=self.mask.dtype, device=b.device)
@@ -211,6 +253,11 @@ class Decoder(Prefill):
                         r.fed[i] += 1
                         if r.done[i] is not None:
                             r.end_logits[i] = self.logits[row].clone()
+            clock.passes += 1
+            clock.rows += batch
+            clock.columns += self.mask.shape[1]
+        t3 = time.perf_counter()
+        clock.forward += t3 - t2
         finished = [r for r in self.requests if r.finished]
         for r in self.requests:
             r.step += 1
@@ -218,6 +265,7 @@ class Decoder(Prefill):
             for r in finished:
                 self._finish(r)
             self._drop(finished)
+            clock.leaves += time.perf_counter() - t3
         return not self.requests
 
     def _choose_all(self, logits: torch.Tensor) -> torch.Tensor:

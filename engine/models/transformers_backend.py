@@ -33,7 +33,7 @@ from safetensors import SafetensorError
 from engine.models.base import (MAX_NEW_TOKENS_LIMIT, Generation, InputError, ModelInfo, ModelLoadError,
                                 StopSpec, TokenDistribution, TokenLogprob, stop_if)
 from engine.models.prefix_cache import PREFIX_CACHE_MB, PrefixCache  # noqa: F401 (re-exported)
-from engine.models.decode import TOP_ALTERNATIVES
+from engine.models.decode import TOP_ALTERNATIVES, DecodeClock
 from engine.models.threads import configure_threads
 from engine.sampling import SamplingConfig
 
@@ -153,6 +153,7 @@ class TransformersBackend:
         # score/distribution calls would otherwise compete for the same cores or GPU
         self.model_lock = threading.RLock()
         self.generated_tokens = 0      # tokens sampled so far, every call (progress shows tokens/s)
+        self.decode_clock = DecodeClock()     # where decoding time goes (eval --json's "decoding")
         self.num_layers = int(cfg.get_text_config().num_hidden_layers)
         # logits for the last position only, where the model's forward can be told so
         params = inspect.signature(model.forward).parameters
