@@ -81,6 +81,16 @@ def test_default_model_solves_an_easy_problem_in_the_step_format(default_backend
     assert gen.text.strip().splitlines() == ["Step 1: 23 + 14 = 37", "The answer is 37."]
 
 
+def test_encode_remembers_a_prompt_and_hands_out_a_copy(default_backend):
+    b = default_backend
+    prompt = "Question: Tom has 3 apples and buys 4 more. How many apples does Tom have?\nStep 1:"
+    direct = b.tokenizer(prompt, add_special_tokens=not b.use_chat_template)["input_ids"]
+    first = b.encode(prompt)
+    first.append(-1)                              # a caller's change must not reach the memo
+    hits = b._encode_memo.cache_info().hits
+    assert b.encode(prompt) == direct and b._encode_memo.cache_info().hits == hits + 1
+
+
 def test_bad_prompts_and_lengths_are_clear_errors(tiny_backend):
     with pytest.raises(InputError, match="empty"):
         tiny_backend.render_prompt("   ")

@@ -20,6 +20,7 @@ Not here: which models are embedded (registry.py), prompt formats (demo_model/fo
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 import os
@@ -38,6 +39,7 @@ from engine.models.threads import configure_threads
 from engine.sampling import SamplingConfig
 
 QUANTIZE = ("4bit", "8bit")   # --quantize choices (bitsandbytes)
+ENCODE_MEMO = 1024             # prompts whose token ids a backend keeps (an LRU: TransformersBackend.encode)
 log = logging.getLogger(__name__)
 
 
@@ -154,6 +156,9 @@ class TransformersBackend:
         self.model_lock = threading.RLock()
         self.generated_tokens = 0      # tokens sampled so far, every call (progress shows tokens/s)
         self.decode_clock = DecodeClock()     # where decoding time goes (eval --json's "decoding")
+        # a search encodes one prompt several times (the room it has left, then the call itself,
+        # and an expansion's equal prompts): the tokenizer's own call costs more than the lookup
+        self._encode_memo = functools.lru_cache(maxsize=ENCODE_MEMO)(self._encode_text)
         self.num_layers = int(cfg.get_text_config().num_hidden_layers)
         # logits for the last position only, where the model's forward can be told so
         params = inspect.signature(model.forward).parameters
@@ -250,7 +255,10 @@ class TransformersBackend:
         return format_of(self).solution_prefix
 
     def encode(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=not self.use_chat_template)["input_ids"]
+        return list(self._encode_memo(text))
+
+    def _encode_text(self, text: str) -> tuple[int, ...]:
+        return tuple(self.tokenizer(text, add_special_tokens=not self.use_chat_template)["input_ids"])
 
     def token_text(self, token_id: int) -> str:
         if self._token_text is None:

@@ -156,7 +156,7 @@ class StepProposer:
         encode = getattr(self.backend, "encode", None)
         if encode is None:
             return self.format.max_solution_tokens
-        return self.backend.info.context_length - max(len(encode(p)) for p in prompts)
+        return self.backend.info.context_length - max(len(encode(p)) for p in set(prompts))
 
     def _generate(self, prompts: list[str], sampling: SamplingConfig, stop: StopSpec, max_new: int,
                   seed: int) -> list[Generation] | None:
