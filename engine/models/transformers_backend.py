@@ -157,8 +157,11 @@ class TransformersBackend:
         self.generated_tokens = 0      # tokens sampled so far, every call (progress shows tokens/s)
         self.decode_clock = DecodeClock()     # where decoding time goes (eval --json's "decoding")
         # a search encodes one prompt several times (the room it has left, then the call itself,
-        # and an expansion's equal prompts): the tokenizer's own call costs more than the lookup
-        self._encode_memo = functools.lru_cache(maxsize=ENCODE_MEMO)(self._encode_text)
+        # and an expansion's equal prompts): the tokenizer's own call costs more than the lookup.
+        # The memo holds the tokenizer, not the backend (no cycle keeping a swapped-out model alive)
+        tok, special = tokenizer, not self.use_chat_template
+        self._encode_memo = functools.lru_cache(maxsize=ENCODE_MEMO)(
+            lambda text: tuple(tok(text, add_special_tokens=special)["input_ids"]))
         self.num_layers = int(cfg.get_text_config().num_hidden_layers)
         # logits for the last position only, where the model's forward can be told so
         params = inspect.signature(model.forward).parameters
@@ -256,9 +259,6 @@ class TransformersBackend:
 
     def encode(self, text: str) -> list[int]:
         return list(self._encode_memo(text))
-
-    def _encode_text(self, text: str) -> tuple[int, ...]:
-        return tuple(self.tokenizer(text, add_special_tokens=not self.use_chat_template)["input_ids"])
 
     def token_text(self, token_id: int) -> str:
         if self._token_text is None:
