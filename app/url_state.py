@@ -56,6 +56,7 @@ PAGE_SCRIPT = """<script>
       }});
   }
   window.tsUrl = {
+    link: new URL(location.href).searchParams,     // the address the page was opened with
     // set({k: 41, node: null}): null or '' drops a key; the history entry is replaced, not added
     ready: false,       // true once a link's view is restored: until then the page's own first
                         // events (the first tab selected as it mounts) must not overwrite the link
@@ -214,6 +215,13 @@ def wire(demo, *, tabs, access, search: dict, lessons: dict | None, show_opened,
                        outputs=[search["timeline"], search["plot"], search["progress"], search["final"],
                                 search["explain"], search["node_id"], search["inspector"]], api_visibility="private")
     moment.then(tab_from_link, inputs=[wanted], outputs=[tabs], api_visibility="private")
+    # the moment on screen, written again once it is: opening the run drew its last moment first,
+    # and that slider change, mirrored late, could overwrite the link's k (k=388 where the link
+    # said 40, in a browser test on a busy machine). Only the keys the link had are written
+    moment.then(None, inputs=[search["timeline"], search["node_id"]],
+                js="(k, n) => { const l = window.tsUrl.link, c = {};"
+                   " if (l.has('k')) c.k = k; if (l.has('node')) c.node = n;"
+                   " window.tsUrl.set(c); return []; }")
     # after the link was read (whether its run opened or not): from now on the address follows the page
     loaded.then(None, js="() => { window.tsUrl.ready = true; return []; }")
     if lessons:
