@@ -95,19 +95,23 @@ def slot_layer():
 
             # ---- what the decoder calls ----------------------------------------------------
 
-            def join(self, keys: torch.Tensor, values: torch.Tensor) -> None:
-                """Add rows (n, heads, w, head_dim) after the running ones, right-aligned to
-                ``end``; the batch widens to the left when w is wider than it."""
+            def _room_for(self, n: int, w: int, like: torch.Tensor, like_values: torch.Tensor) -> None:
+                """Slots for ``n`` more rows and the batch at least ``w`` columns wide (it widens
+                to the left; the running rows get zeros there). What both joins need first."""
                 if not self.is_initialized:
-                    self.lazy_initialization(keys, values)
-                n, w = keys.shape[0], keys.shape[2]
-                width = self.end - self.first
-                grow = max(0, w - width)
-                self._ensure(self.rows + n, grow, 0, keys)
+                    self.lazy_initialization(like, like_values)
+                grow = max(0, w - (self.end - self.first))
+                self._ensure(self.rows + n, grow, 0, like)
                 if grow:                    # columns the running rows now cover: zeros
                     self._k[:self.rows, :, self.first - grow:self.first] = 0
                     self._v[:self.rows, :, self.first - grow:self.first] = 0
                     self.first -= grow
+
+            def join(self, keys: torch.Tensor, values: torch.Tensor) -> None:
+                """Add rows (n, heads, w, head_dim) after the running ones, right-aligned to
+                ``end``; the batch widens to the left when w is wider than it."""
+                n, w = keys.shape[0], keys.shape[2]
+                self._room_for(n, w, keys, values)
                 r0, r1 = self.rows, self.rows + n
                 self._k[r0:r1, :, self.first:self.end - w] = 0
                 self._v[r0:r1, :, self.first:self.end - w] = 0
@@ -122,17 +126,10 @@ def slot_layer():
                 nodes, engine/models/prefix_cache.py). Each piece is written once, into the
                 prompt's first row, and the prompt's other rows are copied from it: no
                 (rows, heads, w, head_dim) tensor is built first."""
-                like = prompts[0][1][0][0][None]
-                if not self.is_initialized:
-                    self.lazy_initialization(like, like)
                 n = sum(rows for rows, _ in prompts)
                 widths = [sum(k.shape[1] for k, _ in pieces) for _, pieces in prompts]
-                grow = max(0, max(widths) - (self.end - self.first))
-                self._ensure(self.rows + n, grow, 0, like)
-                if grow:                    # columns the running rows now cover: zeros
-                    self._k[:self.rows, :, self.first - grow:self.first] = 0
-                    self._v[:self.rows, :, self.first - grow:self.first] = 0
-                    self.first -= grow
+                first_k, first_v = prompts[0][1][0]
+                self._room_for(n, max(widths), first_k[None], first_v[None])
                 span = slice(self.first, self.end)
                 r = self.rows
                 self._k[r:r + n, :, span] = 0       # the pads before each prompt
