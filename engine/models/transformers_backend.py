@@ -34,6 +34,7 @@ from safetensors import SafetensorError
 from engine.models.base import (MAX_NEW_TOKENS_LIMIT, Generation, InputError, ModelInfo, ModelLoadError,
                                 StopSpec, TokenDistribution, TokenLogprob, stop_if)
 from engine.models.prefix_cache import PREFIX_CACHE_MB, PrefixCache  # noqa: F401 (re-exported)
+from engine.models.cpu_linear import pack_linears
 from engine.models.decode import TOP_ALTERNATIVES, DecodeClock
 from engine.models.threads import configure_threads
 from engine.sampling import SamplingConfig
@@ -128,6 +129,9 @@ class TransformersBackend:
         self.tokenizer = tokenizer
         # inputs go where the embeddings are: with a device_map that is the first of several GPUs
         self.device = str(model.get_input_embeddings().weight.device)
+        # on the CPU, weights packed once for oneDNN: a decode pass's few rows no longer pay for
+        # a copy of every weight matrix per call (cpu_linear.py)
+        self.packed_linears = pack_linears(model) if self.device == "cpu" else 0
         placed = sorted({str(d) for d in (getattr(model, "hf_device_map", None) or {}).values()})
         has_template = bool(getattr(tokenizer, "chat_template", None))
         self.use_chat_template = has_template if use_chat_template is None else (use_chat_template and has_template)
