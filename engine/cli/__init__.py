@@ -16,9 +16,10 @@ import dataclasses
 import json
 import math
 import sys
+from contextlib import contextmanager
 
 from engine.cli.flags import (_Parser, _add_config_flags, _add_model_flags, _add_sampling_flags, _format_kwargs,
-                              _load, _number, _server_kwargs, config_from_args)
+                              _load, _load_kwargs, _number, _server_kwargs, config_from_args)
 from engine.cli.words import CliError, _message, _t, _use_environment_language  # noqa: F401 (submodules: _t)
 from engine.models.base import InputError, ModelLoadError
 from engine.search.common import MAX_SOLUTION_TOKENS
@@ -129,6 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=_t("solve K problems at once (tree searches, se, sugar): locally their model calls share "
                         "forward passes, through --server K requests are in flight; each search's events are "
                         "those it yields alone (docs/scaling.md)"))
+    e.add_argument("--workers", type=_number(int, 1, 64, "--workers"), default=1, metavar="W",
+                   help=_t("with --concurrency K on a CPU: spread the K searches over W processes, each with "
+                        "its own copy of the model and its share of the cores (docs/scaling.md)"))
     _add_config_flags(e, [EvalConfig] + [m.config for m in METHODS.values()])
 
     from engine.cli.sweep import add_sweep_parser
@@ -213,6 +217,18 @@ def _eval_source_flags(args) -> None:
             raise CliError(f"thoughtscope: {flag} needs --dataset")
 
 
+@contextmanager
+def _eval_backend(args):
+    """The model an eval runs on: loaded here, or in ``--workers`` processes (engine/evaluation/workers.py)."""
+    if args.workers == 1:
+        yield _load(args)
+        return
+    from engine.evaluation.workers import WorkerSpec, Workers, worker_threads
+    spec = WorkerSpec(args.model, _load_kwargs(args), worker_threads(args.threads, args.workers))
+    with Workers(spec, args.workers) as workers:
+        yield workers
+
+
 def cmd_eval(args) -> int:
     from engine.evaluation.evaluate import BATCHED, EVAL_N, EvalConfig, dataset_problems, eval_problems, run_eval
     from engine.search import METHODS
@@ -220,7 +236,9 @@ def cmd_eval(args) -> int:
     cfg = config_from_args(cls, args, args.method)
     _eval_source_flags(args)
     from engine.evaluation.concurrent import check_concurrency
+    from engine.evaluation.workers import check_workers
     check_concurrency(args.method, args.concurrency)      # refused before the model loads
+    check_workers(args.workers, args.concurrency, args.server, args.device)
     events = tuple(args.events) if args.events else None
     tier, dataset = args.tier or "hard", None
     # the problems are picked (and a bad request refused) before the model loads
@@ -232,15 +250,17 @@ def cmd_eval(args) -> int:
             print(f"thoughtscope: {dataset.skipped_line()}", file=sys.stderr)
     else:
         problems = eval_problems(args.method, tier, args.n or EVAL_N, fresh=args.fresh, events=events)
-    backend = _load(args)
     from engine.cli.progress import progress
     from engine.evaluation.evaluate import QA_METHODS
     label = "velmora" if args.method in QA_METHODS and dataset is None else tier
-    tokens = (lambda: backend.generated_tokens) if hasattr(backend, "generated_tokens") else None
-    with progress(len(problems), f"{args.method} {label}", tokens=tokens) as bar:
-        summary = run_eval(backend, args.method, tier, len(problems), args.seed, cfg, progress=bar.update,
-                           fresh=args.fresh, events=events, problems=problems, dataset=dataset,
-                           concurrency=args.concurrency)
+    with _eval_backend(args) as backend:
+        tokens = (lambda: backend.generated_tokens) if hasattr(backend, "generated_tokens") else None
+        with progress(len(problems), f"{args.method} {label}", tokens=tokens) as bar:
+            summary = run_eval(backend, args.method, tier, len(problems), args.seed, cfg, progress=bar.update,
+                               fresh=args.fresh, events=events, problems=problems, dataset=dataset,
+                               concurrency=args.concurrency)
+    if args.workers > 1:
+        summary["workers"] = args.workers
     if not args.details:
         summary.pop("results")
     if args.json:

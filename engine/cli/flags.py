@@ -140,8 +140,13 @@ def _server_kwargs(args) -> dict:
     return dict(server=args.server, server_model=args.server_model, api_key_env=args.api_key_env)
 
 
+def _load_kwargs(args) -> dict:
+    """load_backend's keyword arguments from the model flags, all but --threads."""
+    quantize = {"quantize": args.quantize} if getattr(args, "quantize", None) else {}
+    return dict(device=args.device, dtype=args.dtype, prefix_cache_mb=args.prefix_cache_mb, **quantize,
+                **_format_kwargs(args), **_server_kwargs(args))
+
+
 def _load(args):
     from engine.models.registry import load_backend
-    quantize = {"quantize": args.quantize} if getattr(args, "quantize", None) else {}
-    return load_backend(args.model, device=args.device, dtype=args.dtype, threads=args.threads,
-                        prefix_cache_mb=args.prefix_cache_mb, **quantize, **_format_kwargs(args), **_server_kwargs(args))
+    return load_backend(args.model, threads=args.threads, **_load_kwargs(args))

@@ -34,18 +34,22 @@ def check_concurrency(method: str, k) -> None:
         raise ValueError(f"concurrency must be 1 for method {method!r}: it {why}")
 
 
-def per_problem(solve: Callable, name: str) -> Callable:
+def per_problem(solve: Callable, method: str) -> Callable:
     """An evaluator that runs ``solve(backend, cfg, seed, problem)`` on each problem, problem i
     with seed ``seed + i``; ``concurrency`` of them at once (engine/evaluation/concurrent.py),
-    with the same seeds, so each search's events are those it yields alone."""
+    with the same seeds, so each search's events are those it yields alone. Given worker
+    processes (engine/evaluation/workers.py) for a backend, they solve the problems instead,
+    through ``solve`` (kept as the evaluator's ``solve``)."""
     def evaluate(backend, problems, cfg, seed: int, progress, concurrency: int = 1) -> list[ProblemResult]:
+        from engine.evaluation.workers import Workers, shares
+        if isinstance(backend, Workers):
+            return backend.map(method, cfg, seed, problems, shares(concurrency, backend.n), progress)
         return map_concurrently(lambda b, i, p: solve(b, cfg, seed + i, p), backend, problems, concurrency,
                                 progress)
-    evaluate.__name__ = name
+    evaluate.__name__ = f"eval_{method}"
     evaluate.concurrent = True
+    evaluate.solve = solve
     return evaluate
-
-
 
 
 def mergeable(backend) -> bool:

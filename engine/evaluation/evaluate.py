@@ -151,7 +151,7 @@ def eval_search(method: str) -> Callable:
     def solve(backend, cfg, seed: int, p: Problem) -> ProblemResult:
         from engine.search import METHODS
         return triaged_result(p, METHODS[method].run(p.question, backend, config=cfg, seed=seed, gold=str(p.answer)))
-    return per_problem(solve, f"eval_{method}")
+    return per_problem(solve, method)
 
 
 def eval_leco(backend, problems, cfg, seed: int, progress) -> list[ProblemResult]:
@@ -192,7 +192,7 @@ def eval_semantic(method: str) -> Callable:
         routed = next((e for e in events if isinstance(e, E.RetrievalRouted)), None)
         r.retrieval = routed.decision if routed else None
         return r
-    return per_problem(solve, f"eval_{method}")
+    return per_problem(solve, method)
 
 
 # greedy and sc are batched across problems (fast); the others run one search per problem.

@@ -71,6 +71,11 @@ class DecodeClock:
     def copy(self) -> "DecodeClock":
         return DecodeClock(**asdict(self))
 
+    def add(self, other: dict) -> None:
+        """Add another clock's counts (``asdict`` of it: a worker process's, engine/evaluation/workers.py)."""
+        for k, v in other.items():
+            setattr(self, k, getattr(self, k) + v)
+
 
 @dataclass(eq=False)
 class Request:

@@ -1,0 +1,80 @@
+"""``eval --workers W``: K searches spread over W processes, each with its own copy of the model
+(engine/evaluation/workers.py). Each problem gets the result it gets in one process, one at a
+time (answers, tokens, nodes, triage: exactly); a worker's error reaches the command as its own
+one-line message; a worker that dies is named with its exit code; bad settings are refused
+before any model loads."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from engine.evaluation.evaluate import eval_problems, run_eval
+from engine.evaluation.workers import WorkerSpec, Workers, check_workers, shares
+from engine.models.registry import DEFAULT_MODEL, load_backend
+from engine.search import METHODS
+
+ROOT = Path(__file__).resolve().parents[1]
+ROLLOUTS = 4
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "engine.cli", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+
+
+@pytest.mark.slow
+def test_two_workers_give_each_problem_the_result_of_one_process_one_at_a_time():
+    done = cli("eval", "--method", "mcts", "--tier", "hard", "--n", "5", "--rollouts", str(ROLLOUTS),
+               "--concurrency", "3", "--workers", "2", "--threads", "2", "--json", "--details")
+    assert done.returncode == 0, done.stderr
+    together = json.loads(done.stdout)
+    assert together["workers"] == 2 and together["concurrency"] == 3
+    assert together["decoding"]["passes"] > 0          # the workers' clocks came back and were summed
+
+    backend = load_backend(DEFAULT_MODEL, prefix_cache_mb=256)      # as the CLI loads it
+    alone = run_eval(backend, "mcts", "hard", 5, 0, METHODS["mcts"].config(rollouts=ROLLOUTS))
+    assert together["results"] == alone["results"]
+    assert together["generated_tokens"] == alone["generated_tokens"]
+
+
+def test_a_worker_that_cannot_load_its_model_stops_the_eval_with_that_error():
+    spec = WorkerSpec("no-such-model-anywhere", {"prefix_cache_mb": 0}, threads=1)
+    with pytest.raises(Exception) as caught:
+        with Workers(spec, 2):
+            pass
+    assert "no-such-model-anywhere" in str(caught.value)
+
+
+@pytest.mark.slow
+def test_a_worker_that_dies_is_named_with_its_exit_code():
+    spec = WorkerSpec(DEFAULT_MODEL, {"prefix_cache_mb": 0}, threads=1)
+    problems = eval_problems("mcts", "hard", 4)
+    with Workers(spec, 2) as workers:
+        workers._procs[1].kill()
+        workers._procs[1].join()
+        with pytest.raises(RuntimeError, match=r"worker 1 stopped \(exit code -9\)"):
+            workers.map("mcts", METHODS["mcts"].config(rollouts=2), 0, problems, shares(2, 2), lambda n: None)
+
+
+def test_bad_worker_settings_are_refused_before_a_model_loads():
+    for workers, k, server, says in [(0, 4, None, "from 1 to 64"), (3, 2, None, "at most concurrency (2)"),
+                                     (2, 4, "http://127.0.0.1:1", "with --server"), (True, 4, None, "whole number")]:
+        with pytest.raises(ValueError, match=says.replace("(", r"\(").replace(")", r"\)")):
+            check_workers(workers, k, server)
+    check_workers(1, 1)
+    check_workers(2, 8)
+    done = cli("eval", "--method", "mcts", "--n", "2", "--concurrency", "2", "--workers", "3")
+    assert done.returncode != 0 and done.stdout == ""
+    assert "workers must be at most concurrency (2)" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_searches_are_shared_out_as_evenly_as_whole_numbers_allow():
+    assert shares(8, 2) == [4, 4]
+    assert shares(7, 3) == [3, 2, 2]
+    assert shares(2, 2) == [1, 1]
+    assert sum(shares(13, 5)) == 13
