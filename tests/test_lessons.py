@@ -91,14 +91,17 @@ def test_min_p_pages_count_each_pool_from_the_recorded_logits(n):
 
 
 def test_the_recorded_distributions_are_the_embedded_models(default_backend):
-    """Re-record content/sampling.json: the same tokens and positions, every logit within 1e-4."""
-    from app.lessons.sampling_record import record
+    """Re-record content/sampling.json: the same tokens and positions, every logit within 1e-4.
+    Both sides are rounded to DIGITS decimals, so logits within 1e-4 can come out 2e-4 apart
+    (a logit stored as -3.0071 came back as -3.0072 when the CPU's linear layers changed in the
+    last bits: engine/models/cpu_linear.py)."""
+    from app.lessons.sampling_record import DIGITS, record
     fresh, stored = record(default_backend), C.sampling_data()
     assert fresh["token_ids"] == stored["token_ids"] and fresh["vocab"] == stored["vocab"]
     for name, rec in stored["positions"].items():
         assert fresh["positions"][name]["position"] == rec["position"]
         assert fresh["positions"][name]["token_id"] == rec["token_id"]
-        assert fresh["positions"][name]["logits"] == pytest.approx(rec["logits"], abs=1e-4)
+        assert fresh["positions"][name]["logits"] == pytest.approx(rec["logits"], abs=1e-4 + 10 ** -DIGITS + 1e-9)
 
 
 @pytest.mark.parametrize("lesson_id,page", PREDICT_PAGES)

@@ -24,7 +24,7 @@ from app.lessons import catalogue as C
 
 OUT = C.CONTENT / "sampling.json"
 MAX_NEW_TOKENS = 160
-DIGITS = 4              # logits rounded to this many decimals (a tenth of the golden tolerance)
+DIGITS = 4              # logits rounded to this many decimals (one step is the golden tolerance, 1e-4)
 
 
 def record(backend) -> dict:
