@@ -1,8 +1,8 @@
 """``eval --workers W``: K searches spread over W processes, each with its own copy of the model
 (engine/evaluation/workers.py). Each problem gets the result it gets in one process, one at a
 time (answers, tokens, nodes, triage: exactly); a worker's error reaches the command as its own
-one-line message; a worker that dies is named with its exit code; bad settings are refused
-before any model loads."""
+one-line message, at once (a problem that fails does not wait for the worker's other searches);
+a worker that dies is named with its exit code; bad settings are refused before any model loads."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import pytest
 
 from engine.evaluation.evaluate import eval_problems, run_eval
 from engine.evaluation.workers import WorkerSpec, Workers, check_workers, shares
+from engine.models.base import InputError
 from engine.models.registry import DEFAULT_MODEL, load_backend
 from engine.search import METHODS
 
@@ -59,6 +60,25 @@ def test_a_worker_that_dies_is_named_with_its_exit_code():
         workers._procs[1].join()
         with pytest.raises(RuntimeError, match=r"worker 1 stopped \(exit code -9\)"):
             workers.map("mcts", METHODS["mcts"].config(rollouts=2), 0, problems, shares(2, 2), lambda n: None)
+
+
+@pytest.mark.slow
+def test_a_problem_that_fails_in_a_worker_stops_the_eval_with_its_message_at_once():
+    import dataclasses
+    import time
+    spec = WorkerSpec(DEFAULT_MODEL, {"prefix_cache_mb": 0}, threads=1)
+    good = eval_problems("mcts", "hard", 12)
+    bad = dataclasses.replace(good[0], question="")
+    done = []
+    with Workers(spec, 2) as workers:
+        started = time.monotonic()
+        with pytest.raises(InputError, match="the question is empty"):
+            workers.map("mcts", METHODS["mcts"].config(rollouts=ROLLOUTS), 0, [bad] + good, shares(4, 2),
+                        done.append)
+        waited = time.monotonic() - started
+    # said when it happened, not once the worker's other search had run out of problems: at most
+    # the problems the 3 other searches had already started can have come back
+    assert len(done) <= 3, (len(done), waited)
 
 
 def test_bad_worker_settings_are_refused_before_a_model_loads():

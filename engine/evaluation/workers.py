@@ -94,11 +94,15 @@ class Workers:
             p.start()
             self._procs.append(p)
         ready = 0
-        while ready < self.n:               # every model loaded (or the first error) before any problem
-            kind, w, payload = self._next()
-            if kind == "ready":
-                ready += 1
-                self.info = self.info or payload
+        try:
+            while ready < self.n:           # every model loaded (or the first error) before any problem
+                kind, w, payload = self._next()
+                if kind == "ready":
+                    ready += 1
+                    self.info = self.info or payload
+        except BaseException:
+            self.__exit__()                 # a with-block whose __enter__ raises does not call __exit__
+            raise
         return self
 
     def __exit__(self, *exc) -> None:
@@ -180,7 +184,11 @@ def _solve_from(w, backend, method, cfg, seed, problems, share, tasks, results) 
                 i = tasks.get()
                 if i is None:
                     return
-                result = solve(make(), cfg, seed + i, problems[i])
+                try:
+                    result = solve(make(), cfg, seed + i, problems[i])
+                except BaseException as e:      # noqa: BLE001 — said at once, not after the other problems
+                    results.put(("error", w, _picklable(e)))
+                    raise
                 with lock:              # tokens since the last result this worker sent
                     now = backend.generated_tokens
                     tokens, counted[0] = now - counted[0], now
