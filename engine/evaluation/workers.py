@@ -24,7 +24,6 @@ Not here: one process's merged searches (concurrent.py), one problem's evaluatio
 from __future__ import annotations
 
 import multiprocessing
-import os
 import queue
 import threading
 import traceback
@@ -211,6 +210,5 @@ def _picklable(e: BaseException) -> BaseException:
 
 def worker_threads(threads: int | None, workers: int) -> int:
     """Torch threads per worker: the cores given (--threads, else the idle ones) shared out."""
-    from engine.models.threads import ENV_VAR, free_cores
-    total = threads or (int(os.environ[ENV_VAR]) if os.environ.get(ENV_VAR, "").isdigit() else free_cores())
-    return max(1, total // workers)
+    from engine.models.threads import wanted_threads
+    return max(1, wanted_threads(threads) // workers)

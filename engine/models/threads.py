@@ -42,10 +42,8 @@ def free_cores(sample_s: float = 0.2) -> int:
     return max(1, min(cores, machine_cores - math.floor(busy + 0.25)))
 
 
-def configure_threads(threads: int | None = None) -> int:
-    """Set torch's intra-op threads: ``threads``, else $THOUGHTSCOPE_THREADS, else idle cores."""
-    import torch
-
+def wanted_threads(threads: int | None = None) -> int:
+    """``threads``, else $THOUGHTSCOPE_THREADS, else the idle cores."""
     if threads is None and os.environ.get(ENV_VAR):
         try:
             threads = int(os.environ[ENV_VAR])
@@ -53,6 +51,13 @@ def configure_threads(threads: int | None = None) -> int:
             raise ValueError(f"{ENV_VAR} must be a whole number, got {os.environ[ENV_VAR]!r}") from None
     if threads is not None and (not isinstance(threads, int) or threads < 1):
         raise ValueError(f"threads must be a whole number >= 1, got {threads!r}")
-    n = threads or free_cores()
+    return threads or free_cores()
+
+
+def configure_threads(threads: int | None = None) -> int:
+    """Set torch's intra-op threads: ``threads``, else $THOUGHTSCOPE_THREADS, else idle cores."""
+    import torch
+
+    n = wanted_threads(threads)
     torch.set_num_threads(n)
     return n
