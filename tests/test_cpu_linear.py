@@ -2,10 +2,11 @@
 model gives the same greedy tokens as with torch's own linear and logits within 1e-4; a packed
 layer's rows do not depend on how many rows share the call; training still goes through
 ``F.linear`` (with gradients); a weight changed in place is packed again; the switch and the
-size limit turn packing off."""
+size limit turn packing off; the PPM kept for scoring is packed and scores as before."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -81,3 +82,17 @@ def test_the_switch_and_the_size_limit_turn_packing_off(monkeypatch):
     assert cpu_linear.pack_linears(model) == 0
     assert "forward" not in vars(model[0])          # left as torch made it
     assert cpu_linear.pack_linears(nn.Sequential(nn.Linear(8, 8).to(torch.float64))) == 0
+
+
+def test_a_ppm_loaded_to_score_is_packed_and_scores_as_before():
+    from engine.evaluation.evaluate import eval_problems
+    from engine.ppm import _load, resolve_path
+    from engine.ppm.model import ProcessPreferenceModel
+    folder = resolve_path(DEFAULT_MODEL)
+    plain = ProcessPreferenceModel.load(folder)
+    packed = _load.__wrapped__(folder, 0.0)          # what load_cached keeps, without the cache
+    assert sum("forward" in vars(m) for m in packed.modules()) > 0
+    assert sum("forward" in vars(m) for m in plain.modules()) == 0
+    texts = [plain.prompt(p.question, ["Step 1: 3 + 4 = 7", "Step 2: 7 * 2 = 14"]) for p in eval_problems("mcts", "hard", 5)]
+    with torch.no_grad():
+        assert packed.score_texts(texts) == [pytest.approx(s, abs=TOL) for s in plain.score_texts(texts)]

@@ -14,7 +14,8 @@ share the call (``F.linear`` picks other kernels below 4 rows). Only for float32
 CPU, under no-grad or inference mode (the packed op has no backward; training calls go to
 ``F.linear``), and only while the packed copies stay under `MAX_PACKED_BYTES` (they sit beside
 the originals). A weight changed in place is packed again. ``THOUGHTSCOPE_PACKED_LINEAR=0`` turns
-it off (to compare, or where a torch build lacks the op).
+it off (to compare, or where a torch build lacks the op). Used for the model a backend loads
+(transformers_backend.py) and the PPM kept for scoring (engine/ppm/__init__.py).
 
 Not here: the decode loop (decode.py), loading (transformers_backend.py).
 """
