@@ -1,7 +1,7 @@
 """Linear layers packed once for oneDNN on the CPU (engine/models/cpu_linear.py): the embedded
 model gives the same greedy tokens as with torch's own linear and logits within 1e-4; a packed
 layer's rows do not depend on how many rows share the call; training still goes through
-``F.linear`` (with gradients); a weight changed in place is packed again; the switch and the
+``F.linear`` (with gradients); a weight changed in place or replaced is packed again; the switch and the
 size limit turn packing off; the PPM kept for scoring is packed and scores as before."""
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def test_training_goes_through_f_linear_with_gradients():
     assert torch.allclose(layer.weight.grad, torch.ones(96, 1) * x.detach().sum(0), atol=1e-5)
 
 
-def test_a_weight_changed_in_place_is_packed_again():
+def test_a_weight_changed_in_place_or_replaced_is_packed_again():
     layer = packed_layer()
     x = torch.randn(6, 64)
     with torch.no_grad():
@@ -71,6 +71,13 @@ def test_a_weight_changed_in_place_is_packed_again():
         layer.weight.mul_(2)
         after = layer(x)
     assert torch.allclose(after - layer.bias, 2 * (before - layer.bias), atol=TOL, rtol=0)
+    replaced = torch.zeros_like(layer.weight)                         # a new tensor at the same version
+    while replaced._version < layer.weight._version:
+        replaced.add_(0)
+    assert replaced._version == layer.weight._version
+    layer.weight = nn.Parameter(replaced)
+    with torch.no_grad():
+        assert torch.equal(layer(x), layer.bias.expand(6, -1))
 
 
 def test_the_switch_and_the_size_limit_turn_packing_off(monkeypatch):

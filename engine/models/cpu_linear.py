@@ -13,7 +13,7 @@ tolerance is 1e-4), and for two rows or more a row's outputs no longer depend on
 share the call (``F.linear`` picks other kernels below 4 rows). Only for float32 weights on the
 CPU, under no-grad or inference mode (the packed op has no backward; training calls go to
 ``F.linear``), and only while the packed copies stay under `MAX_PACKED_BYTES` (they sit beside
-the originals). A weight changed in place is packed again. ``THOUGHTSCOPE_PACKED_LINEAR=0`` turns
+the originals). A weight changed in place, or replaced, is packed again. ``THOUGHTSCOPE_PACKED_LINEAR=0`` turns
 it off (to compare, or where a torch build lacks the op). Used for the model a backend loads
 (transformers_backend.py) and the PPM kept for scoring (engine/ppm/__init__.py).
 
@@ -38,10 +38,18 @@ def _packed_forward(self: nn.Linear, x: torch.Tensor) -> torch.Tensor:
     rows = x.numel() // x.shape[-1] if x.dim() else 0
     if rows < 2 or x.dtype != torch.float32 or (torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad)):
         return F.linear(x, self.weight, self.bias)
-    if self._ts_packed_version != self.weight._version:       # changed in place since packed
-        self._ts_packed = torch.ops.mkldnn._reorder_linear_weight(self.weight.detach(), PACK_ROWS_HINT)
-        self._ts_packed_version = self.weight._version
+    if self._ts_packed_of != _stamp(self.weight):        # changed in place, or replaced, since packed
+        _pack(self)
     return torch.ops.mkldnn._linear_pointwise(x, self._ts_packed, self.bias, "none", [], "")
+
+
+def _stamp(weight: torch.Tensor) -> tuple[int, int]:
+    return weight.data_ptr(), weight._version
+
+
+def _pack(m: nn.Linear) -> None:
+    m._ts_packed = torch.ops.mkldnn._reorder_linear_weight(m.weight.detach(), PACK_ROWS_HINT)
+    m._ts_packed_of = _stamp(m.weight)
 
 
 def _works() -> bool:
@@ -66,7 +74,6 @@ def pack_linears(model: nn.Module) -> int:
         return 0
     with torch.no_grad():
         for m in linears:
-            m._ts_packed = torch.ops.mkldnn._reorder_linear_weight(m.weight.detach(), PACK_ROWS_HINT)
-            m._ts_packed_version = m.weight._version
+            _pack(m)
             m.forward = types.MethodType(_packed_forward, m)
     return len(linears)
