@@ -2,13 +2,16 @@
 (engine/evaluation/workers.py). Each problem gets the result it gets in one process, one at a
 time (answers, tokens, nodes, triage: exactly); a worker's error reaches the command as its own
 one-line message, at once (a problem that fails does not wait for the worker's other searches);
-a worker that dies is named with its exit code; bad settings are refused before any model loads."""
+a worker that dies is named with its exit code; workers end when their command is killed; bad
+settings are refused before any model loads."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -79,6 +82,45 @@ def test_a_problem_that_fails_in_a_worker_stops_the_eval_with_its_message_at_onc
     # said when it happened, not once the worker's other search had run out of problems: at most
     # the problems the 3 other searches had already started can have come back
     assert len(done) <= 3, (len(done), waited)
+
+
+def _children(pid: int) -> list[int]:
+    """Live (not zombie) processes whose parent is ``pid``, from /proc."""
+    out = []
+    for d in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = open(f"/proc/{d}/stat").read()
+        except OSError:
+            continue
+        state, ppid = stat.rsplit(")", 1)[1].split()[:2]
+        if int(ppid) == pid and state != "Z":
+            out.append(int(d))
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads processes from /proc")
+def test_workers_end_with_a_command_that_is_killed():
+    cmd = subprocess.Popen([sys.executable, "-m", "engine.cli", "eval", "--method", "mcts", "--n", "40",
+                            "--concurrency", "2", "--workers", "2", "--threads", "2", "--json"], cwd=ROOT,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while len(_children(cmd.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        workers = _children(cmd.pid)
+        assert len(workers) >= 2, "the workers did not start"
+        time.sleep(2)                                  # solving by now
+        cmd.kill()                                     # no cleanup runs in the command
+        cmd.wait(timeout=30)
+        deadline = time.monotonic() + 15
+        alive = lambda: [w for w in workers if os.path.exists(f"/proc/{w}")
+                         and open(f"/proc/{w}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"]
+        while alive() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert alive() == [], "workers went on after their command was killed"
+    finally:
+        cmd.kill()
 
 
 def test_bad_worker_settings_are_refused_before_a_model_loads():

@@ -13,7 +13,7 @@ events are the ones it yields alone, as with ``--concurrency`` in one process. R
 back as they finish; the parent shows progress, tokens per second (each worker reports its
 tokens with each result) and sums the workers' decoding clocks (their seconds add up across
 workers, so they can exceed the wall time). A worker that fails stops the eval with its error;
-one that dies is named with its exit code.
+one that dies is named with its exit code; a worker whose command is killed ends within a second.
 
 Only for a local model on the CPU: a GPU is one device that one process batches best, and a
 server (--server) batches the requests of K searches itself.
@@ -24,8 +24,10 @@ Not here: one process's merged searches (concurrent.py), one problem's evaluatio
 from __future__ import annotations
 
 import multiprocessing
+import os
 import queue
 import threading
+import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -33,6 +35,7 @@ from typing import Callable, Sequence
 
 MAX_WORKERS = 64
 POLL_S = 0.5              # how often the parent looks whether a worker died while it waits
+PARENT_CHECK_S = 1.0      # how often a worker looks whether the command that started it is gone
 
 
 def check_workers(workers, concurrency: int, server: str | None = None, device: str = "cpu") -> None:
@@ -155,6 +158,7 @@ class Workers:
 def _work(w: int, spec: WorkerSpec, inbox, tasks, results) -> None:
     """A worker process: load the model, say ready, then solve problems from ``tasks`` on
     ``share`` threads (merged into shared forward passes) until each thread takes a stop."""
+    threading.Thread(target=_end_with_parent, args=(os.getppid(),), daemon=True).start()
     try:
         from engine.models.registry import load_backend
         backend = load_backend(spec.model, threads=spec.threads, **spec.load)
@@ -168,6 +172,14 @@ def _work(w: int, spec: WorkerSpec, inbox, tasks, results) -> None:
         results.put(("ended", w, asdict(backend.decode_clock)))
     except BaseException as e:          # noqa: BLE001 — any failure goes to the parent, whole
         results.put(("error", w, _picklable(e)))
+
+
+def _end_with_parent(parent: int) -> None:
+    """Exit when the command that started this worker is gone (killed, or stopped without its
+    cleanup): a worker must not go on solving problems for no one."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_CHECK_S)
+    os._exit(1)
 
 
 def _solve_from(w, backend, method, cfg, seed, problems, share, tasks, results) -> None:
