@@ -162,10 +162,6 @@ def _work(w: int, spec: WorkerSpec, inbox, tasks, results) -> None:
     try:
         from engine.models.registry import load_backend
         backend = load_backend(spec.model, threads=spec.threads, **spec.load)
-        device = str(getattr(backend, "device", "cpu"))
-        if not device.startswith("cpu"):
-            raise ValueError(f"workers must be 1 for a model on {device}: one process batches a GPU's "
-                             f"searches best (use --concurrency alone)")
         results.put(("ready", w, backend.info))
         method, cfg, seed, problems, share = inbox.get()
         _solve_from(w, backend, method, cfg, seed, problems, share, tasks, results)
