@@ -1,6 +1,6 @@
 """Linear layers packed once for oneDNN on the CPU (engine/models/cpu_linear.py): the embedded
 model gives the same greedy tokens as with torch's own linear and logits within 1e-4; a packed
-layer's rows do not depend on how many rows share the call; training still goes through
+layer's rows agree within 1e-4 however many rows share the call; training still goes through
 ``F.linear`` (with gradients); a weight changed in place or replaced is packed again; the switch and the
 size limit turn packing off; the PPM kept for scoring is packed and scores as before."""
 
@@ -45,13 +45,15 @@ def test_the_embedded_model_decodes_the_same_tokens_packed_or_not(monkeypatch):
         assert torch.allclose(packed.model(ids).logits, plain.model(ids).logits, atol=TOL, rtol=0)
 
 
-def test_a_packed_row_is_the_same_bits_in_any_batch_of_two_or_more():
+def test_a_packed_row_is_the_same_in_any_batch_of_two_or_more():
+    # the same bits on the CPU this was written on; oneDNN may pick other kernels for other
+    # row counts on another CPU, so the rows are compared within the golden tolerance
     layer = packed_layer()
     x = torch.randn(24, 64)
     with torch.inference_mode():
         whole = layer(x)
         for rows in (2, 3, 11, 17):
-            assert torch.equal(layer(x[:rows]), whole[:rows])
+            assert torch.allclose(layer(x[:rows]), whole[:rows], atol=TOL, rtol=0)
         assert torch.allclose(whole, F.linear(x, layer.weight, layer.bias), atol=TOL, rtol=0)
 
 

@@ -9,8 +9,9 @@ skips the copy: 27 against 55 µs for 11 rows × (256 → 640), one thread, and 
 3 rows. For one row plain ``F.linear`` is faster (9 against 17 µs) and is kept.
 
 What it changes: the last bits of the floats (within 3e-6 of ``F.linear`` here; the golden
-tolerance is 1e-4), and for two rows or more a row's outputs no longer depend on how many rows
-share the call (``F.linear`` picks other kernels below 4 rows). Only for float32 weights on the
+tolerance is 1e-4); for two rows or more a row's outputs came out the same bits whatever the
+number of rows sharing the call on the CPU measured (``F.linear`` picks other kernels below 4
+rows), which oneDNN does not promise on every CPU. Only for float32 weights on the
 CPU, under no-grad or inference mode (the packed op has no backward; training calls go to
 ``F.linear``), and only while the packed copies stay under `MAX_PACKED_BYTES` (they sit beside
 the originals). A weight changed in place, or replaced, is packed again. ``THOUGHTSCOPE_PACKED_LINEAR=0`` turns
