@@ -84,18 +84,25 @@ def test_a_problem_that_fails_in_a_worker_stops_the_eval_with_its_message_at_onc
     assert len(done) <= 3, (len(done), waited)
 
 
+def _stat(pid: int) -> tuple[str, int] | None:
+    """A process's state letter and parent, from /proc; None once it is gone."""
+    try:
+        stat = open(f"/proc/{pid}/stat").read()
+    except OSError:
+        return None
+    state, ppid = stat.rsplit(")", 1)[1].split()[:2]
+    return state, int(ppid)
+
+
+def _live(pid: int) -> bool:
+    st = _stat(pid)
+    return st is not None and st[0] != "Z"
+
+
 def _children(pid: int) -> list[int]:
-    """Live (not zombie) processes whose parent is ``pid``, from /proc."""
-    out = []
-    for d in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            stat = open(f"/proc/{d}/stat").read()
-        except OSError:
-            continue
-        state, ppid = stat.rsplit(")", 1)[1].split()[:2]
-        if int(ppid) == pid and state != "Z":
-            out.append(int(d))
-    return out
+    """Live (not zombie) processes whose parent is ``pid``."""
+    return [int(d) for d in filter(str.isdigit, os.listdir("/proc"))
+            if (st := _stat(int(d))) is not None and st[1] == pid and st[0] != "Z"]
 
 
 @pytest.mark.slow
@@ -114,11 +121,9 @@ def test_workers_end_with_a_command_that_is_killed():
         cmd.kill()                                     # no cleanup runs in the command
         cmd.wait(timeout=30)
         deadline = time.monotonic() + 15
-        alive = lambda: [w for w in workers if os.path.exists(f"/proc/{w}")
-                         and open(f"/proc/{w}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"]
-        while alive() and time.monotonic() < deadline:
+        while any(map(_live, workers)) and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert alive() == [], "workers went on after their command was killed"
+        assert [w for w in workers if _live(w)] == [], "workers went on after their command was killed"
     finally:
         cmd.kill()
 
