@@ -34,6 +34,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from engine.models import cascade
 from engine.models.base import Generation, Stopped, StopSpec, TokenLogprob, stop_if
 from engine.models.prefill import Prefill
 from engine.models.prefix_cache import PrefixCache
@@ -54,6 +55,7 @@ class DecodeClock:
     passes: int = 0
     rows: int = 0             # summed over the decode passes: rows / passes is the mean batch
     columns: int = 0          # summed likewise: the mean width of the key/value cache
+    cascade: int = 0          # decode passes whose attention read each shared prompt once (cascade.py)
     joins: float = 0.0
     forward: float = 0.0
     sampling: float = 0.0
@@ -65,7 +67,7 @@ class DecodeClock:
         d = {k: v - getattr(before, k) for k, v in asdict(self).items()}
         passes = d["passes"]
         return {"passes": passes, "rows_mean": round(d["rows"] / passes, 2) if passes else 0,
-                "columns_mean": round(d["columns"] / passes, 1) if passes else 0,
+                "columns_mean": round(d["columns"] / passes, 1) if passes else 0, "cascade_passes": d["cascade"],
                 "seconds": {k: round(d[k], 2) for k in ("joins", "forward", "sampling", "stop_checks", "leaves")}}
 
     def copy(self) -> "DecodeClock":
@@ -97,6 +99,7 @@ class Request:
     fed: list = field(default_factory=list)          # new tokens whose key/values are in the cache
     slots: list = field(default_factory=list)        # per row: its row in the decoder's batch
     end_logits: list = field(default_factory=list)   # next-token logits after the last fed token
+    spans: dict = field(default_factory=dict)        # where its prompts lie in the batch (cascade.py)
     result: list[Generation] | None = None
     error: BaseException | None = None
 
@@ -130,6 +133,7 @@ class Decoder(Prefill):
         self.b = backend
         self.clock: DecodeClock = backend.decode_clock
         self.growing = backend.plain_cache
+        self.cascade = getattr(backend, "cascade", False)     # shared prompts read once (cascade.py)
         self.requests: list[Request] = []
         self.cache = self.mask = self.next_pos = self.logits = None
 
@@ -249,7 +253,8 @@ class Decoder(Prefill):
             col[feed] = 1
             ids_in = torch.where(col.bool(), chosen[:, None], b._pad)    # on the device: no copy back
             self.mask = torch.cat([self.mask, col], dim=1)
-            self.logits = self._forward(ids_in, self.mask, self.next_pos, self.cache)
+            shared = cascade.plan(self.requests, self.mask) if self.cascade else None
+            self.logits = self._forward(ids_in, self.mask, self.next_pos, self.cache, shared)
             self.next_pos = self.next_pos + 1
             fed = set(feed)
             for r in self.requests:
@@ -261,6 +266,7 @@ class Decoder(Prefill):
             clock.passes += 1
             clock.rows += batch
             clock.columns += self.mask.shape[1]
+            clock.cascade += shared is not None
         t3 = time.perf_counter()
         clock.forward += t3 - t2
         finished = [r for r in self.requests if r.finished]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import torch
 
+from engine.models import cascade
 from engine.models.prefix_cache import Match, PrefixCache
 
 
@@ -37,10 +38,13 @@ class Prefill:
         cache.layers = [cache.layer_class_to_replicate() for _ in range(self.b.num_layers)]
         return cache
 
-    def _forward(self, input_ids, mask, positions, cache):
+    def _forward(self, input_ids, mask, positions, cache, shared=None):
         """The model's next-token logits (rows, vocab), as float32; only the last position's
-        logits are computed (``logits_to_keep=1``): a prompt's other positions are never read."""
+        logits are computed (``logits_to_keep=1``): a prompt's other positions are never read.
+        ``shared``: a decode pass's `cascade.Plan`, which then stands in for the mask."""
         kw = {self.b.cache_kw: cache, **({"logits_to_keep": 1} if self.b.keeps_logits else {})}
+        if shared is not None:
+            mask, kw["cascade"] = cascade.placeholder_mask(), shared
         out = self.b.model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True, **kw)
         return out.logits[:, -1, :].float().to(self.b.device)   # spread over GPUs: from the last one
 

@@ -31,6 +31,7 @@ from typing import Callable, Sequence
 import torch
 from safetensors import SafetensorError
 
+from engine.models import cascade
 from engine.models.base import (MAX_NEW_TOKENS_LIMIT, Generation, InputError, ModelInfo, ModelLoadError,
                                 StopSpec, TokenDistribution, TokenLogprob, stop_if)
 from engine.models.prefix_cache import PREFIX_CACHE_MB, PrefixCache  # noqa: F401 (re-exported)
@@ -180,6 +181,8 @@ class TransformersBackend:
         types = getattr(text_cfg, "layer_types", None)
         self.sliding_window = bool(getattr(text_cfg, "sliding_window", None)) and (
             types is None or "sliding_attention" in types)
+        # on the CPU, a decode pass of many rows reads each shared prompt's keys once (cascade.py)
+        self.cascade = self.device == "cpu" and self.plain_cache and not self.sliding_window and cascade.enable(model)
         self.configure_prefix_cache(prefix_cache_mb)
 
     # ---- loading -------------------------------------------------------------------------
