@@ -81,6 +81,8 @@ def test_eval_with_concurrency_4_gives_the_per_problem_answers_of_concurrency_1(
     assert set(d1["seconds"]) == {"joins", "forward", "sampling", "stop_checks", "leaves"}
     assert all(v >= 0 for v in [*d1["seconds"].values(), *d4["seconds"].values()])
     assert d1["seconds"]["forward"] > 0 and d4["columns_mean"] > 0
+    # one search's 3 rows keep plain attention; merged passes read shared prompts once (cascade.py)
+    assert d1["cascade_passes"] == 0 < d4["cascade_passes"] <= d4["passes"]
 
 
 def _alone(b, prompts, sampling, seed, n=24):
