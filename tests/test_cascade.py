@@ -107,10 +107,14 @@ def _run(backend, calls, join_after=5):
     return [g for r in reqs for g in r.result]
 
 
-def test_a_batch_decoded_with_the_cascade_gives_the_tokens_of_plain_attention(monkeypatch):
-    with_it = load_backend(DEFAULT_MODEL)
+@pytest.mark.parametrize("model", ["embedded", "qwen2"])
+def test_a_batch_decoded_with_the_cascade_gives_the_tokens_of_plain_attention(model, tiny_qwen2_dir, monkeypatch):
+    # the embedded Llama, and a random Qwen2 with grouped-query heads
+    load = (lambda: load_backend(DEFAULT_MODEL)) if model == "embedded" else (
+        lambda: TransformersBackend.load(tiny_qwen2_dir))
+    with_it = load()
     monkeypatch.setenv("THOUGHTSCOPE_CASCADE", "0")
-    without = load_backend(DEFAULT_MODEL)
+    without = load()
     assert with_it.cascade and not without.cascade
     q = ["Q: 12 + 30 * 2 = ?\nA:", "Q: 7 * 8 - 5 = ?\nA:", "Q: (4 + 9) * 3 = ?\nA:"]
     calls = [([q[0]] * 3, 1), ([q[1]] * 3, 2), ([q[2]] * 3, 3)]
@@ -128,6 +132,34 @@ def test_the_cascade_applies_to_plain_causal_models_only_and_can_be_turned_off(t
     assert not TransformersBackend.load(save_tiny(tmp_path / "gemma2", "gemma2")).cascade
     phi3 = TransformersBackend.load(save_tiny(tmp_path / "phi3", "phi3"))
     assert not phi3.cascade and phi3.model.config._attn_implementation == "sdpa"
+    bf16 = TransformersBackend.load(tiny_llama_dir, dtype="bfloat16")
+    assert not bf16.cascade and bf16.model.config._attn_implementation == "sdpa"
     monkeypatch.setenv("THOUGHTSCOPE_CASCADE", "0")
     off = TransformersBackend.load(tiny_llama_dir)
     assert not off.cascade and off.model.config._attn_implementation == "sdpa"
+
+
+def test_a_plan_reused_from_the_last_pass_equals_one_made_afresh(monkeypatch):
+    """While the same calls run in the same rows, `Planner` extends the last plan by this pass's
+    column; at every pass of a real batch (calls joining midway, rows finishing) it equals `plan`."""
+    checked = {"reused": 0, "passes": 0}
+    real_call = cascade.Planner.__call__
+
+    def checking(self, requests, mask):
+        reused = self._last is not None and self._last[2] == mask.shape[1] - 1
+        got, want = real_call(self, requests, mask), cascade.plan(requests, mask)
+        assert (got is None) == (want is None)
+        if got is not None:
+            checked["passes"] += 1
+            checked["reused"] += reused
+            assert torch.equal(got.perm, want.perm) and torch.equal(got.inv, want.inv)
+            assert [g[:5] for g in got.groups] == [g[:5] for g in want.groups] and got.own_from == want.own_from
+            assert torch.equal(got.own_mask, want.own_mask) and torch.equal(got.empty, want.empty)
+            assert got.shared == want.shared
+        return got
+
+    monkeypatch.setattr(cascade.Planner, "__call__", checking)
+    b = load_backend(DEFAULT_MODEL)
+    _run(b, [(["Q: 12 + 30 * 2 = ?\nA:"] * 3, 1), (["Q: 7 * 8 - 5 = ?\nA:"] * 3, 2),
+             (["Q: (4 + 9) * 3 = ?\nA:"] * 2 + ["Q: 5 * 5 = ?\nA:"], 3)])
+    assert checked["passes"] > 0 and 0 < checked["reused"] < checked["passes"]

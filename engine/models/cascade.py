@@ -24,8 +24,8 @@ against 37.4 s), so a pass uses it only with at least `MIN_ROWS` rows and when i
 `MAX_READ` of what plain attention reads; otherwise, and for every prompt pass, the attention
 is transformers' SDPA, unchanged.
 
-Where: models on the CPU whose attention is SDPA over plain causal layers (the architectures in
-`ARCHITECTURES`, no sliding window), grouped-query heads included. A GPU's attention kernels and
+Where: float32 models on the CPU whose attention is SDPA over plain causal layers (the
+architectures in `ARCHITECTURES`, no sliding window), grouped-query heads included. A GPU's attention kernels and
 the servers (vLLM, SGLang) have their own prefix sharing. ``THOUGHTSCOPE_CASCADE=0`` turns it off.
 
 Not here: the batch's row layout and what it stores (decode.py, growing_cache.py).
@@ -51,9 +51,13 @@ def enable(model) -> bool:
     """Switch ``model`` (on the CPU, loaded with SDPA) to the cascade attention where it applies;
     returns whether it did. Its prompt passes keep SDPA; only planned decode passes change."""
     cfg = model.config
-    if (os.environ.get("THOUGHTSCOPE_CASCADE", "1") == "0" or getattr(cfg, "model_type", None) not in ARCHITECTURES
-            or cfg._attn_implementation != "sdpa" or getattr(cfg, "sliding_window", None)
-            or _FLASH is None):
+    if os.environ.get("THOUGHTSCOPE_CASCADE", "1") == "0":
+        return False
+    if cfg._attn_implementation == NAME:            # the same model wrapped again
+        return True
+    if (getattr(cfg, "model_type", None) not in ARCHITECTURES or cfg._attn_implementation != "sdpa"
+            or getattr(cfg, "sliding_window", None) or _FLASH is None
+            or next(model.parameters()).dtype != torch.float32):    # the plan's masks are float32
         return False
     from transformers import AttentionInterface
     from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
@@ -74,7 +78,8 @@ class Plan:
     """One decode pass's layout: ``perm`` lists the rows group by group (``inv`` undoes it);
     ``groups`` are (first row, start, end in ``perm``, prompt columns ``lo:hi``, mask over them
     or None); the generated part is columns ``own_from:`` with ``own_mask`` (rows, 1, 1, width)
-    and ``empty`` (rows, 1): -inf for a row with no generated column there yet."""
+    and ``empty`` (rows, 1): -inf for a row with no generated column there yet; ``shared``: the
+    prompt columns read, summed over the groups."""
 
     perm: torch.Tensor
     inv: torch.Tensor
@@ -82,6 +87,39 @@ class Plan:
     own_from: int
     own_mask: torch.Tensor
     empty: torch.Tensor
+    shared: int
+
+
+class Planner:
+    """`plan` for one decoder's passes. While the same calls run in the same rows, the layout
+    holds from one pass to the next (columns are added on the right only), so the last plan is
+    reused with this pass's column added to the generated part."""
+
+    def __init__(self) -> None:
+        self._last = None           # (the requests, their rows, columns, the plan)
+
+    def reset(self) -> None:
+        self._last = None
+
+    def __call__(self, requests, mask: torch.Tensor) -> Plan | None:
+        rows, columns = mask.shape
+        slots = [tuple(r.slots) for r in requests]
+        last = self._last
+        if (last is not None and last[2] == columns - 1 and last[1] == slots
+                and all(a is b for a, b in zip(last[0], requests))):
+            p = last[3]
+            if p.shared + rows * (columns - p.own_from) > MAX_READ * rows * columns:
+                self._last = None
+                return None
+            fed = mask[:, -1:] != 0                 # this pass's column: a row's own token where fed
+            col = torch.zeros((rows, 1, 1, 1), dtype=torch.float32, device=mask.device).masked_fill_(
+                ~fed[:, :, None, None], float("-inf"))
+            p = Plan(p.perm, p.inv, p.groups, p.own_from, torch.cat([p.own_mask, col], dim=3),
+                     p.empty.masked_fill(fed, 0.0), p.shared)
+        else:
+            p = plan(requests, mask)
+        self._last = None if p is None else (list(requests), slots, columns, p)
+        return p
 
 
 def plan(requests, mask: torch.Tensor) -> Plan | None:
@@ -133,7 +171,7 @@ def plan(requests, mask: torch.Tensor) -> Plan | None:
     empty = torch.zeros((rows, 1), dtype=torch.float32, device=device).masked_fill_(~own.any(dim=1, keepdim=True),
                                                                                      float("-inf"))
     own_mask = torch.zeros(own.shape, dtype=torch.float32, device=device).masked_fill_(~own, float("-inf"))
-    return Plan(perm, inv, groups, own_from, own_mask[:, None, None, :], empty)
+    return Plan(perm, inv, groups, own_from, own_mask[:, None, None, :], empty, sum(spans))
 
 
 def attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None,

@@ -133,12 +133,15 @@ class Decoder(Prefill):
         self.b = backend
         self.clock: DecodeClock = backend.decode_clock
         self.growing = backend.plain_cache
-        self.cascade = getattr(backend, "cascade", False)     # shared prompts read once (cascade.py)
+        # shared prompts read once (cascade.py)
+        self.planner = cascade.Planner() if getattr(backend, "cascade", False) else None
         self.requests: list[Request] = []
         self.cache = self.mask = self.next_pos = self.logits = None
 
     def clear(self) -> None:
         self.requests = []
+        if self.planner is not None:
+            self.planner.reset()
         self.cache = self.mask = self.next_pos = self.logits = None
 
     @property
@@ -253,7 +256,7 @@ class Decoder(Prefill):
             col[feed] = 1
             ids_in = torch.where(col.bool(), chosen[:, None], b._pad)    # on the device: no copy back
             self.mask = torch.cat([self.mask, col], dim=1)
-            shared = cascade.plan(self.requests, self.mask) if self.cascade else None
+            shared = self.planner(self.requests, self.mask) if self.planner else None
             self.logits = self._forward(ids_in, self.mask, self.next_pos, self.cache, shared)
             self.next_pos = self.next_pos + 1
             fed = set(feed)

@@ -151,10 +151,16 @@ def slot_layer():
             def keep(self, index: list[int]) -> None:
                 """Row j becomes old row ``index[j]``; only the rows that move are copied."""
                 moves = [(j, i) for j, i in enumerate(index) if i != j]
-                if moves:
+                span = slice(self.first, self.end)
+                if moves and not {j for j, _ in moves} & {i for _, i in moves}:
+                    # the decoder's leaves: rows from the end into freed places, no row both read
+                    # and written, so row by row (a third of the time of an indexed copy here)
+                    for j, i in moves:
+                        self._k[j, :, span].copy_(self._k[i, :, span])
+                        self._v[j, :, span].copy_(self._v[i, :, span])
+                elif moves:
                     dst = torch.tensor([j for j, _ in moves], device=self._k.device)
                     src = torch.tensor([i for _, i in moves], device=self._k.device)
-                    span = slice(self.first, self.end)
                     self._k[dst, :, span] = self._k[src, :, span]     # gathered first, then written
                     self._v[dst, :, span] = self._v[src, :, span]
                 self.rows = len(index)
