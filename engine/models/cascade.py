@@ -25,8 +25,10 @@ against 37.4 s), so a pass uses it only with at least `MIN_ROWS` rows and when i
 is transformers' SDPA, unchanged.
 
 Where: float32 models on the CPU whose attention is SDPA over plain causal layers (the
-architectures in `ARCHITECTURES`, no sliding window), grouped-query heads included. A GPU's attention kernels and
-the servers (vLLM, SGLang) have their own prefix sharing. ``THOUGHTSCOPE_CASCADE=0`` turns it off.
+architectures in `ARCHITECTURES`, no sliding window), grouped-query heads included; a GPU's
+attention kernels and the servers (vLLM, SGLang) have their own prefix sharing. Plans are reused
+from pass to pass while the same calls run in the same rows (`Planner`).
+``THOUGHTSCOPE_CASCADE=0`` turns it off.
 
 Not here: the batch's row layout and what it stores (decode.py, growing_cache.py).
 """
