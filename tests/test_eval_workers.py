@@ -3,7 +3,8 @@
 time (answers, tokens, nodes, triage: exactly); a worker's error reaches the command as its own
 one-line message, at once (a problem that fails does not wait for the worker's other searches);
 a worker that dies is named with its exit code; workers end when their command is killed; bad
-settings are refused before any model loads."""
+settings are refused before any model loads; ``--workers auto`` (the default) picks one worker per
+idle core and per 2 searches, within half the free memory, and 1 where workers cannot help."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from engine.evaluation.evaluate import eval_problems, run_eval
-from engine.evaluation.workers import WorkerSpec, Workers, check_workers, shares
+from engine.evaluation.workers import (PROCESS_BYTES, WorkerSpec, Workers, auto_workers, check_workers,
+                                        model_bytes, shares)
 from engine.models.base import InputError
 from engine.models.registry import DEFAULT_MODEL, load_backend
 from engine.search import METHODS
@@ -145,3 +147,38 @@ def test_searches_are_shared_out_as_evenly_as_whole_numbers_allow():
     assert shares(7, 3) == [3, 2, 2]
     assert shares(2, 2) == [1, 1]
     assert sum(shares(13, 5)) == 13
+
+
+def test_auto_picks_a_worker_per_core_and_per_two_searches_within_half_the_free_memory():
+    gib = 2**30
+    assert auto_workers(8, 2, copy_bytes=gib, free_bytes=16 * gib) == 2           # this machine: 2 cores
+    assert auto_workers(8, 16, copy_bytes=gib, free_bytes=16 * gib) == 4          # 2 searches a worker at least
+    assert auto_workers(8, 16, copy_bytes=4 * gib, free_bytes=16 * gib) == 2      # half of 16 GiB holds 2 copies
+    assert auto_workers(8, 16, copy_bytes=12 * gib, free_bytes=16 * gib) == 1     # not even one more copy
+    assert auto_workers(3, 8, copy_bytes=gib, free_bytes=16 * gib) == 1           # fewer than 4 searches
+    assert auto_workers(8, 1, copy_bytes=gib, free_bytes=16 * gib) == 1           # one idle core
+    assert auto_workers(8, 8, copy_bytes=None, free_bytes=16 * gib) == 1          # a model of unknown size
+    assert auto_workers(8, 8, copy_bytes=gib, free_bytes=16 * gib, server="http://127.0.0.1:1") == 1
+    assert auto_workers(8, 8, copy_bytes=gib, free_bytes=16 * gib, gpu=True) == 1
+
+
+def test_a_models_size_is_read_from_its_files(tmp_path):
+    embedded = model_bytes(DEFAULT_MODEL)
+    assert embedded is not None and 0 < embedded < PROCESS_BYTES            # a few MB of weights, twice over
+    (tmp_path / "m.gguf").write_bytes(b"\0" * 1000)
+    assert model_bytes(str(tmp_path / "m.gguf")) == 8000                    # dequantized to float32
+    assert model_bytes("someone/not-downloaded-here") is None                # a hub id: unknown, so 1 worker
+
+
+@pytest.mark.slow
+def test_eval_spreads_searches_over_workers_by_default_where_they_help():
+    auto = cli("eval", "--method", "mcts", "--tier", "hard", "--n", "4", "--rollouts", "2",
+               "--concurrency", "4", "--threads", "2", "--json")
+    assert auto.returncode == 0, auto.stderr
+    assert json.loads(auto.stdout)["workers"] == 2
+    few = cli("eval", "--method", "mcts", "--tier", "hard", "--n", "2", "--rollouts", "2",
+              "--concurrency", "3", "--threads", "2", "--json")
+    assert few.returncode == 0, few.stderr
+    assert "workers" not in json.loads(few.stdout)                          # 3 searches: one process
+    bad = cli("eval", "--method", "mcts", "--workers", "many")
+    assert bad.returncode != 0 and "--workers must be auto or a whole number from 1 to 64" in bad.stderr

@@ -19,7 +19,7 @@ import sys
 from contextlib import contextmanager
 
 from engine.cli.flags import (_Parser, _add_config_flags, _add_model_flags, _add_sampling_flags, _format_kwargs,
-                              _load, _load_kwargs, _number, _server_kwargs, config_from_args)
+                              _load, _load_kwargs, _number, _server_kwargs, _workers, config_from_args)
 from engine.cli.words import CliError, _message, _t, _use_environment_language  # noqa: F401 (submodules: _t)
 from engine.models.base import InputError, ModelLoadError
 from engine.search.common import MAX_SOLUTION_TOKENS
@@ -130,9 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help=_t("solve K problems at once (tree searches, se, sugar): locally their model calls share "
                         "forward passes, through --server K requests are in flight; each search's events are "
                         "those it yields alone (docs/scaling.md)"))
-    e.add_argument("--workers", type=_number(int, 1, 64, "--workers"), default=1, metavar="W",
+    e.add_argument("--workers", type=_workers, default="auto", metavar="W",
                    help=_t("with --concurrency K on a CPU: spread the K searches over W processes, each with "
-                        "its own copy of the model and its share of the cores (docs/scaling.md)"))
+                        "its own copy of the model and its share of the cores; auto (default): one per idle "
+                        "core and per 2 searches, as many as fit in half the free memory (docs/scaling.md)"))
     _add_config_flags(e, [EvalConfig] + [m.config for m in METHODS.values()])
 
     from engine.cli.sweep import add_sweep_parser
@@ -236,8 +237,10 @@ def cmd_eval(args) -> int:
     cfg = config_from_args(cls, args, args.method)
     _eval_source_flags(args)
     from engine.evaluation.concurrent import check_concurrency
-    from engine.evaluation.workers import check_workers
+    from engine.evaluation.workers import check_workers, resolve_workers
     check_concurrency(args.method, args.concurrency)      # refused before the model loads
+    args.workers = resolve_workers(args.workers, args.concurrency, args.model, args.threads, args.server,
+                                   args.device)
     check_workers(args.workers, args.concurrency, args.server, args.device)
     events = tuple(args.events) if args.events else None
     tier, dataset = args.tier or "hard", None

@@ -30,6 +30,19 @@ def _number(kind, lo, hi, name):
     return parse
 
 
+def _workers(text: str):
+    """--workers: auto, or a whole number from 1 to 64."""
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 64:
+        raise argparse.ArgumentTypeError(f"--workers must be auto or a whole number from 1 to 64, got {text!r}")
+    return value
+
+
 def _boolean(name):
     def parse(text: str) -> bool:
         value = {"true": True, "yes": True, "on": True, "1": True,

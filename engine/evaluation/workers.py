@@ -16,7 +16,10 @@ workers, so they can exceed the wall time). A worker that fails stops the eval w
 one that dies is named with its exit code; a worker whose command is killed ends within a second.
 
 Only for a local model on the CPU: a GPU is one device that one process batches best, and a
-server (--server) batches the requests of K searches itself.
+server (--server) batches the requests of K searches itself. ``--workers auto`` (the default)
+picks the count (`auto_workers`): one per idle core, at most one per 2 searches, and no more
+copies of the model than fit in half the free memory; 1 for a GPU, a server, a hub id whose
+files are not here, or fewer than 4 searches.
 
 Not here: one process's merged searches (concurrent.py), one problem's evaluation (evaluate.py).
 """
@@ -31,9 +34,14 @@ import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Callable, Sequence
 
 MAX_WORKERS = 64
+AUTO = "auto"
+AUTO_PER_WORKER = 2          # --workers auto: at least 2 searches a worker (its forward passes still merge)
+AUTO_MEMORY_SHARE = 0.5      # ... and the workers' copies of the model in at most half the free memory
+PROCESS_BYTES = 512 * 2**20  # a worker beside its model: Python, torch, the searches (about 500 MB measured)
 POLL_S = 0.5              # how often the parent looks whether a worker died while it waits
 PARENT_CHECK_S = 1.0      # how often a worker looks whether the command that started it is gone
 
@@ -54,6 +62,52 @@ def check_workers(workers, concurrency: int, server: str | None = None, device: 
     if workers > concurrency:
         raise ValueError(f"workers must be at most concurrency ({concurrency}): each worker runs at least "
                          f"one search, got {workers}")
+
+
+def auto_workers(concurrency: int, cores: int, *, copy_bytes: int | None, free_bytes: int | None,
+                 server: str | None = None, gpu: bool = False) -> int:
+    """How many workers ``--workers auto`` runs: 1 for a server, a GPU, one idle core, fewer than
+    4 searches or a model of unknown size; else one per core, at most one per `AUTO_PER_WORKER`
+    searches, and only as many as copies of ``copy_bytes`` (the model and a worker's own process)
+    fit in `AUTO_MEMORY_SHARE` of ``free_bytes``."""
+    if server or gpu or cores < 2 or not copy_bytes or not free_bytes:
+        return 1
+    fit = int(AUTO_MEMORY_SHARE * free_bytes // copy_bytes)
+    return max(1, min(cores, concurrency // AUTO_PER_WORKER, fit))
+
+
+def model_bytes(model: str) -> int | None:
+    """About what one copy of ``model`` takes loaded on the CPU in float32, from its files: a
+    checkpoint's weights twice over (a bfloat16 one doubles), a GGUF's eight times (quantized
+    weights are dequantized); None where the files are not here (a hub id, a missing model)."""
+    from engine.models.registry import resolve
+    try:
+        _, source, gguf = resolve(model)
+    except Exception:               # noqa: BLE001 — the load itself says what is wrong
+        return None
+    path = Path(source) / gguf if gguf else Path(source)
+    if path.is_file():
+        return path.stat().st_size * (8 if path.suffix == ".gguf" else 2)
+    if path.is_dir():
+        weights = [f for f in path.iterdir() if f.suffix in (".safetensors", ".bin")]
+        return sum(f.stat().st_size for f in weights) * 2 or None
+    return None
+
+
+def resolve_workers(workers, concurrency: int, model: str, threads: int | None, server: str | None,
+                    device: str) -> int:
+    """``--workers`` as given, or the count ``auto`` picks for this eval (`auto_workers`)."""
+    if workers != AUTO:
+        return workers
+    if server or concurrency < 2 * AUTO_PER_WORKER:
+        return 1
+    import psutil
+    import torch
+    from engine.models.threads import wanted_threads
+    size = model_bytes(model)
+    return auto_workers(concurrency, wanted_threads(threads), copy_bytes=size and size + PROCESS_BYTES,
+                        free_bytes=psutil.virtual_memory().available,
+                        gpu=device != "cpu" and torch.cuda.is_available())
 
 
 def shares(k: int, workers: int) -> list[int]:
