@@ -27,7 +27,7 @@ def _layout():
     """A batch of 9 rows in 40 columns (this pass's column is the last): request A (3 rows,
     joined 6 steps ago, prompt of 20), B (2 rows, rows apart, joined 2 steps ago, prompt of
     12 with 3 pads inside: cached part, pads, new part), C (1 row, 9 steps ago), D (3 rows,
-    joined just now), and a done row of A that is no longer fed."""
+    joined just now), a done row of A that is no longer fed, and a row of D not fed at all."""
     cols = 40
     mask = torch.zeros(9, cols, dtype=torch.long)
     a, b, c, d = _request([0, 4, 2], 20, 6), _request([1, 6], 12, 2), _request([3], 15, 9), _request([5, 7, 8], 25, 0)
@@ -42,6 +42,7 @@ def _layout():
         mask[row, j - 4:j] = 1
         mask[row, j:] = 1
     mask[4, -3:] = 0                        # A's second row is done: not fed for the last 3 tokens
+    mask[8, -1] = 0                         # D's last row ended at its first token: nothing of its own yet
     return [a, b, c, d], mask
 
 
@@ -75,6 +76,7 @@ def test_cascade_attention_equals_sdpa_over_the_whole_batch(heads, kv_heads):
         q, k.repeat_interleave(heads // kv_heads, 1), v.repeat_interleave(heads // kv_heads, 1),
         attn_mask=additive, scale=dim ** -0.5)
     assert got.shape == (9, 1, heads, dim)
+    assert plan.empty[8].item() == float("-inf") and plan.empty[:8].eq(0).all()
     assert torch.allclose(got, want.transpose(1, 2), atol=1e-5, rtol=0)
     # the pads inside B's prompt were read as pads: B's group carries a mask over them
     b_group = next(g for g in plan.groups if g[0] == 1)
