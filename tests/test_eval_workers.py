@@ -19,7 +19,7 @@ import pytest
 
 from engine.evaluation.evaluate import eval_problems, run_eval
 from engine.evaluation.workers import (PROCESS_BYTES, WorkerSpec, Workers, auto_workers, check_workers,
-                                        model_bytes, shares)
+                                        model_bytes, resolve_workers, shares)
 from engine.models.base import InputError
 from engine.models.registry import DEFAULT_MODEL, load_backend
 from engine.search import METHODS
@@ -158,7 +158,9 @@ def test_auto_picks_a_worker_per_core_and_per_two_searches_within_half_the_free_
     assert auto_workers(3, 8, copy_bytes=gib, free_bytes=16 * gib) == 1           # fewer than 4 searches
     assert auto_workers(8, 1, copy_bytes=gib, free_bytes=16 * gib) == 1           # one idle core
     assert auto_workers(8, 8, copy_bytes=None, free_bytes=16 * gib) == 1          # a model of unknown size
-    assert auto_workers(8, 8, copy_bytes=gib, free_bytes=16 * gib, server="http://127.0.0.1:1") == 1
+    assert resolve_workers("auto", 8, DEFAULT_MODEL, 2, "http://127.0.0.1:1", "cpu") == 1   # a server
+    assert resolve_workers("auto", 8, DEFAULT_MODEL, 2, None, "cpu") == 2                  # the CLI's path
+    assert resolve_workers(3, 8, DEFAULT_MODEL, 2, None, "cpu") == 3                       # as given
     assert auto_workers(8, 8, copy_bytes=gib, free_bytes=16 * gib, gpu=True) == 1
 
 

@@ -54,23 +54,29 @@ def check_workers(workers, concurrency: int, server: str | None = None, device: 
     if workers > 1 and server:
         raise ValueError("workers must be 1 with --server: the server batches the requests of "
                          "--concurrency K searches itself")
-    if workers > 1 and device != "cpu":
-        import torch
-        if torch.cuda.is_available():
-            raise ValueError(f"workers must be 1 for a model on {device}: one process batches a GPU's "
-                             f"searches best (use --concurrency alone)")
+    if workers > 1 and _on_gpu(device):
+        raise ValueError(f"workers must be 1 for a model on {device}: one process batches a GPU's "
+                         f"searches best (use --concurrency alone)")
     if workers > concurrency:
         raise ValueError(f"workers must be at most concurrency ({concurrency}): each worker runs at least "
                          f"one search, got {workers}")
 
 
+def _on_gpu(device: str) -> bool:
+    """Whether a model loaded with ``--device device`` goes to a GPU (auto: where there is one)."""
+    if device == "cpu":
+        return False
+    import torch
+    return torch.cuda.is_available()
+
+
 def auto_workers(concurrency: int, cores: int, *, copy_bytes: int | None, free_bytes: int | None,
-                 server: str | None = None, gpu: bool = False) -> int:
-    """How many workers ``--workers auto`` runs: 1 for a server, a GPU, one idle core, fewer than
-    4 searches or a model of unknown size; else one per core, at most one per `AUTO_PER_WORKER`
-    searches, and only as many as copies of ``copy_bytes`` (the model and a worker's own process)
-    fit in `AUTO_MEMORY_SHARE` of ``free_bytes``."""
-    if server or gpu or cores < 2 or not copy_bytes or not free_bytes:
+                 gpu: bool = False) -> int:
+    """How many workers ``--workers auto`` runs for a local model: 1 on a GPU, with one idle core,
+    fewer than 4 searches or a model of unknown size; else one per core, at most one per
+    `AUTO_PER_WORKER` searches, and only as many as copies of ``copy_bytes`` (the model and a
+    worker's own process) fit in `AUTO_MEMORY_SHARE` of ``free_bytes``."""
+    if gpu or cores < 2 or not copy_bytes or not free_bytes:
         return 1
     fit = int(AUTO_MEMORY_SHARE * free_bytes // copy_bytes)
     return max(1, min(cores, concurrency // AUTO_PER_WORKER, fit))
@@ -96,18 +102,17 @@ def model_bytes(model: str) -> int | None:
 
 def resolve_workers(workers, concurrency: int, model: str, threads: int | None, server: str | None,
                     device: str) -> int:
-    """``--workers`` as given, or the count ``auto`` picks for this eval (`auto_workers`)."""
+    """``--workers`` as given, or the count ``auto`` picks for this eval (`auto_workers`); 1 for a
+    server, which batches the searches' requests itself."""
     if workers != AUTO:
         return workers
-    if server or concurrency < 2 * AUTO_PER_WORKER:
+    if server or concurrency < 2 * AUTO_PER_WORKER:   # before sampling the cores (0.2 s) and sizes
         return 1
     import psutil
-    import torch
     from engine.models.threads import wanted_threads
     size = model_bytes(model)
     return auto_workers(concurrency, wanted_threads(threads), copy_bytes=size and size + PROCESS_BYTES,
-                        free_bytes=psutil.virtual_memory().available,
-                        gpu=device != "cpu" and torch.cuda.is_available())
+                        free_bytes=psutil.virtual_memory().available, gpu=_on_gpu(device))
 
 
 def shares(k: int, workers: int) -> list[int]:
