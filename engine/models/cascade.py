@@ -47,6 +47,7 @@ ARCHITECTURES = ("llama", "qwen2", "qwen3", "mistral")   # model_type: attention
 # the CPU flash kernel SDPA itself runs, called directly for the log-sum-exp it also returns
 _FLASH = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
 _EMPTY_MASK = torch.zeros(1, 1, 1, 1)  # a 4D mask, which transformers passes on without building one
+_sdpa = None                           # transformers' SDPA attention, for every pass not planned (set by enable)
 
 
 def enable(model) -> bool:
@@ -61,8 +62,11 @@ def enable(model) -> bool:
             or getattr(cfg, "sliding_window", None) or _FLASH is None
             or next(model.parameters()).dtype != torch.float32):    # the plan's masks are float32
         return False
+    global _sdpa
     from transformers import AttentionInterface
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
     from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+    _sdpa = sdpa_attention_forward
     AttentionInterface.register(NAME, attention)
     AttentionMaskInterface.register(NAME, sdpa_mask)     # prompt passes: the masks SDPA gets
     cfg._attn_implementation = NAME
@@ -136,7 +140,7 @@ def plan(requests, mask: torch.Tensor) -> Plan | None:
     rows, columns = mask.shape
     if rows < MIN_ROWS:
         return None
-    order, groups, spans, joined = [], [], [], []
+    order, groups, spans, join_col = [], [], [], [0] * rows
     own_from = columns
     for r in requests:
         j = columns - 1 - r.step
@@ -159,17 +163,16 @@ def plan(requests, mask: torch.Tensor) -> Plan | None:
             order.extend(r.slots[i:k])
             spans.append(span)
             i = k
-        joined.extend((row, j) for row in r.slots)
+        for row in r.slots:
+            join_col[row] = j
     if sum(spans) + rows * (columns - own_from) > MAX_READ * rows * columns:
         return None
     device = mask.device
     perm = torch.tensor(order, device=device)
     inv = torch.empty_like(perm)
     inv[perm] = torch.arange(rows, device=device)
-    join_col = torch.empty(rows, dtype=torch.long, device=device)
-    join_col[torch.tensor([row for row, _ in joined], device=device)] = torch.tensor(
-        [j for _, j in joined], device=device)
-    own = (mask[:, own_from:] != 0) & (torch.arange(own_from, columns, device=device)[None, :] >= join_col[:, None])
+    joined = torch.tensor(join_col, device=device)[:, None]
+    own = (mask[:, own_from:] != 0) & (torch.arange(own_from, columns, device=device)[None, :] >= joined)
     empty = torch.zeros((rows, 1), dtype=torch.float32, device=device).masked_fill_(~own.any(dim=1, keepdim=True),
                                                                                      float("-inf"))
     own_mask = torch.zeros(own.shape, dtype=torch.float32, device=device).masked_fill_(~own, float("-inf"))
@@ -182,9 +185,7 @@ def attention(module, query, key, value, attention_mask, dropout: float = 0.0, s
     (rows, heads, 1, head_dim); key, value (rows, kv_heads, columns, head_dim), the batch's
     cache views. Returns (rows, 1, heads, head_dim), as SDPA's does."""
     if cascade is None:
-        from transformers.integrations.sdpa_attention import sdpa_attention_forward
-        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
-                                      scaling=scaling, **kwargs)
+        return _sdpa(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
     p = cascade
     rows, heads, _, dim = query.shape
     kv_heads = key.shape[1]
